@@ -1,0 +1,34 @@
+# Postroom — the two commands of the quick start, and a few helpers.
+PYTHON ?= python3
+VENV ?= .venv
+
+.PHONY: run test install install-dev lock lint
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+
+install: $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet --require-hashes -r requirements/base.txt
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
+
+install-dev: install
+	$(VENV)/bin/pip install --quiet --require-hashes -r requirements/base.txt -r requirements/dev.txt
+
+## make run: install Postroom and run it embedded (SQLite, files in ./data) on http://127.0.0.1:8000
+run: install
+	$(VENV)/bin/postroom run
+
+## make test: install everything the tests need and run ruff, mypy and the whole suite
+test:
+	./scripts/test
+
+lint: install-dev
+	$(VENV)/bin/ruff check postroom bench
+	$(VENV)/bin/mypy postroom
+
+## make lock: regenerate the hash-pinned requirement files from requirements/*.in
+lock:
+	$(VENV)/bin/pip install --quiet uv
+	$(VENV)/bin/uv pip compile --python-version 3.11 --generate-hashes --quiet requirements/base.in -o requirements/base.txt
+	$(VENV)/bin/uv pip compile --python-version 3.11 --generate-hashes --quiet requirements/dev.in -o requirements/dev.txt

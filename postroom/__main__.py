@@ -1,0 +1,5 @@
+import sys
+
+from postroom.cli import main
+
+sys.exit(main())

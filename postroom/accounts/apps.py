@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    name = "postroom.accounts"
+    label = "accounts"
+
+    def ready(self) -> None:
+        from postroom.accounts import signals  # noqa: F401  (connects the receivers)

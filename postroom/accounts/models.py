@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import secrets
+from typing import Any, ClassVar
+
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.db import models
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+
+
+class UserManager(BaseUserManager["User"]):
+    use_in_migrations = True
+
+    def create_user(self, email: str, password: str | None = None, **fields: Any) -> User:
+        if not email:
+            raise ValueError("an email address is required")
+        user = self.model(email=self.normalize_email(email).lower(), **fields)
+        user.set_password(password)  # None gives an unusable password (e.g. OpenID Connect sign-up)
+        user.save(using=self._db)
+        return user
+
+
+def new_security_stamp() -> str:
+    return secrets.token_hex(16)
+
+
+class User(AbstractBaseUser):
+    """A person who can sign in. Organization roles live on ``orgs.Membership``, not here."""
+
+    email = models.EmailField(unique=True)
+    name = models.CharField(max_length=150, blank=True)
+    is_active = models.BooleanField(default=True)
+    date_joined = models.DateTimeField(default=timezone.now)
+    # Changing it ends every other session: Django's session hash covers only the password, so
+    # a second-factor or email change rotates this stamp too (SECURITY.md R18).
+    security_stamp = models.CharField(max_length=32, default=new_security_stamp)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.email.split("@")[0]
+
+    def get_session_auth_hash(self) -> str:
+        return salted_hmac(
+            "postroom.accounts.User.get_session_auth_hash",
+            f"{self.password}\x00{self.security_stamp}",
+            algorithm="sha256",
+        ).hexdigest()

@@ -1,0 +1,170 @@
+"""The ``postroom`` command.
+
+    postroom run [--host H] [--port P]   everything in one supervised process (embedded shape)
+    postroom web [--host H] [--port P]   the ASGI web server only
+    postroom worker                      the task worker only
+    postroom setup-token                 print a new one-time setup link (only before setup)
+    postroom keys rotate                 new master key; re-wrap every data key online
+    postroom audit verify                check the audit log's hash chain
+    postroom manage <command> …          any Django management command
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "postroom.settings")
+    import django
+
+    django.setup()
+
+
+def _migrate() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+def _print_setup_link() -> None:
+    from django.conf import settings
+
+    from postroom.accounts.actions import setup_token_issue
+
+    token = setup_token_issue()
+    if token:
+        print(
+            "\n  Postroom is not set up yet. Open this one-time link to create your organization:\n\n"
+            f"    {settings.PUBLIC_URL}/setup/?token={token}\n",
+            flush=True,
+        )
+
+
+def command_run(arguments: argparse.Namespace) -> int:
+    from postroom.supervisor import Child, Supervisor, role_command
+
+    # The printed links and CSRF origin follow the chosen address unless a public URL is set.
+    os.environ.setdefault("POSTROOM_PUBLIC_URL", f"http://{arguments.host}:{arguments.port}")
+    _django()
+    _migrate()
+    _print_setup_link()
+    children = [
+        Child("web", role_command("web", "--host", arguments.host, "--port", str(arguments.port), "--no-migrate")),
+        Child("worker", role_command("worker")),
+    ]
+    print(f"postroom: serving on http://{arguments.host}:{arguments.port} — Ctrl-C stops everything", flush=True)
+    return Supervisor(children).run()
+
+
+def command_web(arguments: argparse.Namespace) -> int:
+    import uvicorn
+
+    os.environ.setdefault("POSTROOM_PUBLIC_URL", f"http://{arguments.host}:{arguments.port}")
+    _django()
+    if not arguments.no_migrate:
+        _migrate()
+    from django.conf import settings
+
+    uvicorn.run(
+        "postroom.asgi:application",
+        host=arguments.host,
+        port=arguments.port,
+        server_header=False,
+        date_header=True,
+        proxy_headers=bool(settings.TRUSTED_PROXY_COUNT),
+        forwarded_allow_ips=os.environ.get("POSTROOM_FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        log_level="warning",
+        lifespan="off",
+    )
+    return 0
+
+
+def command_worker(arguments: argparse.Namespace) -> int:
+    _django()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    if settings.REDIS_URL:
+        call_command("rqworker", "default", job_class="django_tasks_rq.Job")
+    else:
+        call_command("db_worker", queue_name="default", interval=0.5)
+    return 0
+
+
+def command_setup_token(arguments: argparse.Namespace) -> int:
+    _django()
+    _print_setup_link()
+    from postroom.accounts.actions import setup_needed
+
+    if not setup_needed():
+        print("Postroom is already set up; there is no setup link.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def command_keys(arguments: argparse.Namespace) -> int:
+    _django()
+    from postroom.audit.actions import audit_record
+    from postroom.core.keys import rotate_master_key
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r  re-wrapping data keys: {done}/{total}", end="", flush=True)
+
+    key_id, count = rotate_master_key(progress)
+    print(f"\nNew master key {key_id} is current; {count} data key(s) re-wrapped.")
+    print("Keep the old keys in the key file until every process has restarted, then remove them.")
+    audit_record(action="keys.master_rotated", details={"master_key_id": key_id, "data_keys": count})
+    return 0
+
+
+def command_audit(arguments: argparse.Namespace) -> int:
+    _django()
+    from postroom.audit.actions import audit_verify_chain
+
+    report = audit_verify_chain()
+    if report.intact:
+        print(f"Audit log intact: {report.checked} event(s) checked.")
+        return 0
+    where = f" at event {report.broken_at}" if report.broken_at else ""
+    print(f"Audit log BROKEN{where}: {report.reason} ({report.checked} event(s) verified before it).", file=sys.stderr)
+    return 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["manage"]:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "postroom.settings")
+        from django.core.management import execute_from_command_line
+
+        execute_from_command_line(["postroom manage", *argv[1:]])
+        return 0
+    parser = argparse.ArgumentParser(prog="postroom", description="Postroom, the self-hostable shared inbox.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, handler in (("run", command_run), ("web", command_web)):
+        sub = commands.add_parser(name)
+        sub.add_argument("--host", default=os.environ.get("POSTROOM_HOST", "127.0.0.1"))
+        sub.add_argument("--port", type=int, default=int(os.environ.get("POSTROOM_PORT", "8000")))
+        if name == "web":
+            sub.add_argument("--no-migrate", action="store_true", help=argparse.SUPPRESS)
+        sub.set_defaults(handler=handler)
+    commands.add_parser("worker").set_defaults(handler=command_worker)
+    commands.add_parser("setup-token").set_defaults(handler=command_setup_token)
+    keys = commands.add_parser("keys")
+    keys.add_argument("action", choices=["rotate"])
+    keys.set_defaults(handler=command_keys)
+    audit = commands.add_parser("audit")
+    audit.add_argument("action", choices=["verify"])
+    audit.set_defaults(handler=command_audit)
+    manage = commands.add_parser("manage", help="run a Django management command")
+    manage.set_defaults(handler=None)
+    arguments = parser.parse_args(argv)
+    from postroom.core.env import ConfigError
+
+    try:
+        return int(arguments.handler(arguments))
+    except ConfigError as error:
+        print(f"postroom: configuration error — {error}", file=sys.stderr)
+        return 2

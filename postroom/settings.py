@@ -1,0 +1,313 @@
+"""Postroom's one settings module: everything comes from environment variables (see README).
+
+Shapes: with no ``DATABASE_URL`` and no ``REDIS_URL`` Postroom runs embedded (SQLite in WAL mode
+and the database task backend under ``POSTROOM_DATA_DIR``); with them it runs scaled out.
+Production hardening follows ``POSTROOM_PUBLIC_URL``: an ``https://`` URL turns on secure,
+``__Host-`` cookies, HSTS and the HTTPS redirect; plain ``http://`` is accepted only on loopback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+
+from postroom.core.env import ConfigError, Env
+from postroom.core.keyfiles import load_master_keys, load_or_create_secret_key
+
+env = Env()
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DATA_DIR = Path(env.string("POSTROOM_DATA_DIR", str(Path.cwd() / "data"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+# --- Public address and transport security ---------------------------------------------------
+PUBLIC_URL = env.url("POSTROOM_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+_public = urlsplit(PUBLIC_URL)
+PUBLIC_HOST = _public.hostname or "127.0.0.1"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+HTTPS = _public.scheme == "https"
+if not HTTPS and not _is_loopback(PUBLIC_HOST):
+    raise ConfigError(
+        "POSTROOM_PUBLIC_URL",
+        f"{PUBLIC_URL!r} is plain http on a host other than loopback",
+        "serve Postroom behind TLS and use an https:// URL",
+    )
+
+DEBUG = env.boolean("POSTROOM_DEBUG", False)
+SECRET_KEY = env.secret("POSTROOM_SECRET_KEY") or load_or_create_secret_key(DATA_DIR / "secret_key")
+if len(SECRET_KEY) < 50:
+    raise ConfigError("POSTROOM_SECRET_KEY", "it is shorter than 50 characters", "generate a long random value")
+
+_master_key_file = env.string("POSTROOM_MASTER_KEY_FILE")
+MASTER_KEY_PATH = Path(_master_key_file) if _master_key_file else DATA_DIR / "master.key"
+# Loaded here so that a missing or damaged key stops start-up (fail closed), never a request.
+MASTER_KEYS = load_master_keys(MASTER_KEY_PATH, create=not _master_key_file)
+
+ALLOWED_HOSTS = env.strings("POSTROOM_ALLOWED_HOSTS", [PUBLIC_HOST])
+CSRF_TRUSTED_ORIGINS = [PUBLIC_URL]
+if env.boolean("POSTROOM_BEHIND_PROXY", False):
+    # Only behind a proxy that overwrites this header; otherwise a client could claim HTTPS.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+TRUSTED_PROXY_COUNT = env.integer("POSTROOM_TRUSTED_PROXIES", 0, minimum=0, maximum=5)
+
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_HSTS_SECONDS = 63072000 if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+SESSION_COOKIE_NAME = "__Host-postroom-session" if HTTPS else "postroom-session"
+CSRF_COOKIE_NAME = "__Host-postroom-csrf" if HTTPS else "postroom-csrf"
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+# Sliding idle timeout; postroom.accounts.middleware refreshes it at most once a minute and
+# enforces the absolute lifetime from the login time kept in the session.
+SESSION_COOKIE_AGE = int(timedelta(days=14).total_seconds())
+SESSION_ABSOLUTE_LIFETIME = timedelta(days=30)
+SESSION_REFRESH_INTERVAL = timedelta(minutes=1)
+
+# --- Applications ------------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
+    "csp",
+    "django_tasks",
+    "django_tasks_db",
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
+    "allauth.usersessions",
+    "postroom.core",
+    "postroom.audit",
+    "postroom.orgs",
+    "postroom.accounts",
+    "postroom.web",
+    "postroom.ops",
+]
+
+MIDDLEWARE = [
+    "postroom.web.middleware.CorrelationIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "postroom.web.middleware.SecurityHeadersMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "postroom.accounts.middleware.SessionLifetimeMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "allauth.usersessions.middleware.UserSessionsMiddleware",
+    "postroom.accounts.middleware.RequireTwoFactorMiddleware",
+]
+
+ROOT_URLCONF = "postroom.urls"
+ASGI_APPLICATION = "postroom.asgi.application"
+WSGI_APPLICATION = "postroom.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        # Our templates first, so they override django-allauth's layouts and elements.
+        "DIRS": [PACKAGE_DIR / "web" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "csp.context_processors.nonce",
+                "postroom.web.context_processors.shell",
+            ],
+        },
+    },
+]
+
+# --- Database ----------------------------------------------------------------------------------
+_database_url = env.secret("DATABASE_URL")
+if _database_url:
+    try:
+        _database = dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)
+    except ValueError as error:
+        raise ConfigError("DATABASE_URL", str(error), "use postgres://user:password@host:5432/name") from None
+    if _database["ENGINE"] != "django.db.backends.postgresql":
+        raise ConfigError("DATABASE_URL", "only PostgreSQL is supported for the scaled-out shape", "use a postgres:// URL, or unset it for the embedded SQLite")
+    DATABASES = {"default": _database}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(DATA_DIR / "postroom.sqlite3"),
+            "OPTIONS": {
+                # WAL lets readers work while one writer writes; IMMEDIATE takes the write lock at
+                # BEGIN so two writers queue (busy timeout) instead of failing with "locked".
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Tasks, live updates -----------------------------------------------------------------------
+REDIS_URL = env.secret("REDIS_URL")
+if REDIS_URL:
+    env.url("REDIS_URL", schemes=("redis", "rediss"))
+    INSTALLED_APPS.append("django_rq")
+    RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600}}
+    TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}
+else:
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+
+# --- Outgoing system mail (verification, reset, invitations, security notices) -----------------
+_smtp_url = env.secret("POSTROOM_SMTP_URL")
+DEFAULT_FROM_EMAIL = env.string("POSTROOM_FROM_EMAIL", f"Postroom <postroom@{PUBLIC_HOST}>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+if _smtp_url:
+    from postroom.core.mailconfig import smtp_settings_from_url
+
+    globals().update(smtp_settings_from_url(_smtp_url))
+else:
+    # No mail server configured: messages are written to the console log of `postroom run`.
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+
+# --- Authentication (django-allauth) -----------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 15}},
+    {"NAME": "postroom.accounts.passwords.MaximumLengthValidator", "OPTIONS": {"max_length": 1024}},
+    {"NAME": "postroom.accounts.passwords.CommonPasswordValidator"},
+    {"NAME": "postroom.accounts.passwords.ContextWordsValidator"},
+]
+PASSWORD_RESET_TIMEOUT = 3600
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "web:home"
+
+ACCOUNT_ADAPTER = "postroom.accounts.adapters.AccountAdapter"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_CONFIRM_EMAIL_ON_GET = False
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_PREVENT_ENUMERATION = True
+ACCOUNT_EMAIL_NOTIFICATIONS = True
+ACCOUNT_REAUTHENTICATION_REQUIRED = True
+ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
+ACCOUNT_LOGOUT_ON_GET = False
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+ACCOUNT_SESSION_REMEMBER = True
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Postroom] "
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if HTTPS else "http"
+ACCOUNT_CHANGE_EMAIL = True
+ACCOUNT_MAX_EMAIL_ADDRESSES = 2
+
+MFA_ADAPTER = "postroom.accounts.adapters.MFAAdapter"
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
+MFA_PASSKEY_LOGIN_ENABLED = True
+MFA_TOTP_ISSUER = "Postroom"
+MFA_RECOVERY_CODE_COUNT = 10
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = not HTTPS
+
+SOCIALACCOUNT_ADAPTER = "postroom.accounts.adapters.SocialAccountAdapter"
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = False
+SOCIALACCOUNT_LOGIN_ON_GET = False
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_ONLY = False
+
+from postroom.accounts.oidc_config import oidc_providers_from_env  # noqa: E402
+
+SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": oidc_providers_from_env(env)}}
+
+USERSESSIONS_TRACK_ACTIVITY = True
+
+# --- Content security policy (django-csp 4, nonce based) ---------------------------------------
+from csp.constants import NONCE, NONE, SELF  # noqa: E402
+
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [NONE],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "form-action": [SELF] + ([] if HTTPS else ["http://127.0.0.1:*", "http://localhost:*"]),
+        "frame-ancestors": [NONE],
+        "frame-src": [SELF],
+        "base-uri": [NONE],
+        "object-src": [NONE],
+        "manifest-src": [SELF],
+        "report-uri": ["/csp-report/"],
+    },
+}
+
+# --- Static files, logging, misc ---------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+# WhiteNoise serves the packaged static files straight from the apps (no collectstatic step).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = False
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_TZ = True
+USE_I18N = True
+
+POSTROOM_SECURITY_CONTACT = env.string("POSTROOM_SECURITY_CONTACT", f"mailto:security@{PUBLIC_HOST}")
+POSTROOM_PRIVACY_POLICY_FILE = env.string("POSTROOM_PRIVACY_POLICY_FILE")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"correlation": {"()": "postroom.web.middleware.CorrelationIdFilter"}},
+    "formatters": {
+        "plain": {
+            "()": "postroom.core.logs.SafeFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s",
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["correlation"]}},
+    "root": {"handlers": ["console"], "level": env.choice("POSTROOM_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))},
+    "loggers": {"django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False}},
+}

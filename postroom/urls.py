@@ -1,0 +1,21 @@
+from django.urls import include, path
+
+from postroom.ops.views import health
+from postroom.web import views as web_views
+
+urlpatterns = [
+    path("", include("postroom.web.urls")),
+    path("accounts/", include("allauth.urls")),
+    path("settings/", include("postroom.accounts.urls")),
+    path("o/<slug:slug>/", include("postroom.orgs.urls")),
+    path("o/<slug:slug>/audit/", include("postroom.audit.urls")),
+    path("invitations/", include("postroom.orgs.invitation_urls")),
+    path(".well-known/security.txt", web_views.security_txt, name="security_txt"),
+    path("csp-report/", web_views.csp_report, name="csp_report"),
+    path("health", health, name="health"),
+]
+
+handler400 = "postroom.web.views.error_400"
+handler403 = "postroom.web.views.error_403"
+handler404 = "postroom.web.views.error_404"
+handler500 = "postroom.web.views.error_500"
