@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.test import Client
-from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
 from django.urls import reverse
 
 from postroom.accounts.tests.oidc.idp_client import LocalIdentityProvider
+
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
 
 
 def start(client: Client, provider_id: str, **params: str) -> str:
