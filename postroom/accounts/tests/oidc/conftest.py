@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from pytest_django.fixtures import Settings as SettingsWrapper
 
 from postroom.accounts.oidc_config import oidc_providers_from_env
 from postroom.accounts.tests.oidc.idp_client import LocalIdentityProvider
@@ -75,7 +76,7 @@ def provider_env(idp: LocalIdentityProvider) -> dict[str, str]:
 
 
 @pytest.fixture
-def idp(local_idp: LocalIdentityProvider, settings: pytest.FixtureRequest, db: None) -> LocalIdentityProvider:
+def idp(local_idp: LocalIdentityProvider, settings: SettingsWrapper, db: None) -> LocalIdentityProvider:
     """The local provider, with Postroom's settings pointing at it for this test."""
     settings.SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": oidc_providers_from_env(Env(provider_env(local_idp)))}}
     local_idp.browsers.clear()
