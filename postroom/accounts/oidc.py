@@ -93,6 +93,11 @@ class PostroomOpenIDConnectProvider(OpenIDConnectProvider):
             auth_params.update(prompt="login", max_age="0")
         return super().redirect(request, process, next_url, data, auth_params=auth_params, nonce=nonce, **kwargs)
 
+    def serialize(self) -> dict[str, Any]:
+        # allauth finds the app again by provider type and client id, which is ambiguous when
+        # two issuers gave Postroom the same client id; the provider id is unique.
+        return {"id": self.app.provider_id, "app.client_id": self.app.client_id}
+
     def extract_email_addresses(self, data: dict[str, Any]) -> list[EmailAddress]:
         addresses = super().extract_email_addresses(data)
         if not self.app.settings.get("trust_email_verified", False):
