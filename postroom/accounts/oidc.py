@@ -77,6 +77,12 @@ class PostroomOpenIDConnectProvider(OpenIDConnectProvider):
     def get_oauth2_adapter(self, request: HttpRequest) -> PostroomOpenIDConnectAdapter:
         return PostroomOpenIDConnectAdapter(request, self.app.provider_id)
 
+    def get_auth_params_from_request(self, request: HttpRequest, action: str) -> dict[str, Any]:
+        # allauth lets the login URL add any authorization parameter (?auth_params=...),
+        # including state, redirect_uri and response_type: a crafted login link must not
+        # change the protocol, so only the configured parameters are sent.
+        return self.get_auth_params()
+
     def get_redirect_from_request_kwargs(self, request: HttpRequest) -> dict[str, Any]:
         kwargs = super().get_redirect_from_request_kwargs(request)
         if get_request_param(request, "action") == AuthAction.REAUTHENTICATE:

@@ -9,6 +9,7 @@ from typing import Any
 import time_machine
 from allauth.account.internal.flows.login import AUTHENTICATION_METHODS_SESSION_KEY
 from allauth.socialaccount.models import SocialAccount
+from django.core import mail
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -38,7 +39,7 @@ def reauthenticate_at_provider(client: Client, idp: LocalIdentityProvider, sub: 
 
 
 def test_r13_linking_a_provider_requires_fresh_reauthentication(
-    idp: LocalIdentityProvider, cast: Cast, client_as: Callable[[User], Client]
+    idp: LocalIdentityProvider, cast: Cast, client_as: Callable[[User], Client], django_capture_on_commit_callbacks: Any
 ) -> None:
     idp.add_identity("alice-at-partner", "alice@partner.test")
     client = client_as(cast.alice)  # signed in, but not recently reauthenticated
@@ -49,11 +50,14 @@ def test_r13_linking_a_provider_requires_fresh_reauthentication(
     assert response["Location"] == reverse("account_reauthenticate")
     assert not SocialAccount.objects.filter(user=cast.alice).exists()
 
-    response = client.post(reverse("account_reauthenticate"), {"password": DEFAULT_PASSWORD})
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("account_reauthenticate"), {"password": DEFAULT_PASSWORD})
 
     assert response.status_code == 302
     linked = SocialAccount.objects.get(user=cast.alice)
     assert (linked.provider, linked.uid) == ("partner", "alice-at-partner")
+    # R7: the member hears of the new login by email.
+    assert [message.to for message in mail.outbox] == [[cast.alice.email]]
 
 
 def test_r13_oidc_only_member_reauthenticates_at_the_provider_before_linking(idp: LocalIdentityProvider) -> None:

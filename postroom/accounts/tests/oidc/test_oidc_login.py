@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from allauth.socialaccount.models import SocialAccount
 from django.test import Client
 
@@ -35,3 +37,28 @@ def test_r12_login_uses_pkce_s256_state_and_nonce(idp: LocalIdentityProvider) ->
     account = SocialAccount.objects.get(user=user)
     assert (account.provider, account.uid) == ("corp", "dana-sub")
     assert account.extra_data["id_token"]["iss"] == idp.issuer
+
+
+def test_r12_login_link_cannot_change_protocol_parameters(idp: LocalIdentityProvider) -> None:
+    crafted = urlencode({"state": "chosen", "nonce": "chosen", "response_type": "token", "redirect_uri": "https://evil.test/", "code_challenge_method": "plain"})
+    client = Client()
+
+    params = steps.query(steps.start(client, "corp", auth_params=crafted))
+
+    assert params["response_type"] == "code"
+    assert params["redirect_uri"] == "http://testserver/accounts/oidc/corp/login/callback/"
+    assert params["code_challenge_method"] == "S256"
+    assert "chosen" not in (params["state"], params["nonce"])
+
+
+def test_r16_oidc_callback_rotates_the_session_key(idp: LocalIdentityProvider) -> None:
+    idp.add_identity("dana-sub", "dana@corp.test")
+    client = Client()
+    authorize_url = steps.start(client, "corp")
+    key_before = client.session.session_key
+
+    steps.finish(client, idp.authorize(authorize_url, "dana-sub"))
+
+    assert key_before
+    assert client.session.session_key != key_before
+    assert signed_in_user(client) is not None
