@@ -62,6 +62,7 @@ from allauth.utils import get_request_param
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.http import urlencode
+from requests import RequestException
 
 # Asymmetric algorithms only: HS* would let anyone who knows the client secret (or, through
 # key confusion, the public key) mint tokens, and "none" is no signature at all.
@@ -97,7 +98,11 @@ class PostroomOpenIDConnectProvider(OpenIDConnectProvider):
         auth_params["nonce"] = nonce
         if kwargs.get("reauthentication_requested_at"):
             auth_params.update(prompt="login", max_age="0")
-        return super().redirect(request, process, next_url, data, auth_params=auth_params, nonce=nonce, **kwargs)
+        try:
+            return super().redirect(request, process, next_url, data, auth_params=auth_params, nonce=nonce, **kwargs)
+        except (OAuth2Error, RequestException) as error:
+            # allauth reads the discovery document outside its own error handling here.
+            return render_authentication_error(request, self, exception=error)
 
     def serialize(self) -> dict[str, Any]:
         # allauth finds the app again by provider type and client id, which is ambiguous when

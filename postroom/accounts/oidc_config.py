@@ -66,8 +66,8 @@ def _issuer(env: Env, prefix: str, preset_name: str) -> str:
         parts = urlsplit(issuer)
         if parts.scheme != "https" and not _is_loopback(parts.hostname or ""):
             raise ConfigError(issuer_variable, f"{issuer!r} is not an https:// URL", "use the provider's https:// issuer URL")
-        if parts.query or parts.fragment:
-            raise ConfigError(issuer_variable, f"{issuer!r} has a query or fragment", "use the issuer URL from the provider's discovery document")
+        if parts.query or parts.fragment or "/.well-known/" in parts.path:
+            raise ConfigError(issuer_variable, f"{issuer!r} is not an issuer URL", "use the \"issuer\" value from the provider's discovery document")
         return issuer
     if env.raw(issuer_variable) is not None:
         raise ConfigError(issuer_variable, f"it conflicts with {prefix}PRESET", "set either the preset or the issuer, not both")

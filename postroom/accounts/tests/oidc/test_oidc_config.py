@@ -94,6 +94,7 @@ def test_r12_client_secret_from_a_file(tmp_path: Path) -> None:
         ({"POSTROOM_OIDC_SSO_ISSUER": "login.example.com"}, "POSTROOM_OIDC_SSO_ISSUER"),
         ({"POSTROOM_OIDC_SSO_ISSUER": "http://login.example.com"}, "POSTROOM_OIDC_SSO_ISSUER"),
         ({"POSTROOM_OIDC_SSO_ISSUER": "https://login.example.com/?tenant=x"}, "POSTROOM_OIDC_SSO_ISSUER"),
+        ({"POSTROOM_OIDC_SSO_ISSUER": "https://login.example.com/.well-known/openid-configuration"}, "POSTROOM_OIDC_SSO_ISSUER"),
         ({"POSTROOM_OIDC_SSO_PRESET": "google", "POSTROOM_OIDC_SSO_ISSUER": "https://accounts.google.com"}, "POSTROOM_OIDC_SSO_ISSUER"),
         ({"POSTROOM_OIDC_SSO_PRESET": "google", "POSTROOM_OIDC_SSO_CLIENT_ID": ""}, "POSTROOM_OIDC_SSO_CLIENT_ID"),
         ({"POSTROOM_OIDC_SSO_PRESET": "google", "POSTROOM_OIDC_SSO_CLIENT_SECRET": ""}, "POSTROOM_OIDC_SSO_CLIENT_SECRET"),

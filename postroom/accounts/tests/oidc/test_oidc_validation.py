@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import socket
 from urllib.parse import urlencode, urlsplit
 
 import pytest
 from allauth.socialaccount.models import SocialAccount
 from django.test import Client
+from django.urls import reverse
+from pytest_django.fixtures import Settings as SettingsWrapper
 
 from postroom.accounts.models import User
+from postroom.accounts.oidc_config import oidc_providers_from_env
 from postroom.accounts.tests.oidc import steps
+from postroom.accounts.tests.oidc.conftest import provider_env
 from postroom.accounts.tests.oidc.idp_client import LocalIdentityProvider
+from postroom.core.env import Env
 
 
 def assert_refused(client: Client, response: object) -> None:
@@ -96,3 +102,26 @@ def test_r12_replayed_code_is_rejected(idp: LocalIdentityProvider) -> None:
 
     assert_refused(first, replay_in_same_browser)
     assert_refused(second, replay_with_fresh_state)
+
+
+def test_r12_discovery_naming_another_issuer_is_rejected(idp: LocalIdentityProvider) -> None:
+    """OIDC Discovery 4.3: a document for another issuer (mix-up, mis-pointed URL) is not used."""
+    idp.tamper_next_token("discovery_issuer")
+    client = Client()
+
+    response = client.post(reverse("openid_connect_login", kwargs={"provider_id": "corp"}))
+
+    assert response.status_code == 401
+    assert not response.has_header("Location")
+
+
+def test_r12_unreachable_provider_fails_closed(idp: LocalIdentityProvider, settings: SettingsWrapper) -> None:
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    unreachable = provider_env(idp) | {"POSTROOM_OIDC_CORP_ISSUER": f"http://127.0.0.1:{closed_port}/o"}
+    settings.SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"APPS": oidc_providers_from_env(Env(unreachable))}}
+
+    response = Client().post(reverse("openid_connect_login", kwargs={"provider_id": "corp"}))
+
+    assert response.status_code == 401

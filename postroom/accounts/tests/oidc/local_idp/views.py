@@ -22,7 +22,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from oauth2_provider.settings import oauth2_settings
-from oauth2_provider.views import TokenView
+from oauth2_provider.views import ConnectDiscoveryInfoView, TokenView
 
 from postroom.accounts.tests.oidc.local_idp.validator import UNVERIFIED_EMAIL_GROUP
 
@@ -36,6 +36,7 @@ TAMPER_MODES = (
     "expired",
     "wrong_nonce",
     "stale_auth_time",
+    "discovery_issuer",  # the discovery document names another issuer
 )
 
 _next_tamper: list[str] = []
@@ -78,9 +79,11 @@ def control_tamper(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"mode": mode})
 
 
-def _take_tamper_mode() -> str | None:
+def _take_tamper_mode(*modes: str) -> str | None:
     with _lock:
-        return _next_tamper.pop() if _next_tamper else None
+        if _next_tamper and _next_tamper[0] in modes:
+            return _next_tamper.pop()
+        return None
 
 
 def _b64(data: bytes) -> str:
@@ -125,9 +128,21 @@ class TamperingTokenView(TokenView):
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = super().post(request, *args, **kwargs)
-        mode = _take_tamper_mode() if response.status_code == 200 else None
+        mode = _take_tamper_mode(*(mode for mode in TAMPER_MODES if mode != "discovery_issuer")) if response.status_code == 200 else None
         if mode:
             body = json.loads(response.content)
             body["id_token"] = _tampered(body["id_token"], mode)
             response.content = json.dumps(body).encode()
+        return response
+
+
+class TamperingDiscoveryView(ConnectDiscoveryInfoView):
+    """DOT's discovery document, which a test can have name another issuer once."""
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().get(request, *args, **kwargs)
+        if _take_tamper_mode("discovery_issuer"):
+            document = json.loads(response.content)
+            document["issuer"] = f"http://127.0.0.1:{request.get_port()}/elsewhere"
+            response.content = json.dumps(document).encode()
         return response
