@@ -139,3 +139,19 @@ def test_r12_reauthentication_as_another_identity_is_rejected(idp: LocalIdentity
     assert response.status_code == 401
     assert reauthentications(client) == []
     assert client.session["_auth_user_id"] == str(dana.pk)
+
+
+def test_r13_reauthentication_at_a_linked_provider_counts_for_password_members_too(
+    idp: LocalIdentityProvider, cast: Cast, client_as: Callable[[User], Client]
+) -> None:
+    """R6's "password or an OIDC re-login": a fresh sign-in at a linked provider satisfies allauth's check."""
+    idp.add_identity("alice-at-corp", cast.alice.email)
+    idp.add_identity("alice-at-partner", "alice@partner.test")
+    client = client_as(cast.alice)
+    SocialAccount.objects.create(user=cast.alice, provider="corp", uid="alice-at-corp", extra_data={})
+
+    assert reauthenticate_at_provider(client, idp, "alice-at-corp").status_code == 302
+    response = steps.sign_in(client, idp, "partner", "alice-at-partner", process="connect")
+
+    assert response["Location"] != reverse("account_reauthenticate")
+    assert SocialAccount.objects.filter(user=cast.alice, provider="partner", uid="alice-at-partner").exists()
