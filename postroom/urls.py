@@ -5,6 +5,8 @@ from postroom.web import views as web_views
 
 urlpatterns = [
     path("", include("postroom.web.urls")),
+    # Postroom's hardened OpenID Connect views shadow allauth's on the same paths.
+    path("accounts/", include("postroom.accounts.oidc")),
     path("accounts/", include("allauth.urls")),
     path("settings/", include("postroom.accounts.urls")),
     path("o/<slug:slug>/", include("postroom.orgs.urls")),

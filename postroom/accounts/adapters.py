@@ -12,11 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.mfa.adapter import DefaultMFAAdapter
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from django.core.mail import EmailMultiAlternatives
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
 
+from postroom.accounts.oidc import check_social_login_purpose, needs_provider_reauthentication, provider_reauthentication_url
 from postroom.core.crypto import Field
 from postroom.core.keys import SYSTEM_SCOPE, keyring
 from postroom.core.tasks import queue_system_mail
@@ -48,5 +51,21 @@ class MFAAdapter(DefaultMFAAdapter):
 
 
 class SocialAccountAdapter(DefaultSocialAccountAdapter):
+    """OpenID Connect glue; the protocol checks themselves are in ``postroom.accounts.oidc``."""
+
     def is_open_for_signup(self, request: HttpRequest, sociallogin: Any) -> bool:
         return True
+
+    def pre_social_login(self, request: HttpRequest, sociallogin: Any) -> None:
+        check_social_login_purpose(request, sociallogin)
+
+    def validate_disconnect(self, account: Any, accounts: Any) -> None:
+        from allauth.core import context as allauth_context
+
+        request = allauth_context.request
+        # allauth counts a member with neither password nor 2FA as always freshly
+        # reauthenticated; unlinking a login still needs a fresh sign-in at a provider.
+        if needs_provider_reauthentication(request):
+            url = provider_reauthentication_url(request, reverse("socialaccount_connections"))
+            if url:
+                raise ImmediateHttpResponse(HttpResponseRedirect(url))
