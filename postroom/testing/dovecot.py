@@ -262,6 +262,7 @@ service anvil {{
             [DOVECOT_BINARY, "-F", "-c", str(self.config_file)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group, so stop() can end every child
         )
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while not self._greets():
@@ -295,6 +296,10 @@ service anvil {{
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+        # Logged-in imap processes outlive the master; a restart must cut them off as a real
+        # server restart does.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._process.pid, signal.SIGKILL)
         if self._process.stderr:
             self._process.stderr.close()
         self._process = None
