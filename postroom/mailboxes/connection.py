@@ -246,44 +246,57 @@ class ProtocolError(MailConnectionError):
     )
 
 
-def _timeout_in_chain(error: BaseException) -> bool:
-    """imaplib turns socket errors during a command into ``IMAP4.abort``; the original is the
-    context of that exception."""
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, TimeoutError):
-            return True
+def _network_cause(error: BaseException) -> OSError | None:
+    """The socket or TLS error behind a protocol-level one: imaplib turns a broken connection
+    during a command into ``IMAP4.abort``, smtplib into ``SMTPServerDisconnected``, IMAPClient
+    wraps those again, each raised while handling the original."""
+    cause = error.__cause__ or error.__context__
+    for _ in range(10):  # exception chains are short; never follow a cycle
+        if cause is None:
+            return None
+        if isinstance(cause, OSError) and not isinstance(cause, smtplib.SMTPException):
+            return cause
         cause = cause.__cause__ or cause.__context__
-    return False
+    return None
+
+
+def _classify(protocol: Protocol, server: ServerSettings, error: Exception) -> MailConnectionError | None:
+    """The member-facing error for what the socket, TLS, imaplib or smtplib layers raised, or
+    None for anything else (a bug, which must surface as itself)."""
+    if isinstance(error, MailConnectionError):
+        return error
+    if isinstance(error, socket.gaierror):
+        return UnknownHost(protocol, server, str(error.strerror))
+    if isinstance(error, ssl.SSLCertVerificationError):
+        reason = error.verify_message or str(error.reason)
+        if error.verify_code in _HOSTNAME_MISMATCH_CODES:
+            return TlsNameMismatch(protocol, server, reason)
+        return TlsUntrusted(protocol, server, reason)
+    if isinstance(error, ssl.SSLError):
+        return TlsFailure(protocol, server, str(error.reason or error))
+    if isinstance(error, TimeoutError):
+        return Timeout(protocol, server)
+    if isinstance(error, ConnectionRefusedError):
+        return ConnectionRefused(protocol, server)
+    if isinstance(error, imaplib.IMAP4.error | smtplib.SMTPException):
+        cause = _network_cause(error)
+        if cause is not None:
+            return _classify(protocol, server, cause)
+        return ProtocolError(protocol, server, str(error))
+    if isinstance(error, OSError):
+        return ConnectionFailed(protocol, server, error.strerror or str(error))
+    return None
 
 
 @contextlib.contextmanager
 def _classified(protocol: Protocol, server: ServerSettings) -> Iterator[None]:
-    """Translate whatever the socket, TLS, imaplib or smtplib layers raise into one
-    ``MailConnectionError`` subclass."""
     try:
         yield
-    except MailConnectionError:
-        raise
-    except socket.gaierror as error:
-        raise UnknownHost(protocol, server, str(error.strerror)) from error
-    except ssl.SSLCertVerificationError as error:
-        reason = error.verify_message or str(error.reason)
-        if error.verify_code in _HOSTNAME_MISMATCH_CODES:
-            raise TlsNameMismatch(protocol, server, reason) from error
-        raise TlsUntrusted(protocol, server, reason) from error
-    except ssl.SSLError as error:
-        raise TlsFailure(protocol, server, str(error.reason or error)) from error
-    except TimeoutError as error:
-        raise Timeout(protocol, server) from error
-    except ConnectionRefusedError as error:
-        raise ConnectionRefused(protocol, server) from error
-    except (imaplib.IMAP4.error, smtplib.SMTPException) as error:
-        if _timeout_in_chain(error):
-            raise Timeout(protocol, server) from error
-        raise ProtocolError(protocol, server, str(error)) from error
-    except OSError as error:
-        raise ConnectionFailed(protocol, server, error.strerror or str(error)) from error
+    except Exception as error:
+        classified = _classify(protocol, server, error)
+        if classified is None or classified is error:
+            raise
+        raise classified from error
 
 
 # --- TLS and addresses -------------------------------------------------------------------------
@@ -298,7 +311,8 @@ def tls_context(server: ServerSettings) -> ssl.SSLContext:
 def _loopback_address(protocol: Protocol, server: ServerSettings) -> str:
     """The address to use for an unencrypted connection, if ``server.host`` is only loopback."""
     addresses = {str(info[4][0]) for info in socket.getaddrinfo(server.host, server.port, type=socket.SOCK_STREAM)}
-    remote = sorted(address for address in addresses if not ipaddress.ip_address(address).is_loopback)
+    # An IPv6 address may carry a zone ("fe80::1%eth0"), which ip_address() does not parse.
+    remote = sorted(address for address in addresses if not ipaddress.ip_address(address.split("%")[0]).is_loopback)
     if remote or not addresses:
         raise InsecurePlaintextRefused(protocol, server, f"it resolves to {', '.join(remote)}")
     return sorted(addresses)[0]
@@ -376,8 +390,8 @@ def _authenticate_imap(client: IMAPClient, server: ServerSettings, credentials: 
     try:
         client.sasl_login(mechanism, responder)
     except LoginError as error:
-        if _timeout_in_chain(error):
-            raise Timeout(Protocol.IMAP, server) from error
+        if _network_cause(error) is not None:
+            raise  # the connection broke: not a verdict on the credentials
         raise AuthenticationFailed(Protocol.IMAP, server, str(error)) from error
 
 
@@ -425,30 +439,26 @@ def _connect_smtp(server: ServerSettings, timeout: float) -> smtplib.SMTP:
 
 
 def _authenticate_smtp(smtp: smtplib.SMTP, server: ServerSettings, credentials: Credentials) -> None:
+    # Not smtplib's login(): it encodes credentials as ASCII and fails on other passwords. Each
+    # SASL step here is base64 of UTF-8, so the command line itself is always plain ASCII.
     offered = smtp.esmtp_features.get("auth", "").upper().split()
     if isinstance(credentials, OAuth2Credentials):
         mechanism = credentials.mechanism.value
         if mechanism not in offered:
             raise ProtocolError(Protocol.SMTP, server, f"the server does not offer {mechanism} sign-in")
-        code, reply = _smtp_command(smtp, "AUTH", f"{mechanism} {_base64(credentials.sasl_initial_response(server))}")
+        code, reply = smtp.docmd("AUTH", f"{mechanism} {_base64(credentials.sasl_initial_response(server))}")
         if code == 334:  # an error report as a challenge; answer it to get the final status
-            code, reply = _smtp_command(smtp, _base64(credentials.answer_to_error_challenge))
+            code, reply = smtp.docmd(_base64(credentials.answer_to_error_challenge))
     elif "PLAIN" in offered:
-        code, reply = _smtp_command(smtp, "AUTH", f"PLAIN {_base64(_plain_initial_response(credentials))}")
+        code, reply = smtp.docmd("AUTH", f"PLAIN {_base64(_plain_initial_response(credentials))}")
     elif "LOGIN" in offered:  # Microsoft 365 offers only LOGIN (and XOAUTH2)
-        code, reply = _smtp_command(smtp, "AUTH", f"LOGIN {_base64(credentials.username.encode())}")
+        code, reply = smtp.docmd("AUTH", f"LOGIN {_base64(credentials.username.encode())}")
         if code == 334:
-            code, reply = _smtp_command(smtp, _base64(credentials.password.encode()))
+            code, reply = smtp.docmd(_base64(credentials.password.encode()))
     else:
         raise ProtocolError(Protocol.SMTP, server, "the server offers no password sign-in (PLAIN or LOGIN)")
     if code != 235:
         raise AuthenticationFailed(Protocol.SMTP, server, f"{code} {_printable(reply)}")
-
-
-def _smtp_command(smtp: smtplib.SMTP, command: str, argument: str = "") -> tuple[int, bytes]:
-    # smtplib's own login() encodes credentials as ASCII and fails on other passwords; SASL
-    # here is base64 of UTF-8, so the command line itself is always plain ASCII.
-    return smtp.docmd(command, argument)
 
 
 def _base64(value: bytes) -> str:

@@ -7,6 +7,7 @@ import ast
 import base64
 import socket
 import ssl
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import trustme
 from postroom.mailboxes import connection
 from postroom.mailboxes.connection import (
     AuthenticationFailed,
+    ConnectionFailed,
     ConnectionRefused,
     InsecurePlaintextRefused,
     MailServers,
@@ -75,6 +77,28 @@ def silent_port() -> Iterator[int]:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         listener.listen(16)
         yield listener.getsockname()[1]
+
+
+@pytest.fixture
+def resetting_port() -> Iterator[int]:
+    """A port whose listener accepts each connection and resets it at once (TCP RST)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def reset_everything() -> None:
+        while True:
+            try:
+                accepted, _ = listener.accept()
+            except OSError:
+                return  # the listener was closed: the test is over
+            accepted.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            accepted.close()
+
+    thread = threading.Thread(target=reset_everything, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    listener.shutdown(socket.SHUT_RDWR)
+    listener.close()
+    thread.join(timeout=5)
 
 
 class ScriptedImapServer:
@@ -242,6 +266,16 @@ def test_a_server_that_never_answers_is_a_timeout(silent_port: int, mail_user: M
         assert "did not answer in time" in str(failure.value)
         with pytest.raises(Timeout):
             open_smtp(server, password_of(mail_user), timeout=0.5)
+
+
+def test_a_connection_reset_is_a_connection_failure(resetting_port: int, mail_user: MailUser) -> None:
+    for tls in (TlsMode.IMPLICIT, TlsMode.STARTTLS):
+        server = ServerSettings(host="localhost", port=resetting_port, tls=tls)
+        with pytest.raises(ConnectionFailed) as failure:
+            open_imap(server, password_of(mail_user), timeout=QUICK)
+        assert "reset" in str(failure.value)
+        with pytest.raises(ConnectionFailed):
+            open_smtp(server, password_of(mail_user), timeout=QUICK)
 
 
 def test_imap_client_talking_to_an_smtp_server_is_a_protocol_error(smtp_peer: SmtpPeer, mail_test_ca: trustme.CA, mail_user: MailUser) -> None:
