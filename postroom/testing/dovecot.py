@@ -18,7 +18,6 @@ Dovecot refuses to serve mail owned by uid 0: when the tests run as root, mail i
 from __future__ import annotations
 
 import contextlib
-import grp
 import json
 import os
 import pwd
@@ -138,11 +137,9 @@ def _run_as_root() -> bool:
     return os.geteuid() == 0
 
 
-def _mail_owner() -> tuple[str, int, str, int]:
+def _mail_owner() -> pwd.struct_passwd:
     """Who owns the mail: ``nobody`` when we are root (Dovecot refuses uid 0), else ourselves."""
-    user = pwd.getpwnam("nobody") if _run_as_root() else pwd.getpwuid(os.geteuid())
-    group = grp.getgrgid(user.pw_gid)
-    return user.pw_name, user.pw_uid, group.gr_name, group.gr_gid
+    return pwd.getpwnam("nobody") if _run_as_root() else pwd.getpwuid(os.geteuid())
 
 
 class Dovecot:
@@ -164,7 +161,8 @@ class Dovecot:
 
     # --- files ---------------------------------------------------------------------------------
     def _write_files(self) -> None:
-        mail_user, mail_uid, _, mail_gid = _mail_owner()
+        owner = _mail_owner()
+        mail_user, mail_uid, mail_gid = owner.pw_name, owner.pw_uid, owner.pw_gid
         self._mail_uid, self._mail_gid = mail_uid, mail_gid
         tls = self.root / "tls"
         tls.mkdir()
