@@ -12,6 +12,8 @@ from postroom.orgs.models import Membership, Organization
 from postroom.orgs.policy import Role
 from postroom.testing.factories import MembershipFactory, OrganizationFactory, UserFactory
 
+pytest_plugins = ["postroom.testing.fixtures"]
+
 
 @dataclass
 class Cast:

@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     "postroom.audit",
     "postroom.orgs",
     "postroom.accounts",
+    "postroom.mailboxes",
     "postroom.web",
     "postroom.ops",
 ]
