@@ -6,7 +6,6 @@ gets 403 (PermissionDenied, from the selector or the action). State changes are 
 
 from __future__ import annotations
 
-from allauth.account.adapter import get_adapter
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -199,11 +198,11 @@ def organization_settings(request: HttpRequest, slug: str) -> HttpResponse:
 def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     """The link in the invitation mail: one answer for every unusable invitation.
 
-    Signed out: the landing page, identical whether or not the address has an account (R5).
-    The link was mailed to the invited address, so opening it proves control of that address:
-    it is stashed as verified for allauth, and signing up with it needs no second round trip
-    through the mailbox. The token stays in the session and ``next`` brings the person back
-    here after sign-up or sign-in. Signed in: accepting needs the invited, verified address.
+    Signed out: the landing page, identical whether or not the address has an account (R5),
+    with links to sign up (the address filled in) or sign in; ``next`` brings the person back
+    here through allauth's sign-up, email verification and sign-in, and the token is kept in
+    the session too. Signed in: accepting needs the invited address, verified by allauth on
+    this account — holding the link alone is not enough, since links get forwarded.
     """
     try:
         invitation = selectors.invitation_by_token(token=token)
@@ -212,21 +211,22 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, "orgs/invitation_invalid.html", status=404)
     if not request.user.is_authenticated:
         request.session[PENDING_INVITATION_SESSION_KEY] = token
-        get_adapter(request).stash_verified_email(request, invitation.email)
         back_here = {"next": request.path}
         return render(request, "orgs/invitation_landing.html", {
             "invitation": invitation,
             "signup_query": urlencode({**back_here, "email": invitation.email}),
             "login_query": urlencode(back_here),
         })
-    if not selectors.invitation_address_verified(invitation=invitation, user=request.user):
-        return render(request, "orgs/invitation_invalid.html", {"signed_in_as": request.user.email, "wrong_address": True}, status=404)
+    wrong_address = {"signed_in_as": request.user.email, "wrong_address": True}
     if request.method == "POST":
         try:
-            membership = actions.invitation_accept(user=request.user, token=token, request=request)
+            membership = actions.invitation_accept(user=request.user, token=token, request=request)  # audits a refusal
         except selectors.InvitationInvalidError:
-            return render(request, "orgs/invitation_invalid.html", status=404)
+            verified = selectors.invitation_address_verified(invitation=invitation, user=request.user)
+            return render(request, "orgs/invitation_invalid.html", {} if verified else wrong_address, status=404)
         request.session.pop(PENDING_INVITATION_SESSION_KEY, None)
         messages.success(request, f"Welcome to {membership.organization.name}.")
         return HttpResponseRedirect(reverse("orgs:members", args=[membership.organization.slug]))
+    if not selectors.invitation_address_verified(invitation=invitation, user=request.user):
+        return render(request, "orgs/invitation_invalid.html", wrong_address, status=404)
     return render(request, "orgs/invitation_confirm.html", {"invitation": invitation})
