@@ -21,7 +21,7 @@ import postroom
 from postroom.api.tests.helpers import ApiClient, openapi_document
 from postroom.conftest import Cast
 from postroom.orgs import actions
-from postroom.orgs.models import Invitation, Membership, Organization, Team
+from postroom.orgs.models import Invitation, Membership, Organization, Team, TeamMembership
 from postroom.orgs.policy import Role
 from postroom.testing.factories import TeamFactory
 
@@ -151,7 +151,7 @@ def test_r23_member_patch_writes_only_the_role(cast: Cast, extra: dict[str, Any]
 @pytest.mark.django_db
 @hypothesis_settings
 @given(extra=extras)
-def test_r23_team_create_and_rename_write_only_the_name(cast: Cast, extra: dict[str, Any]) -> None:
+def test_r23_team_writes_take_only_name_and_membership_id(cast: Cast, extra: dict[str, Any]) -> None:
     with transaction.atomic():
         people, memberships = people_state(), memberships_state()
         created = ApiClient(cast.carol).post("/orgs/acme/teams", {**extra, "name": "Support"})
@@ -161,7 +161,9 @@ def test_r23_team_create_and_rename_write_only_the_name(cast: Cast, extra: dict[
         renamed = ApiClient(cast.carol).patch(f"/orgs/acme/teams/{team.pk}", {**extra, "name": "Care"})
         assert renamed.status_code == 200
         assert list(Team.objects.values_list("pk", "organization_id", "name")) == [(team.pk, cast.org_a.pk, "Care")]
-        assert not Team.objects.get(pk=team.pk).team_memberships.exists()
+        added = ApiClient(cast.carol).post(f"/orgs/acme/teams/{team.pk}/members", {**extra, "membership_id": cast.bob_membership.pk})
+        assert added.status_code == 201
+        assert list(TeamMembership.objects.values_list("team_id", "membership_id")) == [(team.pk, cast.bob_membership.pk)]
         assert memberships_state() == memberships
         assert people_state() == people
         transaction.set_rollback(True)
