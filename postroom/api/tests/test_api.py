@@ -88,7 +88,7 @@ def test_unknown_role_is_a_422_with_the_field_named(cast: Cast) -> None:
     assert response.json()["errors"][0]["field"] == "role"
 
 
-def test_r24_last_owner_cannot_be_demoted_by_another_owner_race(cast: Cast) -> None:
+def test_r24_of_two_owners_one_may_demote_the_other_and_the_last_one_stays(cast: Cast) -> None:
     """With two owners, one may demote the other; then the remaining one is the last and stays."""
     actions.membership_change_role(actor=cast.alice_membership, membership=cast.carol_membership, role=Role.OWNER)
     assert ApiClient(cast.carol).patch(f"/orgs/acme/members/{cast.alice_membership.pk}", {"role": "member"}).status_code == 200
