@@ -12,6 +12,7 @@ urlpatterns = [
     path("o/<slug:slug>/", include("postroom.orgs.urls")),
     path("o/<slug:slug>/audit/", include("postroom.audit.urls")),
     path("invitations/", include("postroom.orgs.invitation_urls")),
+    path("api/v1/", include("postroom.api.urls")),
     path(".well-known/security.txt", web_views.security_txt, name="security_txt"),
     path("csp-report/", web_views.csp_report, name="csp_report"),
     path("health", health, name="health"),
