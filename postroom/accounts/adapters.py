@@ -2,6 +2,14 @@
 
 - Mail allauth sends (verification, reset, security notices) goes through the task queue,
   sealed (``core.tasks``).
+- Every password check at login and reauthentication first takes a slot from the database
+  throttle (``accounts.throttle``: per account and per client network, shared with the second
+  factor); the slot is given back only when the password was right. allauth's own per-process
+  cache limit for failed logins is switched off in settings, because this one replaces it and
+  does not let a stranger lock an owner out.
+- An account whose password is unusable (signed up through OpenID Connect) still costs a
+  password hash on a failed login, like an unknown address does in allauth's backend: the time
+  a failure takes does not tell which addresses have accounts.
 - TOTP secrets are stored AES-256-GCM encrypted under the system data key, never in the clear.
 - Social (OpenID Connect) logins never attach to an existing account by email address: the
   identity is (issuer, subject), and linking happens only from an account that is signed in.
@@ -12,11 +20,14 @@ from __future__ import annotations
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.internal.userkit import filter_users_by_email
 from allauth.mfa.adapter import DefaultMFAAdapter
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from django.core.mail import EmailMultiAlternatives
 from django.http import HttpRequest
 
+from postroom.accounts import throttle
+from postroom.accounts.models import User
 from postroom.core.crypto import Field
 from postroom.core.keys import SYSTEM_SCOPE, keyring
 from postroom.core.tasks import queue_system_mail
@@ -24,7 +35,52 @@ from postroom.core.tasks import queue_system_mail
 TOTP_SECRET_FIELD = Field(table="mfa_authenticator", column="totp_secret", row="-")
 
 
+def _login_identifier(credentials: dict[str, Any]) -> str:
+    return str(credentials.get("email") or credentials.get("username") or "")
+
+
+def _accounts_for(login: str) -> list[User]:
+    return filter_users_by_email(login, prefer_verified=True, for_login=True) if login else []
+
+
 class AccountAdapter(DefaultAccountAdapter):
+    _login_reservation: throttle.Reservation | None = None
+
+    def pre_authenticate(self, request: HttpRequest, **credentials: Any) -> None:
+        super().pre_authenticate(request, **credentials)
+        login = _login_identifier(credentials)
+        accounts = _accounts_for(login)
+        try:
+            self._login_reservation = throttle.attempt_reserve(request, user=accounts[0] if accounts else None, login=login)
+        except throttle.AttemptRefusedError:
+            from postroom.accounts.signals import audit_login_refused
+
+            audit_login_refused(request=request, login=login, user=accounts[0] if accounts else None)
+            raise self.validation_error("too_many_login_attempts") from None
+
+    def authenticate(self, request: HttpRequest, **credentials: Any) -> Any:
+        self._login_reservation = None
+        user = super().authenticate(request, **credentials)
+        if user is not None and self._login_reservation is not None:
+            self._login_reservation.release()
+        return user
+
+    def send_notification_mail(
+        self, template_prefix: str, user: Any, context: dict[str, Any] | None = None, email: str | None = None
+    ) -> None:
+        from allauth.utils import build_absolute_uri
+        from django.urls import reverse
+
+        # Every notice tells the reader where to reset the password if the change was not theirs.
+        full_context = {"password_reset_url": build_absolute_uri(self.request, reverse("account_reset_password"))}
+        full_context.update(context or {})
+        super().send_notification_mail(template_prefix, user, full_context, email)
+
+    def authentication_failed(self, request: HttpRequest, **credentials: Any) -> None:
+        password = credentials.get("password")
+        if password and any(not account.has_usable_password() for account in _accounts_for(_login_identifier(credentials))):
+            User().set_password(password)
+
     def send_mail(self, template_prefix: str, email: str, context: dict[str, Any]) -> None:
         from allauth.core import context as allauth_context
         from django.contrib.sites.shortcuts import get_current_site

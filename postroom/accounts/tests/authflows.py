@@ -1,0 +1,60 @@
+"""Small helpers that drive allauth's real views the way a browser does (for the auth tests)."""
+
+from __future__ import annotations
+
+import re
+
+from django.core import mail
+from django.test import Client, TestCase
+from django.urls import reverse
+
+from postroom.accounts.models import User
+from postroom.testing.factories import DEFAULT_PASSWORD
+
+RESET_LINK = re.compile(r"https?://[^\s]+/accounts/password/reset/key/[^\s]+/")
+
+
+def delivered():  # type: ignore[no-untyped-def]
+    """Run after-commit callbacks (queued mail) inside a test's transaction, as a commit would."""
+    return TestCase.captureOnCommitCallbacks(execute=True)
+
+
+def login_client(*, remote_addr: str = "127.0.0.1", forwarded_for: str | None = None) -> Client:
+    extra = {"REMOTE_ADDR": remote_addr}
+    if forwarded_for:
+        extra["HTTP_X_FORWARDED_FOR"] = forwarded_for
+    return Client(**extra)  # type: ignore[arg-type]
+
+
+def post_login(client: Client, email: str, password: str = DEFAULT_PASSWORD):  # type: ignore[no-untyped-def]
+    return client.post(reverse("account_login"), {"login": email, "password": password})
+
+
+def is_signed_in(client: Client) -> bool:
+    return "_auth_user_id" in client.session
+
+
+def reauthenticate(client: Client, password: str = DEFAULT_PASSWORD) -> None:
+    response = client.post(reverse("account_reauthenticate"), {"password": password})
+    assert response.status_code == 302, response.content
+
+
+def request_reset_link(client: Client, email: str) -> str:
+    mail.outbox.clear()
+    with delivered():
+        response = client.post(reverse("account_reset_password"), {"email": email})
+    assert response.status_code == 302
+    links = [match.group(0) for message in mail.outbox for match in RESET_LINK.finditer(message.body)]
+    assert len(links) == 1, [message.subject for message in mail.outbox]
+    return links[0]
+
+
+def reset_password(client: Client, link: str, new_password: str):  # type: ignore[no-untyped-def]
+    """Follow the emailed link (allauth moves the key into the session) and set the password."""
+    response = client.get(link)
+    form_url = response["Location"] if response.status_code == 302 else link
+    return client.post(form_url, {"password1": new_password, "password2": new_password})
+
+
+def fresh(user: User) -> User:
+    return User.objects.get(pk=user.pk)
