@@ -23,12 +23,14 @@ from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.internal.userkit import filter_users_by_email
 from allauth.mfa.adapter import DefaultMFAAdapter
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from django.core.exceptions import PermissionDenied
 from django.core.mail import EmailMultiAlternatives
 from django.http import HttpRequest
 
 from postroom.accounts import throttle
 from postroom.accounts.models import User
 from postroom.core.crypto import Field
+from postroom.core.http import client_ip
 from postroom.core.keys import SYSTEM_SCOPE, keyring
 from postroom.core.tasks import queue_system_mail
 
@@ -64,6 +66,14 @@ class AccountAdapter(DefaultAccountAdapter):
         if user is not None and self._login_reservation is not None:
             self._login_reservation.release()
         return user
+
+    def get_client_ip(self, request: HttpRequest) -> str:
+        # One answer everywhere (rate limits, session list, notices, audit, our throttle): the
+        # peer address, or X-Forwarded-For only for the proxy hops POSTROOM_TRUSTED_PROXIES names.
+        address = client_ip(request)
+        if address is None:
+            raise PermissionDenied("Unable to determine client IP address")
+        return address
 
     def send_notification_mail(
         self, template_prefix: str, user: Any, context: dict[str, Any] | None = None, email: str | None = None

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.hashers import identify_hasher, make_password
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
@@ -130,10 +130,11 @@ def test_r02_every_password_path_runs_the_same_validators_and_says_why(path: str
 
 
 def test_r01_no_composition_rules_and_unicode_counts_code_points() -> None:
-    names = [validator["NAME"] for validator in settings.AUTH_PASSWORD_VALIDATORS]
+    validators: list[dict[str, Any]] = list(production_settings.AUTH_PASSWORD_VALIDATORS)
+    names = [validator["NAME"] for validator in validators]
     assert "django.contrib.auth.password_validation.NumericPasswordValidator" not in names
     assert "django.contrib.auth.password_validation.UserAttributeSimilarityValidator" not in names
-    lengths = [validator.get("OPTIONS", {}).get("min_length") for validator in settings.AUTH_PASSWORD_VALIDATORS]
+    lengths = [validator.get("OPTIONS", {}).get("min_length") for validator in validators]
     assert 15 in lengths
     validate_password("é" * 5 + "文字化け対策" + "ßøå∂")  # 15 code points, 30+ bytes
     with pytest.raises(ValidationError):
