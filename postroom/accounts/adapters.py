@@ -7,9 +7,9 @@
   factor); the slot is given back only when the password was right. allauth's own per-process
   cache limit for failed logins is switched off in settings, because this one replaces it and
   does not let a stranger lock an owner out.
-- An account whose password is unusable (signed up through OpenID Connect) still costs a
-  password hash on a failed login, like an unknown address does in allauth's backend: the time
-  a failure takes does not tell which addresses have accounts.
+- A failed login costs one password hash whether or not the address has an account: allauth's
+  backend hashes for unknown addresses and Django's ``check_password`` hashes for accounts
+  without a usable password (OpenID Connect sign-ups); test_enumeration checks both.
 - TOTP secrets are stored AES-256-GCM encrypted under the system data key, never in the clear.
 - Social (OpenID Connect) logins never attach to an existing account by email address: the
   identity is (issuer, subject), and linking happens only from an account that is signed in.
@@ -85,11 +85,6 @@ class AccountAdapter(DefaultAccountAdapter):
         full_context = {"password_reset_url": build_absolute_uri(self.request, reverse("account_reset_password"))}
         full_context.update(context or {})
         super().send_notification_mail(template_prefix, user, full_context, email)
-
-    def authentication_failed(self, request: HttpRequest, **credentials: Any) -> None:
-        password = credentials.get("password")
-        if password and any(not account.has_usable_password() for account in _accounts_for(_login_identifier(credentials))):
-            User().set_password(password)
 
     def send_mail(self, template_prefix: str, email: str, context: dict[str, Any]) -> None:
         from allauth.core import context as allauth_context
