@@ -90,7 +90,9 @@ class AccountAdapter(DefaultAccountAdapter):
         from allauth.core import context as allauth_context
         from django.contrib.sites.shortcuts import get_current_site
 
-        request = allauth_context.request
+        # allauth sends some notices from on-commit callbacks, which can run after its request
+        # context is gone; the adapter kept the request it was made for.
+        request = allauth_context.request or self.request
         full_context = {"request": request, "email": email, "current_site": get_current_site(request)}
         full_context.update(context)
         message = self.render_mail(template_prefix, email, full_context)

@@ -135,13 +135,13 @@ def on_authentication_step(sender: Any, request: HttpRequest, user: User, method
 @receiver(mfa_signals.authenticator_used)
 def on_authenticator_used(sender: Any, request: HttpRequest, user: User, authenticator: Authenticator, **kwargs: Any) -> None:
     reauthenticated = bool(kwargs.get("reauthenticated"))
-    actor = user if reauthenticated else None
     if authenticator.type == Authenticator.Type.RECOVERY_CODES:
-        remaining = len(authenticator.wrap().get_unused_codes())
-        audit_account_event("auth.recovery_code_used", user=user, actor=actor, request=request, details={"remaining": remaining, "reauthentication": reauthenticated})
+        # The instance in the signal predates the use; allauth marked the code on a fresh copy.
+        remaining = len(Authenticator.objects.get(pk=authenticator.pk).wrap().get_unused_codes())
+        audit_account_event("auth.recovery_code_used", user=user, actor=user, request=request, details={"remaining": remaining, "reauthentication": reauthenticated})
         get_account_adapter(request).send_notification_mail("mfa/email/recovery_code_used", user, {"remaining": remaining})
     elif not reauthenticated:
-        audit_account_event("auth.second_factor", user=user, request=request, details={"type": authenticator.type})
+        audit_account_event("auth.second_factor", user=user, actor=user, request=request, details={"type": authenticator.type})
 
 
 @receiver(mfa_signals.authentication_failed)
@@ -180,7 +180,7 @@ def on_password_set(sender: Any, request: HttpRequest, user: User, **kwargs: Any
 @receiver(account_signals.password_reset)
 def on_password_reset(sender: Any, request: HttpRequest, user: User, **kwargs: Any) -> None:
     # The reset link proved control of the mailbox: lift the account's sign-in throttle.
-    audit_account_event("auth.password_reset", user=user, request=request)
+    audit_account_event("auth.password_reset", user=user, actor=user, request=request)
     throttle.account_throttle_clear(user=user, reason="password_reset", request=request)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pyotp
+from allauth.mfa.totp.internal.auth import SECRET_SESSION_KEY as TOTP_SECRET_SESSION_KEY
 from django.core import mail
 from django.test import Client, TestCase
 from django.urls import reverse
@@ -58,3 +60,32 @@ def reset_password(client: Client, link: str, new_password: str):  # type: ignor
 
 def fresh(user: User) -> User:
     return User.objects.get(pk=user.pk)
+
+
+def signed_in_client(user: User, *, remote_addr: str = "127.0.0.1") -> Client:
+    """Signed in through the login form (not force_login), so allauth's login signals fire."""
+    client = login_client(remote_addr=remote_addr)
+    response = post_login(client, user.email)
+    assert response.status_code == 302, response.content
+    assert is_signed_in(client)
+    return client
+
+
+def enable_totp(client: Client) -> pyotp.TOTP:
+    """Turn TOTP on through allauth's activation page, the way a person with an app does."""
+    reauthenticate(client)
+    page = client.get(reverse("mfa_activate_totp"))
+    assert page.status_code == 200
+    totp = pyotp.TOTP(client.session[TOTP_SECRET_SESSION_KEY])
+    with delivered():
+        response = client.post(reverse("mfa_activate_totp"), {"code": totp.now()})
+    assert response.status_code == 302, response.content
+    return totp
+
+
+def second_factor_login(client: Client, user: User, code: str):  # type: ignore[no-untyped-def]
+    response = post_login(client, user.email)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("mfa_authenticate")
+    with delivered():
+        return client.post(reverse("mfa_authenticate"), {"code": code})
