@@ -11,6 +11,7 @@
   backend hashes for unknown addresses and Django's ``check_password`` hashes for accounts
   without a usable password (OpenID Connect sign-ups); test_enumeration checks both.
 - TOTP secrets are stored AES-256-GCM encrypted under the system data key, never in the clear.
+- Sign-up (by password or OpenID Connect) stays closed until first-run setup is done.
 - Social (OpenID Connect) logins never attach to an existing account by email address: the
   identity is (issuer, subject), and linking happens only from an account that is signed in.
 """
@@ -28,6 +29,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.http import HttpRequest
 
 from postroom.accounts import throttle
+from postroom.accounts.actions import setup_needed
 from postroom.accounts.models import User
 from postroom.core.crypto import Field
 from postroom.core.http import client_ip
@@ -66,6 +68,11 @@ class AccountAdapter(DefaultAccountAdapter):
         if user is not None and self._login_reservation is not None:
             self._login_reservation.release()
         return user
+
+    def is_open_for_signup(self, request: HttpRequest) -> bool:
+        # Until the first owner has used the console setup link, nobody may sign up: the first
+        # account would otherwise close the setup page (it exists only while there are no users).
+        return not setup_needed()
 
     def get_client_ip(self, request: HttpRequest) -> str:
         # One answer everywhere (rate limits, session list, notices, audit, our throttle): the
@@ -112,4 +119,4 @@ class MFAAdapter(DefaultMFAAdapter):
 
 class SocialAccountAdapter(DefaultSocialAccountAdapter):
     def is_open_for_signup(self, request: HttpRequest, sociallogin: Any) -> bool:
-        return True
+        return not setup_needed()  # see AccountAdapter.is_open_for_signup

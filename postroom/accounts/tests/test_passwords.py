@@ -1,4 +1,4 @@
-"""SECURITY.md R1 (length and form), R2 (blocklist, context words) and R3 (storage)."""
+"""SECURITY.md R1 (length and form), R2 (blocklist, context words), R3 (storage), R11 (reset)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
+from django.conf import settings
 from django.contrib.auth.hashers import identify_hasher, make_password
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
@@ -24,7 +27,16 @@ from postroom import settings as production_settings
 from postroom.accounts.actions import setup_token_issue
 from postroom.accounts.models import User
 from postroom.accounts.passwords import common_passwords
-from postroom.accounts.tests.authflows import fresh, post_login, reauthenticate, request_reset_link, reset_password
+from postroom.accounts.tests.authflows import (
+    enable_totp,
+    fresh,
+    is_signed_in,
+    post_login,
+    reauthenticate,
+    request_reset_link,
+    reset_password,
+    signed_in_client,
+)
 from postroom.orgs.models import Organization
 from postroom.testing.factories import DEFAULT_PASSWORD, MembershipFactory, OrganizationFactory, UserFactory
 
@@ -55,6 +67,7 @@ def _errors(response) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def via_signup(password: str) -> list[str] | None:
+    UserFactory(email="first-owner@example.test")  # sign-up opens once setup is done
     response = Client().post(reverse("account_signup"), {"email": "newcomer@example.test", "password1": password, "password2": password})
     if response.status_code == 302:
         assert User.objects.get(email="newcomer@example.test").check_password(password)
@@ -238,3 +251,59 @@ def test_r03_a_legacy_pbkdf2_hash_is_upgraded_at_login() -> None:
         response = post_login(Client(), user.email)
         assert response.status_code == 302
         assert fresh(user).password.startswith("argon2$argon2id$")
+
+
+# --- R11: password reset -------------------------------------------------------------------------
+
+RESET_TO = "a reset passphrase that is long"
+
+
+@pytest.mark.django_db
+def test_r11_reset_links_expire_after_an_hour() -> None:
+    assert settings.PASSWORD_RESET_TIMEOUT == 3600
+    user = UserFactory(email="late@example.test")
+    with time_machine.travel(datetime(2026, 3, 2, 9, 0, tzinfo=UTC), tick=False) as traveller:
+        client = Client()
+        link = request_reset_link(client, user.email)
+        traveller.shift(timedelta(minutes=61))
+        reset_password(client, link, RESET_TO)
+    assert not fresh(user).check_password(RESET_TO)
+    assert fresh(user).check_password(DEFAULT_PASSWORD)
+
+
+@pytest.mark.django_db
+def test_r11_a_reset_link_works_once_and_older_links_die_with_it() -> None:
+    user = UserFactory(email="twice@example.test")
+    client = Client()
+    older = request_reset_link(client, user.email)
+    newer = request_reset_link(client, user.email)
+    reset_password(Client(), newer, RESET_TO)
+    assert fresh(user).check_password(RESET_TO)
+    for link in (newer, older):
+        reset_password(Client(), link, "another passphrase that is long")
+        assert fresh(user).check_password(RESET_TO)
+
+
+@pytest.mark.django_db
+def test_r11_a_reset_does_not_bypass_the_second_factor() -> None:
+    user = UserFactory(email="guarded@example.test")
+    enable_totp(signed_in_client(user))
+    client = Client()
+    reset_password(client, request_reset_link(client, user.email), RESET_TO)
+    assert not is_signed_in(client)
+    login = Client()
+    response = post_login(login, user.email, RESET_TO)
+    assert response["Location"] == reverse("mfa_authenticate")
+    assert not is_signed_in(login)
+
+
+@pytest.mark.django_db
+def test_r11_a_reset_ends_every_other_session() -> None:
+    user = UserFactory(email="everywhere@example.test")
+    other_device = signed_in_client(user)
+    assert other_device.get(reverse("account_email")).status_code == 200
+    client = Client()
+    reset_password(client, request_reset_link(client, user.email), RESET_TO)
+    response = other_device.get(reverse("account_email"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("account_login"))
