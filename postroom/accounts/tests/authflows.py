@@ -62,10 +62,10 @@ def fresh(user: User) -> User:
     return User.objects.get(pk=user.pk)
 
 
-def signed_in_client(user: User, *, remote_addr: str = "127.0.0.1") -> Client:
+def signed_in_client(user: User, *, remote_addr: str = "127.0.0.1", password: str = DEFAULT_PASSWORD) -> Client:
     """Signed in through the login form (not force_login), so allauth's login signals fire."""
     client = login_client(remote_addr=remote_addr)
-    response = post_login(client, user.email)
+    response = post_login(client, user.email, password)
     assert response.status_code == 302, response.content
     assert is_signed_in(client)
     return client
