@@ -17,7 +17,7 @@ Defences:
   have passed since the last failure. Refused attempts are not checked and do not count.
 - Hard stop: after 100 consecutive failures of an account key, nothing more is checked for it
   until a successful sign-in, a password reset through the emailed link (which proves control
-  of the mailbox), or an operator runs ``account_throttle_clear``.
+  of the mailbox), or an operator runs ``postroom manage unlock_account <email>``.
 - Network keys start delaying after 50 failures and forget them after an hour without one. A
   success does not reset them, so an attacker cannot launder a network's count with an account
   of their own.

@@ -6,6 +6,7 @@ X-Forwarded-For that changes every time; the clock moves with time-machine inste
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -15,11 +16,13 @@ import pytest
 import time_machine
 from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+from django.core.management import call_command
 from django.test import Client, override_settings
 from django.urls import reverse
 
 from postroom.accounts.models import User
 from postroom.accounts.tests.authflows import is_signed_in, login_client, post_login, request_reset_link, reset_password
+from postroom.audit.models import AuditEvent
 from postroom.testing.factories import UserFactory
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -205,3 +208,15 @@ def test_r04_a_password_reset_by_email_lifts_the_hard_stop(person: User, travell
     stranger = login_client(remote_addr=next(source)[0])
     post_login(stranger, person.email, new_password)
     assert is_signed_in(stranger)
+
+
+@pytest.mark.django_db
+def test_r04_an_operator_can_lift_the_hard_stop(person: User, traveller: time_machine.Traveller) -> None:
+    source = addresses()
+    for _attempt in range(100):
+        traveller.shift(WAIT_OUT_ANY_DELAY)
+        fail_once("password", person, next(source))
+    assert REFUSED in post_login(login_client(remote_addr=next(source)[0]), person.email).content.decode()
+    call_command("unlock_account", person.email.upper(), stdout=io.StringIO())
+    assert sign_in_fully(login_client(remote_addr=next(source)[0]), person)
+    assert AuditEvent.objects.filter(action="auth.throttle_cleared", target_id=str(person.pk), details__reason="operator").exists()
