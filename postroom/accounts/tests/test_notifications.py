@@ -9,9 +9,13 @@ from collections.abc import Callable
 from typing import cast
 
 import pytest
+from allauth.core import context
 from allauth.mfa.models import Authenticator
+from allauth.socialaccount.models import SocialAccount, SocialLogin
+from django.contrib.messages.storage.fallback import FallbackStorage
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.core import mail
-from django.test import Client
+from django.test import Client, RequestFactory, override_settings
 from django.urls import reverse
 
 from postroom.accounts.models import User
@@ -150,4 +154,31 @@ def test_r07_passkey_removed(person: User) -> None:
     sent = sent_by(lambda: client.post(reverse("mfa_remove_webauthn", kwargs={"pk": passkey.pk})))
     assert not Authenticator.objects.filter(pk=passkey.pk).exists()
     assert [(message.subject, message.to) for message in sent] == [("[Postroom] Security Key Removed", [person.email])]
+    assert_is_a_safe_notice(sent[0])
+
+
+TEST_PROVIDER = {
+    "openid_connect": {
+        "OAUTH_PKCE_ENABLED": True,
+        "APPS": [{
+            "provider_id": "example-idp", "name": "Example IdP", "client_id": "postroom", "secret": "not-used-here",
+            "settings": {"server_url": "http://127.0.0.1:9/"},
+        }],
+    },
+}
+
+
+@pytest.mark.django_db
+def test_r07_login_provider_linked(person: User) -> None:
+    """allauth's own connect step (the end of the OpenID Connect link flow, without the IdP)."""
+    request = RequestFactory().post("/accounts/oidc/example-idp/login/callback/", REMOTE_ADDR="192.0.2.12")
+    SessionMiddleware(lambda _request: None).process_request(request)  # type: ignore[arg-type, return-value]
+    request._messages = FallbackStorage(request)  # type: ignore[attr-defined]
+    request.user = person
+    with override_settings(SOCIALACCOUNT_PROVIDERS=TEST_PROVIDER), context.request_context(request):
+        login = SocialLogin(account=SocialAccount(provider="example-idp", uid="subject-1", extra_data={}))
+        sent = sent_by(lambda: login.connect(request, person))
+    assert SocialAccount.objects.filter(user=person, provider="example-idp").exists()
+    assert [(message.subject, message.to) for message in sent] == [("[Postroom] Third-Party Account Connected", [person.email])]
+    assert "Example IdP" in sent[0].body
     assert_is_a_safe_notice(sent[0])
