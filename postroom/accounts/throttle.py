@@ -22,12 +22,13 @@ Defences:
   success does not reset them, so an attacker cannot launder a network's count with an account
   of their own.
 - Counters live in the database, so every web process and worker shares them; the check and
-  the count happen under a row lock, and each attempt is counted *before* the password or code
+  the count happen under a row lock (on SQLite, the write lock that our IMMEDIATE transactions
+  take at BEGIN), and each attempt is counted *before* the password or code
   is checked (a "reservation", given back only when it turns out right), so parallel requests
   cannot share one free slot and a crash never yields an uncounted guess.
-- Counting happens only at the end of a login (``user_logged_in``): a right password that is
-  followed by a wrong second factor is not a success, so the TOTP and recovery-code budget
-  cannot be refilled by someone who knows the password.
+- Only a complete sign-in resets the account's counters (allauth's ``user_logged_in``, sent
+  after every step and factor): a right password followed by a wrong second factor is not a
+  success, so someone who knows the password cannot refill the TOTP and recovery-code budget.
 
 Lockout (denial of service) policy: the account key is what a stranger can drive, so it must
 not lock the owner out. Attempts from a network where the account has signed in successfully in
