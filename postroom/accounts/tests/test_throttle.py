@@ -7,6 +7,7 @@ X-Forwarded-For that changes every time; the clock moves with time-machine inste
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -17,11 +18,13 @@ import time_machine
 from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.core.management import call_command
-from django.test import Client, override_settings
+from django.db import connection
+from django.test import Client, RequestFactory, override_settings
 from django.urls import reverse
 
 from postroom.accounts.models import User
 from postroom.accounts.tests.authflows import is_signed_in, login_client, post_login, request_reset_link, reset_password
+from postroom.accounts.throttle import ACCOUNT_POLICY, AttemptRefusedError, attempt_reserve
 from postroom.audit.models import AuditEvent
 from postroom.testing.factories import UserFactory
 
@@ -220,3 +223,32 @@ def test_r04_an_operator_can_lift_the_hard_stop(person: User, traveller: time_ma
     call_command("unlock_account", person.email.upper(), stdout=io.StringIO())
     assert sign_in_fully(login_client(remote_addr=next(source)[0]), person)
     assert AuditEvent.objects.filter(action="auth.throttle_cleared", target_id=str(person.pk), details__reason="operator").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_r04_parallel_attempts_cannot_share_the_last_free_slot(traveller: time_machine.Traveller) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("needs truly concurrent connections (PostgreSQL)")
+    person = cast(User, UserFactory(email="parallel@example.test"))
+    factory = RequestFactory()
+    for number in range(ACCOUNT_POLICY.free_failures - 1):
+        attempt_reserve(factory.post("/", REMOTE_ADDR=f"10.5.0.{number}"), user=person)
+    start_together = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def attempt(number: int) -> None:
+        start_together.wait()
+        try:
+            attempt_reserve(factory.post("/", REMOTE_ADDR=f"10.6.0.{number}"), user=person)
+            outcomes.append("checked")
+        except AttemptRefusedError:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=attempt, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["checked"] + ["refused"] * 7
