@@ -241,12 +241,25 @@ ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Postroom] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if HTTPS else "http"
 ACCOUNT_CHANGE_EMAIL = True
 ACCOUNT_MAX_EMAIL_ADDRESSES = 2
+# Failed logins are throttled in the database by postroom.accounts.throttle (shared by every
+# process, with a lockout policy that does not let strangers lock owners out); allauth's
+# per-process cache counter for them would only add a cheap 5-minute lockout per address.
+ACCOUNT_RATE_LIMITS = {"login_failed": None}
 
 MFA_ADAPTER = "postroom.accounts.adapters.MFAAdapter"
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 MFA_PASSKEY_LOGIN_ENABLED = True
 MFA_TOTP_ISSUER = "Postroom"
 MFA_RECOVERY_CODE_COUNT = 10
+# 20 digits drawn from 80 HMAC bits: about 66 bits per code (SECURITY.md R10 asks for 64).
+MFA_RECOVERY_CODE_DIGITS = 20
+MFA_RECOVERY_CODES_SHOW_ONCE = True
+MFA_TOTP_TOLERANCE = 0
+MFA_FORMS = {
+    "authenticate": "postroom.accounts.mfa_forms.ThrottledAuthenticateForm",
+    "reauthenticate": "postroom.accounts.mfa_forms.ThrottledReauthenticateForm",
+    "activate_totp": "postroom.accounts.mfa_forms.OneTimeActivateTOTPForm",
+}
 MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = not HTTPS
 
 SOCIALACCOUNT_ADAPTER = "postroom.accounts.adapters.SocialAccountAdapter"
