@@ -14,11 +14,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pytest_django.fixtures import Settings as SettingsWrapper
 
+from postroom.accounts.models import User
 from postroom.accounts.oidc_config import oidc_providers_from_env
 from postroom.accounts.tests.oidc.idp_client import LocalIdentityProvider
 from postroom.core.env import Env
+from postroom.testing.factories import UserFactory
 
 PROVIDER_IDS = ("corp", "partner")
+OPERATOR_EMAIL = "operator@setup.test"
 
 
 @pytest.fixture(scope="session")
@@ -77,7 +80,12 @@ def provider_env(idp: LocalIdentityProvider) -> dict[str, str]:
 
 @pytest.fixture
 def idp(local_idp: LocalIdentityProvider, settings: SettingsWrapper, db: None) -> LocalIdentityProvider:
-    """The local provider, with Postroom's settings pointing at it for this test."""
+    """The local provider, with Postroom's settings pointing at it for this test.
+
+    Sign-up is closed until first-run setup has created an account, so one exists here.
+    """
+    if not User.objects.exists():
+        UserFactory(email=OPERATOR_EMAIL)
     settings.SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": oidc_providers_from_env(Env(provider_env(local_idp)))}}
     local_idp.browsers.clear()
     return local_idp
