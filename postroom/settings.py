@@ -128,7 +128,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
-    "allauth.usersessions.middleware.UserSessionsMiddleware",
+    # Not allauth.usersessions' middleware: it writes the session list on every request;
+    # SessionLifetimeMiddleware records activity at most once a minute instead.
     "postroom.accounts.middleware.RequireTwoFactorMiddleware",
 ]
 
@@ -233,6 +234,8 @@ ACCOUNT_PREVENT_ENUMERATION = True
 ACCOUNT_EMAIL_NOTIFICATIONS = True
 ACCOUNT_REAUTHENTICATION_REQUIRED = True
 ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
+# A password step waiting for its second factor is forgotten after five minutes.
+ACCOUNT_LOGIN_TIMEOUT = 300
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_SESSION_REMEMBER = True

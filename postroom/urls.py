@@ -1,10 +1,12 @@
 from django.urls import include, path
 
+from postroom.accounts.reauth import allauth_overrides
 from postroom.ops.views import health
 from postroom.web import views as web_views
 
 urlpatterns = [
     path("", include("postroom.web.urls")),
+    path("accounts/", include(allauth_overrides)),  # allauth views behind Postroom's gates; before allauth's own
     path("accounts/", include("allauth.urls")),
     path("settings/", include("postroom.accounts.urls")),
     path("o/<slug:slug>/", include("postroom.orgs.urls")),
