@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyotp
 from allauth.mfa.models import Authenticator
@@ -13,17 +13,19 @@ from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.conf import settings
 from django.db import connection
-from django.http import HttpResponse
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from postroom.accounts.models import User
 from postroom.testing.factories import DEFAULT_PASSWORD
 
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse as Response
+
 PROTECTED_URL = "/settings/security/"
 
 
-def password_step(client: Client, user: User, password: str = DEFAULT_PASSWORD) -> HttpResponse:
+def password_step(client: Client, user: User, password: str = DEFAULT_PASSWORD) -> Response:
     return client.post("/accounts/login/", {"login": user.email, "password": password})
 
 
@@ -48,13 +50,13 @@ def totp_code(secret: str) -> str:
     return pyotp.TOTP(secret).now()
 
 
-def confirm_password(client: Client, password: str = DEFAULT_PASSWORD) -> HttpResponse:
+def confirm_password(client: Client, password: str = DEFAULT_PASSWORD) -> Response:
     response = client.post("/accounts/reauthenticate/", {"password": password})
     assert response.status_code == 302, response.content[:500]
     return response
 
 
-def confirm_second_factor(client: Client, secret: str) -> HttpResponse:
+def confirm_second_factor(client: Client, secret: str) -> Response:
     response = client.post("/accounts/2fa/reauthenticate/", {"code": totp_code(secret)})
     assert response.status_code == 302, response.content[:500]
     return response
@@ -64,7 +66,7 @@ def session_key(client: Client) -> str:
     return client.cookies[settings.SESSION_COOKIE_NAME].value
 
 
-def replay(key: str, path: str = PROTECTED_URL) -> HttpResponse:
+def replay(key: str, path: str = PROTECTED_URL) -> Response:
     """A fresh browser that sends nothing but a raw session cookie."""
     return Client().get(path, HTTP_COOKIE=f"{settings.SESSION_COOKIE_NAME}={key}")
 
@@ -74,7 +76,7 @@ def is_signed_in(client: Client) -> bool:
     return response.status_code == 200 and response.wsgi_request.user.is_authenticated
 
 
-def sent_to_login(response: HttpResponse) -> bool:
+def sent_to_login(response: Response) -> bool:
     return response.status_code == 302 and response["Location"].startswith("/accounts/login/") and not response.wsgi_request.user.is_authenticated
 
 
