@@ -54,7 +54,7 @@ class DiscoveryHandler(BaseHTTPRequestHandler):
     """Just enough of an OpenID provider for a link to start: its discovery document."""
 
     def do_GET(self) -> None:
-        base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        base = f"http://{self.headers['Host']}"
         body = json.dumps({
             "issuer": base, "authorization_endpoint": f"{base}/authorize", "token_endpoint": f"{base}/token",
             "userinfo_endpoint": f"{base}/userinfo", "jwks_uri": f"{base}/jwks",
