@@ -8,13 +8,13 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pyotp
-from allauth.mfa.models import Authenticator
 from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.conf import settings
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, reverse
 
 from postroom.accounts.models import User
 from postroom.testing.factories import DEFAULT_PASSWORD
@@ -90,5 +90,26 @@ def counting_writes() -> Iterator[Callable[[], list[str]]]:
         ]
 
 
-def authenticators(user: User, kind: Any) -> int:
-    return Authenticator.objects.filter(user=user, type=kind).count()
+def _patterns(resolver: URLResolver, namespace: str = "", params: frozenset[str] = frozenset()) -> Iterator[tuple[str, frozenset[str]]]:
+    for pattern in resolver.url_patterns:
+        own = frozenset(getattr(pattern.pattern, "converters", {}) or pattern.pattern.regex.groupindex)
+        if isinstance(pattern, URLResolver):
+            inner = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
+            yield from _patterns(pattern, inner, params | own)
+        elif isinstance(pattern, URLPattern) and pattern.name:
+            yield f"{namespace}{pattern.name}", params | own
+
+
+def every_path(values: dict[str, Any]) -> dict[str, str]:
+    """Every named URL of the application, its parameters filled from ``values``."""
+    paths = {}
+    for name, params in _patterns(get_resolver()):
+        try:
+            paths[name] = reverse(name, kwargs={param: values[param] for param in params})
+        except NoReverseMatch:
+            continue
+    return paths
+
+
+def url_names() -> set[str]:
+    return {name for name, _params in _patterns(get_resolver())}

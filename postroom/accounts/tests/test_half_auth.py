@@ -3,7 +3,6 @@ the half-finished login is forgotten after ACCOUNT_LOGIN_TIMEOUT (five minutes).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,9 +11,8 @@ import time_machine
 from django.conf import settings
 from django.core.cache import cache
 from django.test import Client
-from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, reverse
 
-from postroom.accounts.tests.session_helpers import enable_totp, password_step, totp_code
+from postroom.accounts.tests.session_helpers import enable_totp, every_path, password_step, totp_code
 from postroom.testing.factories import TeamFactory
 
 START = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
@@ -33,26 +31,6 @@ PUBLIC_PAGES = {
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> None:
     cache.clear()
-
-
-def _patterns(resolver: URLResolver, namespace: str = "", params: frozenset[str] = frozenset()) -> Iterator[tuple[str, frozenset[str]]]:
-    for pattern in resolver.url_patterns:
-        own = frozenset(getattr(pattern.pattern, "converters", {}) or pattern.pattern.regex.groupindex)
-        if isinstance(pattern, URLResolver):
-            inner = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
-            yield from _patterns(pattern, inner, params | own)
-        elif isinstance(pattern, URLPattern) and pattern.name:
-            yield f"{namespace}{pattern.name}", params | own
-
-
-def every_path(values: dict[str, Any]) -> dict[str, str]:
-    paths = {}
-    for name, params in _patterns(get_resolver()):
-        try:
-            paths[name] = reverse(name, kwargs={param: values[param] for param in params})
-        except NoReverseMatch:
-            continue
-    return paths
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ from allauth.socialaccount.models import SocialAccount
 from allauth.usersessions.models import UserSession
 from django.core.cache import cache
 from django.test import Client, override_settings
-from django.urls import URLPattern, URLResolver, get_resolver
 
 from postroom.accounts.models import User
 from postroom.accounts.tests.session_helpers import (
@@ -37,6 +36,7 @@ from postroom.accounts.tests.session_helpers import (
     session_key,
     signed_in_client,
     totp_code,
+    url_names,
 )
 from postroom.testing.factories import DEFAULT_PASSWORD
 
@@ -218,17 +218,8 @@ NOT_SENSITIVE = {
 ACCOUNT_AREAS = ("account_", "mfa_", "socialaccount_", "usersessions_", "openid_connect_", "accounts:")
 
 
-def _url_names(resolver: URLResolver, namespace: str = "") -> Iterator[str]:
-    for pattern in resolver.url_patterns:
-        if isinstance(pattern, URLResolver):
-            inner = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
-            yield from _url_names(pattern, inner)
-        elif isinstance(pattern, URLPattern) and pattern.name:
-            yield f"{namespace}{pattern.name}"
-
-
 def test_r06_every_account_url_is_classified() -> None:
-    names = {name for name in _url_names(get_resolver()) if name.startswith(ACCOUNT_AREAS)}
+    names = {name for name in url_names() if name.startswith(ACCOUNT_AREAS)}
     gated = {case.name for case in SENSITIVE}
     assert not gated & set(NOT_SENSITIVE)
     unclassified = names - gated - set(NOT_SENSITIVE)
