@@ -15,7 +15,7 @@ The defences:
   part of the session auth hash, so every other session of the member stops authenticating on
   its next request, whether or not allauth.usersessions tracked it; the tracked ones are also
   deleted from the session store at once. The session that made the change is kept (its hash is
-  renewed and its key rotated).
+  renewed and its key rotated); an email change confirmed from a signed-out browser keeps none.
 - Deactivating a member (``is_active=False``) deletes their sessions at once; until then Django
   already refuses an inactive user on every request.
 - A member can end any one of their sessions from the session list (after confirming their
@@ -119,7 +119,10 @@ def on_authentication_step(sender: Any, request: HttpRequest, **kwargs: Any) -> 
 
 def _ends_other_sessions(reason: str) -> Any:
     def receiver(sender: Any, request: HttpRequest | None = None, user: User | None = None, **kwargs: Any) -> None:
-        if user is not None:
+        # allauth also reports confirming the very first address (at sign-up) as an email
+        # change "from None"; nothing changed hands then.
+        first_address = reason == "email_changed" and kwargs.get("from_email_address") is None
+        if user is not None and not first_address:
             other_sessions_end(user=user, request=request, reason=reason)
 
     return receiver
