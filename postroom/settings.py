@@ -262,6 +262,7 @@ from postroom.accounts.oidc_config import oidc_providers_from_env  # noqa: E402
 
 SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": oidc_providers_from_env(env)}}
 
+# Shows "last activity" in the session list; recorded by SessionLifetimeMiddleware once a minute.
 USERSESSIONS_TRACK_ACTIVITY = True
 
 # --- Content security policy (django-csp 4, nonce based) ---------------------------------------
