@@ -15,7 +15,7 @@ The defences:
   part of the session auth hash, so every other session of the member stops authenticating on
   its next request, whether or not allauth.usersessions tracked it; the tracked ones are also
   deleted from the session store at once. The session that made the change is kept (its hash is
-  renewed and its key rotated); an email change confirmed from a signed-out browser keeps none.
+  renewed); an email change confirmed from a signed-out browser keeps none.
 - Deactivating a member (``is_active=False``) deletes their sessions at once; until then Django
   already refuses an inactive user on every request.
 - A member can end any one of their sessions from the session list (after confirming their
@@ -35,7 +35,7 @@ from allauth.account.signals import authentication_step_completed, email_changed
 from allauth.mfa.signals import authenticator_added, authenticator_removed, authenticator_reset
 from allauth.usersessions.adapter import get_adapter as get_usersessions_adapter
 from allauth.usersessions.models import UserSession
-from django.contrib.auth import logout, update_session_auth_hash
+from django.contrib.auth import HASH_SESSION_KEY, logout
 from django.db import transaction
 from django.db.models.signals import post_save
 from django.http import Http404, HttpRequest
@@ -75,9 +75,11 @@ def other_sessions_end(*, user: User, request: HttpRequest | None, reason: str) 
     if request is not None and request.user.is_authenticated and request.user.pk == user.pk:
         if request.user is not user:
             request.user.security_stamp = user.security_stamp
-        old_key = request.session.session_key
-        update_session_auth_hash(request, user)
-        _follow_key_change(request, old_key)
+        # Saved now, and without a new key: allauth announces second-factor changes from
+        # transaction.on_commit, which may run after the response has already stored the
+        # session and set its cookie; a key changed then would never reach the browser.
+        request.session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        request.session.save()
         keep_key = request.session.session_key
         setattr(request, _ENDED_MARK, True)
     others = list(UserSession.objects.filter(user_id=user.pk).exclude(session_key=keep_key or ""))
