@@ -65,8 +65,11 @@ def session_key_rotate(*, request: HttpRequest) -> None:
 
 
 @transaction.atomic
-def other_sessions_end(*, user: User, request: HttpRequest | None, reason: str) -> int:
-    """Rotate the security stamp so that only ``request``'s session (if it is the user's) stays."""
+def other_sessions_end(*, user: User, request: HttpRequest | None) -> int:
+    """Rotate the security stamp so that only ``request``'s session (if it is the user's) stays.
+
+    Not audited here: it follows a credential change, which is audited as such (``signals``).
+    """
     if request is not None and getattr(request, _ENDED_MARK, False):
         return 0
     user.security_stamp = new_security_stamp()
@@ -84,10 +87,6 @@ def other_sessions_end(*, user: User, request: HttpRequest | None, reason: str) 
         setattr(request, _ENDED_MARK, True)
     others = list(UserSession.objects.filter(user_id=user.pk).exclude(session_key=keep_key or ""))
     get_usersessions_adapter().end_sessions(others)
-    audit_record(
-        action="account.other_sessions_ended", actor=request.user if request is not None else None, request=request,
-        target=user, target_label=user.email, details={"reason": reason, "tracked_sessions_ended": len(others)},
-    )
     return len(others)
 
 
@@ -98,7 +97,7 @@ def user_session_end(*, actor: User, session_id: int, request: HttpRequest) -> N
     if session is None:
         raise Http404
     is_current = session.session_key == request.session.session_key
-    audit_record(action="account.session_ended", actor=actor, request=request, target=actor, target_label=actor.email, details={"current": is_current})
+    audit_record(action="auth.session_ended", actor=actor, request=request, target=actor, target_label=actor.email, details={"current": is_current})
     if is_current:
         session.delete()
         logout(request)
@@ -119,15 +118,16 @@ def on_authentication_step(sender: Any, request: HttpRequest, **kwargs: Any) -> 
     session_key_rotate(request=request)
 
 
-def _ends_other_sessions(reason: str) -> Any:
-    def receiver(sender: Any, request: HttpRequest | None = None, user: User | None = None, **kwargs: Any) -> None:
-        # allauth also reports confirming the very first address (at sign-up) as an email
-        # change "from None"; nothing changed hands then.
-        first_address = reason == "email_changed" and kwargs.get("from_email_address") is None
-        if user is not None and not first_address:
-            other_sessions_end(user=user, request=request, reason=reason)
+def on_credential_change(sender: Any, request: HttpRequest | None = None, user: User | None = None, **kwargs: Any) -> None:
+    if user is not None:
+        other_sessions_end(user=user, request=request)
 
-    return receiver
+
+def on_email_changed(sender: Any, request: HttpRequest | None = None, user: User | None = None, **kwargs: Any) -> None:
+    # allauth also reports confirming the very first address (at sign-up) as a change "from
+    # None"; nothing changed hands then.
+    if kwargs.get("from_email_address") is not None:
+        on_credential_change(sender, request=request, user=user)
 
 
 def on_user_saved(sender: Any, instance: User, created: bool, **kwargs: Any) -> None:
@@ -135,20 +135,12 @@ def on_user_saved(sender: Any, instance: User, created: bool, **kwargs: Any) -> 
         sessions_end_all(user=instance)
 
 
-CREDENTIAL_SIGNALS = {
-    "password_changed": password_changed,
-    "password_set": password_set,
-    "password_reset": password_reset,
-    "email_changed": email_changed,
-    "authenticator_added": authenticator_added,
-    "authenticator_removed": authenticator_removed,
-    "authenticator_reset": authenticator_reset,
-}
-_credential_receivers = {name: _ends_other_sessions(name) for name in CREDENTIAL_SIGNALS}
+CREDENTIAL_SIGNALS = (password_changed, password_set, password_reset, authenticator_added, authenticator_removed, authenticator_reset)
 
 
 def connect_receivers() -> None:
     authentication_step_completed.connect(on_authentication_step, dispatch_uid="postroom.sessions.step")
-    for name, signal in CREDENTIAL_SIGNALS.items():
-        signal.connect(_credential_receivers[name], dispatch_uid=f"postroom.sessions.{name}")
+    for signal in CREDENTIAL_SIGNALS:
+        signal.connect(on_credential_change, dispatch_uid="postroom.sessions.credential_change")
+    email_changed.connect(on_email_changed, dispatch_uid="postroom.sessions.email_changed")
     post_save.connect(on_user_saved, sender=User, dispatch_uid="postroom.sessions.user_saved")
