@@ -9,18 +9,19 @@ provider or unlink the owner's, or sign the owner out of their other sessions.
 The defence: each of those requests needs the password (or a second factor) to have been
 confirmed in this session within ``ACCOUNT_REAUTHENTICATION_TIMEOUT`` (five minutes), checked on
 the server for every request, GET and POST alike, whatever the page showed. django-allauth
-gates its email, two-factor and unlink flows itself; ``allauth_overrides`` (served before
+gates its email, two-factor and provider flows itself (a link is confirmed when the provider
+sends the member back, before anything is stored); ``allauth_overrides`` (served before
 ``include("allauth.urls")``) wraps the views it leaves open — password change and set, ending
-other sessions, starting to link a provider — with the same check, and Postroom's own views use
-``confirmation_required``. Every other setting works without asking.
+other sessions — with the same check, and Postroom's own views use ``confirmation_required``.
+Every other setting works without asking.
 
 Unlike allauth's own handling, this gate never replays a POST after the confirmation: allauth
 would keep the submitted form in the session row in clear — for a password change, the new
 password. The member confirms, lands on the form again and submits it once more.
 
-Known gap: allauth counts an account that has neither a password nor a second factor (signed up
-through OpenID Connect only) as always freshly confirmed; confirming it at the identity provider
-(``prompt=login``, R12) belongs to the OpenID Connect work.
+An account with neither a password nor a second factor (signed up through OpenID Connect only)
+counts as always confirmed for allauth; such a member confirms at their identity provider
+instead (``prompt=login``, R12), which the OpenID Connect views handle.
 """
 
 from __future__ import annotations
@@ -34,27 +35,25 @@ from allauth.account import views as account_views
 from allauth.account.adapter import get_adapter
 from allauth.account.decorators import reauthentication_required
 from allauth.core.exceptions import ReauthenticationRequired
-from allauth.socialaccount.providers.openid_connect import views as oidc_views
 from allauth.usersessions import views as usersessions_views
 from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import path, re_path
+from django.urls import path
 
 from postroom.accounts.middleware import CLEAR_SITE_DATA
 
 View = Callable[..., HttpResponse]
 
 
-def confirmation_required(view: View | None = None, *, allow_get: bool = False, when: Callable[[HttpRequest], bool] | None = None) -> Any:
+def confirmation_required(view: View | None = None, *, allow_get: bool = False) -> Any:
     """Send the member to confirm their password first, unless they did within the timeout.
 
-    ``allow_get`` lets a page be looked at without confirming (only changes need it); ``when``
-    limits the gate to the requests it returns True for.
+    ``allow_get`` lets a page be looked at without confirming (only changes need it).
     """
 
     def decorator(view_function: View) -> View:
-        gated = reauthentication_required(view_function, allow_get=allow_get, enabled=when)
+        gated = reauthentication_required(view_function, allow_get=allow_get)
 
         @wraps(view_function)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -76,10 +75,6 @@ def _ask_for_confirmation(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(f"{methods[0]['url']}?{urlencode({REDIRECT_FIELD_NAME: request.get_full_path()})}")
 
 
-def _starts_linking(request: HttpRequest) -> bool:
-    return "connect" in (request.GET.get("process"), request.POST.get("process"))
-
-
 def logout_clearing_site_data(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     """allauth's logout, plus Clear-Site-Data once the session is gone (R16)."""
     response = account_views.logout(request, *args, **kwargs)
@@ -95,9 +90,4 @@ allauth_overrides = [
     path("password/change/", confirmation_required(account_views.password_change), name="account_change_password"),
     path("password/set/", confirmation_required(account_views.password_set), name="account_set_password"),
     path("sessions/", confirmation_required(usersessions_views.list_usersessions, allow_get=True), name="usersessions_list"),
-    re_path(
-        r"^oidc/(?P<provider_id>[^/]+)/login/$",
-        confirmation_required(oidc_views.login, when=_starts_linking),
-        name="openid_connect_login",
-    ),
 ]

@@ -11,11 +11,9 @@ table or, with a reason, in ``NOT_SENSITIVE``.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -50,37 +48,13 @@ def _fresh_cache() -> None:
     cache.clear()
 
 
-class DiscoveryHandler(BaseHTTPRequestHandler):
-    """Just enough of an OpenID provider for a link to start: its discovery document."""
-
-    def do_GET(self) -> None:
-        base = f"http://{self.headers['Host']}"
-        body = json.dumps({
-            "issuer": base, "authorization_endpoint": f"{base}/authorize", "token_endpoint": f"{base}/token",
-            "userinfo_endpoint": f"{base}/userinfo", "jwks_uri": f"{base}/jwks",
-        }).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def identity_provider() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), DiscoveryHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
+def identity_provider() -> Iterator[None]:
+    """A configured provider, so that a linked login of it can be unlinked (no network is used)."""
     app = {"provider_id": "corp", "name": "Corp", "client_id": "postroom", "secret": "not-a-real-secret",
-           "settings": {"server_url": base, "oauth_pkce_enabled": True, "token_auth_method": "client_secret_post"}}
+           "settings": {"server_url": "https://id.corp.example", "oauth_pkce_enabled": True, "token_auth_method": "client_secret_post"}}
     with override_settings(SOCIALACCOUNT_PROVIDERS={"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": [app]}}):
-        yield base
-    server.shutdown()
-    server.server_close()
+        yield
 
 
 @dataclass
@@ -181,8 +155,6 @@ SENSITIVE = [
          lambda user, state: Authenticator.objects.get(pk=state["passkey"]).data["name"] == "Renamed", prepare=_with_passkey),
     Case("socialaccount_connections", _post("/accounts/3rdparty/", {"account": "{linked}"}),
          lambda user, state: not SocialAccount.objects.filter(pk=state["linked"]).exists(), prepare=_with_linked_login),
-    Case("openid_connect_login", _post("/accounts/oidc/corp/login/", {"process": "connect"}),
-         lambda user, state: state["response"].status_code == 302 and "/authorize?" in state["response"]["Location"]),
     Case("usersessions_list", _post("/accounts/sessions/"),
          lambda user, state: not is_signed_in(state["other"]), prepare=_with_another_session),
     Case("accounts:session_end", _post("/settings/sessions/{other_session}/end/"),
@@ -212,7 +184,10 @@ NOT_SENSITIVE = {
     "socialaccount_login_cancelled": "an information page",
     "socialaccount_login_error": "an information page",
     "socialaccount_signup": "creating an account through a provider",
-    "openid_connect_callback": "allauth confirms before linking here too (connect flow); otherwise signing in",
+    # Linking: allauth asks for the confirmation when the provider sends the member back, before
+    # the link is stored; the OpenID Connect tests drive that with a real provider.
+    "openid_connect_login": "signing in, or the start of a link (confirmed at the callback)",
+    "openid_connect_callback": "signing in, or the end of a link, which allauth gates",
     "accounts:security": "an overview that changes nothing",
 }
 ACCOUNT_AREAS = ("account_", "mfa_", "socialaccount_", "usersessions_", "openid_connect_", "accounts:")
