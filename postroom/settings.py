@@ -129,7 +129,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
-    "allauth.usersessions.middleware.UserSessionsMiddleware",
+    # Not allauth.usersessions' middleware: it writes the session list on every request;
+    # SessionLifetimeMiddleware records activity at most once a minute instead.
     "postroom.accounts.middleware.RequireTwoFactorMiddleware",
 ]
 
@@ -234,6 +235,8 @@ ACCOUNT_PREVENT_ENUMERATION = True
 ACCOUNT_EMAIL_NOTIFICATIONS = True
 ACCOUNT_REAUTHENTICATION_REQUIRED = True
 ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
+# A password step waiting for its second factor is forgotten after five minutes.
+ACCOUNT_LOGIN_TIMEOUT = 300
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_SESSION_REMEMBER = True
@@ -273,6 +276,7 @@ from postroom.accounts.oidc_config import oidc_providers_from_env  # noqa: E402
 
 SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": oidc_providers_from_env(env)}}
 
+# Shows "last activity" in the session list; recorded by SessionLifetimeMiddleware once a minute.
 USERSESSIONS_TRACK_ACTIVITY = True
 
 # --- Content security policy (django-csp 4, nonce based) ---------------------------------------

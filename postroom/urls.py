@@ -1,5 +1,6 @@
 from django.urls import include, path
 
+from postroom.accounts.reauth import allauth_overrides
 from postroom.ops.views import health
 from postroom.web import views as web_views
 
@@ -7,6 +8,7 @@ urlpatterns = [
     path("", include("postroom.web.urls")),
     # Postroom's hardened OpenID Connect views shadow allauth's on the same paths.
     path("accounts/", include("postroom.accounts.oidc")),
+    path("accounts/", include(allauth_overrides)),  # allauth views behind Postroom's gates; before allauth's own
     path("accounts/", include("allauth.urls")),
     path("settings/", include("postroom.accounts.urls")),
     path("o/<slug:slug>/", include("postroom.orgs.urls")),
