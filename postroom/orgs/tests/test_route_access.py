@@ -108,7 +108,7 @@ def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
         invitation, _token = actions.invitation_create(actor=owner, email=f"someone@{org.slug}.test", role=Role.MEMBER)
     return {
         "slug": org.slug, "membership_id": owner.pk, "team_id": team.pk, "invitation_id": invitation.pk,
-        "pk": 1, "key": "x", "uidb36": "1", "token": "not-a-token", "provider_id": "test",
+        "pk": 1, "session_id": 1, "key": "x", "uidb36": "1", "token": "not-a-token", "provider_id": "test",
     }
 
 
