@@ -116,12 +116,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "postroom.web.middleware.CorrelationIdMiddleware",
-    "postroom.web.middleware.RejectDiagnosticMethodsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Above WhiteNoise so that static files carry the same headers as pages (SECURITY.md R51).
     "postroom.web.middleware.SecurityHeadersMiddleware",
     "csp.middleware.CSPMiddleware",
+    "postroom.web.middleware.RejectDiagnosticMethodsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
