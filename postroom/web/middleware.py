@@ -26,7 +26,10 @@ correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlatio
 
 class CorrelationIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.correlation_id = correlation_id.get()
+        # Django logs a returned 5xx after the middleware chain has finished, outside the
+        # context; its record still carries the request.
+        request = getattr(record, "request", None)
+        record.correlation_id = getattr(request, "correlation_id", None) or correlation_id.get()
         return True
 
 
