@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from postroom.core.tests.processes import RunningProcess, clean_environment, free_port, run_postroom, running_postroom
+from postroom.core.tests.processes import REPOSITORY, RunningProcess, clean_environment, free_port, run_postroom, running_postroom
 from postroom.web.tests.production import PUBLIC_HOST, production_environment
 
 THROUGH_PROXY = {"Host": PUBLIC_HOST, "X-Forwarded-Proto": "https"}
@@ -124,3 +126,29 @@ def _get_body(server: RunningProcess, path: str) -> tuple[int, dict[str, str], s
     body = response.read().decode()
     connection.close()
     return response.status, {name.lower(): value for name, value in response.getheaders()}, body
+
+
+def test_r54_unconfigured_mail_is_dropped_without_printing_links(tmp_path: Path) -> None:
+    """A production server without POSTROOM_SMTP_URL sends a reset mail: nothing of it is printed."""
+    code = (
+        "import django; django.setup()\n"
+        "from django.conf import settings\n"
+        "from django.core.mail import send_mail\n"
+        "print('backend', settings.EMAIL_BACKEND)\n"
+        "send_mail('[Postroom] Password reset', 'Reset: https://postroom.example/accounts/password/reset/key/1-canary-key/', None, ['erin@example.test'])\n"
+    )
+    environment = production_environment(tmp_path) | {"DJANGO_SETTINGS_MODULE": "postroom.settings"}
+    result = subprocess.run([sys.executable, "-c", code], env=environment, cwd=REPOSITORY, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "backend postroom.core.mailconfig.UnconfiguredEmailBackend" in result.stdout
+    printed = result.stdout + result.stderr
+    assert "not sent: no mail server is configured. Fix: set POSTROOM_SMTP_URL" in printed
+    for leak in ("canary-key", "erin@example.test", "Password reset"):
+        assert leak not in printed
+
+
+def test_loopback_trial_install_prints_mail_to_the_console(tmp_path: Path) -> None:
+    code = "import django; django.setup()\nfrom django.conf import settings\nprint(settings.EMAIL_BACKEND)\n"
+    environment = clean_environment(tmp_path, DJANGO_SETTINGS_MODULE="postroom.settings")
+    result = subprocess.run([sys.executable, "-c", code], env=environment, cwd=REPOSITORY, capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "django.core.mail.backends.console.EmailBackend"
