@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from django.conf import settings
 from django.test import Client
 
 from postroom.conftest import Cast
@@ -21,6 +23,12 @@ _SCRIPT_TAG = re.compile(r"<script\b([^>]*)>", re.IGNORECASE)
 _INLINE_HANDLER = re.compile(r"<[^>]+\son[a-z]+\s*=", re.IGNORECASE)
 
 
+def identity_provider_origins() -> list[str]:
+    """Forms may also go to the configured OpenID providers (the login redirect); nowhere else."""
+    servers = [urlsplit(app["settings"]["server_url"]) for app in settings.SOCIALACCOUNT_PROVIDERS["openid_connect"]["APPS"]]
+    return sorted({f"{server.scheme}://{server.netloc}" for server in servers})
+
+
 def csp_directives(header: str) -> dict[str, list[str]]:
     return {parts[0]: parts[1:] for parts in (directive.split() for directive in header.split(";")) if parts}
 
@@ -32,7 +40,7 @@ def assert_security_headers(response: Any, where: str, *, static: bool = False) 
     assert csp.get("object-src") == ["'none'"], where
     assert csp.get("base-uri") == ["'none'"], where
     assert csp.get("frame-ancestors") == ["'none'"], where
-    assert csp.get("form-action") == ["'self'"], where
+    assert csp.get("form-action") == ["'self'", *identity_provider_origins()], where
     assert csp.get("report-uri") == ["/csp-report/"], where
     assert not UNSAFE_SOURCES & set(csp.get("script-src", [])), where
     assert not UNSAFE_SOURCES & set(csp.get("style-src", [])), where
