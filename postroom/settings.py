@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 
 from postroom.core.env import ConfigError, Env
-from postroom.core.keyfiles import load_master_keys, load_or_create_secret_key
+from postroom.core.keyfiles import keep_private, load_master_keys, load_or_create_secret_key
 
 env = Env()
 
@@ -118,9 +118,12 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "postroom.web.middleware.CorrelationIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Above WhiteNoise so that static files carry the same headers as pages (SECURITY.md R51).
     "postroom.web.middleware.SecurityHeadersMiddleware",
     "csp.middleware.CSPMiddleware",
+    "postroom.web.middleware.RejectDiagnosticMethodsMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -162,7 +165,7 @@ if _database_url:
     try:
         _database = dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)
     except ValueError as error:
-        raise ConfigError("DATABASE_URL", str(error), "use postgres://user:password@host:5432/name") from None
+        raise ConfigError("DATABASE_URL", str(error).rstrip("."), "use postgres://user:password@host:5432/name") from None
     if _database["ENGINE"] != "django.db.backends.postgresql":
         raise ConfigError("DATABASE_URL", "only PostgreSQL is supported for the scaled-out shape", "use a postgres:// URL, or unset it for the embedded SQLite")
     DATABASES = {"default": _database}
@@ -170,7 +173,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(DATA_DIR / "postroom.sqlite3"),
+            "NAME": str(keep_private(DATA_DIR / "postroom.sqlite3")),
             "OPTIONS": {
                 # WAL lets readers work while one writer writes; IMMEDIATE takes the write lock at
                 # BEGIN so two writers queue (busy timeout) instead of failing with "locked".
@@ -200,9 +203,13 @@ if _smtp_url:
     from postroom.core.mailconfig import smtp_settings_from_url
 
     globals().update(smtp_settings_from_url(_smtp_url))
-else:
-    # No mail server configured: messages are written to the console log of `postroom run`.
+elif _is_loopback(PUBLIC_HOST):
+    # No mail server on a trial install: messages (with their links) go to the console of `postroom run`.
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+else:
+    # A real deployment without a mail server must not print reset and invitation links into its
+    # service logs (SECURITY.md R54): mail is dropped with a warning naming the fix.
+    EMAIL_BACKEND = "postroom.core.mailconfig.UnconfiguredEmailBackend"
 
 # --- Authentication (django-allauth) -----------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -274,13 +281,22 @@ SOCIALACCOUNT_ONLY = False
 
 from postroom.accounts.oidc_config import oidc_providers_from_env  # noqa: E402
 
-SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": oidc_providers_from_env(env)}}
+_oidc_apps = oidc_providers_from_env(env)
+SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": _oidc_apps}}
 
 # Shows "last activity" in the session list; recorded by SessionLifetimeMiddleware once a minute.
 USERSESSIONS_TRACK_ACTIVITY = True
 
 # --- Content security policy (django-csp 4, nonce based) ---------------------------------------
 from csp.constants import NONCE, NONE, SELF  # noqa: E402
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+_oidc_origins = sorted({_origin(app["settings"]["server_url"]) for app in _oidc_apps})
 
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
@@ -290,7 +306,9 @@ CONTENT_SECURITY_POLICY = {
         "img-src": [SELF, "data:"],
         "font-src": [SELF],
         "connect-src": [SELF],
-        "form-action": [SELF] + ([] if HTTPS else ["http://127.0.0.1:*", "http://localhost:*"]),
+        # Browsers apply form-action to the redirect after a POST too, so the "continue with <IdP>"
+        # form needs each OpenID provider's origin; nothing else may receive a form.
+        "form-action": [SELF, *_oidc_origins],
         "frame-ancestors": [NONE],
         "frame-src": [SELF],
         "base-uri": [NONE],
@@ -313,7 +331,9 @@ USE_TZ = True
 USE_I18N = True
 
 POSTROOM_SECURITY_CONTACT = env.string("POSTROOM_SECURITY_CONTACT", f"mailto:security@{PUBLIC_HOST}")
-POSTROOM_PRIVACY_POLICY_FILE = env.string("POSTROOM_PRIVACY_POLICY_FILE")
+POSTROOM_PRIVACY_POLICY_FILE = env.readable_file("POSTROOM_PRIVACY_POLICY_FILE")
+# Our own page instead of Django's, which has an inline style our CSP blocks and reads differently.
+CSRF_FAILURE_VIEW = "postroom.web.views.csrf_failure"
 
 LOGGING = {
     "version": 1,
