@@ -112,6 +112,7 @@ INSTALLED_APPS = [
     "postroom.accounts",
     "postroom.web",
     "postroom.ops",
+    "postroom.mime",
 ]
 
 MIDDLEWARE = [
