@@ -439,7 +439,7 @@ def _parse_headers(raw: bytes, header_end: int, limits: Limits) -> ParsedMessage
 # --- 4. Body -------------------------------------------------------------------------------
 
 # Codecs that exist in Python but are no mail charset; decoding with them is a parser trick.
-_REFUSED_CODECS = frozenset({"unicode_escape", "raw_unicode_escape", "idna", "punycode", "undefined"})
+_REFUSED_CODECS = frozenset({"unicode-escape", "raw-unicode-escape", "idna", "punycode", "undefined", "charmap"})
 _BODY_TYPES = frozenset({"text/plain", "text/html"})
 _SERIALIZE_POLICY = policy.default.clone(refold_source="none")
 
