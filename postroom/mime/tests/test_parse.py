@@ -43,9 +43,8 @@ def body_of(raw: bytes) -> MessageBody:
 
 def quarantine_reason(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> QuarantineReason | None:
     result = parse_message(raw, limits=limits)
-    if isinstance(result, ParsedMessage):
-        result = result.body
-    return result.reason if isinstance(result, Quarantined) else None
+    outcome = result.body if isinstance(result, ParsedMessage) else result
+    return outcome.reason if isinstance(outcome, Quarantined) else None
 
 
 def rich_message() -> bytes:
@@ -64,7 +63,8 @@ def rich_message() -> bytes:
     message["List-Unsubscribe"] = "<mailto:leave@example.de>, <https://example.de/leave>"
     message.set_content("Hallo,\nanbei der Bericht.\n", charset="iso-8859-1")
     message.add_alternative('<p>Hallo, <img src="cid:chart@example.de"></p>', subtype="html")
-    html_part = message.get_payload()[1]
+    html_part = message.get_body(preferencelist=("html",))
+    assert html_part is not None
     html_part.make_related()
     html_part.add_related(b"\x89PNG chart", maintype="image", subtype="png", cid="<chart@example.de>")
     message.add_attachment(b"%PDF-1.7 report", maintype="application", subtype="pdf", filename="Bericht März.pdf")
