@@ -478,10 +478,11 @@ def _text(payload: bytes, charset: str | None, defects: list[str]) -> str:
         if codec in _REFUSED_CODECS:
             raise LookupError(codec)
         # Mislabelled 8-bit text is far more often UTF-8 than anything else, and ASCII is a subset.
-        return payload.decode("utf-8" if codec == "ascii" else codec, "replace")
+        text = payload.decode("utf-8" if codec == "ascii" else codec, "replace")
     except (LookupError, ValueError):  # unknown name, or a codec that is not a text encoding
         defects.append(f"unusable charset {name[:40]!r}")
-        return payload.decode("utf-8", "replace")
+        text = payload.decode("utf-8", "replace")
+    return text.replace("\r\n", "\n")
 
 
 def _embedded_messages(part: Message) -> list[EmailMessage]:
