@@ -41,7 +41,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from html import unescape
+from html import escape, unescape
 from urllib.parse import urlsplit
 
 import nh3
@@ -137,6 +137,38 @@ class SanitizedHtml:
     remote_blocked: int
     trackers_removed: int
     content_ids: tuple[str, ...]
+    flattened: bool = False  # too deeply nested to parse cheaply: shown as its text only
+
+
+# html5ever's tree building is superlinear in nesting depth and in attributes per element
+# (20,000 nested <div> take seconds). Past these, a document is flattened to its text.
+MAX_NESTING = 2_000
+MAX_ATTRIBUTES_PER_TAG = 1_000
+_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)([^<>]*)")
+_ANY_TAG = re.compile(r"<[^<>]*>?")
+# Elements that never nest, or that the tree builder closes implicitly when a sibling starts.
+_NOT_NESTING = frozenset(
+    {
+        "area", "base", "br", "caption", "col", "colgroup", "dd", "dt", "embed", "hr", "img", "input",
+        "li", "link", "meta", "option", "optgroup", "p", "param", "rb", "rp", "rt", "rtc", "source",
+        "tbody", "td", "tfoot", "th", "thead", "tr", "track", "wbr",
+    }
+)  # fmt: skip
+
+
+def _too_complex(html: str) -> bool:
+    if html.count("<") <= MAX_NESTING and html.count("=") <= MAX_ATTRIBUTES_PER_TAG:
+        return False  # cannot be over either limit: skip the scan
+    depth = 0
+    for tag in _TAG.finditer(html):
+        if tag.group(3).count("=") > MAX_ATTRIBUTES_PER_TAG:
+            return True
+        if tag.group(2).lower() in _NOT_NESTING:
+            continue
+        depth = max(depth - 1, 0) if tag.group(1) else depth + 1
+        if depth > MAX_NESTING:
+            return True
+    return False
 
 
 def _browser_url(value: str) -> str:
@@ -253,6 +285,9 @@ class _AttributeFilter:
 
 def sanitize_html(html: str, *, allow_remote: bool = False, proxy: Callable[[str], str] | None = None) -> SanitizedHtml:
     """Sanitise a received HTML body (or any untrusted HTML) for display in the sandboxed frame."""
+    if _too_complex(html):
+        text = escape(_ANY_TAG.sub(" ", html), quote=False)
+        return SanitizedHtml(html=nh3.clean(text, tags=set()), remote_blocked=0, trackers_removed=0, content_ids=(), flattened=True)
     attribute_filter = _AttributeFilter(allow_remote=allow_remote, proxy=proxy, one_pixel_sources=_one_pixel_sources(html))
     cleaned = nh3.clean(
         html,

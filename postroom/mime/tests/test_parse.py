@@ -328,3 +328,39 @@ def test_attachment_names_are_sanitised():
     for name in ("../../x.html", "\u202egnp.exe"):
         message.add_attachment(b"<script>", maintype="text", subtype="html", filename=name)
     assert [attachment.filename for attachment in body_of(bytes(message)).attachments] == ["x.html", "gnp.exe"]
+
+
+# Inputs that made the stdlib's header parsers take seconds before the header limits existed.
+SLOW_HEADERS = {
+    "encoded_word_subject": b"Subject: " + b"=?utf-8?q?a?= " * 9_000,
+    "angle_brackets_in_to": b"To: " + b"<" * 120_000,
+    "quotes_in_to": b"To: " + b'"a' * 60_000,
+    "parameters_in_content_type": b"Content-Type: text/plain; " + b"; ".join(b'p%d="%s"' % (i, b"x" * 1000) for i in range(99)),
+    "escapes_in_charset": b'Content-Type: text/plain; charset="' + b'\\"' * 60_000 + b'"',
+    "encoded_words_in_filename": b'Content-Type: application/pdf\r\nContent-Disposition: attachment; filename="'
+    + b"=?utf-8?q?a?=" * 9_000
+    + b'"',
+}
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("name", SLOW_HEADERS)
+def test_r31_slow_header_inputs_stay_fast(name):
+    raw = b"From: a@example.org\r\n" + SLOW_HEADERS[name] + b"\r\n\r\nbody\r\n"
+    result = parse_message(raw)
+    if isinstance(result, ParsedMessage):
+        assert isinstance(result.body, MessageBody | Quarantined)
+
+
+def test_r31_over_long_mime_headers_are_quarantined_while_parsing():
+    raw = b"From: a@example.org\r\n" + SLOW_HEADERS["encoded_words_in_filename"] + b"\r\n\r\nbody\r\n"
+    result = parse_message(raw)
+    assert isinstance(result, ParsedMessage)
+    assert isinstance(result.body, Quarantined)
+    assert result.body.reason == QuarantineReason.HEADER_FIELD_TOO_LONG
+
+
+def test_over_long_subjects_are_cut_with_a_defect():
+    message = parsed(b"Subject: " + b"a" * 20_000 + b"\r\n\r\nbody\r\n")
+    assert len(message.subject) == 16 * 1024
+    assert "subject: cut to 16384 characters" in message.defects

@@ -161,3 +161,25 @@ def test_r27_fuzz_arbitrary_text_is_idempotent(text):
     once = sanitize_html(text)
     assert sanitize_html(once.html).html == once.html
     assert_inert(once.html)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<div>" * 50_000 + "<script>alert(1)</script>deep",
+        "<p " + " ".join(f'a{number}="x"' for number in range(50_000)) + ">attributes",
+    ],
+)
+def test_r31_pathological_html_is_flattened_to_text_quickly(html):
+    result = sanitize_html(html)
+    assert result.flattened
+    assert "<" not in result.html
+    assert_inert(result.html)
+    assert sanitize_html(result.html).html == result.html
+
+
+def test_ordinary_deep_html_is_not_flattened():
+    result = sanitize_html("<div>" * 500 + "<p>" * 5_000 + "text")
+    assert not result.flattened
+    assert "<div>" in result.html
