@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import email.utils
 import re
-from collections.abc import Iterable
 from typing import NamedTuple
 
 
@@ -72,13 +71,3 @@ def split_address_field(value: str) -> list[tuple[str, str]] | None:
         return None
     return [(name, address) for name, address in pairs if address]
 
-
-def split_address_fields(values: Iterable[str]) -> list[tuple[str, str]] | None:
-    """Every field of one header name (a message may repeat To:); None if any field is ambiguous."""
-    pairs: list[tuple[str, str]] = []
-    for value in values:
-        field_pairs = split_address_field(value)
-        if field_pairs is None:
-            return None
-        pairs.extend(field_pairs)
-    return pairs
