@@ -113,6 +113,7 @@ INSTALLED_APPS = [
     "postroom.mailboxes",
     "postroom.web",
     "postroom.ops",
+    "postroom.mime",
 ]
 
 MIDDLEWARE = [
