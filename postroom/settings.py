@@ -111,6 +111,7 @@ INSTALLED_APPS = [
     "postroom.orgs",
     "postroom.accounts",
     "postroom.mailboxes",
+    "postroom.conversations",
     "postroom.web",
     "postroom.ops",
     "postroom.mime",

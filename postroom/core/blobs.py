@@ -1,0 +1,65 @@
+"""Encrypted, content-addressed blob storage (raw messages, attachment contents).
+
+A blob is stored once per key scope (an organization): its name is a keyed HMAC of its SHA-256,
+so the same attachment received by ten members is one file, and the file name reveals nothing
+about the content to someone who lists the directory. The file holds AES-256-GCM ciphertext
+bound to the scope and the name. Writes go to a temporary file and are renamed into place, so a
+crash leaves no half-written blob; writing a blob that exists already is a no-op. Blobs are
+written before the database transaction that references them (slow I/O stays out of it); a
+crash in between leaves an unreferenced blob, which is harmless and can be swept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+
+from postroom.core.crypto import Field
+from postroom.core.keys import keyring
+
+
+def blob_root() -> Path:
+    return Path(settings.DATA_DIR) / "blobs"
+
+
+def blob_name(scope: str, content: bytes) -> str:
+    return keyring().blind_index(scope, "blob", hashlib.sha256(content).hexdigest())
+
+
+def _path(scope: str, name: str) -> Path:
+    scope_dir = keyring().blind_index(scope, "blob-dir", scope)[:16]
+    return blob_root() / scope_dir / name[:2] / name
+
+
+def _field(name: str) -> Field:
+    return Field(table="blob", column="content", row=name)
+
+
+def blob_put(scope: str, content: bytes) -> str:
+    """Store ``content`` (idempotently) and return its name."""
+    name = blob_name(scope, content)
+    path = _path(scope, name)
+    if path.exists():
+        return name
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_name(f".{name}.{secrets.token_hex(4)}.tmp")
+    sealed = keyring().encrypt(scope, _field(name), content)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(sealed)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    return name
+
+
+def blob_get(scope: str, name: str) -> bytes:
+    return keyring().decrypt(scope, _field(name), _path(scope, name).read_bytes())
+
+
+def blob_exists(scope: str, name: str) -> bool:
+    return _path(scope, name).exists()
