@@ -79,7 +79,7 @@ def test_r45_a_canary_in_every_field_appears_nowhere_on_disk(
     message = Message.objects.get(pk=Message.objects.filter(quarantine_reason="").get().pk)
     assert canary in (message.subject or "")
     assert canary in (message.text_body or "")
-    assert canary in Attachment.objects.get().filename
+    assert canary in (Attachment.objects.get().filename or "")
     assert canary.encode() in blob_get(alice_mailbox.key_scope(), Attachment.objects.get().blob)
 
     needles = {canary.encode(), canary.lower().encode(), canary.encode("utf-16-le")}
@@ -123,12 +123,10 @@ def test_r32_attachments_are_stored_under_server_names_inside_the_data_directory
         assert path.exists()
         assert len(path.name) == 64
         assert all(character in "0123456789abcdef" for character in path.name)
-        assert "/" not in attachment.filename
-        assert "\\" not in attachment.filename
-        assert "\r" not in attachment.filename
-        assert "\n" not in attachment.filename
-        assert "\u202e" not in attachment.filename
-        assert len(attachment.filename) <= 150
+        filename = attachment.filename or ""
+        assert filename
+        assert not set(filename) & {"/", "\\", "\r", "\n", "\u202e", '"'}
+        assert len(filename) <= 150
         assert b"<script>" not in path.read_bytes()
     assert not list(Path(settings.DATA_DIR).parent.glob("x.html"))
     assert not list(Path(settings.DATA_DIR).rglob("*.html"))
