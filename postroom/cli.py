@@ -6,6 +6,7 @@
     postroom setup-token                 print a new one-time setup link (only before setup)
     postroom keys rotate                 new master key; re-wrap every data key online
     postroom audit verify                check the audit log's hash chain
+    postroom import-mailbox PATH --mailbox ID   import an mbox file or Maildir (resumable)
     postroom manage <command> …          any Django management command
 
 A configuration error, whenever it surfaces (reading the settings, connecting to the database),
@@ -146,6 +147,19 @@ def command_audit(arguments: argparse.Namespace) -> int:
     return 3
 
 
+def command_import_mailbox(arguments: argparse.Namespace) -> int:
+    _django()
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    try:
+        call_command("import_mailbox", arguments.path, mailbox=arguments.mailbox)
+    except CommandError as error:
+        print(f"postroom import-mailbox: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from postroom.core.env import ConfigError
 
@@ -181,6 +195,10 @@ def _dispatch(argv: list[str]) -> int:
     audit = commands.add_parser("audit")
     audit.add_argument("action", choices=["verify"])
     audit.set_defaults(handler=command_audit)
+    import_mailbox = commands.add_parser("import-mailbox", help="import an mbox file or a Maildir into a mailbox")
+    import_mailbox.add_argument("path")
+    import_mailbox.add_argument("--mailbox", required=True, help="the mailbox's id")
+    import_mailbox.set_defaults(handler=command_import_mailbox)
     manage = commands.add_parser("manage", help="run a Django management command")
     manage.set_defaults(handler=None)
     arguments = parser.parse_args(argv)
