@@ -1,0 +1,14 @@
+from django.urls import path
+
+from postroom.conversations import views
+
+app_name = "conversations"
+
+# Ids are matched as strings and checked by the selectors (404 for anything else).
+urlpatterns = [
+    path("", views.conversation_list, name="list"),
+    path("<str:conversation_id>/", views.conversation_detail, name="detail"),
+    path("messages/<str:message_id>/body/", views.message_html_frame, name="html_frame"),
+    path("messages/<str:message_id>/raw/", views.message_raw, name="raw"),
+    path("attachments/<str:attachment_id>/", views.attachment_download, name="attachment"),
+]
