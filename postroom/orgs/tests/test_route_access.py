@@ -22,6 +22,9 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
 from postroom.api.tests.helpers import ApiClient
 from postroom.conftest import Cast
+from postroom.conversations.ingest import message_ingest
+from postroom.conversations.models import Message
+from postroom.conversations.tests.conftest import build_raw, inbox_of, make_mailbox
 from postroom.orgs import actions
 from postroom.orgs.models import Invitation, Membership, Organization, Team, TeamMembership
 from postroom.orgs.policy import Role
@@ -98,6 +101,16 @@ def all_routes() -> list[Route]:
     return list(unique.values())
 
 
+def _sample_message(owner: Membership) -> Message:
+    """A message with an attachment in a mailbox of ``owner``'s (made once per test)."""
+    existing = Message.objects.filter(organization_id=owner.organization_id).first()
+    if existing is not None:
+        return existing
+    mailbox = make_mailbox(owner, f"inbox@{owner.organization.slug}.test")
+    raw = build_raw(attachments=(("a.txt", "text/plain", b"attached"),))
+    return message_ingest(mailbox=mailbox, folder=inbox_of(mailbox), uidvalidity=1, uid=1, raw=raw).message
+
+
 def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
     """Real ids of the chosen organization's objects, so that a 404 is not just a missing row."""
     org = cast.org_a if organization == "a" else cast.org_b
@@ -106,8 +119,10 @@ def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
     invitation = Invitation.objects.filter(organization=org).first()
     if invitation is None:
         invitation, _token = actions.invitation_create(actor=owner, email=f"someone@{org.slug}.test", role=Role.MEMBER)
+    message = _sample_message(owner)
     return {
         "slug": org.slug, "membership_id": owner.pk, "team_id": team.pk, "invitation_id": invitation.pk,
+        "conversation_id": message.conversation_id, "message_id": message.pk, "attachment_id": message.attachments.get().pk,
         "pk": 1, "session_id": 1, "key": "x", "uidb36": "1", "token": "not-a-token", "provider_id": "test",
     }
 
@@ -161,7 +176,7 @@ def test_r20_unnamed_allauth_routes_only_redirect(cast: Cast) -> None:
 
 
 # --- R21 -------------------------------------------------------------------------------------------
-ID_PARAMETERS = {"membership_id", "team_id", "invitation_id"}
+ID_PARAMETERS = {"membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id"}
 # A body that would be accepted if the ids were ours: so a 404 means the id was refused.
 FORM_BODY = {"role": "member", "name": "Hijacked", "operation": "rename", "email": "intruder@example.test", "require_two_factor": "on"}
 JSON_BODY = {"role": "member", "name": "Hijacked", "email": "intruder@example.test"}
