@@ -117,6 +117,9 @@ def outgoing_create(
     if sum(len(attachment.content) for attachment in attachments) > MAX_ATTACHMENTS_BYTES:
         raise ValidationError({"attachments": [f"Attachments may total at most {MAX_ATTACHMENTS_BYTES // (1024 * 1024)} MB."]})
     draft = compose.draft_for(mailbox=mailbox, conversation=conversation, kind=kind)
+    if not (to or cc or bcc) and kind in (OutgoingKind.REPLY, OutgoingKind.REPLY_ALL):
+        to, cc = draft.to, draft.cc
+    subject = subject or draft.subject
     all_attachments = list(attachments)
     if kind == OutgoingKind.FORWARD and draft.original is not None:
         # The original travels whole, with its own attachments, as message/rfc822.

@@ -24,8 +24,8 @@ import smtplib
 from uuid import UUID
 
 from django_tasks import task
-from imapclient import SEEN, SENT
 from imapclient.exceptions import IMAPClientError
+from imapclient.imapclient import SEEN, SENT
 
 from postroom.conversations.ingest import message_ingest
 from postroom.conversations.models import Direction
