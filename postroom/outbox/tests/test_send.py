@@ -305,3 +305,23 @@ def test_gmail_files_sent_mail_itself_so_no_copy_is_appended(mailbox: Mailbox) -
     assert not tasks.provider_stores_sent_mail(mailbox)
     mailbox.smtp_host = "SMTP.Gmail.com."
     assert tasks.provider_stores_sent_mail(mailbox)
+
+
+def test_a_forward_carries_the_original_whole_and_is_no_reply_to_its_sender(
+    mailbox: Mailbox, conversation: Conversation, smtp_peer_requiring_auth: SmtpPeer, run_due: Callable[[], int],
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    create(
+        mailbox, django_capture_on_commit_callbacks, kind=OutgoingKind.FORWARD, conversation=conversation,
+        to=[("Warehouse", "warehouse@acme.test")], subject="", text="Bitte prüfen.\n",
+    )  # fmt: skip
+    run_due()
+    [received] = smtp_peer_requiring_auth.messages
+    assert received.recipients == ("warehouse@acme.test",)
+    message = parsed(received.content)
+    assert message["Subject"] == "Fwd: Bestellung für Müller"
+    assert message["In-Reply-To"] is None
+    assert message["References"].split() == [THREAD_ROOT_ID, CUSTOMER_MESSAGE_ID]
+    [original] = list(message.iter_attachments())
+    assert original.get_content_type() == "message/rfc822"
+    assert original.get_content()["Message-ID"] == CUSTOMER_MESSAGE_ID
