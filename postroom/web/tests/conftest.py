@@ -27,6 +27,8 @@ def routes(cast: Cast) -> list[Route]:
         "key": "Mg:1tXkqv:not-a-real-key",
         "uidb36": "1",
         "provider_id": "no-such-provider",
+        "conversation_id": "00000000-0000-7000-8000-000000000001",
+        "outgoing_id": "00000000-0000-7000-8000-000000000002",
     }
     return all_routes(values)
 

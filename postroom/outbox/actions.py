@@ -1,0 +1,278 @@
+"""Writing, queueing and recording the delivery of outgoing messages.
+
+Attackers and defences:
+- A member who wants to send as someone else, or from a mailbox that is not theirs: the sending
+  mailbox must be owned by the acting membership (shared team mailboxes are a later issue), and
+  the conversation replied to must be in the actor's organization; anything else is refused.
+- Header and envelope injection (SECURITY.md R33): every field goes through
+  ``postroom.mime.build.build_message`` (policy.SMTP), which refuses CR, LF, NUL and other control
+  characters with an error naming the field; we show that error on the field and build nothing.
+  The SMTP envelope is computed once, by ``envelope_recipients``, as exactly To + Cc + Bcc; Bcc
+  never appears in a header. Threading headers are derived on the server from the conversation,
+  never taken from the form.
+- Sending twice: the MIME message is built once, here, and stored; every attempt sends those same
+  bytes with the same Message-ID. An attempt starts only by winning a conditional UPDATE
+  (queued/failed-temporary and due → sending), so two workers, or a task run again after a
+  crash, cannot both send. An attempt that was interrupted mid-way is never sent again on its
+  own: it may have been delivered, so it becomes a permanent failure the member can retry.
+- Content at rest (R44/R45): addresses, subject, bodies and attachment names are sealed, the
+  built message and the attachments are encrypted blobs; the audit trail and ``last_error`` hold
+  no message content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import F, Q
+from django.http import HttpRequest
+from django.utils import timezone
+
+from postroom.audit.actions import audit_record
+from postroom.conversations.models import Conversation, Message
+from postroom.core.blobs import blob_get, blob_put
+from postroom.core.keys import keyring
+from postroom.mailboxes.models import Mailbox
+from postroom.mime.build import OutgoingAttachment, build_message, envelope_recipients
+from postroom.orgs.models import Membership
+from postroom.outbox import compose, tasks
+from postroom.outbox.models import OutgoingKind, OutgoingMessage, OutgoingStatus, SentCopy
+
+# Waits after the 1st, 2nd, … failed attempt; after the last one the failure is permanent.
+RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(minutes=60))
+MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+# An attempt still "sending" after this long was interrupted (a worker crash or kill).
+SENDING_TIMEOUT = timedelta(minutes=10)
+MAX_ATTACHMENTS_BYTES = 25 * 1024 * 1024
+MESSAGE_ID_PURPOSE = "message-id"
+INTERRUPTED_REASON = (
+    "Sending was interrupted, and the message may or may not have been delivered. Check with the recipient "
+    "or in the Sent folder before sending it again."
+)
+
+# build_message names the field first in each of its errors; the composer shows them there.
+_ERROR_FIELDS = {"to": "to", "cc": "cc", "bcc": "bcc", "subject": "subject", "from": "mailbox", "attachment": "attachments"}
+
+
+@dataclass(frozen=True)
+class Composed:
+    to: Sequence[tuple[str, str]]
+    cc: Sequence[tuple[str, str]]
+    bcc: Sequence[tuple[str, str]]
+    subject: str
+    text: str
+    html: str | None
+    attachments: Sequence[OutgoingAttachment]
+
+
+def message_id_index(organization_id: object, message_id: str) -> str:
+    scope = f"org:{organization_id}"
+    return keyring().blind_index(scope, MESSAGE_ID_PURPOSE, message_id)
+
+
+def _field_error(error: ValueError) -> ValidationError:
+    text = str(error)
+    first_word = text.split(" ", 1)[0].lower()
+    field = _ERROR_FIELDS.get(first_word, "__all__")
+    return ValidationError({field: [text[:1].upper() + text[1:]]})
+
+
+def _check_access(actor: Membership, mailbox: Mailbox, conversation: Conversation | None) -> None:
+    if mailbox.organization_id != actor.organization_id or mailbox.owner_id != actor.pk:
+        raise PermissionDenied("You can send only from your own mailboxes.")
+    if conversation is not None and conversation.organization_id != actor.organization_id:
+        raise PermissionDenied("This conversation is not in your organization.")
+
+
+def outgoing_create(
+    *,
+    actor: Membership,
+    mailbox: Mailbox,
+    kind: str,
+    conversation: Conversation | None = None,
+    to: Sequence[tuple[str, str]],
+    cc: Sequence[tuple[str, str]] = (),
+    bcc: Sequence[tuple[str, str]] = (),
+    subject: str,
+    text: str,
+    html: str | None = None,
+    attachments: Sequence[OutgoingAttachment] = (),
+    request: HttpRequest | None = None,
+) -> OutgoingMessage:
+    """Build the message, store it sealed and queue it for sending after the commit.
+
+    Raises ``ValidationError`` (keyed by form field) for anything that cannot be sent as given.
+    """
+    if kind not in OutgoingKind.values:
+        raise ValidationError({"__all__": ["Unknown kind of message."]})
+    if (kind == OutgoingKind.NEW) != (conversation is None):
+        raise ValidationError({"__all__": ["A reply or forward needs a conversation; a new message has none."]})
+    _check_access(actor, mailbox, conversation)
+    if sum(len(attachment.content) for attachment in attachments) > MAX_ATTACHMENTS_BYTES:
+        raise ValidationError({"attachments": [f"Attachments may total at most {MAX_ATTACHMENTS_BYTES // (1024 * 1024)} MB."]})
+    draft = compose.draft_for(mailbox=mailbox, conversation=conversation, kind=kind)
+    if not (to or cc or bcc) and kind in (OutgoingKind.REPLY, OutgoingKind.REPLY_ALL):
+        to, cc = draft.to, draft.cc
+    subject = subject or draft.subject
+    all_attachments = list(attachments)
+    if kind == OutgoingKind.FORWARD and draft.original is not None:
+        # The original travels whole, with its own attachments, as message/rfc822.
+        original_raw = blob_get(draft.original.key_scope(), draft.original.raw_blob)
+        all_attachments.append(OutgoingAttachment(filename="forwarded-message.eml", content_type="message/rfc822", content=original_raw))
+    domain = mailbox.email_address.rpartition("@")[2]
+    try:
+        domain = domain.encode("idna").decode("ascii")
+        built = build_message(
+            from_=(mailbox.name if mailbox.name != mailbox.email_address else "", mailbox.email_address),
+            to=list(to),
+            cc=list(cc),
+            bcc=list(bcc),
+            subject=subject,
+            text=text,
+            html=html,
+            attachments=all_attachments,
+            in_reply_to=draft.in_reply_to,
+            references=draft.references,
+            message_id_domain=domain,
+        )
+    except UnicodeError as error:
+        raise ValidationError({"mailbox": ["The mailbox's address has an invalid domain."]}) from error
+    except ValueError as error:
+        raise _field_error(error) from error
+    raw = built.as_bytes()
+    message_id = str(built["Message-ID"])
+    scope = f"org:{actor.organization_id}"
+    # Blobs first, outside the transaction (slow I/O); an orphan after a rollback is harmless.
+    raw_blob = blob_put(scope, raw)
+    stored_attachments = [
+        {"filename": attachment.filename, "content_type": attachment.content_type, "size": len(attachment.content),
+         "blob": blob_put(scope, attachment.content)}
+        for attachment in attachments
+    ]  # fmt: skip
+    outgoing = OutgoingMessage(
+        organization_id=actor.organization_id,
+        mailbox=mailbox,
+        author=actor,
+        conversation=conversation,
+        kind=kind,
+        raw_blob=raw_blob,
+        message_id_index=message_id_index(actor.organization_id, message_id),
+    )
+    outgoing.envelope = {
+        "from": [mailbox.name, mailbox.email_address],
+        "to": [list(pair) for pair in to],
+        "cc": [list(pair) for pair in cc],
+        "bcc": [list(pair) for pair in bcc],
+        "recipients": envelope_recipients(built),
+        "subject": subject,
+        "text": text,
+        "html": html,
+        "message_id": message_id,
+        "in_reply_to": draft.in_reply_to,
+        "references": draft.references,
+        "attachments": stored_attachments,
+    }
+    with transaction.atomic():
+        outgoing.save()
+        audit_record(
+            action="outbox.message_queued", actor=actor.user, organization=actor.organization, request=request,
+            target=outgoing, target_label=outgoing.get_kind_display(),
+            details={"mailbox": str(mailbox.pk), "recipients": len(outgoing.envelope["recipients"]), "attachments": len(attachments)},
+        )  # fmt: skip
+        _enqueue_after_commit(outgoing.pk)
+    return outgoing
+
+
+def _enqueue_after_commit(outgoing_id: UUID, run_after: datetime | None = None) -> None:
+    def enqueue() -> None:
+        task = tasks.send_outgoing if run_after is None else tasks.send_outgoing.using(run_after=run_after)
+        task.enqueue(str(outgoing_id))
+
+    transaction.on_commit(enqueue)
+
+
+def outgoing_retry(*, actor: Membership, outgoing: OutgoingMessage, request: HttpRequest | None = None) -> OutgoingMessage:
+    """A member sends a failed message again (the same bytes, the same Message-ID)."""
+    if outgoing.organization_id != actor.organization_id or outgoing.author_id != actor.pk:
+        raise PermissionDenied("This is not your message.")
+    with transaction.atomic():
+        updated = OutgoingMessage.objects.filter(pk=outgoing.pk, status=OutgoingStatus.FAILED_PERMANENT).update(
+            status=OutgoingStatus.QUEUED, attempts=0, next_attempt_at=None, sending_started_at=None, last_error=""
+        )
+        if not updated:
+            raise ValidationError("Only a message that failed can be sent again.")
+        audit_record(
+            action="outbox.message_retried", actor=actor.user, organization=actor.organization, request=request,
+            target=outgoing, target_label=outgoing.get_kind_display(),
+        )  # fmt: skip
+        _enqueue_after_commit(outgoing.pk)
+    outgoing.refresh_from_db()
+    return outgoing
+
+
+# --- delivery bookkeeping (called by the send task, no acting member) --------------------------------
+def outgoing_claim(*, outgoing_id: UUID) -> OutgoingMessage | None:
+    """Start an attempt if this message is due, and return it; None if another attempt owns it,
+    it was sent already, or it is not due yet. A stale attempt is turned into a failure here."""
+    now = timezone.now()
+    stale = OutgoingMessage.objects.filter(pk=outgoing_id, status=OutgoingStatus.SENDING, sending_started_at__lt=now - SENDING_TIMEOUT)
+    if stale.update(status=OutgoingStatus.FAILED_PERMANENT, last_error=INTERRUPTED_REASON[:300], sending_started_at=None):
+        return None
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    claimed = (
+        OutgoingMessage.objects.filter(due, pk=outgoing_id, status__in=[OutgoingStatus.QUEUED, OutgoingStatus.FAILED_TEMPORARY])
+        .update(status=OutgoingStatus.SENDING, attempts=F("attempts") + 1, sending_started_at=now)
+    )  # fmt: skip
+    if not claimed:
+        return None
+    return OutgoingMessage.objects.select_related("mailbox", "organization").get(pk=outgoing_id)
+
+
+def outgoing_mark_sent(*, outgoing: OutgoingMessage, refused: dict[str, str]) -> None:
+    """The server accepted the message (for every recipient but ``refused``: address → reason)."""
+    note = "; ".join(f"Not accepted for {address}: {reason}" for address, reason in refused.items())
+    with transaction.atomic():
+        OutgoingMessage.objects.filter(pk=outgoing.pk, status=OutgoingStatus.SENDING).update(
+            status=OutgoingStatus.SENT, sent_at=timezone.now(), sending_started_at=None, next_attempt_at=None, last_error=note[:300]
+        )
+        audit_record(
+            action="outbox.message_sent", organization=outgoing.organization, target=outgoing,
+            target_label=outgoing.get_kind_display(), details={"attempt": outgoing.attempts, "refused": len(refused)},
+        )  # fmt: skip
+    outgoing.refresh_from_db()
+
+
+def outgoing_mark_failed(*, outgoing: OutgoingMessage, reason: str, temporary: bool) -> None:
+    """Record a failed attempt: retried later with backoff while temporary and attempts remain."""
+    retry = temporary and outgoing.attempts < MAX_ATTEMPTS
+    with transaction.atomic():
+        changes: dict[str, Any] = {"sending_started_at": None, "last_error": reason[:300]}
+        if retry:
+            next_attempt_at = timezone.now() + RETRY_DELAYS[outgoing.attempts - 1]
+            changes.update(status=OutgoingStatus.FAILED_TEMPORARY, next_attempt_at=next_attempt_at)
+            _enqueue_after_commit(outgoing.pk, run_after=next_attempt_at)
+        else:
+            if temporary:
+                changes["last_error"] = f"Gave up after {outgoing.attempts} attempts. {reason}"[:300]
+            changes.update(status=OutgoingStatus.FAILED_PERMANENT, next_attempt_at=None)
+        OutgoingMessage.objects.filter(pk=outgoing.pk, status=OutgoingStatus.SENDING).update(**changes)
+        audit_record(
+            action="outbox.message_failed", organization=outgoing.organization, target=outgoing,
+            target_label=outgoing.get_kind_display(), result="failure",
+            details={"attempt": outgoing.attempts, "will_retry": retry},
+        )  # fmt: skip
+    outgoing.refresh_from_db()
+
+
+def outgoing_record_sent_copy(*, outgoing: OutgoingMessage, state: str, message: Message | None = None, note: str = "") -> None:
+    changes: dict[str, Any] = {"sent_copy": state, "message": message}
+    if note:
+        changes["last_error"] = note[:300]
+    OutgoingMessage.objects.filter(pk=outgoing.pk, sent_copy=SentCopy.PENDING).update(**changes)
+    outgoing.refresh_from_db()
