@@ -124,7 +124,7 @@ def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
         "slug": org.slug, "membership_id": owner.pk, "team_id": team.pk, "invitation_id": invitation.pk,
         "conversation_id": message.conversation_id, "message_id": message.pk, "attachment_id": message.attachments.get().pk,
         "pk": 1, "session_id": 1, "key": "x", "uidb36": "1", "token": "not-a-token", "provider_id": "test",
-        "conversation_id": "00000000-0000-7000-8000-000000000001", "outgoing_id": "00000000-0000-7000-8000-000000000002",
+        "outgoing_id": "00000000-0000-7000-8000-000000000002",
     }
 
 
