@@ -13,6 +13,7 @@ urlpatterns = [
     path("settings/", include("postroom.accounts.urls")),
     path("o/<slug:slug>/", include("postroom.orgs.urls")),
     path("o/<slug:slug>/audit/", include("postroom.audit.urls")),
+    path("o/<slug:slug>/mailboxes/", include("postroom.mailboxes.urls")),
     path("invitations/", include("postroom.orgs.invitation_urls")),
     path("api/v1/", include("postroom.api.urls")),
     path(".well-known/security.txt", web_views.security_txt, name="security_txt"),
