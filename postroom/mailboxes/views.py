@@ -101,11 +101,17 @@ def mailbox_connect(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
-@confirmation_required
 @require_http_methods(["GET", "POST"])
 def mailbox_reconnect(request: HttpRequest, slug: str, mailbox_id: uuid.UUID) -> HttpResponse:
+    # Access first, so that someone else's mailbox is 404 before any password is asked for.
     actor = membership_get(user=request.user, slug=slug)
     mailbox = selectors.mailbox_get_own(actor=actor, mailbox_id=mailbox_id)
+    return _reconnect_confirmed(request, actor=actor, mailbox=mailbox)
+
+
+@confirmation_required
+def _reconnect_confirmed(request: HttpRequest, *, actor: Membership, mailbox: Mailbox) -> HttpResponse:
+    slug = actor.organization.slug
     if request.method == "POST":
         form = ReconnectForm(request.POST)
         sign_in = form.sign_in() if form.is_valid() else None
@@ -137,17 +143,21 @@ def mailbox_test(request: HttpRequest, slug: str, mailbox_id: uuid.UUID) -> Http
 
 
 @login_required
-@confirmation_required
 @require_http_methods(["GET", "POST"])
 def mailbox_remove(request: HttpRequest, slug: str, mailbox_id: uuid.UUID) -> HttpResponse:
     """GET asks (works without JavaScript, and is where the password confirmation returns to);
     POST removes."""
     actor = membership_get(user=request.user, slug=slug)
     mailbox = selectors.mailbox_get(actor=actor, mailbox_id=mailbox_id)
+    return _remove_confirmed(request, actor=actor, mailbox=mailbox)
+
+
+@confirmation_required
+def _remove_confirmed(request: HttpRequest, *, actor: Membership, mailbox: Mailbox) -> HttpResponse:
     if request.method == "POST":
         actions.mailbox_remove(actor=actor, mailbox=mailbox, request=request)
         messages.success(request, f"{mailbox.email_address} was removed. Nothing was changed on the mail server.")
-        return HttpResponseRedirect(_list_url(slug))
+        return HttpResponseRedirect(_list_url(actor.organization.slug))
     return render(request, "mailboxes/remove.html", {"organization": actor.organization, "actor": actor, "mailbox": mailbox, "nav": "mailboxes"})
 
 

@@ -23,20 +23,11 @@ from postroom.mailboxes.actions import MailboxConnectionFailed
 from postroom.mailboxes.connection import ServerSettings, TlsMode
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox, MailboxStatus
 from postroom.mailboxes.tests.conftest import MailAccount
-from postroom.orgs.models import Membership
+from postroom.mailboxes.tests.factories import make_mailbox
 from postroom.testing.dovecot import free_port
 from postroom.testing.smtp import SmtpTls
 
 pytestmark = pytest.mark.django_db
-
-
-def make_mailbox(owner: Membership, *, address: str = "someone@postroom.test", **fields: Any) -> Mailbox:
-    """A stored mailbox without a server behind it (for tests that need none)."""
-    mailbox = Mailbox(organization_id=owner.organization_id, owner=owner, name=address, email_address=address,
-                      imap_host="localhost", imap_port=993, smtp_host="localhost", smtp_port=465, **fields)
-    mailbox.credentials = {"username": address, "password": "a stored password"}
-    mailbox.save()
-    return mailbox
 
 
 def stored_column(mailbox: Mailbox) -> bytes:

@@ -17,12 +17,9 @@ from django.utils import timezone
 from postroom.accounts.tests.session_helpers import confirm_password, signed_in_client
 from postroom.mailboxes.models import Folder, Mailbox, MailboxStatus
 from postroom.mailboxes.tests.conftest import MailAccount
-from postroom.mailboxes.tests.test_actions import make_mailbox
+from postroom.mailboxes.tests.factories import STORED_PASSWORD, make_mailbox
 
 pytestmark = pytest.mark.django_db
-
-STORED_SECRET = "a stored password"  # what make_mailbox seals
-
 
 def url(name: str, *args: Any) -> str:
     return reverse(f"mailboxes:{name}", args=["acme", *args])
@@ -30,7 +27,7 @@ def url(name: str, *args: Any) -> str:
 
 def assert_no_secret(response: Any, *secrets: str) -> None:
     body = response.content.decode()
-    for secret in (STORED_SECRET, *secrets):
+    for secret in (STORED_PASSWORD, *secrets):
         assert secret not in body
 
 

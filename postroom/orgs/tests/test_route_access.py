@@ -22,6 +22,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
 from postroom.api.tests.helpers import ApiClient
 from postroom.conftest import Cast
+from postroom.mailboxes.models import Mailbox
+from postroom.mailboxes.tests.factories import make_mailbox
 from postroom.orgs import actions
 from postroom.orgs.models import Invitation, Membership, Organization, Team, TeamMembership
 from postroom.orgs.policy import Role
@@ -108,6 +110,7 @@ def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
         invitation, _token = actions.invitation_create(actor=owner, email=f"someone@{org.slug}.test", role=Role.MEMBER)
     return {
         "slug": org.slug, "membership_id": owner.pk, "team_id": team.pk, "invitation_id": invitation.pk,
+        "mailbox_id": (Mailbox.objects.filter(organization=org).first() or make_mailbox(owner)).pk,
         "pk": 1, "session_id": 1, "key": "x", "uidb36": "1", "token": "not-a-token", "provider_id": "test",
     }
 
@@ -161,7 +164,7 @@ def test_r20_unnamed_allauth_routes_only_redirect(cast: Cast) -> None:
 
 
 # --- R21 -------------------------------------------------------------------------------------------
-ID_PARAMETERS = {"membership_id", "team_id", "invitation_id"}
+ID_PARAMETERS = {"membership_id", "team_id", "invitation_id", "mailbox_id"}
 # A body that would be accepted if the ids were ours: so a 404 means the id was refused.
 FORM_BODY = {"role": "member", "name": "Hijacked", "operation": "rename", "email": "intruder@example.test", "require_two_factor": "on"}
 JSON_BODY = {"role": "member", "name": "Hijacked", "email": "intruder@example.test"}
