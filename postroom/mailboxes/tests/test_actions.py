@@ -17,7 +17,6 @@ from django.utils import timezone
 
 from postroom.audit.models import AuditEvent
 from postroom.conversations.models import Conversation, Message, MessageCopy
-from postroom.core.ids import uuid7
 from postroom.mailboxes import actions
 from postroom.mailboxes.actions import MailboxConnectionFailed
 from postroom.mailboxes.connection import ServerSettings, TlsMode
@@ -229,6 +228,3 @@ def test_import_range_further_back_restarts_the_import_a_shorter_one_keeps_what_
     with pytest.raises(PermissionDenied):
         actions.mailbox_set_import_since(actor=cast.carol_membership, mailbox=mailbox, since=date(2026, 10, 1))
 
-
-def test_a_mailbox_id_is_a_uuid7(cast) -> None:  # type: ignore[no-untyped-def]
-    assert make_mailbox(cast.alice_membership).pk.version == uuid7().version == 7
