@@ -59,6 +59,9 @@ class Mailbox(models.Model):
     status_reason = models.CharField(max_length=300, blank=True)
     unreachable_since = models.DateTimeField(null=True, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
+    # When the current (first or requested) import began: with the folders' messages_done it
+    # gives the import rate and the time left shown to the member.
+    import_started_at = models.DateTimeField(null=True, blank=True)
 
     # One sync service at a time holds the lease (see postroom.sync).
     lease_owner = models.CharField(max_length=64, blank=True)

@@ -18,6 +18,7 @@ from django.test import Client, override_settings
 
 import postroom.settings
 from postroom.accounts.tests.session_helpers import every_path
+from postroom.mailboxes.tests.factories import make_mailbox
 from postroom.testing.factories import DEFAULT_PASSWORD
 
 PUBLIC_HOST = "postroom.example"
@@ -92,6 +93,7 @@ def test_r15_the_session_id_never_appears_in_a_url_or_page(cast, client_as) -> N
         "slug": cast.org_a.slug, "membership_id": cast.bob_membership.pk, "team_id": 1, "invitation_id": 1,
         "token": "not-a-token", "pk": 1, "provider_id": "corp", "key": "not-a-key", "uidb36": "1", "session_id": 1,
         "conversation_id": "1", "message_id": "1", "attachment_id": "1",
+        "mailbox_id": make_mailbox(cast.alice_membership).pk,
     })
     assert len(paths) > 40
     for name, path in sorted(paths.items()):

@@ -13,6 +13,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from postroom.accounts.tests.session_helpers import enable_totp, every_path, password_step, totp_code
+from postroom.mailboxes.tests.factories import make_mailbox
 from postroom.testing.factories import TeamFactory
 
 START = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
@@ -51,6 +52,7 @@ def _values(cast) -> dict[str, Any]:
         "invitation_id": 1, "token": "not-a-token", "pk": 1,
         "provider_id": "corp", "key": "not-a-key", "uidb36": "1", "session_id": 1,
         "conversation_id": "1", "message_id": "1", "attachment_id": "1",
+        "mailbox_id": make_mailbox(cast.alice_membership).pk,
     }
 
 

@@ -24,7 +24,9 @@ from postroom.api.tests.helpers import ApiClient
 from postroom.conftest import Cast
 from postroom.conversations.ingest import message_ingest
 from postroom.conversations.models import Message
-from postroom.conversations.tests.conftest import build_raw, inbox_of, make_mailbox
+from postroom.conversations.tests.conftest import build_raw, inbox_of
+from postroom.mailboxes.models import Mailbox
+from postroom.mailboxes.tests.factories import make_mailbox
 from postroom.orgs import actions
 from postroom.orgs.models import Invitation, Membership, Organization, Team, TeamMembership
 from postroom.orgs.policy import Role
@@ -106,7 +108,7 @@ def _sample_message(owner: Membership) -> Message:
     existing = Message.objects.filter(organization_id=owner.organization_id).first()
     if existing is not None:
         return existing
-    mailbox = make_mailbox(owner, f"inbox@{owner.organization.slug}.test")
+    mailbox = make_mailbox(owner, address=f"inbox@{owner.organization.slug}.test")
     raw = build_raw(attachments=(("a.txt", "text/plain", b"attached"),))
     return message_ingest(mailbox=mailbox, folder=inbox_of(mailbox), uidvalidity=1, uid=1, raw=raw).message
 
@@ -123,6 +125,7 @@ def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
     return {
         "slug": org.slug, "membership_id": owner.pk, "team_id": team.pk, "invitation_id": invitation.pk,
         "conversation_id": message.conversation_id, "message_id": message.pk, "attachment_id": message.attachments.get().pk,
+        "mailbox_id": (Mailbox.objects.filter(organization=org).first() or make_mailbox(owner)).pk,
         "pk": 1, "session_id": 1, "key": "x", "uidb36": "1", "token": "not-a-token", "provider_id": "test",
         "outgoing_id": "00000000-0000-7000-8000-000000000002",
     }
@@ -177,7 +180,7 @@ def test_r20_unnamed_allauth_routes_only_redirect(cast: Cast) -> None:
 
 
 # --- R21 -------------------------------------------------------------------------------------------
-ID_PARAMETERS = {"membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id"}
+ID_PARAMETERS = {"membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id", "mailbox_id"}
 # A body that would be accepted if the ids were ours: so a 404 means the id was refused.
 FORM_BODY = {"role": "member", "name": "Hijacked", "operation": "rename", "email": "intruder@example.test", "require_two_factor": "on"}
 JSON_BODY = {"role": "member", "name": "Hijacked", "email": "intruder@example.test"}

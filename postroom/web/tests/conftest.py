@@ -8,6 +8,7 @@ import pytest
 
 from postroom.conftest import Cast
 from postroom.core.logs import SafeFormatter
+from postroom.mailboxes.tests.factories import make_mailbox
 from postroom.orgs.actions import invitation_create
 from postroom.testing.factories import TeamFactory
 from postroom.web.tests.routes import Route, all_routes
@@ -23,6 +24,7 @@ def routes(cast: Cast) -> list[Route]:
         "membership_id": str(cast.bob_membership.pk),
         "team_id": str(team.pk),
         "invitation_id": str(invitation.pk),
+        "mailbox_id": str(make_mailbox(cast.bob_membership).pk),
         "token": token,
         "key": "Mg:1tXkqv:not-a-real-key",
         "uidb36": "1",
