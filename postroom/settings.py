@@ -112,6 +112,7 @@ INSTALLED_APPS = [
     "postroom.accounts",
     "postroom.mailboxes",
     "postroom.conversations",
+    "postroom.sync",
     "postroom.web",
     "postroom.ops",
     "postroom.mime",
