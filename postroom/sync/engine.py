@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.dispatch import Signal
 from django.utils import timezone
 from imapclient import IMAPClient
 
@@ -61,6 +62,10 @@ MAX_MESSAGE_BYTES = DEFAULT_LIMITS.max_message_bytes
 # SPECIAL-USE attributes (RFC 6154) of the folders Postroom syncs besides INBOX.
 SPECIAL_USE_ROLES = {b"\\sent": FolderRole.SENT, b"\\archive": FolderRole.ARCHIVE, b"\\trash": FolderRole.TRASH, b"\\junk": FolderRole.JUNK}
 SYNCED_ROLES = (FolderRole.INBOX, FolderRole.SENT, FolderRole.ARCHIVE, FolderRole.TRASH, FolderRole.JUNK)
+
+# Sent after each batch of messages is stored (keyword arguments: mailbox_id, folder_id, uids),
+# for whatever shows mail live; receivers run in the sync thread and must be quick.
+messages_stored = Signal()
 
 SEEN = b"\\Seen"
 DELETED = b"\\Deleted"
@@ -249,6 +254,7 @@ class MailboxSync:
             self._ingest(folder, uidvalidity, uid, data[b"BODY[]"], data)
         if oversized:
             self._store_oversized(folder, uidvalidity, oversized)
+        messages_stored.send(sender=MailboxSync, mailbox_id=self.mailbox.pk, folder_id=folder.pk, uids=list(uids))
 
     def _store_oversized(self, folder: Folder, uidvalidity: int, uids: Sequence[int]) -> None:
         section = f"BODY.PEEK[HEADER]<0.{OVERSIZED_HEADER_BYTES}>"

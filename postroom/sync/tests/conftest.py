@@ -19,20 +19,16 @@ def make_mailbox(db: None, dovecot: Dovecot) -> Callable[..., Mailbox]:
 
     def make(user: MailUser, owner: Membership | None = None, **fields: Any) -> Mailbox:
         owner = owner or cast(Membership, MembershipFactory())
-        mailbox = Mailbox(
-            organization=owner.organization,
-            owner=owner,
-            name=user.name,
-            email_address=user.address,
-            imap_host=dovecot.host,
-            imap_port=dovecot.imaps_port,
-            imap_tls=TlsModeChoice.IMPLICIT,
-            smtp_host=dovecot.host,
-            smtp_port=25,
-            private_ca_pem=dovecot.ca_pem,
-            auth_kind=AuthKind.PASSWORD,
-            **fields,
-        )
+        values: dict[str, Any] = {
+            "imap_host": dovecot.host,
+            "imap_port": dovecot.imaps_port,
+            "imap_tls": TlsModeChoice.IMPLICIT,
+            "smtp_host": dovecot.host,
+            "smtp_port": 25,
+            "private_ca_pem": dovecot.ca_pem,
+            "auth_kind": AuthKind.PASSWORD,
+        }
+        mailbox = Mailbox(organization=owner.organization, owner=owner, name=user.name, email_address=user.address, **(values | fields))
         mailbox.credentials = {"username": user.name, "password": user.password}
         mailbox.save()
         return mailbox
