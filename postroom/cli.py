@@ -3,6 +3,7 @@
     postroom run [--host H] [--port P]   everything in one supervised process (embedded shape)
     postroom web [--host H] [--port P]   the ASGI web server only
     postroom worker                      the task worker only
+    postroom sync                        the mail sync service only (several may share a database)
     postroom setup-token                 print a new one-time setup link (only before setup)
     postroom keys rotate                 new master key; re-wrap every data key online
     postroom audit verify                check the audit log's hash chain
@@ -66,6 +67,7 @@ def command_run(arguments: argparse.Namespace) -> int:
     children = [
         Child("web", role_command("web", "--host", arguments.host, "--port", str(arguments.port), "--no-migrate")),
         Child("worker", role_command("worker")),
+        Child("sync", role_command("sync")),
     ]
     print(f"postroom: serving on http://{arguments.host}:{arguments.port} — Ctrl-C stops everything", flush=True)
     return Supervisor(children).run()
@@ -103,6 +105,19 @@ def command_worker(arguments: argparse.Namespace) -> int:
         call_command("rqworker", "default", job_class="django_tasks_rq.Job")
     else:
         call_command("db_worker", queue_name="default", interval=0.5)
+    return 0
+
+
+def command_sync(arguments: argparse.Namespace) -> int:
+    import signal
+
+    _django()
+    from postroom.sync.service import SyncService
+
+    service = SyncService(max_mailboxes=arguments.max_mailboxes, lease_seconds=arguments.lease_seconds)
+    signal.signal(signal.SIGTERM, lambda signum, frame: service.stop())
+    signal.signal(signal.SIGINT, lambda signum, frame: service.stop())
+    service.run()
     return 0
 
 
@@ -188,6 +203,10 @@ def _dispatch(argv: list[str]) -> int:
             sub.add_argument("--no-migrate", action="store_true", help=argparse.SUPPRESS)
         sub.set_defaults(handler=handler)
     commands.add_parser("worker").set_defaults(handler=command_worker)
+    sync = commands.add_parser("sync", help="keep the connected mailboxes in sync with their servers")
+    sync.add_argument("--max-mailboxes", type=int, default=int(os.environ.get("POSTROOM_SYNC_MAX_MAILBOXES", "100")), help="mailboxes this process syncs at most")
+    sync.add_argument("--lease-seconds", type=float, default=60.0, help="how long a crashed service keeps its mailboxes (default 60)")
+    sync.set_defaults(handler=command_sync)
     commands.add_parser("setup-token").set_defaults(handler=command_setup_token)
     keys = commands.add_parser("keys")
     keys.add_argument("action", choices=["rotate"])

@@ -113,6 +113,7 @@ INSTALLED_APPS = [
     "postroom.mailboxes",
     "postroom.conversations",
     "postroom.outbox",
+    "postroom.sync",
     "postroom.web",
     "postroom.ops",
     "postroom.mime",

@@ -1,0 +1,226 @@
+"""The sync service (``postroom sync``): keeps every claimed mailbox current.
+
+One thread per mailbox this service holds a lease on (bounded by ``max_mailboxes``), each with
+its own IMAP session: INBOX waits in IDLE, so new mail is fetched as soon as the server says it
+arrived; the other folders are polled every ``poll_seconds``; the first import runs in batches
+between those. The main thread renews the leases, takes free mailboxes, and stops the thread of
+a mailbox whose lease it lost (or that a member paused or must reconnect).
+
+Failures: a lost or refused connection is retried with exponential backoff (1 s … 5 min); a
+server unreachable for more than 30 minutes marks the mailbox disconnected, with the reason,
+until it answers again, and then everything missed is fetched (the folder state says where sync
+stopped). A rejected password or token marks the mailbox as needing reconnection and stops
+syncing it, rather than retrying credentials the server refuses. SIGTERM stops every thread
+and releases the leases, so another service takes over at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import logging
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+from django.db import OperationalError, close_old_connections, connection
+from django.utils import timezone
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+
+from postroom.mailboxes.connection import AuthenticationFailed, MailConnectionError
+from postroom.mailboxes.models import Folder, FolderRole, Mailbox, MailboxStatus
+from postroom.sync.engine import MailboxSync, imap_open_for
+from postroom.sync.leases import LEASE_SECONDS, SYNCABLE_STATUSES, lease_claim, lease_release, lease_renew, service_identity
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 60.0
+MAX_BACKOFF_SECONDS = 300.0
+DISCONNECTED_AFTER = timedelta(minutes=30)
+# RFC 2177: servers may end an IDLE after 30 minutes of inactivity; restart it before that.
+IDLE_RESTART_SECONDS = 25 * 60
+IDLE_CHECK_SECONDS = 1.0
+# Network failures that a new connection may cure.
+RETRYABLE = (MailConnectionError, imaplib.IMAP4.error, IMAPClientError, OSError)
+
+
+def mailbox_record_reachable(mailbox_id: uuid.UUID) -> None:
+    Mailbox.objects.filter(pk=mailbox_id, status__in=SYNCABLE_STATUSES).update(
+        status=MailboxStatus.ACTIVE, status_reason="", unreachable_since=None, last_synced_at=timezone.now()
+    )
+
+
+def mailbox_record_unreachable(mailbox_id: uuid.UUID, reason: str) -> None:
+    """Remember when the server stopped answering; after 30 minutes show the mailbox as disconnected."""
+    now = timezone.now()
+    Mailbox.objects.filter(pk=mailbox_id, unreachable_since__isnull=True).update(unreachable_since=now)
+    Mailbox.objects.filter(pk=mailbox_id, status__in=SYNCABLE_STATUSES, unreachable_since__lt=now - DISCONNECTED_AFTER).update(
+        status=MailboxStatus.DISCONNECTED, status_reason=reason[:300]
+    )
+
+
+def mailbox_record_rejected(mailbox_id: uuid.UUID, reason: str) -> None:
+    Mailbox.objects.filter(pk=mailbox_id, status__in=SYNCABLE_STATUSES).update(status=MailboxStatus.NEEDS_RECONNECT, status_reason=reason[:300])
+
+
+class MailboxWorker(threading.Thread):
+    """Syncs one mailbox until told to stop; reconnects with backoff."""
+
+    def __init__(self, mailbox_id: uuid.UUID, *, poll_seconds: float) -> None:
+        super().__init__(name=f"sync-{mailbox_id}", daemon=True)
+        self.mailbox_id = mailbox_id
+        self.poll_seconds = poll_seconds
+        self.stopping = threading.Event()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def run(self) -> None:
+        delay = 1.0
+        try:
+            while not self.stopping.is_set():
+                close_old_connections()
+                mailbox = Mailbox.objects.filter(pk=self.mailbox_id).first()
+                if mailbox is None:
+                    return
+                try:
+                    client = imap_open_for(mailbox)
+                except AuthenticationFailed as error:
+                    logger.warning("mailbox %s: the server rejected the credentials; waiting for the member", self.mailbox_id)
+                    mailbox_record_rejected(self.mailbox_id, error.message)
+                    return
+                except RETRYABLE as error:
+                    logger.info("mailbox %s: cannot connect (%s); retrying in %.0f s", self.mailbox_id, error, delay)
+                    mailbox_record_unreachable(self.mailbox_id, str(error))
+                    self.stopping.wait(delay)
+                    delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+                    continue
+                try:
+                    self._session(mailbox, client)
+                    delay = 1.0
+                except RETRYABLE as error:
+                    logger.info("mailbox %s: connection lost (%s); reconnecting in %.0f s", self.mailbox_id, error, delay)
+                    mailbox_record_unreachable(self.mailbox_id, str(error))
+                    self.stopping.wait(delay)
+                    delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+                except OperationalError as error:
+                    # The database, not the mail server, failed (restarting, or SQLite busy): the
+                    # folder state still says where to resume.
+                    logger.warning("mailbox %s: database error (%s); resuming in %.0f s", self.mailbox_id, error, delay)
+                    self.stopping.wait(delay)
+                    delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+                finally:
+                    with contextlib.suppress(Exception):
+                        client.logout()
+        except Exception:
+            logger.exception("mailbox %s: sync stopped by an unexpected error", self.mailbox_id)
+        finally:
+            connection.close()
+
+    def _session(self, mailbox: Mailbox, client: IMAPClient) -> None:
+        sync = MailboxSync(mailbox, client)
+        folders = sync.discover_folders()
+        mailbox_record_reachable(self.mailbox_id)
+        inbox = next((folder for folder in folders if folder.role == FolderRole.INBOX), None)
+        next_poll = 0.0
+        while not self.stopping.is_set():
+            if time.monotonic() >= next_poll:
+                for folder in folders:
+                    sync.sync_folder(folder, backfill_batches=0)
+                next_poll = time.monotonic() + self.poll_seconds
+                mailbox_record_reachable(self.mailbox_id)
+            importing = [folder for folder in folders if folder.backfill_below_uid is not None]
+            if importing:
+                # One batch of the backlog, then new mail again: recent mail never waits for the import.
+                sync.sync_folder(importing[0], backfill_batches=1)
+                if inbox is not None:
+                    sync.sync_folder(inbox, backfill_batches=0)
+                continue
+            if inbox is None or not client.has_capability("IDLE"):
+                self.stopping.wait(max(0.0, next_poll - time.monotonic()))
+                continue
+            if self._idle_until_change(client, inbox, next_poll):
+                sync.sync_folder(inbox, backfill_batches=0)
+
+    def _idle_until_change(self, client: IMAPClient, inbox: Folder, next_poll: float) -> bool:
+        """Wait in IDLE on INBOX until the server reports a change (True), or until the next poll
+        or a stop request (False)."""
+        client.select_folder(inbox.name, readonly=True)
+        client.idle()
+        changed = False
+        try:
+            deadline = min(next_poll, time.monotonic() + IDLE_RESTART_SECONDS)
+            while not self.stopping.is_set() and time.monotonic() < deadline:
+                # A short wait so a stop request is noticed within a second.
+                waited_from = time.monotonic()
+                responses = client.idle_check(timeout=IDLE_CHECK_SECONDS)
+                if any(len(response) > 1 and response[1] in (b"EXISTS", b"EXPUNGE", b"FETCH", b"VANISHED") for response in responses):
+                    changed = True
+                    break
+                if not responses and time.monotonic() - waited_from < IDLE_CHECK_SECONDS / 2:
+                    # Readable but nothing to read: IMAPClient hides the end of the connection
+                    # this way. Leaving IDLE finds out (it fails on a closed connection).
+                    changed = True
+                    break
+        finally:
+            client.idle_done()
+        return changed
+
+
+class SyncService:
+    def __init__(
+        self,
+        *,
+        max_mailboxes: int = 100,
+        lease_seconds: float = LEASE_SECONDS,
+        poll_seconds: float = POLL_SECONDS,
+        owner: str | None = None,
+    ) -> None:
+        self.owner = owner or service_identity()
+        self.max_mailboxes = max_mailboxes
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        # Renew three times per lease, so one slow round never lets a lease lapse.
+        self.tick_seconds = min(5.0, lease_seconds / 3)
+        self.stopping = threading.Event()
+        self.workers: dict[uuid.UUID, MailboxWorker] = {}
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def run(self) -> None:
+        logger.info("sync service %s started", self.owner)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self.tick()
+                except Exception:  # the database went away for a moment: try again next round
+                    logger.exception("sync service %s: lease round failed", self.owner)
+                    close_old_connections()
+                self.stopping.wait(self.tick_seconds)
+        finally:
+            self.shutdown()
+
+    def tick(self) -> None:
+        held = lease_renew(self.owner, self.workers, lease_seconds=self.lease_seconds)
+        for mailbox_id, worker in list(self.workers.items()):
+            if mailbox_id not in held or not worker.is_alive():
+                worker.stop()
+                del self.workers[mailbox_id]
+                lease_release(self.owner, [mailbox_id])
+        for mailbox_id in lease_claim(self.owner, limit=self.max_mailboxes - len(self.workers), lease_seconds=self.lease_seconds):
+            worker = MailboxWorker(mailbox_id, poll_seconds=self.poll_seconds)
+            self.workers[mailbox_id] = worker
+            worker.start()
+
+    def shutdown(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+        for worker in self.workers.values():
+            worker.join(timeout=30)
+        lease_release(self.owner, list(self.workers))
+        self.workers.clear()
+        connection.close()
+        logger.info("sync service %s stopped", self.owner)
