@@ -38,7 +38,8 @@ class MaximumLengthValidator:
 
 @lru_cache(maxsize=1)
 def common_passwords() -> frozenset[str]:
-    path = Path(DjangoCommonPasswordValidator.DEFAULT_PASSWORD_LIST_PATH)
+    # A cached_property on the class in Django 5.2: read it from an instance.
+    path = Path(DjangoCommonPasswordValidator().DEFAULT_PASSWORD_LIST_PATH)
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         django_list = {line.strip().lower() for line in handle if line.strip()}
     bundled = Path(__file__).with_name("common-passwords-long.txt")
