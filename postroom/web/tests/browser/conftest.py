@@ -1,7 +1,7 @@
 """A real Postroom, a real SMTP peer and a real Chromium for the browser tests.
 
-One ``postroom run`` process per test session (web server and task worker, embedded SQLite in a
-throwaway data directory) sends its system mail over SMTP to an aiosmtpd peer on loopback, so
+One ``postroom run`` process per test session (web server and task worker; a throwaway data
+directory, and SQLite there, or a fresh PostgreSQL database on the PostgreSQL run) sends its system mail over SMTP to an aiosmtpd peer on loopback, so
 verification and reset links travel the way they do in production. Each test gets fresh browser
 contexts. Every page any test opens is watched for Content-Security-Policy violations and script
 errors, and the server log for CSP reports; the session fails if there is any (SECURITY.md R51).
@@ -26,9 +26,11 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -117,8 +119,39 @@ class Server:
         return found.group(1)
 
 
+@contextmanager
+def product_database() -> Iterator[str | None]:
+    """On the PostgreSQL run, a fresh database next to the suite's for the server process.
+
+    The suite's own database belongs to pytest-django; the product gets one of its own, named
+    after it, created empty (the server migrates it) and dropped afterwards.
+    """
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        yield None
+        return
+    import psycopg
+    from psycopg import sql
+
+    parts = urlsplit(url)
+    name = f"{parts.path.lstrip('/') or 'postroom'}_browser_{secrets.token_hex(4)}"
+    maintenance = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(maintenance, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield urlunsplit(parts._replace(path="/" + name))
+    finally:
+        with psycopg.connect(maintenance, autocommit=True) as connection:
+            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 @pytest.fixture(scope="session")
 def server(mailbox: Mailbox) -> Iterator[Server]:
+    with product_database() as database_url:
+        yield from _run_server(mailbox, database_url)
+
+
+def _run_server(mailbox: Mailbox, database_url: str | None) -> Iterator[Server]:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); the browser tests need Debian's Chromium")
     data_dir = Path(tempfile.mkdtemp(prefix="postroom-browser-"))
@@ -126,8 +159,8 @@ def server(mailbox: Mailbox) -> Iterator[Server]:
     # "localhost", not 127.0.0.1: WebAuthn refuses an IP address as the relying party id.
     base_url = f"http://localhost:{port}"
     environment = {key: value for key, value in os.environ.items() if not key.startswith(("POSTROOM_", "DJANGO_")) and key not in {"DATABASE_URL", "REDIS_URL"}}
-    # The product under test is the embedded shape with its own data directory; the suite's
-    # PostgreSQL database (DATABASE_URL) belongs to pytest-django, not to this process.
+    if database_url:
+        environment["DATABASE_URL"] = database_url
     environment.update({
         "DJANGO_SETTINGS_MODULE": "postroom.settings",
         "POSTROOM_DATA_DIR": str(data_dir),
