@@ -28,7 +28,7 @@ def add_virtual_authenticator(page: Any) -> None:
     }})
 
 
-def test_register_a_passkey_then_sign_in_with_it_alone(browsing: Browsing, mailbox: Mailbox) -> None:
+def test_register_a_passkey_then_sign_in_with_it_alone_or_as_the_second_step(browsing: Browsing, mailbox: Mailbox) -> None:
     person = new_person("pia")
     page = browsing.new_page()
     add_virtual_authenticator(page)
@@ -49,4 +49,12 @@ def test_register_a_passkey_then_sign_in_with_it_alone(browsing: Browsing, mailb
     flows.sign_out(page)
     page.get_by_role("button", name="Sign in with a passkey").click()
     page.wait_for_url(lambda url: "/accounts/login/" not in url)
+    expect(page.locator(".user-chip")).to_contain_text(person.email)
+
+    # With a passkey registered, a password alone is no longer enough: the passkey is the second step.
+    flows.sign_out(page)
+    flows.sign_in(page, person)
+    flows.expect_heading(page, "Two-factor authentication")
+    page.get_by_role("button", name="Use a passkey or security key").click()
+    page.wait_for_url(lambda url: "/2fa/authenticate/" not in url)
     expect(page.locator(".user-chip")).to_contain_text(person.email)
