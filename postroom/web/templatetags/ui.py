@@ -6,6 +6,8 @@ import re
 from typing import Any
 
 from django import template
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 register = template.Library()
 
@@ -97,3 +99,38 @@ def groups_of_four(text: Any) -> str:
     """A long key in groups of four characters, easier to type into an app by hand."""
     value = str(text or "")
     return " ".join(value[index : index + 4] for index in range(0, len(value), 4))
+
+
+# How the home page's activity feed reads an audit action ({target} is the event's target label).
+ACTIVITY_PHRASES = {
+    "org.created": "created the organization",
+    "org.settings_changed": "changed the organization settings",
+    "setup.completed": "set up Postroom",
+    "invitation.created": "invited {target}",
+    "invitation.revoked": "revoked the invitation for {target}",
+    "invitation.accepted": "accepted an invitation",
+    "invitation.accept_refused": "opened an invitation meant for someone else",
+    "member.added": "joined",
+    "member.left": "left",
+    "member.removed": "removed {target}",
+    "member.role_changed": "changed the role of {target}",
+    "team.created": "created the team {target}",
+    "team.renamed": "renamed a team to {target}",
+    "team.deleted": "deleted the team {target}",
+    "team.member_added": "added {target} to a team",
+    "team.member_removed": "removed {target} from a team",
+    "audit.exported": "exported the audit log",
+}
+
+
+@register.filter
+def activity(event: Any) -> SafeString:
+    """One line of the activity feed: who did what to whom; unknown actions show their code."""
+    actor = event.actor_label or "Postroom"
+    phrase = ACTIVITY_PHRASES.get(event.action)
+    if phrase is None:
+        return format_html("<strong>{}</strong> <code>{}</code> {}", actor, event.action, event.target_label)
+    before, _, after = phrase.partition("{target}")
+    if not _:
+        return format_html("<strong>{}</strong> {}", actor, phrase)
+    return format_html("<strong>{}</strong> {}<strong>{}</strong>{}", actor, before, event.target_label, after)
