@@ -2,11 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 
-.PHONY: run test install install-dev lock lint
+.PHONY: run test install install-dev lock lint tools sbom
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
 
 install: $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet --require-hashes -r requirements/base.txt
@@ -27,8 +26,23 @@ lint: install-dev
 	$(VENV)/bin/ruff check postroom bench
 	$(VENV)/bin/mypy postroom
 
+# Maintainer tools (uv, cyclonedx-bom) live in their own hash-pinned environment.
+TOOLS_VENV ?= .venv-tools
+$(TOOLS_VENV)/bin/python:
+	$(PYTHON) -m venv $(TOOLS_VENV)
+
+tools: $(TOOLS_VENV)/bin/python
+	$(TOOLS_VENV)/bin/pip install --quiet --require-hashes -r requirements/tools.txt
+
+## make sbom: a CycloneDX SBOM of the pinned runtime dependencies, for each release
+SBOM ?= build/postroom-sbom.cdx.json
+sbom: tools
+	mkdir -p $(dir $(SBOM))
+	$(TOOLS_VENV)/bin/cyclonedx-py requirements --pyproject pyproject.toml --output-reproducible --of JSON -o $(SBOM) requirements/base.txt
+	@echo "SBOM written to $(SBOM)"
+
 ## make lock: regenerate the hash-pinned requirement files from requirements/*.in
-lock:
-	$(VENV)/bin/pip install --quiet uv
-	$(VENV)/bin/uv pip compile --python-version 3.11 --generate-hashes --quiet requirements/base.in -o requirements/base.txt
-	$(VENV)/bin/uv pip compile --python-version 3.11 --generate-hashes --quiet requirements/dev.in -o requirements/dev.txt
+lock: tools
+	$(TOOLS_VENV)/bin/uv pip compile --python-version 3.11 --generate-hashes --quiet requirements/base.in -o requirements/base.txt
+	$(TOOLS_VENV)/bin/uv pip compile --python-version 3.11 --generate-hashes --quiet requirements/dev.in -o requirements/dev.txt
+	$(TOOLS_VENV)/bin/uv pip compile --python-version 3.11 --generate-hashes --quiet requirements/tools.in -o requirements/tools.txt

@@ -7,6 +7,11 @@
     postroom keys rotate                 new master key; re-wrap every data key online
     postroom audit verify                check the audit log's hash chain
     postroom manage <command> …          any Django management command
+
+A configuration error, whenever it surfaces (reading the settings, connecting to the database),
+ends the command with exit code 2 and one line on stderr that names the variable and the fix,
+instead of a traceback. Every file the process creates is private to its user (umask 077): the
+database, its WAL, blobs and keys hold the organization's data.
 """
 
 from __future__ import annotations
@@ -25,8 +30,14 @@ def _django() -> None:
 
 def _migrate() -> None:
     from django.core.management import call_command
+    from django.db import OperationalError
 
-    call_command("migrate", interactive=False, verbosity=0)
+    from postroom.core.env import ConfigError
+
+    try:
+        call_command("migrate", interactive=False, verbosity=0)
+    except OperationalError as error:
+        raise ConfigError("DATABASE_URL", f"the database cannot be used ({str(error).strip().splitlines()[0]})", "check the address, credentials and that the server is running") from None
 
 
 def _print_setup_link() -> None:
@@ -96,6 +107,8 @@ def command_worker(arguments: argparse.Namespace) -> int:
 
 def command_setup_token(arguments: argparse.Namespace) -> int:
     _django()
+    # Often the very first command on a new install: the tables it needs may not exist yet.
+    _migrate()
     _print_setup_link()
     from postroom.accounts.actions import setup_needed
 
@@ -134,7 +147,17 @@ def command_audit(arguments: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    from postroom.core.env import ConfigError
+
+    os.umask(0o077)
+    try:
+        return _dispatch(sys.argv[1:] if argv is None else argv)
+    except ConfigError as error:
+        print(f"postroom: configuration error — {error}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv[:1] == ["manage"]:
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "postroom.settings")
         from django.core.management import execute_from_command_line
@@ -161,10 +184,4 @@ def main(argv: list[str] | None = None) -> int:
     manage = commands.add_parser("manage", help="run a Django management command")
     manage.set_defaults(handler=None)
     arguments = parser.parse_args(argv)
-    from postroom.core.env import ConfigError
-
-    try:
-        return int(arguments.handler(arguments))
-    except ConfigError as error:
-        print(f"postroom: configuration error — {error}", file=sys.stderr)
-        return 2
+    return int(arguments.handler(arguments))

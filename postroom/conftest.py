@@ -5,12 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
 
 from postroom.accounts.models import User
 from postroom.orgs.models import Membership, Organization
 from postroom.orgs.policy import Role
 from postroom.testing.factories import MembershipFactory, OrganizationFactory, UserFactory
+
+pytest_plugins = ["postroom.testing.fixtures"]
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    """allauth keeps rate-limit counters and used TOTP codes in the cache: each test starts clean."""
+    cache.clear()
 
 
 @dataclass

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 
 from postroom.core.env import ConfigError, Env
-from postroom.core.keyfiles import load_master_keys, load_or_create_secret_key
+from postroom.core.keyfiles import keep_private, load_master_keys, load_or_create_secret_key
 
 env = Env()
 
@@ -110,16 +110,21 @@ INSTALLED_APPS = [
     "postroom.audit",
     "postroom.orgs",
     "postroom.accounts",
+    "postroom.mailboxes",
     "postroom.web",
     "postroom.ops",
+    "postroom.mime",
 ]
 
 MIDDLEWARE = [
     "postroom.web.middleware.CorrelationIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Above WhiteNoise so that static files carry the same headers as pages (SECURITY.md R51).
     "postroom.web.middleware.SecurityHeadersMiddleware",
     "csp.middleware.CSPMiddleware",
+    "postroom.web.middleware.RejectDiagnosticMethodsMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -128,7 +133,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
-    "allauth.usersessions.middleware.UserSessionsMiddleware",
+    # Not allauth.usersessions' middleware: it writes the session list on every request;
+    # SessionLifetimeMiddleware records activity at most once a minute instead.
     "postroom.accounts.middleware.RequireTwoFactorMiddleware",
 ]
 
@@ -160,7 +166,7 @@ if _database_url:
     try:
         _database = dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)
     except ValueError as error:
-        raise ConfigError("DATABASE_URL", str(error), "use postgres://user:password@host:5432/name") from None
+        raise ConfigError("DATABASE_URL", str(error).rstrip("."), "use postgres://user:password@host:5432/name") from None
     if _database["ENGINE"] != "django.db.backends.postgresql":
         raise ConfigError("DATABASE_URL", "only PostgreSQL is supported for the scaled-out shape", "use a postgres:// URL, or unset it for the embedded SQLite")
     DATABASES = {"default": _database}
@@ -168,7 +174,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(DATA_DIR / "postroom.sqlite3"),
+            "NAME": str(keep_private(DATA_DIR / "postroom.sqlite3")),
             "OPTIONS": {
                 # WAL lets readers work while one writer writes; IMMEDIATE takes the write lock at
                 # BEGIN so two writers queue (busy timeout) instead of failing with "locked".
@@ -198,9 +204,13 @@ if _smtp_url:
     from postroom.core.mailconfig import smtp_settings_from_url
 
     globals().update(smtp_settings_from_url(_smtp_url))
-else:
-    # No mail server configured: messages are written to the console log of `postroom run`.
+elif _is_loopback(PUBLIC_HOST):
+    # No mail server on a trial install: messages (with their links) go to the console of `postroom run`.
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+else:
+    # A real deployment without a mail server must not print reset and invitation links into its
+    # service logs (SECURITY.md R54): mail is dropped with a warning naming the fix.
+    EMAIL_BACKEND = "postroom.core.mailconfig.UnconfiguredEmailBackend"
 
 # --- Authentication (django-allauth) -----------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -233,6 +243,8 @@ ACCOUNT_PREVENT_ENUMERATION = True
 ACCOUNT_EMAIL_NOTIFICATIONS = True
 ACCOUNT_REAUTHENTICATION_REQUIRED = True
 ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
+# A password step waiting for its second factor is forgotten after five minutes.
+ACCOUNT_LOGIN_TIMEOUT = 300
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_SESSION_REMEMBER = True
@@ -240,12 +252,25 @@ ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Postroom] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if HTTPS else "http"
 ACCOUNT_CHANGE_EMAIL = True
 ACCOUNT_MAX_EMAIL_ADDRESSES = 2
+# Failed logins are throttled in the database by postroom.accounts.throttle (shared by every
+# process, with a lockout policy that does not let strangers lock owners out); allauth's
+# per-process cache counter for them would only add a cheap 5-minute lockout per address.
+ACCOUNT_RATE_LIMITS = {"login_failed": None}
 
 MFA_ADAPTER = "postroom.accounts.adapters.MFAAdapter"
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 MFA_PASSKEY_LOGIN_ENABLED = True
 MFA_TOTP_ISSUER = "Postroom"
 MFA_RECOVERY_CODE_COUNT = 10
+# 20 digits drawn from 80 HMAC bits: about 66 bits per code (SECURITY.md R10 asks for 64).
+MFA_RECOVERY_CODE_DIGITS = 20
+MFA_RECOVERY_CODES_SHOW_ONCE = True
+MFA_TOTP_TOLERANCE = 0
+MFA_FORMS = {
+    "authenticate": "postroom.accounts.mfa_forms.ThrottledAuthenticateForm",
+    "reauthenticate": "postroom.accounts.mfa_forms.ThrottledReauthenticateForm",
+    "activate_totp": "postroom.accounts.mfa_forms.OneTimeActivateTOTPForm",
+}
 MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = not HTTPS
 
 SOCIALACCOUNT_ADAPTER = "postroom.accounts.adapters.SocialAccountAdapter"
@@ -257,12 +282,22 @@ SOCIALACCOUNT_ONLY = False
 
 from postroom.accounts.oidc_config import oidc_providers_from_env  # noqa: E402
 
-SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": oidc_providers_from_env(env)}}
+_oidc_apps = oidc_providers_from_env(env)
+SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": _oidc_apps}}
 
+# Shows "last activity" in the session list; recorded by SessionLifetimeMiddleware once a minute.
 USERSESSIONS_TRACK_ACTIVITY = True
 
 # --- Content security policy (django-csp 4, nonce based) ---------------------------------------
 from csp.constants import NONCE, NONE, SELF  # noqa: E402
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+_oidc_origins = sorted({_origin(app["settings"]["server_url"]) for app in _oidc_apps})
 
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
@@ -272,7 +307,9 @@ CONTENT_SECURITY_POLICY = {
         "img-src": [SELF, "data:"],
         "font-src": [SELF],
         "connect-src": [SELF],
-        "form-action": [SELF] + ([] if HTTPS else ["http://127.0.0.1:*", "http://localhost:*"]),
+        # Browsers apply form-action to the redirect after a POST too, so the "continue with <IdP>"
+        # form needs each OpenID provider's origin; nothing else may receive a form.
+        "form-action": [SELF, *_oidc_origins],
         "frame-ancestors": [NONE],
         "frame-src": [SELF],
         "base-uri": [NONE],
@@ -295,7 +332,9 @@ USE_TZ = True
 USE_I18N = True
 
 POSTROOM_SECURITY_CONTACT = env.string("POSTROOM_SECURITY_CONTACT", f"mailto:security@{PUBLIC_HOST}")
-POSTROOM_PRIVACY_POLICY_FILE = env.string("POSTROOM_PRIVACY_POLICY_FILE")
+POSTROOM_PRIVACY_POLICY_FILE = env.readable_file("POSTROOM_PRIVACY_POLICY_FILE")
+# Our own page instead of Django's, which has an inline style our CSP blocks and reads differently.
+CSRF_FAILURE_VIEW = "postroom.web.views.csrf_failure"
 
 LOGGING = {
     "version": 1,

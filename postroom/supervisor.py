@@ -3,11 +3,14 @@
 Each child is an ordinary ``postroom <role>`` process, the same one the scaled-out shape starts
 on its own. A child that exits is restarted with a growing delay (1 s … 60 s, reset after it has
 run for a minute). Ctrl-C or SIGTERM stops every child — SIGTERM first, SIGKILL after a grace
-period — and then the supervisor exits.
+period — and then the supervisor exits. On Linux each child also asks the kernel for SIGTERM
+when the supervisor dies, so even a SIGKILLed supervisor leaves no orphan holding the port or
+the database.
 """
 
 from __future__ import annotations
 
+import ctypes
 import signal
 import subprocess
 import sys
@@ -31,7 +34,7 @@ class Child:
     restarts: int = field(default=0)
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.command)  # noqa: S603 (our own fixed argv)
+        self.process = subprocess.Popen(self.command, preexec_fn=_terminate_with_parent)  # noqa: S603 (our own fixed argv; no threads, so preexec_fn is safe)
         self.started_at = time.monotonic()
         print(f"postroom: started {self.name} (pid {self.process.pid})", flush=True)
 
@@ -82,6 +85,17 @@ class Supervisor:
                 child.process.wait()
         print("postroom: stopped", flush=True)
         return 0
+
+
+_PR_SET_PDEATHSIG = 1
+# Loaded here, not between fork and exec, where as little as possible should run.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def _terminate_with_parent() -> None:
+    """Runs in the child between fork and exec: SIGTERM to it when the supervisor dies."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def role_command(role: str, *arguments: str) -> list[str]:

@@ -1,15 +1,20 @@
 from django.urls import include, path
 
+from postroom.accounts.reauth import allauth_overrides
 from postroom.ops.views import health
 from postroom.web import views as web_views
 
 urlpatterns = [
     path("", include("postroom.web.urls")),
+    # Postroom's hardened OpenID Connect views shadow allauth's on the same paths.
+    path("accounts/", include("postroom.accounts.oidc")),
+    path("accounts/", include(allauth_overrides)),  # allauth views behind Postroom's gates; before allauth's own
     path("accounts/", include("allauth.urls")),
     path("settings/", include("postroom.accounts.urls")),
     path("o/<slug:slug>/", include("postroom.orgs.urls")),
     path("o/<slug:slug>/audit/", include("postroom.audit.urls")),
     path("invitations/", include("postroom.orgs.invitation_urls")),
+    path("api/v1/", include("postroom.api.urls")),
     path(".well-known/security.txt", web_views.security_txt, name="security_txt"),
     path("csp-report/", web_views.csp_report, name="csp_report"),
     path("health", health, name="health"),

@@ -7,3 +7,6 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from postroom.accounts import signals  # noqa: F401  (connects the receivers)
+        from postroom.accounts.sessions import connect_receivers
+
+        connect_receivers()

@@ -1,9 +1,23 @@
 """Session lifetime and the organization's two-factor requirement.
 
-Sessions end after 14 days without activity (the session row's expiry, refreshed at most once
-a minute so that reading pages does not write to the database on every request) and 30 days
-after login at the latest (the login time is kept in the session). Both are enforced on the
-server: a replayed cookie of an expired session finds no session row, or is logged out here.
+The attacker: someone who got hold of a session cookie — copied from a shared computer, a
+backup of a browser profile, a leaked log — and replays it days or weeks later; or a member who
+never signs out, so that a session lives forever on a laptop that is later lost.
+
+The defences (SECURITY.md R17):
+
+- Idle timeout, 14 days. The session row's expiry (Django's database backend refuses rows past
+  ``expire_date`` before any view runs) moves forward whenever the session is saved. Reading
+  pages would otherwise write the row on every request (``SESSION_SAVE_EVERY_REQUEST``), so the
+  refresh happens at most once a minute per session; the same refresh records the session's last
+  activity for the member's session list (allauth.usersessions), instead of allauth's middleware,
+  which writes on every request.
+- Absolute lifetime, 30 days after login, however active the session is. The login time lives
+  inside the session (set on ``user_logged_in``); a signed-in session without one is treated as
+  expired rather than given a fresh start. Neither limit is a setting a member can change.
+
+Both are checked on the server: the cookie's own Max-Age is a convenience for the browser and
+is never relied upon.
 """
 
 from __future__ import annotations
@@ -19,12 +33,33 @@ from django.utils import timezone
 
 LOGIN_AT = "postroom_login_at"
 REFRESHED_AT = "postroom_refreshed_at"
+# Tells the browser to drop everything it kept for this origin once a session ends (R16).
+CLEAR_SITE_DATA = '"cache", "cookies", "storage"'
 
 
 def mark_session_login(request: HttpRequest) -> None:
     now = timezone.now().isoformat()
     request.session[LOGIN_AT] = now
     request.session[REFRESHED_AT] = now
+
+
+def _stored_time(request: HttpRequest, key: str) -> datetime | None:
+    value = request.session.get(key)
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if timezone.is_aware(moment) else None
+
+
+def end_session_response(request: HttpRequest) -> HttpResponse:
+    """Log out (deleting the session row) and send the browser to the login page, wiped."""
+    logout(request)
+    response = HttpResponseRedirect(reverse("account_login"))
+    response["Clear-Site-Data"] = CLEAR_SITE_DATA
+    return response
 
 
 class SessionLifetimeMiddleware:
@@ -34,17 +69,21 @@ class SessionLifetimeMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.user.is_authenticated:
             now = timezone.now()
-            login_at = request.session.get(LOGIN_AT)
-            if login_at is None:
-                mark_session_login(request)
-            elif now - datetime.fromisoformat(login_at) > settings.SESSION_ABSOLUTE_LIFETIME:
-                logout(request)
-                return HttpResponseRedirect(reverse("account_login"))
-            else:
-                refreshed_at = datetime.fromisoformat(request.session.get(REFRESHED_AT, login_at))
-                if now - refreshed_at >= settings.SESSION_REFRESH_INTERVAL:
-                    request.session[REFRESHED_AT] = now.isoformat()  # saving moves the idle expiry
+            login_at = _stored_time(request, LOGIN_AT)
+            if login_at is None or now - login_at > settings.SESSION_ABSOLUTE_LIFETIME:
+                return end_session_response(request)
+            refreshed_at = _stored_time(request, REFRESHED_AT)
+            if refreshed_at is None or now - refreshed_at >= settings.SESSION_REFRESH_INTERVAL:
+                self.refresh(request, now)
         return self.get_response(request)
+
+    def refresh(self, request: HttpRequest, now: datetime) -> None:
+        from allauth.usersessions.models import UserSession
+
+        # Modifying the session makes SessionMiddleware save it, which moves the row's
+        # expire_date (and the cookie's Max-Age) 14 days ahead of now.
+        request.session[REFRESHED_AT] = now.isoformat()
+        UserSession.objects.create_from_request(request)
 
 
 TWO_FACTOR_EXEMPT_PREFIXES = ("/accounts/", "/static/", "/.well-known/", "/privacy/", "/csp-report/", "/health")

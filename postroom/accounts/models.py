@@ -55,3 +55,44 @@ class User(AbstractBaseUser):
             f"{self.password}\x00{self.security_stamp}",
             algorithm="sha256",
         ).hexdigest()
+
+
+class LoginThrottle(models.Model):
+    """Consecutive failed sign-in attempts counted under one key (see accounts.throttle).
+
+    The key is an HMAC of what is counted (an account, a typed address, a client network), so
+    the table holds neither addresses people typed nor client IPs.
+    """
+
+    key = models.CharField(max_length=64, unique=True)
+    # Set for keys that belong to an account, so a password reset or an operator can clear them.
+    user = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    failures = models.PositiveIntegerField(default=0)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.key[:12]}… {self.failures} failure(s)"
+
+
+class KnownLoginNetwork(models.Model):
+    """A client network (HMAC of the IPv4 address or IPv6 /64) the account signed in from."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    network_key = models.CharField(max_length=64)
+    last_login_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "network_key"], name="known_login_network_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.network_key[:12]}…"
+
+
+class TotpStepUse(models.Model):
+    """The newest TOTP time step accepted for a user: a code is accepted once (SECURITY.md R8)."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="+")
+    last_step = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.user_id} step {self.last_step}"

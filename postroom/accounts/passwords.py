@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth.password_validation import CommonPasswordValidator as DjangoCommonPasswordValidator
+import django
 from django.core.exceptions import ValidationError
 
 _NOT_LETTERS = re.compile(r"[^a-z]+")
@@ -38,8 +38,7 @@ class MaximumLengthValidator:
 
 @lru_cache(maxsize=1)
 def common_passwords() -> frozenset[str]:
-    # A cached_property on the class in Django 5.2: read it from an instance.
-    path = Path(DjangoCommonPasswordValidator().DEFAULT_PASSWORD_LIST_PATH)
+    path = Path(django.__file__).resolve().parent / "contrib" / "auth" / "common-passwords.txt.gz"
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         django_list = {line.strip().lower() for line in handle if line.strip()}
     bundled = Path(__file__).with_name("common-passwords-long.txt")
@@ -85,11 +84,22 @@ class ContextWordsValidator:
 
     def context_words(self, user: Any) -> set[str]:
         words = {"postroom"}
-        if user is not None:
-            for value in (getattr(user, "email", ""), getattr(user, "name", "")):
-                words.update(part for part in re.split(r"[^a-z0-9]+", (value or "").lower()) if len(part) >= 4)
-            for organization_name in getattr(user, "_organization_names_for_password_check", ()):
-                words.update(part for part in re.split(r"[^a-z0-9]+", organization_name.lower()) if len(part) >= 4)
+        if user is None:
+            return words
+        values = [getattr(user, "email", "") or "", getattr(user, "name", "") or ""]
+        # Before the account exists (first-run setup, invitations) the caller names the
+        # organization; afterwards the memberships say which organizations count.
+        values.extend(getattr(user, "_organization_names_for_password_check", ()))
+        if getattr(user, "pk", None) is not None:
+            from postroom.orgs.models import Organization
+
+            values.extend(Organization.objects.filter(memberships__user_id=user.pk).values_list("name", flat=True))
+        for value in values:
+            parts = [part for part in re.split(r"[^a-z0-9]+", value.lower()) if part]
+            words.update(part for part in parts if len(part) >= 4)
+            joined = "".join(parts)
+            if len(joined) >= 4:
+                words.add(joined)
         return words
 
     def validate(self, password: str, user: Any = None) -> None:

@@ -6,4 +6,5 @@ app_name = "accounts"
 
 urlpatterns = [
     path("security/", views.security, name="security"),
+    path("sessions/<int:session_id>/end/", views.session_end, name="session_end"),
 ]

@@ -5,11 +5,15 @@ from allauth.mfa.models import Authenticator
 from allauth.socialaccount.models import SocialAccount
 from allauth.usersessions.models import UserSession
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
 
+from postroom.accounts.middleware import CLEAR_SITE_DATA
 from postroom.accounts.models import User
+from postroom.accounts.reauth import confirmation_required
+from postroom.accounts.sessions import user_session_end
 
 
 @login_required
@@ -30,3 +34,19 @@ def security(request: HttpRequest) -> HttpResponse:
         "linked": SocialAccount.objects.filter(user=user),
         "nav": "security",
     })
+
+
+@login_required
+@require_POST
+@confirmation_required
+def session_end(request: HttpRequest, session_id: int) -> HttpResponse:
+    """End one of the member's sessions from the session list; their own ends like a logout."""
+    user = request.user
+    if not isinstance(user, User):
+        raise Http404
+    user_session_end(actor=user, session_id=session_id, request=request)
+    if request.user.is_authenticated:
+        return HttpResponseRedirect(reverse("usersessions_list"))
+    response = HttpResponseRedirect(reverse("account_login"))
+    response["Clear-Site-Data"] = CLEAR_SITE_DATA
+    return response

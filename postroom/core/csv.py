@@ -11,7 +11,8 @@ FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\x00")
 
 def neutralise_cell(value: object) -> str:
     text = "" if value is None else str(value)
-    if text.lstrip(" ").startswith(FORMULA_TRIGGERS) or text.startswith(FORMULA_TRIGGERS):
+    # After any leading whitespace (spaces, newlines, ideographic spaces…), which some spreadsheets skip.
+    if text.lstrip().startswith(FORMULA_TRIGGERS) or text.startswith(FORMULA_TRIGGERS):
         return "'" + text
     return text
 

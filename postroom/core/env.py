@@ -4,6 +4,9 @@ Every setting Postroom reads comes through these helpers so that a bad value sto
 with one message that names the variable and says how to fix it. Secrets can also be given as
 a file (``NAME_FILE=/run/secrets/name``), which keeps them out of process listings and
 ``/proc/<pid>/environ``.
+
+Error messages end up in service logs, so they never repeat a secret: a URL is shown with its
+user name and password replaced by ``***``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,17 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
+
+
+def redact_url(value: str) -> str:
+    """``value`` with any ``user:password@`` part masked, safe to print or log."""
+    scheme, separator, rest = value.partition("://")
+    if not separator:
+        return value
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return value
+    return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
 
 
 class ConfigError(Exception):
@@ -87,11 +101,22 @@ class Env:
         value = self.string(name, default)
         if not value:
             return value
-        parts = urlsplit(value)
-        if parts.scheme not in schemes or not parts.hostname:
-            raise ConfigError(
-                name, f"{value!r} is not a valid URL", f"use a URL starting with {' or '.join(s + '://' for s in schemes)}"
-            )
+        fix = f"use a URL starting with {' or '.join(s + '://' for s in schemes)}"
+        try:
+            parts = urlsplit(value)
+            valid = parts.scheme in schemes and bool(parts.hostname)
+            parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ConfigError(name, f"{redact_url(value)!r} is not a valid URL", fix)
+        return value
+
+    def readable_file(self, name: str) -> str:
+        """A path that must name a readable file when set ('' when unset)."""
+        value = self.string(name)
+        if value and not (Path(value).is_file() and os.access(value, os.R_OK)):
+            raise ConfigError(name, f"{value!r} is not a readable file", "point it at an existing file the server can read, or unset it")
         return value
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:

@@ -41,6 +41,17 @@ def create_private_file(path: Path, content: str) -> bool:
     return True
 
 
+def keep_private(path: Path) -> Path:
+    """Make ``path`` a 0600 file (an empty one if missing) and return it.
+
+    For the SQLite database: SQLite gives its -wal and -shm files the mode of the database file,
+    so creating that file private first keeps every copy of the data unreadable to other users.
+    """
+    if not create_private_file(path, "") and path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    return path
+
+
 def load_or_create_secret_key(path: Path) -> str:
     create_private_file(path, secrets.token_urlsafe(64) + "\n")
     value = path.read_text(encoding="utf-8").strip()

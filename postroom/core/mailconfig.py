@@ -3,15 +3,26 @@
 ``smtps://user:pass@host:465`` uses implicit TLS, ``smtp://user:pass@host:587`` STARTTLS, and
 ``smtp+insecure://host:port`` plain SMTP, accepted only for a server on loopback (tests, a local
 relay). Django's SMTP backend verifies certificates with the system's trust store.
+
+Without ``POSTROOM_SMTP_URL`` a loopback trial install prints mail to its console; anywhere else
+``UnconfiguredEmailBackend`` drops it, because printed mail would put reset and invitation links
+into the service logs.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from django.core.mail.backends.base import BaseEmailBackend
+from django.core.mail.message import EmailMessage
+
 from postroom.core.env import ConfigError
+
+logger = logging.getLogger(__name__)
 
 
 def smtp_settings_from_url(url: str) -> dict[str, Any]:
@@ -40,3 +51,15 @@ def smtp_settings_from_url(url: str) -> dict[str, Any]:
         "EMAIL_USE_TLS": parts.scheme == "smtp",
         "EMAIL_TIMEOUT": 20,
     }
+
+
+class UnconfiguredEmailBackend(BaseEmailBackend):
+    """Drops system mail with a warning that says how to fix it, and never logs the content."""
+
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+        if email_messages:
+            logger.warning(
+                "%d system message(s) not sent: no mail server is configured. Fix: set POSTROOM_SMTP_URL",
+                len(email_messages),
+            )
+        return 0

@@ -1,14 +1,22 @@
 """Every change to organizations, memberships, teams and invitations.
 
-Each action checks permission for the acting membership, changes only the fields it must,
-writes the audit event in the same transaction, and sends mail only after commit.
+Attacker: a member who tries to raise their own role, grant more than they have, remove or
+demote the owners, act with a role that was just taken away, or accept an invitation meant for
+someone else. Defences: each action locks the organization row (membership changes happen one
+at a time per organization, so two owners demoting each other cannot leave it without one),
+re-reads the actor's role under that lock, checks ``postroom.orgs.policy``, changes only the
+fields it must, and writes the audit event in the same transaction; mail goes out only after
+commit. Invitation tokens are 256-bit, stored as HMACs, single use, bound to one verified
+address and expire after 7 days.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 from django.http import HttpRequest
 from django.urls import reverse
@@ -17,18 +25,40 @@ from django.utils.text import slugify
 
 from postroom.accounts.models import User
 from postroom.audit.actions import audit_record
+from postroom.audit.models import Result
 from postroom.core.tasks import queue_system_mail
 from postroom.core.tokens import new_token, token_hash
-from postroom.orgs.models import Invitation, Membership, Organization, Team, TeamMembership
+from postroom.orgs.models import Invitation, InvitationStatus, Membership, Organization, Team, TeamMembership
 from postroom.orgs.policy import Permission, Role, can_grant, role_allows
+from postroom.orgs.selectors import INVITATION_PURPOSE, InvitationInvalidError, invitation_address_verified, invitation_by_token
 
 INVITATION_LIFETIME = timedelta(days=7)
-INVITATION_PURPOSE = "invitation"
+ROLE_VALUES = frozenset(role.value for role in Role)
 
 
 def require(actor: Membership, permission: Permission) -> None:
     if not role_allows(actor.role, permission):
         raise PermissionDenied(f"Your role ({actor.role}) does not allow this.")
+
+
+def _locked_actor(actor: Membership, permission: Permission | None = None) -> Membership:
+    """Lock the organization and re-read the actor's membership: the role checked is the current one."""
+    Organization.objects.select_for_update().filter(pk=actor.organization_id).first()
+    current = Membership.objects.select_related("organization", "user").filter(pk=actor.pk).first()
+    if current is None:
+        raise PermissionDenied("You are no longer a member of this organization.")
+    if permission is not None:
+        require(current, permission)
+    return current
+
+
+def _same_organization(actor: Membership, *objects: Team | Membership | Invitation) -> None:
+    if any(obj.organization_id != actor.organization_id for obj in objects):
+        raise PermissionDenied("Not part of this organization.")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _unique_slug(name: str) -> str:
@@ -56,8 +86,8 @@ def organization_create(*, owner: User, name: str, request: HttpRequest | None =
 def organization_update_settings(
     *, actor: Membership, name: str, require_two_factor: bool, request: HttpRequest | None = None
 ) -> Organization:
-    require(actor, Permission.MANAGE_SETTINGS)
-    organization = Organization.objects.select_for_update().get(pk=actor.organization_id)
+    actor = _locked_actor(actor, Permission.MANAGE_SETTINGS)
+    organization = actor.organization
     changed: dict[str, object] = {}
     if name.strip() and name.strip() != organization.name:
         organization.name = name.strip()
@@ -78,10 +108,11 @@ def _owner_count(organization_id: int) -> int:
 
 @transaction.atomic
 def membership_change_role(*, actor: Membership, membership: Membership, role: str, request: HttpRequest | None = None) -> Membership:
-    require(actor, Permission.MANAGE_MEMBERS)
-    if role not in Role.__members__.values():
+    actor = _locked_actor(actor, Permission.MANAGE_MEMBERS)
+    if role not in ROLE_VALUES:
         raise ValidationError({"role": "Unknown role."})
-    target = Membership.objects.select_for_update().get(pk=membership.pk, organization_id=actor.organization_id)
+    _same_organization(actor, membership)
+    target = Membership.objects.select_related("user", "organization").get(pk=membership.pk)
     if target.pk == actor.pk:
         raise PermissionDenied("You cannot change your own role.")
     # Only owners touch owners, and nobody grants more than they have.
@@ -94,13 +125,19 @@ def membership_change_role(*, actor: Membership, membership: Membership, role: s
     if target.role != role:
         previous, target.role = target.role, role
         target.save(update_fields=["role"])
-        audit_record(action="member.role_changed", actor=actor.user, organization=target.organization, request=request, target=target, target_label=target.user.email, details={"from": previous, "to": role})
+        audit_record(
+            action="member.role_changed", actor=actor.user, organization=actor.organization, request=request,
+            target=target, target_label=target.user.email, details={"from": previous, "to": role},
+        )
     return target
 
 
 @transaction.atomic
 def membership_remove(*, actor: Membership, membership: Membership, request: HttpRequest | None = None) -> None:
-    target = Membership.objects.select_for_update().select_related("user", "organization").get(pk=membership.pk, organization_id=actor.organization_id)
+    """Remove ``membership``, or leave the organization when it is the actor's own."""
+    actor = _locked_actor(actor)
+    _same_organization(actor, membership)
+    target = Membership.objects.select_related("user", "organization").get(pk=membership.pk)
     leaving = target.pk == actor.pk
     if not leaving:
         require(actor, Permission.MANAGE_MEMBERS)
@@ -108,19 +145,32 @@ def membership_remove(*, actor: Membership, membership: Membership, request: Htt
             require(actor, Permission.MANAGE_OWNERS)
     if target.role == Role.OWNER and _owner_count(target.organization_id) <= 1:
         raise ValidationError("The last owner cannot leave; make someone else an owner first.")
-    audit_record(action="member.left" if leaving else "member.removed", actor=actor.user, organization=target.organization, request=request, target=target, target_label=target.user.email, details={"role": target.role})
+    audit_record(
+        action="member.left" if leaving else "member.removed", actor=actor.user, organization=actor.organization, request=request,
+        target=target, target_label=target.user.email, details={"role": target.role},
+    )
     target.delete()
 
 
 # --- teams -----------------------------------------------------------------------------------------
-@transaction.atomic
-def team_create(*, actor: Membership, name: str, request: HttpRequest | None = None) -> Team:
-    require(actor, Permission.MANAGE_TEAMS)
+def _team_name(actor: Membership, name: str, *, renaming: Team | None = None) -> str:
     name = name.strip()
     if not name:
         raise ValidationError({"name": "Give the team a name."})
-    if Team.objects.filter(organization_id=actor.organization_id, name__iexact=name).exists():
+    if len(name) > 80:
+        raise ValidationError({"name": "Use at most 80 characters."})
+    clashes = Team.objects.filter(organization_id=actor.organization_id, name__iexact=name)
+    if renaming is not None:
+        clashes = clashes.exclude(pk=renaming.pk)
+    if clashes.exists():
         raise ValidationError({"name": "A team with this name already exists."})
+    return name
+
+
+@transaction.atomic
+def team_create(*, actor: Membership, name: str, request: HttpRequest | None = None) -> Team:
+    actor = _locked_actor(actor, Permission.MANAGE_TEAMS)
+    name = _team_name(actor, name)
     team = Team.objects.create(organization_id=actor.organization_id, name=name)
     audit_record(action="team.created", actor=actor.user, organization=actor.organization, request=request, target=team, target_label=name)
     return team
@@ -128,74 +178,93 @@ def team_create(*, actor: Membership, name: str, request: HttpRequest | None = N
 
 @transaction.atomic
 def team_rename(*, actor: Membership, team: Team, name: str, request: HttpRequest | None = None) -> Team:
-    require(actor, Permission.MANAGE_TEAMS)
-    name = name.strip()
-    if not name:
-        raise ValidationError({"name": "Give the team a name."})
-    if Team.objects.filter(organization_id=actor.organization_id, name__iexact=name).exclude(pk=team.pk).exists():
-        raise ValidationError({"name": "A team with this name already exists."})
-    previous, team.name = team.name, name
-    team.save(update_fields=["name"])
-    audit_record(action="team.renamed", actor=actor.user, organization=actor.organization, request=request, target=team, target_label=name, details={"from": previous})
+    actor = _locked_actor(actor, Permission.MANAGE_TEAMS)
+    _same_organization(actor, team)
+    name = _team_name(actor, name, renaming=team)
+    if name != team.name:
+        previous, team.name = team.name, name
+        team.save(update_fields=["name"])
+        audit_record(action="team.renamed", actor=actor.user, organization=actor.organization, request=request, target=team, target_label=name, details={"from": previous})
     return team
 
 
 @transaction.atomic
 def team_delete(*, actor: Membership, team: Team, request: HttpRequest | None = None) -> None:
-    require(actor, Permission.MANAGE_TEAMS)
+    actor = _locked_actor(actor, Permission.MANAGE_TEAMS)
+    _same_organization(actor, team)
     audit_record(action="team.deleted", actor=actor.user, organization=actor.organization, request=request, target=team, target_label=team.name)
     team.delete()
 
 
 @transaction.atomic
 def team_member_add(*, actor: Membership, team: Team, membership: Membership, request: HttpRequest | None = None) -> TeamMembership:
-    require(actor, Permission.MANAGE_TEAMS)
-    if membership.organization_id != team.organization_id or team.organization_id != actor.organization_id:
-        raise PermissionDenied("Not in this organization.")
+    actor = _locked_actor(actor, Permission.MANAGE_TEAMS)
+    _same_organization(actor, team, membership)
     link, created = TeamMembership.objects.get_or_create(team=team, membership=membership)
     if created:
-        audit_record(action="team.member_added", actor=actor.user, organization=actor.organization, request=request, target=team, target_label=membership.user.email)
+        audit_record(
+            action="team.member_added", actor=actor.user, organization=actor.organization, request=request,
+            target=team, target_label=membership.user.email, details={"team": team.name},
+        )
     return link
 
 
 @transaction.atomic
 def team_member_remove(*, actor: Membership, team: Team, membership: Membership, request: HttpRequest | None = None) -> None:
-    require(actor, Permission.MANAGE_TEAMS)
-    deleted, _ = TeamMembership.objects.filter(team=team, membership=membership, team__organization_id=actor.organization_id).delete()
+    actor = _locked_actor(actor, Permission.MANAGE_TEAMS)
+    _same_organization(actor, team, membership)
+    deleted, _ = TeamMembership.objects.filter(team=team, membership=membership).delete()
     if deleted:
-        audit_record(action="team.member_removed", actor=actor.user, organization=actor.organization, request=request, target=team, target_label=membership.user.email)
+        audit_record(
+            action="team.member_removed", actor=actor.user, organization=actor.organization, request=request,
+            target=team, target_label=membership.user.email, details={"team": team.name},
+        )
 
 
 # --- invitations -----------------------------------------------------------------------------------
 @transaction.atomic
 def invitation_create(*, actor: Membership, email: str, role: str, request: HttpRequest | None = None) -> tuple[Invitation, str]:
-    """Create an invitation and queue its mail; returns the invitation and the one-time token."""
-    require(actor, Permission.INVITE)
-    if role not in Role.__members__.values():
+    """Create an invitation and queue its mail; returns the invitation and the one-time token.
+
+    The answer does not depend on whether the address has a Postroom account (R5); only
+    membership of this organization, which the inviter can see anyway, is refused.
+    """
+    actor = _locked_actor(actor, Permission.INVITE)
+    if role not in ROLE_VALUES:
         raise ValidationError({"role": "Unknown role."})
     if not can_grant(actor.role, role):
         raise PermissionDenied("You cannot invite someone with a role above your own.")
     email = User.objects.normalize_email(email.strip()).lower()
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise ValidationError({"email": "Enter a valid email address."}) from None
     if Membership.objects.filter(organization_id=actor.organization_id, user__email__iexact=email).exists():
         raise ValidationError({"email": "This person is already a member."})
     now = timezone.now()
-    # A new invitation replaces an open one for the same address.
-    Invitation.objects.filter(organization_id=actor.organization_id, email=email, accepted_at=None, revoked_at=None).update(revoked_at=now)
+    # A new invitation replaces an open one for the same address: only the newest link works.
+    for replaced in Invitation.objects.filter(organization_id=actor.organization_id, email=email, accepted_at=None, revoked_at=None, expires_at__gt=now):
+        replaced.revoked_at = now
+        replaced.save(update_fields=["revoked_at"])
+        audit_record(
+            action="invitation.revoked", actor=actor.user, organization=actor.organization, request=request,
+            target=replaced, target_label=email, details={"reason": "replaced by a new invitation"},
+        )
     token = new_token()
     invitation = Invitation.objects.create(
         organization_id=actor.organization_id, email=email, role=role, token_hash=token_hash(INVITATION_PURPOSE, token),
         invited_by=actor.user, expires_at=now + INVITATION_LIFETIME,
     )
     audit_record(action="invitation.created", actor=actor.user, organization=actor.organization, request=request, target=invitation, target_label=email, details={"role": role})
-    from django.conf import settings
-
+    inviter = _one_line(actor.user.display_name)
+    organization_name = _one_line(actor.organization.name)
     link = settings.PUBLIC_URL + reverse("invitation_accept", kwargs={"token": token})
     queue_system_mail(
         to=[email],
-        subject=f"[Postroom] {actor.user.display_name} invited you to {actor.organization.name}",
+        subject=f"[Postroom] {inviter} invited you to {organization_name}",
         text=(
-            f"{actor.user.display_name} ({actor.user.email}) invited you to join {actor.organization.name} on Postroom "
-            f"as {role}.\n\nAccept the invitation (valid for 7 days, for {email} only):\n{link}\n\n"
+            f"{inviter} ({actor.user.email}) invited you to join {organization_name} on Postroom as {role}.\n\n"
+            f"Accept the invitation (valid for 7 days, for {email} only):\n{link}\n\n"
             "If you did not expect this, ignore this message."
         ),
     )
@@ -204,38 +273,38 @@ def invitation_create(*, actor: Membership, email: str, role: str, request: Http
 
 @transaction.atomic
 def invitation_revoke(*, actor: Membership, invitation: Invitation, request: HttpRequest | None = None) -> None:
-    require(actor, Permission.INVITE)
-    updated = Invitation.objects.filter(pk=invitation.pk, organization_id=actor.organization_id, accepted_at=None, revoked_at=None).update(revoked_at=timezone.now())
-    if updated:
-        audit_record(action="invitation.revoked", actor=actor.user, organization=actor.organization, request=request, target=invitation, target_label=invitation.email)
+    actor = _locked_actor(actor, Permission.INVITE)
+    _same_organization(actor, invitation)
+    invitation = Invitation.objects.get(pk=invitation.pk)
+    if invitation.status in (InvitationStatus.ACCEPTED, InvitationStatus.REVOKED):
+        raise ValidationError(f"This invitation was already {invitation.status}.")
+    invitation.revoked_at = timezone.now()
+    invitation.save(update_fields=["revoked_at"])
+    audit_record(action="invitation.revoked", actor=actor.user, organization=actor.organization, request=request, target=invitation, target_label=invitation.email)
 
 
-class InvitationInvalidError(Exception):
-    """The same answer for unknown, used, revoked, expired and wrong-address invitations."""
-
-
-def invitation_find(*, token: str) -> Invitation:
-    invitation = Invitation.objects.select_related("organization").filter(token_hash=token_hash(INVITATION_PURPOSE, token)).first()
-    if invitation is None or invitation.accepted_at or invitation.revoked_at or invitation.expires_at <= timezone.now():
-        raise InvitationInvalidError
-    return invitation
-
-
-@transaction.atomic
 def invitation_accept(*, user: User, token: str, request: HttpRequest | None = None) -> Membership:
-    """Accept as ``user``, whose verified primary address must be the invited one."""
-    from allauth.account.models import EmailAddress
-
-    invitation = invitation_find(token=token)
-    invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
-    if invitation.accepted_at or invitation.revoked_at:
-        raise InvitationInvalidError
-    if user.email.lower() != invitation.email or not EmailAddress.objects.filter(user=user, email__iexact=invitation.email, verified=True).exists():
-        audit_record(action="invitation.accept_refused", actor=user, organization=invitation.organization, request=request, target=invitation, result="denied", details={"reason": "address mismatch"})
-        raise InvitationInvalidError
-    invitation.accepted_at = timezone.now()
-    invitation.save(update_fields=["accepted_at"])
-    membership, _ = Membership.objects.get_or_create(organization=invitation.organization, user=user, defaults={"role": invitation.role})
-    audit_record(action="invitation.accepted", actor=user, organization=invitation.organization, request=request, target=invitation, target_label=invitation.email)
-    audit_record(action="member.added", actor=user, organization=invitation.organization, request=request, target=membership, target_label=user.email, details={"role": membership.role, "via": "invitation"})
-    return membership
+    """Accept as ``user``, who must have verified the invited address. Raises InvitationInvalidError."""
+    with transaction.atomic():
+        invitation = invitation_by_token(token=token)
+        Organization.objects.select_for_update().filter(pk=invitation.organization_id).first()
+        invitation = Invitation.objects.select_related("organization").get(pk=invitation.pk)
+        if invitation.status != InvitationStatus.PENDING:
+            raise InvitationInvalidError
+        if invitation_address_verified(invitation=invitation, user=user):
+            invitation.accepted_at = timezone.now()
+            invitation.save(update_fields=["accepted_at"])
+            audit_record(action="invitation.accepted", actor=user, organization=invitation.organization, request=request, target=invitation, target_label=invitation.email)
+            membership, created = Membership.objects.get_or_create(organization=invitation.organization, user=user, defaults={"role": invitation.role})
+            if created:
+                audit_record(
+                    action="member.added", actor=user, organization=invitation.organization, request=request,
+                    target=membership, target_label=user.email, details={"role": membership.role, "via": "invitation"},
+                )
+            return membership
+    # Recorded outside the transaction above, which would otherwise roll the record back.
+    audit_record(
+        action="invitation.accept_refused", actor=user, organization=invitation.organization, request=request,
+        target=invitation, target_label=invitation.email, result=Result.DENIED, details={"reason": "address not verified by this account"},
+    )
+    raise InvitationInvalidError

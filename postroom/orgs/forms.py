@@ -1,6 +1,12 @@
+"""Forms of the organization pages: plain forms with explicit fields, never ModelForms over all fields (R23)."""
+
+from __future__ import annotations
+
+from typing import Any
+
 from django import forms
 
-from postroom.orgs.policy import Role
+from postroom.orgs.policy import Role, can_grant
 
 ROLE_CHOICES = [(Role.MEMBER.value, "Member"), (Role.ADMIN.value, "Admin"), (Role.OWNER.value, "Owner")]
 
@@ -8,6 +14,11 @@ ROLE_CHOICES = [(Role.MEMBER.value, "Member"), (Role.ADMIN.value, "Admin"), (Rol
 class InvitationForm(forms.Form):
     email = forms.EmailField(label="Email address")
     role = forms.ChoiceField(choices=ROLE_CHOICES, initial=Role.MEMBER.value)
+
+    def __init__(self, *args: Any, granter_role: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Offer only what the inviter may grant; the action refuses anything else anyway.
+        self.fields["role"].choices = [choice for choice in ROLE_CHOICES if can_grant(granter_role, choice[0])]  # type: ignore[attr-defined]
 
 
 class RoleForm(forms.Form):

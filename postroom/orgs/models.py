@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from enum import StrEnum
+
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from postroom.orgs.policy import Role
 
@@ -50,6 +53,13 @@ class TeamMembership(models.Model):
         constraints = [models.UniqueConstraint(fields=["team", "membership"], name="team_membership_unique")]
 
 
+class InvitationStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
 class Invitation(models.Model):
     """An invitation by email: single use, bound to the address, expires, revocable.
 
@@ -71,3 +81,13 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"invitation of {self.email} to {self.organization}"
+
+    @property
+    def status(self) -> InvitationStatus:
+        if self.accepted_at:
+            return InvitationStatus.ACCEPTED
+        if self.revoked_at:
+            return InvitationStatus.REVOKED
+        if self.expires_at <= timezone.now():
+            return InvitationStatus.EXPIRED
+        return InvitationStatus.PENDING

@@ -1,7 +1,12 @@
 """Who may do what inside an organization: the one table every check reads.
 
-Views, the API and actions all ask ``role_allows``; the table also generates the permissions
-page of the documentation, so the two cannot drift.
+Attacker: a signed-in member who tries an action their role does not allow (an agent making
+themselves owner, an admin removing the owner), or who tries to keep using a role that was just
+taken away. Defences: every view, API endpoint and action asks ``role_allows`` against ``POLICY``
+with the role read from the database on that request (no cached roles); the rules that a table
+cannot express (``can_grant``, the last owner) live next to it in ``RULES`` and are enforced in
+``postroom.orgs.actions``. The same table generates ``docs/permissions.md``
+(``postroom manage permissions_doc``), and a test fails when the committed page drifts from it.
 """
 
 from __future__ import annotations
@@ -38,6 +43,27 @@ POLICY: dict[Permission, frozenset[Role]] = {
     Permission.MANAGE_OWNERS: frozenset({Role.OWNER}),
 }
 
+DESCRIPTIONS: dict[Permission, str] = {
+    Permission.VIEW_MEMBERS: "See the members (with their role and 2FA status) and the teams of the organization.",
+    Permission.MANAGE_MEMBERS: "Change the role of other members, and remove members.",
+    Permission.MANAGE_TEAMS: "Create, rename and delete teams; add and remove team members.",
+    Permission.INVITE: "See, send and revoke invitations.",
+    Permission.VIEW_AUDIT_LOG: "Read, filter and export (CSV) the organization's audit log.",
+    Permission.MANAGE_SETTINGS: "Rename the organization and turn the two-factor requirement on or off.",
+    Permission.MANAGE_OWNERS: "Make someone an owner, and change the role of or remove an owner.",
+}
+
+RULES: tuple[str, ...] = (
+    "Nobody changes their own role: a role is always changed by someone else.",
+    "Nobody grants a role above their own, by a role change or by an invitation.",
+    "The last owner cannot leave, be removed or be demoted; make someone else an owner first.",
+    "Any member can leave the organization (unless they are its last owner).",
+    "Roles are read from the database on every request: a change applies to the very next request.",
+    "Someone who is not a member sees every page and API endpoint of the organization as missing (404); "
+    "a member whose role does not allow an action gets 403.",
+    "An invitation works once, only for the verified address it was sent to, for 7 days, and can be revoked.",
+)
+
 
 def role_allows(role: str, permission: Permission) -> bool:
     return Role(role) in POLICY[permission]
@@ -46,3 +72,22 @@ def role_allows(role: str, permission: Permission) -> bool:
 def can_grant(granter_role: str, role: str) -> bool:
     """Nobody grants a role above their own; only owners make owners."""
     return ROLE_RANK[Role(role)] <= ROLE_RANK[Role(granter_role)]
+
+
+def permissions_markdown() -> str:
+    """The permissions page of the documentation, generated from ``POLICY`` and ``RULES``."""
+    roles = sorted(Role, key=lambda role: -ROLE_RANK[role])
+    lines = [
+        "# Permissions inside an organization",
+        "",
+        "Generated from `postroom/orgs/policy.py` by `postroom manage permissions_doc`; do not edit by hand.",
+        "",
+        "| Permission | " + " | ".join(role.name.title() for role in roles) + " | What it allows |",
+        "|---|" + "---|" * len(roles) + "---|",
+    ]
+    for permission in Permission:
+        marks = " | ".join("yes" if role in POLICY[permission] else "no" for role in roles)
+        lines.append(f"| `{permission.value}` | {marks} | {DESCRIPTIONS[permission]} |")
+    lines += ["", "## Rules the table cannot express", ""]
+    lines += [f"- {rule}" for rule in RULES]
+    return "\n".join(lines) + "\n"

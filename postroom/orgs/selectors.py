@@ -1,25 +1,39 @@
-"""Reads of organization data, always scoped to the acting user's memberships.
+"""Reads of organization data, always scoped to the acting user's membership.
 
-Missing and forbidden give the same answer (404) so that ids and slugs reveal nothing.
+Attacker: a signed-in user who guesses another organization's slug or the id of a member, team
+or invitation there (IDOR). Defences: every query starts from the actor's own membership, read
+fresh from the database on each request, and filters by its organization; missing and foreign
+objects give the same answer (404), so ids and slugs reveal nothing. A member whose role lacks a
+permission gets 403 instead: they already know the organization exists.
 """
 
 from __future__ import annotations
 
+from allauth.account.models import EmailAddress
+from allauth.mfa.models import Authenticator
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import Count, QuerySet
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.http import Http404
 
 from postroom.accounts.models import User
-from postroom.orgs.models import Invitation, Membership, Organization, Team
+from postroom.core.tokens import token_hash
+from postroom.orgs.models import Invitation, InvitationStatus, Membership, Organization, Team, TeamMembership
 from postroom.orgs.policy import Permission, role_allows
+
+# A recovery-code set alone is not a second factor: it comes with, and backs up, one of these.
+SECOND_FACTOR_TYPES = (Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN)
 
 
 def membership_get(*, user: User | AnonymousUser, slug: str, permission: Permission | None = None) -> Membership:
+    """The user's membership of the organization ``slug``: 404 if none, 403 if the role lacks ``permission``."""
     if not user.is_authenticated:
         raise Http404
     membership = Membership.objects.select_related("organization", "user").filter(user=user, organization__slug=slug).first()
-    if membership is None or (permission is not None and not role_allows(membership.role, permission)):
+    if membership is None:
         raise Http404
+    if permission is not None and not role_allows(membership.role, permission):
+        raise PermissionDenied(f"Your role ({membership.role}) does not allow this.")
     return membership
 
 
@@ -29,26 +43,53 @@ def memberships_of(*, user: User | AnonymousUser) -> QuerySet[Membership]:
     return Membership.objects.filter(user=user).select_related("organization").order_by("organization__name")
 
 
+def _has_two_factor() -> Exists:
+    return Exists(Authenticator.objects.filter(user_id=OuterRef("user_id"), type__in=SECOND_FACTOR_TYPES))
+
+
+def user_has_two_factor(*, user: User) -> bool:
+    return Authenticator.objects.filter(user=user, type__in=SECOND_FACTOR_TYPES).exists()
+
+
 def organization_members(*, actor: Membership) -> QuerySet[Membership]:
-    return Membership.objects.filter(organization_id=actor.organization_id).select_related("user").order_by("user__email")
+    """Members with ``has_two_factor`` (a TOTP or WebAuthn authenticator), by email."""
+    return (
+        Membership.objects.filter(organization_id=actor.organization_id)
+        .select_related("user")
+        .annotate(has_two_factor=_has_two_factor())
+        .order_by("user__email")
+    )
 
 
 def member_get(*, actor: Membership, membership_id: int) -> Membership:
-    membership = Membership.objects.select_related("user", "organization").filter(organization_id=actor.organization_id, pk=membership_id).first()
+    membership = (
+        Membership.objects.select_related("user", "organization")
+        .annotate(has_two_factor=_has_two_factor())
+        .filter(organization_id=actor.organization_id, pk=membership_id)
+        .first()
+    )
     if membership is None:
         raise Http404
     return membership
 
 
 def organization_teams(*, actor: Membership) -> QuerySet[Team]:
-    return Team.objects.filter(organization_id=actor.organization_id).annotate(member_count=Count("team_memberships"))
+    return Team.objects.filter(organization_id=actor.organization_id).annotate(member_count=Count("team_memberships")).order_by("name")
 
 
 def team_get(*, actor: Membership, team_id: int) -> Team:
-    team = Team.objects.filter(organization_id=actor.organization_id, pk=team_id).first()
+    team = organization_teams(actor=actor).filter(pk=team_id).first()
     if team is None:
         raise Http404
     return team
+
+
+def team_members(*, actor: Membership, team: Team) -> QuerySet[TeamMembership]:
+    return (
+        TeamMembership.objects.filter(team=team, team__organization_id=actor.organization_id)
+        .select_related("membership__user")
+        .order_by("membership__user__email")
+    )
 
 
 def organization_invitations(*, actor: Membership) -> QuerySet[Invitation]:
@@ -56,10 +97,32 @@ def organization_invitations(*, actor: Membership) -> QuerySet[Invitation]:
 
 
 def invitation_get(*, actor: Membership, invitation_id: int) -> Invitation:
-    invitation = Invitation.objects.filter(organization_id=actor.organization_id, pk=invitation_id).first()
+    invitation = organization_invitations(actor=actor).filter(pk=invitation_id).first()
     if invitation is None:
         raise Http404
     return invitation
+
+
+INVITATION_PURPOSE = "invitation"
+
+
+class InvitationInvalidError(Exception):
+    """The one answer for unknown, used, revoked, expired and wrong-address invitations."""
+
+
+def invitation_by_token(*, token: str) -> Invitation:
+    """The pending invitation whose link carries ``token``; found by the token's HMAC only."""
+    invitation = Invitation.objects.select_related("organization").filter(token_hash=token_hash(INVITATION_PURPOSE, token)).first()
+    if invitation is None or invitation.status != InvitationStatus.PENDING:
+        raise InvitationInvalidError
+    return invitation
+
+
+def invitation_address_verified(*, invitation: Invitation, user: User | AnonymousUser) -> bool:
+    """Whether ``user`` has proved (verified) the very address the invitation was sent to."""
+    if not isinstance(user, User):
+        return False
+    return EmailAddress.objects.filter(user=user, email__iexact=invitation.email, verified=True).exists()
 
 
 def organization_exists() -> bool:

@@ -1,23 +1,35 @@
-"""Organization admin pages. Shape of every view: parse → access (selectors) → action → render."""
+"""Organization admin pages. Shape of every view: parse → access (selectors) → action → render.
+
+Non-members get 404 from ``selectors.membership_get``; a member whose role lacks the permission
+gets 403 (PermissionDenied, from the selector or the action). State changes are POST only.
+"""
 
 from __future__ import annotations
 
-from allauth.mfa.models import Authenticator
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from postroom.orgs import actions, selectors
-from postroom.orgs.forms import InvitationForm, OrganizationSettingsForm, RoleForm, TeamForm, TeamMemberForm
-from postroom.orgs.policy import Permission, role_allows
+from postroom.orgs.forms import ROLE_CHOICES, InvitationForm, OrganizationSettingsForm, RoleForm, TeamForm, TeamMemberForm
+from postroom.orgs.policy import Permission, Role, can_grant, role_allows
+
+PENDING_INVITATION_SESSION_KEY = "postroom_invitation_token"
 
 
 def _error_text(error: ValidationError) -> str:
-    return " ".join(message for messages_ in getattr(error, "message_dict", {"": error.messages}).values() for message in messages_)
+    if hasattr(error, "error_dict"):
+        return " ".join(message for field_messages in error.message_dict.values() for message in field_messages)
+    return " ".join(error.messages)
+
+
+def _form_errors(form: RoleForm | TeamForm | TeamMemberForm) -> str:
+    return " ".join(str(message) for field_messages in form.errors.values() for message in field_messages)
 
 
 @login_required
@@ -25,12 +37,14 @@ def _error_text(error: ValidationError) -> str:
 def members(request: HttpRequest, slug: str) -> HttpResponse:
     actor = selectors.membership_get(user=request.user, slug=slug, permission=Permission.VIEW_MEMBERS)
     rows = list(selectors.organization_members(actor=actor))
-    with_two_factor = set(
-        Authenticator.objects.filter(user__in=[row.user_id for row in rows], type__in=[Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN]).values_list("user_id", flat=True)
-    )
+    can_manage = role_allows(actor.role, Permission.MANAGE_MEMBERS)
+    can_manage_owners = role_allows(actor.role, Permission.MANAGE_OWNERS)
+    # The controls shown follow the rules the actions enforce: not oneself, owners only by owners.
+    editable = {row.pk for row in rows if can_manage and row.pk != actor.pk and (can_manage_owners or row.role != Role.OWNER)}
     return render(request, "orgs/members.html", {
-        "organization": actor.organization, "actor": actor, "rows": rows, "with_two_factor": with_two_factor,
-        "can_manage": role_allows(actor.role, Permission.MANAGE_MEMBERS), "role_form": RoleForm(), "nav": "members",
+        "organization": actor.organization, "actor": actor, "rows": rows, "editable": editable,
+        "can_manage": can_manage, "role_choices": [choice for choice in ROLE_CHOICES if can_grant(actor.role, choice[0])],
+        "nav": "members",
     })
 
 
@@ -40,7 +54,9 @@ def member_role(request: HttpRequest, slug: str, membership_id: int) -> HttpResp
     actor = selectors.membership_get(user=request.user, slug=slug, permission=Permission.MANAGE_MEMBERS)
     target = selectors.member_get(actor=actor, membership_id=membership_id)
     form = RoleForm(request.POST)
-    if form.is_valid():
+    if not form.is_valid():
+        messages.error(request, _form_errors(form))
+    else:
         try:
             actions.membership_change_role(actor=actor, membership=target, role=form.cleaned_data["role"], request=request)
             messages.success(request, f"{target.user.email} is now {form.cleaned_data['role']}.")
@@ -52,12 +68,9 @@ def member_role(request: HttpRequest, slug: str, membership_id: int) -> HttpResp
 @login_required
 @require_POST
 def member_remove(request: HttpRequest, slug: str, membership_id: int) -> HttpResponse:
+    """Remove a member, or leave (any member may remove their own membership)."""
     actor = selectors.membership_get(user=request.user, slug=slug)
     target = selectors.member_get(actor=actor, membership_id=membership_id)
-    if target.pk != actor.pk and not role_allows(actor.role, Permission.MANAGE_MEMBERS):
-        from django.http import Http404
-
-        raise Http404
     try:
         actions.membership_remove(actor=actor, membership=target, request=request)
     except ValidationError as error:
@@ -74,13 +87,9 @@ def member_remove(request: HttpRequest, slug: str, membership_id: int) -> HttpRe
 @require_http_methods(["GET", "POST"])
 def teams(request: HttpRequest, slug: str) -> HttpResponse:
     actor = selectors.membership_get(user=request.user, slug=slug, permission=Permission.VIEW_MEMBERS)
-    can_manage = role_allows(actor.role, Permission.MANAGE_TEAMS)
     form = TeamForm(request.POST or None)
     if request.method == "POST":
-        if not can_manage:
-            from django.http import Http404
-
-            raise Http404
+        actions.require(actor, Permission.MANAGE_TEAMS)
         if form.is_valid():
             try:
                 team = actions.team_create(actor=actor, name=form.cleaned_data["name"], request=request)
@@ -90,7 +99,7 @@ def teams(request: HttpRequest, slug: str) -> HttpResponse:
                 form.add_error("name", _error_text(error))
     return render(request, "orgs/teams.html", {
         "organization": actor.organization, "actor": actor, "teams": selectors.organization_teams(actor=actor),
-        "form": form, "can_manage": can_manage, "nav": "teams",
+        "form": form, "can_manage": role_allows(actor.role, Permission.MANAGE_TEAMS), "nav": "teams",
     })
 
 
@@ -99,9 +108,9 @@ def teams(request: HttpRequest, slug: str) -> HttpResponse:
 def team(request: HttpRequest, slug: str, team_id: int) -> HttpResponse:
     actor = selectors.membership_get(user=request.user, slug=slug, permission=Permission.VIEW_MEMBERS)
     team_ = selectors.team_get(actor=actor, team_id=team_id)
-    in_team = list(team_.team_memberships.select_related("membership__user").order_by("membership__user__email"))
-    ids = {link.membership_id for link in in_team}
-    others = [m for m in selectors.organization_members(actor=actor) if m.pk not in ids]
+    in_team = list(selectors.team_members(actor=actor, team=team_))
+    in_team_ids = {link.membership_id for link in in_team}
+    others = [member for member in selectors.organization_members(actor=actor) if member.pk not in in_team_ids]
     return render(request, "orgs/team.html", {
         "organization": actor.organization, "actor": actor, "team": team_, "in_team": in_team, "others": others,
         "can_manage": role_allows(actor.role, Permission.MANAGE_TEAMS), "rename_form": TeamForm(initial={"name": team_.name}), "nav": "teams",
@@ -117,20 +126,25 @@ def team_update(request: HttpRequest, slug: str, team_id: int) -> HttpResponse:
     try:
         if operation == "rename":
             form = TeamForm(request.POST)
-            if form.is_valid():
-                actions.team_rename(actor=actor, team=team_, name=form.cleaned_data["name"], request=request)
+            if not form.is_valid():
+                raise ValidationError(_form_errors(form))
+            actions.team_rename(actor=actor, team=team_, name=form.cleaned_data["name"], request=request)
+            messages.success(request, f"Team renamed to {team_.name}.")
         elif operation == "delete":
             actions.team_delete(actor=actor, team=team_, request=request)
             messages.success(request, f"Team {team_.name} deleted.")
             return HttpResponseRedirect(reverse("orgs:teams", args=[slug]))
         elif operation in {"add", "remove"}:
             member_form = TeamMemberForm(request.POST)
-            if member_form.is_valid():
-                target = selectors.member_get(actor=actor, membership_id=member_form.cleaned_data["membership"])
-                if operation == "add":
-                    actions.team_member_add(actor=actor, team=team_, membership=target, request=request)
-                else:
-                    actions.team_member_remove(actor=actor, team=team_, membership=target, request=request)
+            if not member_form.is_valid():
+                raise ValidationError("Choose a member.")
+            target = selectors.member_get(actor=actor, membership_id=member_form.cleaned_data["membership"])
+            if operation == "add":
+                actions.team_member_add(actor=actor, team=team_, membership=target, request=request)
+            else:
+                actions.team_member_remove(actor=actor, team=team_, membership=target, request=request)
+        else:
+            raise ValidationError("Unknown operation.")
     except ValidationError as error:
         messages.error(request, _error_text(error))
     return HttpResponseRedirect(reverse("orgs:team", args=[slug, team_.pk]))
@@ -140,7 +154,7 @@ def team_update(request: HttpRequest, slug: str, team_id: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def invitations(request: HttpRequest, slug: str) -> HttpResponse:
     actor = selectors.membership_get(user=request.user, slug=slug, permission=Permission.INVITE)
-    form = InvitationForm(request.POST or None)
+    form = InvitationForm(request.POST or None, granter_role=actor.role)
     if request.method == "POST" and form.is_valid():
         try:
             invitation, _token = actions.invitation_create(actor=actor, email=form.cleaned_data["email"], role=form.cleaned_data["role"], request=request)
@@ -159,8 +173,11 @@ def invitations(request: HttpRequest, slug: str) -> HttpResponse:
 def invitation_revoke(request: HttpRequest, slug: str, invitation_id: int) -> HttpResponse:
     actor = selectors.membership_get(user=request.user, slug=slug, permission=Permission.INVITE)
     invitation = selectors.invitation_get(actor=actor, invitation_id=invitation_id)
-    actions.invitation_revoke(actor=actor, invitation=invitation, request=request)
-    messages.success(request, f"The invitation for {invitation.email} was revoked.")
+    try:
+        actions.invitation_revoke(actor=actor, invitation=invitation, request=request)
+        messages.success(request, f"The invitation for {invitation.email} was revoked.")
+    except ValidationError as error:
+        messages.error(request, _error_text(error))
     return HttpResponseRedirect(reverse("orgs:invitations", args=[slug]))
 
 
@@ -179,20 +196,37 @@ def organization_settings(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
-    """One answer for every invalid invitation; accepting needs the invited, verified address."""
+    """The link in the invitation mail: one answer for every unusable invitation.
+
+    Signed out: the landing page, identical whether or not the address has an account (R5),
+    with links to sign up (the address filled in) or sign in; ``next`` brings the person back
+    here through allauth's sign-up, email verification and sign-in, and the token is kept in
+    the session too. Signed in: accepting needs the invited address, verified by allauth on
+    this account — holding the link alone is not enough, since links get forwarded.
+    """
     try:
-        invitation = actions.invitation_find(token=token)
-    except actions.InvitationInvalidError:
+        invitation = selectors.invitation_by_token(token=token)
+    except selectors.InvitationInvalidError:
+        request.session.pop(PENDING_INVITATION_SESSION_KEY, None)
         return render(request, "orgs/invitation_invalid.html", status=404)
     if not request.user.is_authenticated:
-        request.session["postroom_invitation_token"] = token
-        return render(request, "orgs/invitation_landing.html", {"invitation": invitation})
+        request.session[PENDING_INVITATION_SESSION_KEY] = token
+        back_here = {"next": request.path}
+        return render(request, "orgs/invitation_landing.html", {
+            "invitation": invitation,
+            "signup_query": urlencode({**back_here, "email": invitation.email}),
+            "login_query": urlencode(back_here),
+        })
+    wrong_address = {"signed_in_as": request.user.email, "wrong_address": True}
     if request.method == "POST":
         try:
-            membership = actions.invitation_accept(user=request.user, token=token, request=request)
-        except actions.InvitationInvalidError:
-            return render(request, "orgs/invitation_invalid.html", {"signed_in_as": request.user.email}, status=404)
-        request.session.pop("postroom_invitation_token", None)
+            membership = actions.invitation_accept(user=request.user, token=token, request=request)  # audits a refusal
+        except selectors.InvitationInvalidError:
+            verified = selectors.invitation_address_verified(invitation=invitation, user=request.user)
+            return render(request, "orgs/invitation_invalid.html", {} if verified else wrong_address, status=404)
+        request.session.pop(PENDING_INVITATION_SESSION_KEY, None)
         messages.success(request, f"Welcome to {membership.organization.name}.")
         return HttpResponseRedirect(reverse("orgs:members", args=[membership.organization.slug]))
+    if not selectors.invitation_address_verified(invitation=invitation, user=request.user):
+        return render(request, "orgs/invitation_invalid.html", wrong_address, status=404)
     return render(request, "orgs/invitation_confirm.html", {"invitation": invitation})

@@ -7,9 +7,10 @@ from pathlib import Path
 from django import forms
 from django.conf import settings
 from django.contrib.auth import login
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -138,19 +139,38 @@ def csp_report(request: HttpRequest) -> HttpResponse:
     return HttpResponse(status=204)
 
 
+def _error_page(title: str, text: str, *, status: int, reference: str = "") -> HttpResponse:
+    """Rendered without the request: no context processors, session or database, so an error
+    page still appears when those are what failed. Nothing from the error itself is shown."""
+    body = render_to_string("web/error.html", {"title": title, "text": text, "reference": reference})
+    return HttpResponse(body, status=status)
+
+
 def error_404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return render(request, "web/error.html", {"title": "Not found", "text": "There is nothing here, or you do not have access to it."}, status=404)
+    return _error_page("Not found", "There is nothing here, or you do not have access to it.", status=404)
 
 
 def error_403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return render(request, "web/error.html", {"title": "Not allowed", "text": str(exception) if exception and str(exception) else "You are not allowed to do this."}, status=403)
+    # Our actions raise PermissionDenied with a sentence written for the person (e.g. "You cannot
+    # change your own role."); anything else gets the generic text.
+    text = str(exception) if isinstance(exception, PermissionDenied) and str(exception) else "You are not allowed to do this."
+    return _error_page("Not allowed", text, status=403)
 
 
 def error_400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return render(request, "web/error.html", {"title": "Bad request", "text": "The request could not be understood."}, status=400)
+    return _error_page("Bad request", "The request could not be understood.", status=400)
 
 
 def error_500(request: HttpRequest) -> HttpResponse:
-    # Deliberately minimal: no template context processors, no details, just the id to quote.
-    correlation = getattr(request, "correlation_id", "-")
-    return render(request, "web/error.html", {"title": "Something went wrong", "text": "The error has been logged. If it keeps happening, give your administrator this reference:", "reference": correlation}, status=500)
+    return _error_page(
+        "Something went wrong",
+        "The error has been logged. If it keeps happening, give your administrator this reference:",
+        status=500,
+        reference=getattr(request, "correlation_id", ""),
+    )
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    # The reason (missing cookie, bad origin …) helps an attacker more than a person; it is logged
+    # by Django's django.security.csrf logger.
+    return _error_page("Form expired", "This form is out of date. Go back, reload the page and try again.", status=403)

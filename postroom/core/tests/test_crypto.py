@@ -18,7 +18,8 @@ KEY = b"k" * 32
 @settings(max_examples=60)
 def test_r44_round_trip(plaintext: bytes) -> None:
     value = crypto.encrypt_with(KEY, plaintext, scope="org:1", version=1, field=FIELD)
-    assert plaintext not in value[14:] or not plaintext
+    if len(plaintext) >= 16:  # a few random bytes can occur in any ciphertext by chance
+        assert plaintext not in value
     assert crypto.decrypt_with(KEY, value, scope="org:1", field=FIELD) == plaintext
 
 

@@ -1,0 +1,110 @@
+"""Test helpers for the API: a client that sends JSON with a CSRF token, and checks every answer
+against our own OpenAPI document (status documented for that operation, body valid against the
+schema, JSON content type), so the document cannot drift from what the API really does."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.middleware.csrf import CSRF_ALLOWED_CHARS
+from django.test import Client
+from django.utils.crypto import get_random_string
+from jsonschema import Draft202012Validator, FormatChecker
+
+from postroom.accounts.models import User
+
+API = "/api/v1"
+
+
+def openapi_document() -> dict[str, Any]:
+    """The document exactly as /api/v1/openapi.json serves it (JSON: status codes become strings)."""
+    from ninja.responses import NinjaJSONEncoder
+
+    from postroom.api.urls import api
+
+    return json.loads(json.dumps(api.get_openapi_schema(path_params={}), cls=NinjaJSONEncoder))
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    return re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$")
+
+
+@dataclass
+class OpenAPIChecker:
+    document: dict[str, Any] = field(default_factory=openapi_document)
+
+    def __post_init__(self) -> None:
+        self.templates = [(_template_pattern(template), template) for template in self.document["paths"]]
+
+    def operation(self, method: str, path: str) -> dict[str, Any] | None:
+        path = path.split("?", 1)[0]
+        for pattern, template in self.templates:
+            if pattern.match(path):
+                return self.document["paths"][template].get(method.lower())
+        raise AssertionError(f"{path} is not in the OpenAPI document")
+
+    def check(self, method: str, path: str, response: HttpResponse) -> None:
+        operation = self.operation(method, path)
+        status = response.status_code
+        if operation is None:
+            assert status == 405, f"{method} {path}: undocumented method answered {status}, not 405"
+            assert response["Content-Type"] == "application/json", response["Content-Type"]
+            return
+        documented = operation["responses"]
+        assert str(status) in documented, f"{method} {path}: status {status} is not documented ({sorted(documented)}): {response.content[:300]!r}"
+        if status == 204:
+            assert response.content == b""
+            return
+        assert response["Content-Type"] == "application/json; charset=utf-8", response["Content-Type"]
+        schema = documented[str(status)]["content"]["application/json"]["schema"]
+        validator = Draft202012Validator({**schema, "components": self.document["components"]}, format_checker=FormatChecker())
+        errors = sorted(validator.iter_errors(json.loads(response.content)), key=str)
+        assert not errors, f"{method} {path} ({status}) does not match the OpenAPI document: {errors[0].message}"
+
+
+@cache  # built once per test run: generating the document takes a while
+def checker() -> OpenAPIChecker:
+    return OpenAPIChecker()
+
+
+class ApiClient:
+    """A signed-in (or anonymous) API client: JSON bodies, a valid CSRF token, checked answers."""
+
+    def __init__(self, user: User | None = None, *, csrf: bool = True) -> None:
+        self.client = Client(enforce_csrf_checks=True)
+        if user is not None:
+            self.client.force_login(user, backend="allauth.account.auth_backends.AuthenticationBackend")
+        self.headers: dict[str, str] = {}
+        if csrf:
+            token = get_random_string(32, CSRF_ALLOWED_CHARS)
+            self.client.cookies[settings.CSRF_COOKIE_NAME] = token
+            self.headers["X-CSRFToken"] = token
+
+    def request(self, method: str, path: str, body: Any = None, **query: Any) -> Any:
+        url = path if path.startswith(API) else API + path
+        if method == "GET":
+            response = self.client.get(url, query, headers=self.headers)
+        elif body is not None:
+            response = self.client.generic(method, url, json.dumps(body), content_type="application/json", headers=self.headers)
+        else:
+            response = self.client.generic(method, url, headers=self.headers)
+        checker().check(method, url, response)
+        return response
+
+    def get(self, path: str, **query: Any) -> Any:
+        return self.request("GET", path, **query)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", path, body if body is not None else {})
+
+    def patch(self, path: str, body: Any = None) -> Any:
+        return self.request("PATCH", path, body if body is not None else {})
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)

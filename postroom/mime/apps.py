@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class MimeConfig(AppConfig):
+    name = "postroom.mime"
+    label = "mime"

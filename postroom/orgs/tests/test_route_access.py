@@ -1,0 +1,227 @@
+"""SECURITY.md R20 (deny by default) and R21 (tenant isolation), generated from the URL resolver.
+
+Every route of the project, including the API's and allauth's, is called with every method: a
+route added tomorrow is covered tomorrow, and CI fails if it answers an anonymous caller
+without being on the allowlist below, or answers another organization's ids with anything but
+404.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from typing import cast as cast_to
+from urllib.parse import urlencode
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, resolve
+
+from postroom.api.tests.helpers import ApiClient
+from postroom.conftest import Cast
+from postroom.orgs import actions
+from postroom.orgs.models import Invitation, Membership, Organization, Team, TeamMembership
+from postroom.orgs.policy import Role
+from postroom.testing.factories import TeamFactory
+
+pytestmark = pytest.mark.django_db
+
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+DENIED = {302, 401, 403, 404, 405}
+
+# Routes that answer people who are not signed in, and why.
+ANONYMOUS_ALLOWLIST = {
+    "web:setup": "first-run page, needs the one-time setup token",
+    "web:privacy": "the privacy notice is public",
+    "account_login": "sign in",
+    "account_logout": "sign out",
+    "account_signup": "sign up",
+    "account_inactive": "tells a disabled account why it cannot sign in",
+    "account_email_verification_sent": "after sign-up",
+    "account_confirm_email": "the verification link",
+    "account_confirm_login_code": "login-code step of signing in",
+    "account_reset_password": "password reset",
+    "account_reset_password_done": "password reset",
+    "account_reset_password_from_key": "the reset link",
+    "account_reset_password_from_key_done": "password reset",
+    "mfa_authenticate": "the second step of signing in",
+    "mfa_login_webauthn": "passkey sign-in",
+    "socialaccount_login_cancelled": "OIDC sign-in",
+    "socialaccount_login_error": "OIDC sign-in",
+    "socialaccount_signup": "OIDC sign-up",
+    "openid_connect_login": "OIDC sign-in",
+    "openid_connect_callback": "OIDC callback",
+    "invitation_accept": "the invitation landing page",
+    "security_txt": "security.txt (RFC 9116)",
+    "csp_report": "browsers send CSP reports without cookies",
+    "health": "liveness for load balancers",
+}
+# allauth's old /accounts/social/ paths, unnamed: they only redirect to /accounts/3rdparty/.
+UNNAMED_REDIRECTS = {"accounts/social/login/cancelled/", "accounts/social/login/error/", "accounts/social/signup/", "accounts/social/connections/"}
+
+
+PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>|\(\?P<(\w+)>")
+
+
+@dataclass(frozen=True)
+class Route:
+    template: str  # e.g. "o/<slug:slug>/teams/<int:team_id>/"
+    name: str
+
+    @property
+    def parameters(self) -> list[str]:
+        return [route_style or regex_style for route_style, regex_style in PARAMETER.findall(self.template)]
+
+    def url(self, values: dict[str, Any]) -> str:
+        def value(match: re.Match[str]) -> str:
+            return str(values[match.group(1) or match.group(2)])
+
+        path = re.sub(r"<(?:\w+:)?(\w+)>|\(\?P<(\w+)>(?:[^()]|\([^()]*\))*\)", value, self.template)
+        return "/" + path.replace("^", "").replace("$", "")
+
+
+def _walk(resolver: URLResolver, prefix: str = "", namespace: tuple[str, ...] = ()) -> Iterator[Route]:
+    for entry in resolver.url_patterns:
+        if isinstance(entry, URLResolver):
+            yield from _walk(entry, prefix + str(entry.pattern), namespace + ((entry.namespace,) if entry.namespace else ()))
+        elif isinstance(entry, URLPattern):
+            yield Route(prefix + str(entry.pattern), ":".join((*namespace, entry.name)) if entry.name else "")
+
+
+def all_routes() -> list[Route]:
+    unique: dict[str, Route] = {}
+    for route in _walk(get_resolver()):
+        unique.setdefault(route.template, route)  # the API names one route once per operation
+    return list(unique.values())
+
+
+def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
+    """Real ids of the chosen organization's objects, so that a 404 is not just a missing row."""
+    org = cast.org_a if organization == "a" else cast.org_b
+    owner = cast.alice_membership if organization == "a" else cast.charlie_membership
+    team = Team.objects.filter(organization=org).first() or cast_to(Team, TeamFactory(organization=org))
+    invitation = Invitation.objects.filter(organization=org).first()
+    if invitation is None:
+        invitation, _token = actions.invitation_create(actor=owner, email=f"someone@{org.slug}.test", role=Role.MEMBER)
+    return {
+        "slug": org.slug, "membership_id": owner.pk, "team_id": team.pk, "invitation_id": invitation.pk,
+        "pk": 1, "session_id": 1, "key": "x", "uidb36": "1", "token": "not-a-token", "provider_id": "test",
+    }
+
+
+def _call(client: Client, method: str, url: str, data: dict[str, Any] | None = None) -> int:
+    if data is None:
+        return client.generic(method, url).status_code
+    if url.startswith("/api/"):
+        return client.generic(method, url, json.dumps(data), content_type="application/json").status_code
+    return client.generic(method, url, urlencode(data), content_type="application/x-www-form-urlencoded").status_code
+
+
+def snapshot() -> dict[str, list[tuple[Any, ...]]]:
+    return {
+        "organizations": list(Organization.objects.order_by("pk").values_list("pk", "name", "slug", "require_two_factor")),
+        "memberships": list(Membership.objects.order_by("pk").values_list("pk", "organization_id", "user_id", "role")),
+        "teams": list(Team.objects.order_by("pk").values_list("pk", "organization_id", "name")),
+        "team_memberships": list(TeamMembership.objects.order_by("pk").values_list("pk", "team_id", "membership_id")),
+        "invitations": list(Invitation.objects.order_by("pk").values_list("pk", "organization_id", "email", "role", "accepted_at", "revoked_at")),
+    }
+
+
+# --- R20 -------------------------------------------------------------------------------------------
+def test_r20_every_route_denies_anonymous_callers_unless_allowlisted(cast: Cast) -> None:
+    values = sample_values(cast)
+    routes = all_routes()
+    assert len(routes) > 50  # the walk found the whole project, allauth and the API included
+    answered = []
+    for route in routes:
+        if route.name in ANONYMOUS_ALLOWLIST or route.template in UNNAMED_REDIRECTS:
+            continue
+        url = route.url(values)
+        assert resolve(url.split("?")[0]), url
+        for method in METHODS:
+            status = _call(Client(), method, url)
+            if status not in DENIED:
+                answered.append(f"{method} {url} ({route.name or route.template}) → {status}")
+    assert not answered, "routes answering anonymous callers; protect them or add them to ANONYMOUS_ALLOWLIST:\n" + "\n".join(answered)
+
+
+def test_r20_allowlist_names_only_routes_that_exist() -> None:
+    names = {route.name for route in all_routes()}
+    assert set(ANONYMOUS_ALLOWLIST) <= names
+    assert {route.template for route in all_routes()} >= UNNAMED_REDIRECTS
+
+
+def test_r20_unnamed_allauth_routes_only_redirect(cast: Cast) -> None:
+    for template in UNNAMED_REDIRECTS:
+        for method in ("GET", "POST"):
+            assert Client().generic(method, "/" + template).status_code in {301, 302}
+
+
+# --- R21 -------------------------------------------------------------------------------------------
+ID_PARAMETERS = {"membership_id", "team_id", "invitation_id"}
+# A body that would be accepted if the ids were ours: so a 404 means the id was refused.
+FORM_BODY = {"role": "member", "name": "Hijacked", "operation": "rename", "email": "intruder@example.test", "require_two_factor": "on"}
+JSON_BODY = {"role": "member", "name": "Hijacked", "email": "intruder@example.test"}
+
+
+def _organization_routes(with_ids: bool) -> list[Route]:
+    routes = [route for route in all_routes() if "slug" in route.parameters]
+    if with_ids:
+        routes = [route for route in routes if ID_PARAMETERS & set(route.parameters)]
+    return routes
+
+
+def _assert_only_404(client: Client, routes: list[Route], values: dict[str, Any], body_ids: dict[str, Any]) -> None:
+    before = snapshot()
+    for route in routes:
+        url = route.url(values)
+        statuses = {}
+        for method in METHODS:
+            data = None if method in {"GET", "HEAD", "OPTIONS"} else ({**JSON_BODY, **body_ids} if url.startswith("/api/") else {**FORM_BODY, **body_ids})
+            statuses[method] = _call(client, method, url, data)
+        wrong = {method: status for method, status in statuses.items() if status not in {404, 405}}
+        assert not wrong, f"{url}: {wrong}"
+        assert 404 in statuses.values(), f"{url} refused every method with 405: the test did not reach the view"
+    assert snapshot() == before
+
+
+def test_r21_other_organizations_ids_are_404_on_every_page_and_endpoint(cast: Cast) -> None:
+    """Alice (owner of A, the strongest role) uses A's slug with B's member, team and invitation ids."""
+    b_values = sample_values(cast, "b")
+    values = {**sample_values(cast, "a"), **{name: b_values[name] for name in ID_PARAMETERS}}
+    routes = _organization_routes(with_ids=True)
+    assert {"orgs:member_role", "orgs:member_remove", "orgs:team", "orgs:team_update", "orgs:invitation_revoke", "api:member_detail",
+            "api:team_detail", "api:team_member_add", "api:team_member_remove", "api:invitation_revoke"} <= {route.name for route in routes}
+    client = Client()
+    client.force_login(cast.alice, backend="allauth.account.auth_backends.AuthenticationBackend")
+    _assert_only_404(client, routes, values, {"membership": b_values["membership_id"], "membership_id": b_values["membership_id"]})
+
+
+def test_r21_ids_in_the_body_are_scoped_too(cast: Cast, client_as) -> None:
+    b_values = sample_values(cast, "b")
+    team = TeamFactory(organization=cast.org_a, name="Support")
+    before = snapshot()
+    response = client_as(cast.alice).post(f"/o/acme/teams/{team.pk}/update/", {"operation": "add", "membership": b_values["membership_id"]})
+    assert response.status_code == 404
+    api_response = ApiClient(cast.alice).post(f"/orgs/acme/teams/{team.pk}/members", {"membership_id": b_values["membership_id"]})
+    assert api_response.status_code == 404
+    assert snapshot() == before
+
+
+def test_r21_outsider_gets_404_on_every_organization_page_and_endpoint(cast: Cast) -> None:
+    """Charlie owns B; every page and endpoint of A, with A's real ids, is missing for him."""
+    routes = _organization_routes(with_ids=False)
+    assert len(routes) >= 20
+    client = Client()
+    client.force_login(cast.charlie, backend="allauth.account.auth_backends.AuthenticationBackend")
+    a_values = sample_values(cast, "a")
+    _assert_only_404(client, routes, a_values, {"membership": cast.bob_membership.pk, "membership_id": cast.bob_membership.pk})
+
+
+def test_r21_unknown_organization_slug_is_the_same_404(cast: Cast, client_as) -> None:
+    client = client_as(cast.alice)
+    assert client.get("/o/beta/members/").status_code == client.get("/o/no-such-org/members/").status_code == 404
+    assert ApiClient(cast.alice).get("/orgs/beta/members").json() == ApiClient(cast.alice).get("/orgs/no-such-org/members").json()

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from postroom.conftest import Cast
+from postroom.core.logs import SafeFormatter
+from postroom.orgs.actions import invitation_create
+from postroom.testing.factories import TeamFactory
+from postroom.web.tests.routes import Route, all_routes
+
+
+@pytest.fixture
+def routes(cast: Cast) -> list[Route]:
+    """Every route, with parameters that name real objects of organization A."""
+    team = TeamFactory(organization=cast.org_a, name="Support")
+    invitation, token = invitation_create(actor=cast.alice_membership, email="dana@acme.test", role="member")
+    values = {
+        "slug": cast.org_a.slug,
+        "membership_id": str(cast.bob_membership.pk),
+        "team_id": str(team.pk),
+        "invitation_id": str(invitation.pk),
+        "token": token,
+        "key": "Mg:1tXkqv:not-a-real-key",
+        "uidb36": "1",
+        "provider_id": "no-such-provider",
+    }
+    return all_routes(values)
+
+
+@pytest.fixture
+def configured_console() -> Iterator[io.StringIO]:
+    """The console handler configured by settings.LOGGING, writing into a buffer for the test."""
+    handlers = {h for name in ("", "django.request") for h in logging.getLogger(name).handlers if isinstance(h.formatter, SafeFormatter)}
+    buffer = io.StringIO()
+    previous = {handler: handler.setStream(buffer) for handler in handlers if isinstance(handler, logging.StreamHandler)}
+    assert previous, "settings.LOGGING has no console handler with SafeFormatter"
+    try:
+        yield buffer
+    finally:
+        for handler, stream in previous.items():
+            handler.setStream(stream)
