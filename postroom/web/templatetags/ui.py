@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from django import template
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.core.serializers.json import DjangoJSONEncoder
 
 register = template.Library()
 
@@ -124,13 +124,20 @@ ACTIVITY_PHRASES = {
 
 
 @register.filter
-def activity(event: Any) -> SafeString:
-    """One line of the activity feed: who did what to whom; unknown actions show their code."""
-    actor = event.actor_label or "Postroom"
+def activity(event: Any) -> dict[str, str]:
+    """One line of the activity feed, in parts the template escapes: who, what, to whom."""
     phrase = ACTIVITY_PHRASES.get(event.action)
     if phrase is None:
-        return format_html("<strong>{}</strong> <code>{}</code> {}", actor, event.action, event.target_label)
-    before, _, after = phrase.partition("{target}")
-    if not _:
-        return format_html("<strong>{}</strong> {}", actor, phrase)
-    return format_html("<strong>{}</strong> {}<strong>{}</strong>{}", actor, before, event.target_label, after)
+        return {"actor": event.actor_label or "Postroom", "code": event.action, "target": event.target_label, "before": "", "after": ""}
+    before, marker, after = phrase.partition("{target}")
+    return {"actor": event.actor_label or "Postroom", "code": "", "before": before, "target": event.target_label if marker else "", "after": after}
+
+
+@register.filter
+def json_text(value: Any) -> str:
+    """Data for django-allauth's WebAuthn script, which reads an element's text as JSON.
+
+    Given as the text of a hidden element (escaped like any text; the browser unescapes it), not
+    as a script tag: no script to allow, nothing marked safe.
+    """
+    return json.dumps(value, cls=DjangoJSONEncoder)

@@ -35,6 +35,9 @@ def test_r51_main_pages_load_without_csp_violations(browsing: Browsing, owner: P
 
     page = browsing.new_page()
     flows.sign_in(page, owner)
+    # Some settings pages open only after confirming the password (R6): confirm once, up front.
+    page.goto("/accounts/reauthenticate/?next=/")
+    assert flows.confirm_password_if_asked(page, owner)
     slug = owner.organization_slug
     page.goto(f"/o/{slug}/teams/")
     page.fill("input[name=name]", "Support")
