@@ -208,6 +208,11 @@ def run(out: Path, only: set[str]) -> None:
             shooter.shot(phone_page, "members-mobile-light", f"/o/{org}/members/")
             phone.close()
 
+            # Some settings pages open only after confirming the password: confirm once, up front.
+            page.goto(base + "/accounts/reauthenticate/?next=/")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("form.form button[type=submit]")
+            page.wait_for_load_state("networkidle")
             pages = [
                 ("home", "/"), ("members", f"/o/{org}/members/"), ("teams", f"/o/{org}/teams/"), ("team", f"/o/{org}/teams/{team}/"),
                 ("invitations", f"/o/{org}/invitations/"), ("audit-log", f"/o/{org}/audit/"), ("org-settings", f"/o/{org}/settings/"),
