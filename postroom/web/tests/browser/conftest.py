@@ -61,6 +61,7 @@ class Mailbox:
     """Collects what the server sends; tests wait for the message they expect."""
 
     def __init__(self) -> None:
+        self.port = 0
         self.messages: list[Message] = []
         self._arrived = threading.Condition()
 
@@ -98,7 +99,7 @@ def mailbox() -> Iterator[Mailbox]:
     box = Mailbox()
     controller = Controller(box, hostname="127.0.0.1", port=free_port())
     controller.start()
-    box.port = controller.port  # type: ignore[attr-defined]
+    box.port = controller.port
     yield box
     controller.stop()
 
@@ -108,7 +109,6 @@ def mailbox() -> Iterator[Mailbox]:
 class Server:
     base_url: str
     log_path: Path
-    process: subprocess.Popen[bytes]
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -165,14 +165,14 @@ def _run_server(mailbox: Mailbox, database_url: str | None) -> Iterator[Server]:
         "DJANGO_SETTINGS_MODULE": "postroom.settings",
         "POSTROOM_DATA_DIR": str(data_dir),
         "POSTROOM_PUBLIC_URL": base_url,
-        "POSTROOM_SMTP_URL": f"smtp+insecure://127.0.0.1:{mailbox.port}",  # type: ignore[attr-defined]
+        "POSTROOM_SMTP_URL": f"smtp+insecure://127.0.0.1:{mailbox.port}",
         "POSTROOM_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
     })
     log_path = data_dir / "console.log"
     log_file = log_path.open("wb")
     process = subprocess.Popen([sys.executable, "-m", "postroom", "run", "--port", str(port)], env=environment, stdout=log_file, stderr=subprocess.STDOUT, cwd=data_dir)
-    running = Server(base_url=base_url, log_path=log_path, process=process)
+    running = Server(base_url=base_url, log_path=log_path)
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
