@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from allauth.account import views as account_views
 from allauth.account.adapter import get_adapter
@@ -40,6 +40,7 @@ from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from postroom.accounts.middleware import CLEAR_SITE_DATA
 
@@ -71,8 +72,15 @@ def _ask_for_confirmation(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     methods = get_adapter().get_reauthentication_methods(request.user)
-    # Back to the same URL, by GET: the member submits the form again once confirmed.
-    return HttpResponseRedirect(f"{methods[0]['url']}?{urlencode({REDIRECT_FIELD_NAME: request.get_full_path()})}")
+    # Back to the same URL, by GET: the member submits the form again once confirmed. A form
+    # that posts to an action URL (ending one session) has no page there: back to the page the
+    # form was on instead, when the browser says which one (same origin only).
+    return_to = request.get_full_path()
+    referer = request.META.get("HTTP_REFERER", "")
+    if request.method not in ("GET", "HEAD") and referer and url_has_allowed_host_and_scheme(referer, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        parts = urlsplit(referer)
+        return_to = parts.path + (f"?{parts.query}" if parts.query else "")
+    return HttpResponseRedirect(f"{methods[0]['url']}?{urlencode({REDIRECT_FIELD_NAME: return_to})}")
 
 
 def logout_clearing_site_data(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
