@@ -126,3 +126,13 @@ def test_the_conversation_include_shows_a_permanent_failure_with_its_reason(
     assert "Mailbox unavailable" not in Template("{% load outbox %}{% outbox_composer conversation %}").render(
         Context({"request": request, "conversation": conversation})
     )
+
+
+def test_the_conversation_page_offers_reply_reply_all_and_forward(
+    cast: Cast, mailbox: Mailbox, conversation: Conversation, client_as: Any
+) -> None:
+    page = client_as(cast.alice).get(reverse("conversations:detail", args=["acme", conversation.pk]))
+    assert page.status_code == 200
+    reply = reverse("outbox:reply", args=["acme", conversation.pk])
+    for kind in ("reply", "reply_all", "forward"):
+        assert f"{reply}?kind={kind}".encode() in page.content
