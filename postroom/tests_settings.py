@@ -17,3 +17,5 @@ TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBacken
 # the hasher itself is tested with the production settings (test_r03_password_storage).
 PASSWORD_HASHERS = ["postroom.accounts.tests.hashers.FastArgon2PasswordHasher", *PASSWORD_HASHERS]  # noqa: F405
 LOGGING["root"]["level"] = "WARNING"  # type: ignore[index]  # noqa: F405
+# The test database is gone by interpreter exit; the flush itself is tested in test_crypto.
+POSTROOM_FLUSH_KEY_USAGE_AT_EXIT = False

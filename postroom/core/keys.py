@@ -159,7 +159,8 @@ def keyring() -> Keyring:
         with _keyring_lock:
             if _keyring is None:
                 _keyring = Keyring(settings.MASTER_KEYS)
-                atexit.register(_flush_at_exit)
+                if getattr(settings, "POSTROOM_FLUSH_KEY_USAGE_AT_EXIT", True):
+                    atexit.register(_flush_at_exit)
     return _keyring
 
 
