@@ -10,7 +10,8 @@ Failures: a lost or refused connection is retried with exponential backoff (1 s 
 server unreachable for more than 30 minutes marks the mailbox disconnected, with the reason,
 until it answers again, and then everything missed is fetched (the folder state says where sync
 stopped). A rejected password or token marks the mailbox as needing reconnection and stops
-syncing it, rather than retrying credentials the server refuses. SIGTERM stops every thread
+syncing it, rather than retrying credentials the server refuses; so does an OAuth2 grant the
+token endpoint revoked (an access token about to expire is renewed before each connection). SIGTERM stops every thread
 and releases the leases, so another service takes over at once.
 """
 
@@ -31,6 +32,7 @@ from imapclient.exceptions import IMAPClientError
 
 from postroom.mailboxes.connection import AuthenticationFailed, MailConnectionError
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox, MailboxStatus
+from postroom.mailboxes.oauth import OAuthGrantRevoked, OAuthRefreshFailed
 from postroom.sync.engine import MailboxSync, imap_open_for
 from postroom.sync.leases import LEASE_SECONDS, SYNCABLE_STATUSES, lease_claim, lease_release, lease_renew, service_identity
 
@@ -42,8 +44,8 @@ DISCONNECTED_AFTER = timedelta(minutes=30)
 # RFC 2177: servers may end an IDLE after 30 minutes of inactivity; restart it before that.
 IDLE_RESTART_SECONDS = 25 * 60
 IDLE_CHECK_SECONDS = 1.0
-# Network failures that a new connection may cure.
-RETRYABLE = (MailConnectionError, imaplib.IMAP4.error, IMAPClientError, OSError)
+# Network failures that a new connection (or a new request to the token endpoint) may cure.
+RETRYABLE = (MailConnectionError, OAuthRefreshFailed, imaplib.IMAP4.error, IMAPClientError, OSError)
 
 
 def mailbox_record_reachable(mailbox_id: uuid.UUID) -> None:
@@ -90,6 +92,10 @@ class MailboxWorker(threading.Thread):
                 except AuthenticationFailed as error:
                     logger.warning("mailbox %s: the server rejected the credentials; waiting for the member", self.mailbox_id)
                     mailbox_record_rejected(self.mailbox_id, error.message)
+                    return
+                except OAuthGrantRevoked:
+                    # mailbox_access_token has marked it as needing reconnection, with the reason.
+                    logger.warning("mailbox %s: the OAuth2 grant was revoked; waiting for the member", self.mailbox_id)
                     return
                 except RETRYABLE as error:
                     logger.info("mailbox %s: cannot connect (%s); retrying in %.0f s", self.mailbox_id, error, delay)
