@@ -13,6 +13,10 @@ stopped). A rejected password or token marks the mailbox as needing reconnection
 syncing it, rather than retrying credentials the server refuses; so does an OAuth2 grant the
 token endpoint revoked (an access token about to expire is renewed before each connection). SIGTERM stops every thread
 and releases the leases, so another service takes over at once.
+
+The main thread also repairs the outbox queue every minute (``outgoing_sweep``): the sync
+service is the one long-running Postroom process with a loop of its own (the task worker runs
+only queued tasks, and a lost task is exactly what it cannot see).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from imapclient.exceptions import IMAPClientError
 from postroom.mailboxes.connection import AuthenticationFailed, MailConnectionError
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox, MailboxStatus
 from postroom.mailboxes.oauth import OAuthGrantRevoked, OAuthRefreshFailed
+from postroom.outbox.actions import outgoing_sweep
 from postroom.sync.engine import MailboxSync, imap_open_for
 from postroom.sync.leases import LEASE_SECONDS, SYNCABLE_STATUSES, lease_claim, lease_release, lease_renew, service_identity
 
@@ -44,6 +49,8 @@ DISCONNECTED_AFTER = timedelta(minutes=30)
 # RFC 2177: servers may end an IDLE after 30 minutes of inactivity; restart it before that.
 IDLE_RESTART_SECONDS = 25 * 60
 IDLE_CHECK_SECONDS = 1.0
+# The outbox queue is repaired this often (see ``outgoing_sweep``).
+OUTBOX_SWEEP_SECONDS = 60.0
 # Network failures that a new connection (or a new request to the token endpoint) may cure.
 RETRYABLE = (MailConnectionError, OAuthRefreshFailed, imaplib.IMAP4.error, IMAPClientError, OSError)
 
@@ -192,6 +199,7 @@ class SyncService:
         self.tick_seconds = min(5.0, lease_seconds / 3)
         self.stopping = threading.Event()
         self.workers: dict[uuid.UUID, MailboxWorker] = {}
+        self.next_outbox_sweep = 0.0
 
     def stop(self) -> None:
         self.stopping.set()
@@ -220,6 +228,11 @@ class SyncService:
             worker = MailboxWorker(mailbox_id, poll_seconds=self.poll_seconds)
             self.workers[mailbox_id] = worker
             worker.start()
+        if time.monotonic() >= self.next_outbox_sweep:
+            self.next_outbox_sweep = time.monotonic() + OUTBOX_SWEEP_SECONDS
+            swept = outgoing_sweep()
+            if swept.requeued or swept.interrupted:
+                logger.info("outbox: %d lost sends queued again, %d interrupted ones marked failed", swept.requeued, swept.interrupted)
 
     def shutdown(self) -> None:
         for worker in self.workers.values():
