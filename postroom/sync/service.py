@@ -161,6 +161,10 @@ class MailboxWorker(threading.Thread):
         """Wait in IDLE on INBOX until the server reports a change (True), or until the next poll
         or a stop request (False)."""
         client.select_folder(inbox.name, readonly=True)
+        # IDLE reports only what happens once it has started: mail that arrived after INBOX was
+        # last synced (while the other folders were) would otherwise wait for the next poll.
+        if any(uid > inbox.highest_uid for uid in client.search(["UID", f"{inbox.highest_uid + 1}:*"])):
+            return True
         client.idle()
         changed = False
         try:
