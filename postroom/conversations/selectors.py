@@ -48,6 +48,13 @@ def conversation_messages(*, actor: Membership, conversation: Conversation) -> Q
     return messages_visible(actor=actor).filter(conversation=conversation).prefetch_related("attachments").order_by("sent_at", "created_at")
 
 
+def conversation_has_unread(*, actor: Membership, conversation: Conversation) -> bool:
+    """Whether one of the actor's copies of the conversation's messages is unread."""
+    return MessageCopy.objects.filter(
+        message__conversation=conversation, mailbox__owner=actor, gone_at__isnull=True, seen=False
+    ).exists()
+
+
 def message_get(*, actor: Membership, message_id: str) -> Message:
     message = messages_visible(actor=actor).filter(pk=_uuid(message_id)).first()
     if message is None:

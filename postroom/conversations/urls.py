@@ -8,6 +8,7 @@ app_name = "conversations"
 urlpatterns = [
     path("", views.conversation_list, name="list"),
     path("<str:conversation_id>/", views.conversation_detail, name="detail"),
+    path("<str:conversation_id>/change/", views.conversation_change, name="change"),
     path("messages/<str:message_id>/body/", views.message_html_frame, name="html_frame"),
     path("messages/<str:message_id>/raw/", views.message_raw, name="raw"),
     path("attachments/<str:attachment_id>/", views.attachment_download, name="attachment"),

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from csp.decorators import csp_exempt
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import redirect, render
 from django.views.decorators.clickjacking import xframe_options_sameorigin
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from postroom.conversations import actions, selectors
 from postroom.conversations.models import Message
@@ -77,9 +78,34 @@ def conversation_detail(request: HttpRequest, slug: str, conversation_id: str) -
     for message in selectors.conversation_messages(actor=actor, conversation=conversation):
         blocks = [] if message.html_body else [ShownBlock(block, block.kind in _FOLDED) for block in text_blocks(message.text_body or "")]
         shown.append({"message": message, "addresses": message.addresses or {}, "blocks": blocks})
+    unread = selectors.conversation_has_unread(actor=actor, conversation=conversation)
     return render(request, "conversations/detail.html", {
-        "organization": actor.organization, "conversation": conversation, "shown": shown, "nav": "conversations",
+        "organization": actor.organization, "conversation": conversation, "shown": shown, "nav": "conversations", "unread": unread,
     })  # fmt: skip
+
+
+@login_required
+@require_POST
+def conversation_change(request: HttpRequest, slug: str, conversation_id: str) -> HttpResponse:
+    """Mark read/unread, archive or trash: always an explicit POST from the conversation page.
+    Opening the page does not mark it read, because a GET changes nothing (and link previews or
+    prefetching would otherwise read mail on the member's behalf, on their server too)."""
+    actor = membership_get(user=request.user, slug=slug)
+    conversation = selectors.conversation_get(actor=actor, conversation_id=conversation_id)
+    change = request.POST.get("change", "")
+    if change in ("read", "unread"):
+        actions.conversation_mark_read(actor=actor, conversation=conversation, read=change == "read", request=request)
+        messages.success(request, f"Marked as {change}.")
+        return redirect("conversations:detail", slug=actor.organization.slug, conversation_id=conversation.pk)
+    if change == "archive":
+        moved = actions.conversation_archive(actor=actor, conversation=conversation, request=request)
+        messages.success(request, "Archived." if moved else "Nothing to archive: no message of it is in your inbox.")
+    elif change == "trash":
+        moved = actions.conversation_trash(actor=actor, conversation=conversation, request=request)
+        messages.success(request, "Moved to the trash." if moved else "Nothing to move: the server offers no Trash folder.")
+    else:
+        return HttpResponseBadRequest("Unknown change.")
+    return redirect("conversations:list", slug=actor.organization.slug)
 
 
 @login_required

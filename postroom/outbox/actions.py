@@ -49,6 +49,9 @@ RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 # An attempt still "sending" after this long was interrupted (a worker crash or kill).
 SENDING_TIMEOUT = timedelta(minutes=10)
+# A message due for longer than this has lost its task (the queue was flushed, the enqueue after
+# the commit never happened because the process died): a live worker runs due tasks in seconds.
+LOST_TASK_AFTER = timedelta(minutes=5)
 MAX_ATTACHMENTS_BYTES = 25 * 1024 * 1024
 MESSAGE_ID_PURPOSE = "message-id"
 INTERRUPTED_REASON = (
@@ -276,3 +279,46 @@ def outgoing_record_sent_copy(*, outgoing: OutgoingMessage, state: str, message:
         changes["last_error"] = note[:300]
     OutgoingMessage.objects.filter(pk=outgoing.pk, sent_copy=SentCopy.PENDING).update(**changes)
     outgoing.refresh_from_db()
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    requeued: int
+    interrupted: int
+
+
+def outgoing_sweep() -> SweepOutcome:
+    """Repair the queue (run every minute by the sync service): queue again the messages whose
+    task was lost, and turn attempts interrupted mid-way into failures the member can retry.
+
+    Queueing a message whose task is in fact still pending is harmless: only one attempt can win
+    the claim. Each message queued again is made due now, so that it is queued again at most
+    once per ``LOST_TASK_AFTER`` while no worker runs."""
+    now = timezone.now()
+    overdue = now - LOST_TASK_AFTER
+    lost = OutgoingMessage.objects.filter(
+        Q(status=OutgoingStatus.QUEUED, next_attempt_at__isnull=True, created_at__lt=overdue)
+        | Q(status__in=[OutgoingStatus.QUEUED, OutgoingStatus.FAILED_TEMPORARY], next_attempt_at__lt=overdue)
+    )
+    requeued = 0
+    for outgoing_id in lost.values_list("id", flat=True):
+        with transaction.atomic():
+            # Only if still lost: an attempt may have claimed it since the query.
+            if lost.filter(pk=outgoing_id).update(next_attempt_at=now):
+                _enqueue_after_commit(outgoing_id)
+                requeued += 1
+    interrupted = 0
+    stale = OutgoingMessage.objects.filter(status=OutgoingStatus.SENDING, sending_started_at__lt=now - SENDING_TIMEOUT)
+    for outgoing in stale.select_related("organization"):
+        with transaction.atomic():
+            if not stale.filter(pk=outgoing.pk).update(
+                status=OutgoingStatus.FAILED_PERMANENT, last_error=INTERRUPTED_REASON[:300], sending_started_at=None
+            ):
+                continue
+            audit_record(
+                action="outbox.message_failed", organization=outgoing.organization, target=outgoing,
+                target_label=outgoing.get_kind_display(), result="failure",
+                details={"attempt": outgoing.attempts, "will_retry": False, "interrupted": True},
+            )  # fmt: skip
+            interrupted += 1
+    return SweepOutcome(requeued=requeued, interrupted=interrupted)

@@ -10,9 +10,11 @@ appended over IMAP. Each step is safe to run again after a crash at any point:
 - crash after "sent" but before the Sent copy: a later run only stores the copy, and looks for
   our Message-ID in the Sent folder first, so an APPEND that completed is not repeated.
 
-Temporary failures (SMTP 4xx, connection, TLS or sign-in errors) are retried with backoff by
-enqueueing the task again with ``run_after``; permanent ones (5xx, every recipient refused) are
-shown to the member with the server's reason.
+Credentials come from ``mailbox_sign_in_credentials``, which renews an expiring OAuth2 access
+token first. Temporary failures (SMTP 4xx, connection, TLS or sign-in errors, a token endpoint
+that did not answer) are retried with backoff by enqueueing the task again with ``run_after``;
+permanent ones (5xx, every recipient refused, a revoked OAuth2 grant) are shown to the member
+with the server's reason.
 """
 
 from __future__ import annotations
@@ -30,18 +32,9 @@ from imapclient.imapclient import SEEN, SENT
 from postroom.conversations.ingest import message_ingest
 from postroom.conversations.models import Direction
 from postroom.core.blobs import blob_get
-from postroom.mailboxes.connection import (
-    Credentials,
-    MailConnectionError,
-    OAuth2Credentials,
-    OAuth2Mechanism,
-    PasswordCredentials,
-    ServerSettings,
-    TlsMode,
-    open_imap,
-    open_smtp,
-)
-from postroom.mailboxes.models import AuthKind, Folder, FolderRole, Mailbox
+from postroom.mailboxes.connection import MailConnectionError, ServerSettings, TlsMode, open_imap, open_smtp
+from postroom.mailboxes.models import Folder, FolderRole, Mailbox
+from postroom.mailboxes.oauth import OAuthError, OAuthGrantRevoked, mailbox_sign_in_credentials
 from postroom.mailboxes.protocol_values import UnsafeProtocolValue, imap_folder_name
 from postroom.outbox import actions
 from postroom.outbox.models import OutgoingMessage, OutgoingStatus, SentCopy
@@ -65,16 +58,6 @@ def _server_text(text: str | bytes) -> str:
         text = text.decode("utf-8", "replace")
     cleaned = " ".join("".join(character if character.isprintable() else " " for character in text).split())
     return cleaned[:_SERVER_TEXT_LIMIT]
-
-
-def mailbox_credentials(mailbox: Mailbox) -> Credentials:
-    """The sealed credentials as what ``open_imap``/``open_smtp`` take, by ``auth_kind``."""
-    stored = mailbox.credentials or {}
-    username = str(stored.get("username", ""))
-    if mailbox.auth_kind == AuthKind.PASSWORD:
-        return PasswordCredentials(username=username, password=str(stored.get("password", "")))
-    mechanism = OAuth2Mechanism.XOAUTH2 if mailbox.auth_kind == AuthKind.XOAUTH2 else OAuth2Mechanism.OAUTHBEARER
-    return OAuth2Credentials(username=username, access_token=str(stored.get("access_token", "")), mechanism=mechanism)
 
 
 def _server(mailbox: Mailbox, protocol: str) -> ServerSettings:
@@ -104,9 +87,14 @@ def submit(outgoing: OutgoingMessage) -> dict[str, str]:
     envelope = outgoing.envelope or {}
     raw = blob_get(outgoing.key_scope(), outgoing.raw_blob)
     try:
-        smtp = open_smtp(_server(mailbox, "smtp"), mailbox_credentials(mailbox))
+        smtp = open_smtp(_server(mailbox, "smtp"), mailbox_sign_in_credentials(mailbox))
     except MailConnectionError as error:
         raise _AttemptFailedError(error.message, temporary=True) from error
+    except OAuthGrantRevoked as error:
+        # Retrying cannot help until the member connects the mailbox again; then they retry it.
+        raise _AttemptFailedError(str(error), temporary=False) from error
+    except OAuthError as error:
+        raise _AttemptFailedError(str(error), temporary=True) from error
     except (UnsafeProtocolValue, ValueError) as error:
         raise _AttemptFailedError(f"The mailbox settings cannot be used: {error}", temporary=False) from error
     try:
@@ -150,10 +138,11 @@ def store_sent_copy(outgoing: OutgoingMessage) -> None:
     raw = blob_get(outgoing.key_scope(), outgoing.raw_blob)
     message_id = (outgoing.envelope or {})["message_id"]
     try:
-        client = open_imap(_server(mailbox, "imap"), mailbox_credentials(mailbox))
-    except MailConnectionError as error:
+        client = open_imap(_server(mailbox, "imap"), mailbox_sign_in_credentials(mailbox))
+    except (MailConnectionError, OAuthError) as error:
+        reason = error.message if isinstance(error, MailConnectionError) else str(error)
         actions.outgoing_record_sent_copy(
-            outgoing=outgoing, state=SentCopy.FAILED, note=f"Sent, but not stored in the Sent folder: {error.message}"
+            outgoing=outgoing, state=SentCopy.FAILED, note=f"Sent, but not stored in the Sent folder: {reason}"
         )
         return
     try:

@@ -37,16 +37,9 @@ from imapclient import IMAPClient
 
 from postroom.conversations.ingest import message_ingest
 from postroom.conversations.models import Message, MessageCopy
-from postroom.mailboxes.connection import (
-    Credentials,
-    OAuth2Credentials,
-    OAuth2Mechanism,
-    PasswordCredentials,
-    ServerSettings,
-    TlsMode,
-    open_imap,
-)
-from postroom.mailboxes.models import AuthKind, Folder, FolderRole, Mailbox
+from postroom.mailboxes.connection import ServerSettings, TlsMode, open_imap
+from postroom.mailboxes.models import Folder, FolderRole, Mailbox
+from postroom.mailboxes.oauth import mailbox_sign_in_credentials
 from postroom.mailboxes.protocol_values import UnsafeProtocolValue, imap_folder_name, imap_uid, imap_uids
 from postroom.mime.parse import DEFAULT_LIMITS, QuarantineReason
 
@@ -88,18 +81,12 @@ def mailbox_imap_server(mailbox: Mailbox) -> ServerSettings:
     return ServerSettings(host=mailbox.imap_host, port=mailbox.imap_port, tls=TlsMode(mailbox.imap_tls), private_ca_pem=mailbox.private_ca_pem or None)
 
 
-def mailbox_credentials(mailbox: Mailbox) -> Credentials:
-    stored: dict[str, Any] = mailbox.credentials or {}
-    username = str(stored.get("username", ""))
-    if mailbox.auth_kind == AuthKind.PASSWORD:
-        return PasswordCredentials(username=username, password=str(stored.get("password", "")))
-    mechanism = OAuth2Mechanism.OAUTHBEARER if mailbox.auth_kind == AuthKind.OAUTHBEARER else OAuth2Mechanism.XOAUTH2
-    return OAuth2Credentials(username=username, access_token=str(stored.get("access_token", "")), mechanism=mechanism)
-
-
 def imap_open_for(mailbox: Mailbox, *, timeout: float = 30.0) -> IMAPClient:
-    """A signed-in session for ``mailbox``, ready for sync: timezone-aware dates, CONDSTORE on."""
-    client = open_imap(mailbox_imap_server(mailbox), mailbox_credentials(mailbox), timeout=timeout)
+    """A signed-in session for ``mailbox``, ready for sync: timezone-aware dates, CONDSTORE on.
+
+    An OAuth2 access token about to expire is renewed first; ``OAuthGrantRevoked`` (the mailbox
+    now needs reconnecting) and ``OAuthRefreshFailed`` (try later) come from there."""
+    client = open_imap(mailbox_imap_server(mailbox), mailbox_sign_in_credentials(mailbox), timeout=timeout)
     client.normalise_times = False
     if client.has_capability("CONDSTORE") and client.has_capability("ENABLE"):
         client.enable("CONDSTORE")

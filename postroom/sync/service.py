@@ -10,8 +10,13 @@ Failures: a lost or refused connection is retried with exponential backoff (1 s 
 server unreachable for more than 30 minutes marks the mailbox disconnected, with the reason,
 until it answers again, and then everything missed is fetched (the folder state says where sync
 stopped). A rejected password or token marks the mailbox as needing reconnection and stops
-syncing it, rather than retrying credentials the server refuses. SIGTERM stops every thread
+syncing it, rather than retrying credentials the server refuses; so does an OAuth2 grant the
+token endpoint revoked (an access token about to expire is renewed before each connection). SIGTERM stops every thread
 and releases the leases, so another service takes over at once.
+
+The main thread also repairs the outbox queue every minute (``outgoing_sweep``): the sync
+service is the one long-running Postroom process with a loop of its own (the task worker runs
+only queued tasks, and a lost task is exactly what it cannot see).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from imapclient.exceptions import IMAPClientError
 
 from postroom.mailboxes.connection import AuthenticationFailed, MailConnectionError
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox, MailboxStatus
+from postroom.mailboxes.oauth import OAuthGrantRevoked, OAuthRefreshFailed
+from postroom.outbox.actions import outgoing_sweep
 from postroom.sync.engine import MailboxSync, imap_open_for
 from postroom.sync.leases import LEASE_SECONDS, SYNCABLE_STATUSES, lease_claim, lease_release, lease_renew, service_identity
 
@@ -42,8 +49,10 @@ DISCONNECTED_AFTER = timedelta(minutes=30)
 # RFC 2177: servers may end an IDLE after 30 minutes of inactivity; restart it before that.
 IDLE_RESTART_SECONDS = 25 * 60
 IDLE_CHECK_SECONDS = 1.0
-# Network failures that a new connection may cure.
-RETRYABLE = (MailConnectionError, imaplib.IMAP4.error, IMAPClientError, OSError)
+# The outbox queue is repaired this often (see ``outgoing_sweep``).
+OUTBOX_SWEEP_SECONDS = 60.0
+# Network failures that a new connection (or a new request to the token endpoint) may cure.
+RETRYABLE = (MailConnectionError, OAuthRefreshFailed, imaplib.IMAP4.error, IMAPClientError, OSError)
 
 
 def mailbox_record_reachable(mailbox_id: uuid.UUID) -> None:
@@ -90,6 +99,10 @@ class MailboxWorker(threading.Thread):
                 except AuthenticationFailed as error:
                     logger.warning("mailbox %s: the server rejected the credentials; waiting for the member", self.mailbox_id)
                     mailbox_record_rejected(self.mailbox_id, error.message)
+                    return
+                except OAuthGrantRevoked:
+                    # mailbox_access_token has marked it as needing reconnection, with the reason.
+                    logger.warning("mailbox %s: the OAuth2 grant was revoked; waiting for the member", self.mailbox_id)
                     return
                 except RETRYABLE as error:
                     logger.info("mailbox %s: cannot connect (%s); retrying in %.0f s", self.mailbox_id, error, delay)
@@ -148,6 +161,10 @@ class MailboxWorker(threading.Thread):
         """Wait in IDLE on INBOX until the server reports a change (True), or until the next poll
         or a stop request (False)."""
         client.select_folder(inbox.name, readonly=True)
+        # IDLE reports only what happens once it has started: mail that arrived after INBOX was
+        # last synced (while the other folders were) would otherwise wait for the next poll.
+        if any(uid > inbox.highest_uid for uid in client.search(["UID", f"{inbox.highest_uid + 1}:*"])):
+            return True
         client.idle()
         changed = False
         try:
@@ -186,6 +203,7 @@ class SyncService:
         self.tick_seconds = min(5.0, lease_seconds / 3)
         self.stopping = threading.Event()
         self.workers: dict[uuid.UUID, MailboxWorker] = {}
+        self.next_outbox_sweep = 0.0
 
     def stop(self) -> None:
         self.stopping.set()
@@ -214,6 +232,11 @@ class SyncService:
             worker = MailboxWorker(mailbox_id, poll_seconds=self.poll_seconds)
             self.workers[mailbox_id] = worker
             worker.start()
+        if time.monotonic() >= self.next_outbox_sweep:
+            self.next_outbox_sweep = time.monotonic() + OUTBOX_SWEEP_SECONDS
+            swept = outgoing_sweep()
+            if swept.requeued or swept.interrupted:
+                logger.info("outbox: %d lost sends queued again, %d interrupted ones marked failed", swept.requeued, swept.interrupted)
 
     def shutdown(self) -> None:
         for worker in self.workers.values():

@@ -122,7 +122,7 @@ def test_two_services_share_mailboxes_and_one_takes_over_from_a_dead_one(
     )
     late_user = next(user for user, box in zip(users, mailboxes, strict=True) if box.pk == orphaned[0])
     (late_uid,) = fill(dovecot, late_user, range(100, 101))
-    wait_until(lambda: MessageCopy.objects.filter(mailbox_id=orphaned[0], uid=late_uid).exists(), "new mail in a taken-over mailbox", timeout=90)
+    wait_until(lambda: MessageCopy.objects.filter(mailbox_id=orphaned[0], uid=late_uid).exists(), "new mail in a taken-over mailbox")
     for box in mailboxes:
         assert MessageCopy.objects.filter(mailbox=box).count() == MessageCopy.objects.filter(mailbox=box).values("uid").distinct().count()
     second.send_signal(signal.SIGTERM)

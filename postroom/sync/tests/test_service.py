@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from postroom.conversations.models import MessageCopy
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox, MailboxStatus
-from postroom.sync.engine import messages_stored
+from postroom.sync.engine import MailboxSync, imap_session, messages_stored
 from postroom.sync.service import MailboxWorker, SyncService
 from postroom.sync.tests.test_engine import deliver, make_message
 from postroom.testing.dovecot import Dovecot, MailUser, free_port
@@ -143,3 +143,19 @@ def test_a_lost_connection_is_reestablished(
     dovecot.restart()  # drops the IDLE connection
     uid = dovecot.append(mail_user, make_message(7))
     wait_until(lambda: MessageCopy.objects.filter(mailbox=mailbox, uid=uid).exists(), "the mail sent while reconnecting")
+
+
+@pytest.mark.django_db
+def test_mail_that_arrived_just_before_idle_is_not_left_for_the_next_poll(
+    dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]
+) -> None:
+    # The race a service taking over a mailbox hit: INBOX synced, then mail arrives while the
+    # other folders sync, then IDLE starts (and IDLE reports only what happens after it starts).
+    mailbox = make_mailbox(mail_user)
+    worker = MailboxWorker(mailbox.pk, poll_seconds=60)
+    with imap_session(mailbox) as client:
+        sync = MailboxSync(mailbox, client)
+        inbox = sync.discover_folders()[0]
+        sync.sync_folder(inbox)
+        deliver(dovecot, mail_user, range(1))
+        assert worker._idle_until_change(client, inbox, next_poll=time.monotonic() + 5)
