@@ -62,7 +62,7 @@ def conversation_mark_read(*, actor: Membership, conversation: Conversation, rea
     with transaction.atomic():
         copies = _own_copies(actor, conversation).exclude(seen=read)
         copy_ids = list(copies.select_for_update(of=("self",)).values_list("id", flat=True))
-        MessageCopy.objects.filter(id__in=copy_ids).update(seen=read)
+        MessageCopy.objects.filter(id__in=copy_ids).update(seen=read, seen_pending=read)
         _audit(actor, conversation, "conversation.marked_read" if read else "conversation.marked_unread", len(copy_ids), request)
         _propagate_after_commit(copy_ids, CopyChange.SEEN if read else CopyChange.UNSEEN)
     return len(copy_ids)

@@ -94,6 +94,8 @@ def _flag_values(flag_names: set[str]) -> dict[str, bool]:
 
 def _update_flags(copy: MessageCopy, flag_names: set[str], modseq: int | None) -> MessageCopy:
     values: dict[str, Any] = _flag_values(flag_names)
+    if copy.seen_pending is not None:
+        values.pop("seen")  # the member's newer choice is still on its way to the server
     if modseq is not None:
         values["modseq"] = modseq
     if any(getattr(copy, name) != value for name, value in values.items()):

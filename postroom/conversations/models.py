@@ -118,6 +118,9 @@ class MessageCopy(models.Model):
     seen = models.BooleanField(default=False)
     flagged = models.BooleanField(default=False)
     answered = models.BooleanField(default=False)
+    # A read/unread choice of a member that the server has not confirmed yet. While it is set,
+    # sync keeps ``seen`` as the member chose instead of taking the server's older flag.
+    seen_pending = models.BooleanField(null=True, blank=True)
     modseq = models.BigIntegerField(null=True, blank=True)
     # Set when the server no longer has it (expunged or moved away by another client).
     gone_at = models.DateTimeField(null=True, blank=True)

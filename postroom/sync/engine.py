@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db.models import Q
 from django.dispatch import Signal
 from django.utils import timezone
 from imapclient import IMAPClient
@@ -272,13 +273,13 @@ class MailboxSync:
     def _refresh_known(self, folder: Folder, uidvalidity: int, highest_modseq: int | None) -> None:
         """Flags changed and messages removed on the server since the last look."""
         known = {
-            uid: (copy_id, (seen, flagged, answered))
-            for copy_id, uid, seen, flagged, answered in MessageCopy.objects.filter(
+            uid: (copy_id, (seen, flagged, answered), seen_pending)
+            for copy_id, uid, seen, flagged, answered, seen_pending in MessageCopy.objects.filter(
                 folder=folder, uidvalidity=uidvalidity, gone_at__isnull=True
-            ).values_list("id", "uid", "seen", "flagged", "answered")
+            ).values_list("id", "uid", "seen", "flagged", "answered", "seen_pending")
         }
         present = set(imap_uids(self.client.search(["ALL"])))
-        vanished = [copy_id for uid, (copy_id, _flags) in known.items() if uid not in present]
+        vanished = [copy_id for uid, (copy_id, _flags, _pending) in known.items() if uid not in present]
         if vanished:
             MessageCopy.objects.filter(id__in=vanished).update(gone_at=timezone.now())
         still_known = sorted(uid for uid in known if uid in present)
@@ -298,7 +299,9 @@ class MailboxSync:
                     continue
                 flags = {flag.lower() for flag in data[b"FLAGS"]}
                 seen, flagged, answered = b"\\seen" in flags, b"\\flagged" in flags, b"\\answered" in flags
-                copy_id, stored = known[uid]
+                copy_id, stored, seen_pending = known[uid]
+                if seen_pending is not None:
+                    seen = seen_pending  # a member's choice not yet on the server wins over its old flag
                 if stored != (seen, flagged, answered):
                     MessageCopy.objects.filter(id=copy_id).update(seen=seen, flagged=flagged, answered=answered)
         self._update_folder(folder, highest_modseq=highest_modseq)
@@ -332,7 +335,8 @@ def copy_set_seen(copy: MessageCopy, seen: bool) -> None:
             client.add_flags([uid], [SEEN], silent=True)
         else:
             client.remove_flags([uid], [SEEN], silent=True)
-    MessageCopy.objects.filter(pk=copy.pk).update(seen=seen)
+    # Confirmed, unless the member has changed their mind since (a newer task will apply that).
+    MessageCopy.objects.filter(Q(seen_pending=seen) | Q(seen_pending__isnull=True), pk=copy.pk).update(seen=seen, seen_pending=None)
     copy.seen = seen
 
 

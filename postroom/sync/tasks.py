@@ -57,8 +57,10 @@ def copy_change_apply(copy_id: int, change: str, attempt: int = 1) -> None:
     try:
         if change in _MOVE_ROLES:
             copy_move(copy, _MOVE_ROLES[change])
-        else:
-            copy_set_seen(copy, change == CopyChange.SEEN)
+        elif copy.seen_pending == (change == CopyChange.SEEN):
+            copy_set_seen(copy, copy.seen_pending)
+        # else: a newer read/unread choice is pending (its own task applies it) or this one is
+        # already confirmed; applying this older value now could reorder the member's choices.
     except UNRECOVERABLE as error:
         logger.warning("copy %s: %s not applied on the server (%s)", copy_id, change, type(error).__name__)
     except RETRYABLE as error:

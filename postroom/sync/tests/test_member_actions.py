@@ -128,3 +128,50 @@ def test_an_unreachable_server_is_retried_with_backoff_and_the_local_state_is_ke
     Mailbox.objects.filter(pk=mailbox.pk).update(imap_port=dovecot.imaps_port)  # back again
     retry.task.call(*retry.args, **retry.kwargs)
     assert b"\\Seen" in server_flags(dovecot, mail_user)[uids[0]]
+
+
+def test_a_sync_before_the_change_reaches_the_server_keeps_the_members_choice(  # type: ignore[no-untyped-def]
+    cast: Cast, dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox],
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    uids = deliver(dovecot, mail_user, range(1))
+    mailbox = make_mailbox(mail_user, owner=cast.alice_membership)
+    mailbox_sync_once(mailbox)
+    conversation = conversation_of(mailbox, uids[0])
+    # The member reads it; the task that tells the server has not run yet (callbacks not executed).
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        actions.conversation_mark_read(actor=cast.alice_membership, conversation=conversation, read=True)
+    with dovecot.connect(mail_user) as other_client:  # another client flags it meanwhile
+        other_client.select_folder("INBOX")
+        other_client.add_flags([uids[0]], [b"\\Flagged"])
+    mailbox_sync_once(mailbox)  # the server still says unread: that must not undo the member's choice
+    copy = MessageCopy.objects.get(mailbox=mailbox, uid=uids[0])
+    assert copy.flagged  # the other client's change arrived
+    assert copy.seen
+    assert copy.seen_pending is True
+    for callback in callbacks:
+        callback()
+    assert b"\\Seen" in server_flags(dovecot, mail_user)[uids[0]]
+    copy.refresh_from_db()
+    assert copy.seen
+    assert copy.seen_pending is None
+
+
+def test_an_older_read_change_arriving_late_does_not_undo_a_newer_one(  # type: ignore[no-untyped-def]
+    cast: Cast, dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox],
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    uids = deliver(dovecot, mail_user, range(1))
+    mailbox = make_mailbox(mail_user, owner=cast.alice_membership)
+    mailbox_sync_once(mailbox)
+    conversation = conversation_of(mailbox, uids[0])
+    with django_capture_on_commit_callbacks(execute=False) as read_tasks:
+        actions.conversation_mark_read(actor=cast.alice_membership, conversation=conversation, read=True)
+    with django_capture_on_commit_callbacks(execute=False) as unread_tasks:
+        actions.conversation_mark_read(actor=cast.alice_membership, conversation=conversation, read=False)
+    for callback in [*unread_tasks, *read_tasks]:  # the retried older task runs last
+        callback()
+    assert b"\\Seen" not in server_flags(dovecot, mail_user)[uids[0]]
+    copy = MessageCopy.objects.get(mailbox=mailbox, uid=uids[0])
+    assert not copy.seen
+    assert copy.seen_pending is None
