@@ -8,7 +8,6 @@ Production hardening follows ``POSTROOM_PUBLIC_URL``: an ``https://`` URL turns 
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,6 +16,7 @@ import dj_database_url
 
 from postroom.core.env import ConfigError, Env
 from postroom.core.keyfiles import keep_private, load_master_keys, load_or_create_secret_key
+from postroom.core.net import is_loopback_name
 
 env = Env()
 
@@ -30,17 +30,9 @@ _public = urlsplit(PUBLIC_URL)
 PUBLIC_HOST = _public.hostname or "127.0.0.1"
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
 
 HTTPS = _public.scheme == "https"
-if not HTTPS and not _is_loopback(PUBLIC_HOST):
+if not HTTPS and not is_loopback_name(PUBLIC_HOST):
     raise ConfigError(
         "POSTROOM_PUBLIC_URL",
         f"{PUBLIC_URL!r} is plain http on a host other than loopback",
@@ -207,7 +199,7 @@ if _smtp_url:
     from postroom.core.mailconfig import smtp_settings_from_url
 
     globals().update(smtp_settings_from_url(_smtp_url))
-elif _is_loopback(PUBLIC_HOST):
+elif is_loopback_name(PUBLIC_HOST):
     # No mail server on a trial install: messages (with their links) go to the console of `postroom run`.
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 else:

@@ -20,13 +20,13 @@ issuer must be ``https://`` because discovery, keys and tokens are fetched from 
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from postroom.core.env import ConfigError, Env
+from postroom.core.net import is_loopback_name
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,6 @@ PRESETS = {
 MULTI_TENANT_NAMES = {"common", "organizations", "consumers"}
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
 
 def _issuer(env: Env, prefix: str, preset_name: str) -> str:
     issuer_variable = prefix + "ISSUER"
@@ -64,7 +56,7 @@ def _issuer(env: Env, prefix: str, preset_name: str) -> str:
         if not issuer:
             raise ConfigError(issuer_variable, "it is required for this provider", f"set {issuer_variable} or {prefix}PRESET")
         parts = urlsplit(issuer)
-        if parts.scheme != "https" and not _is_loopback(parts.hostname or ""):
+        if parts.scheme != "https" and not is_loopback_name(parts.hostname or ""):
             raise ConfigError(issuer_variable, f"{issuer!r} is not an https:// URL", "use the provider's https:// issuer URL")
         if parts.query or parts.fragment or "/.well-known/" in parts.path:
             raise ConfigError(issuer_variable, f"{issuer!r} is not an issuer URL", "use the \"issuer\" value from the provider's discovery document")

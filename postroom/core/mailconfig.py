@@ -11,7 +11,6 @@ into the service logs.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +20,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import EmailMessage
 
 from postroom.core.env import ConfigError
+from postroom.core.net import is_loopback_name
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +34,8 @@ def smtp_settings_from_url(url: str) -> dict[str, Any]:
         port = parts.port
     except ValueError:
         raise ConfigError("POSTROOM_SMTP_URL", "the port is not a number", fix) from None
-    if parts.scheme == "smtp+insecure":
-        try:
-            loopback = ipaddress.ip_address(parts.hostname).is_loopback
-        except ValueError:
-            loopback = parts.hostname == "localhost"
-        if not loopback:
-            raise ConfigError("POSTROOM_SMTP_URL", "plain SMTP is allowed only to a server on loopback", fix)
+    if parts.scheme == "smtp+insecure" and not is_loopback_name(parts.hostname):
+        raise ConfigError("POSTROOM_SMTP_URL", "plain SMTP is allowed only to a server on loopback", fix)
     return {
         "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
         "EMAIL_HOST": parts.hostname,

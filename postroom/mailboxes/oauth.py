@@ -38,6 +38,7 @@ from urllib.parse import urlencode, urlsplit
 from django.conf import settings
 from django.utils import timezone
 
+from postroom.core.net import is_loopback_name
 from postroom.mailboxes.connection import _BEARER_TOKEN, Credentials, OAuth2Credentials, OAuth2Mechanism, PasswordCredentials
 from postroom.mailboxes.models import AuthKind, Mailbox, MailboxStatus
 
@@ -94,17 +95,9 @@ def token_endpoint_check(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in {"https", "http"} or not parts.hostname or parts.username or parts.password:
         raise TokenEndpointRefused("The token endpoint must be an https:// address.")
-    if parts.scheme == "http" and not (_loopback_allowed() and _is_loopback_name(parts.hostname)):
+    if parts.scheme == "http" and not (_loopback_allowed() and is_loopback_name(parts.hostname)):
         raise TokenEndpointRefused("The token endpoint must be an https:// address.")
 
-
-def _is_loopback_name(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _pinned_address(host: str, port: int) -> str:
