@@ -36,24 +36,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import trustme  # noqa: E402
+import trustme
+from mime_parse import CHARSETS, GREETINGS, WORDS, _text_for_charset
 
-from mime_parse import CHARSETS, GREETINGS, WORDS, _text_for_charset  # noqa: E402
-from postroom.testing.dovecot import Dovecot, MailUser  # noqa: E402
+from postroom.testing.dovecot import Dovecot, MailUser
 
 MBSYNC = "/usr/bin/mbsync"
 STORED_POLL_SECONDS = 0.5
 LATENCY_POLL_SECONDS = 0.005
-EPOCH = datetime(2024, 1, 1, 9, 0, tzinfo=timezone.utc)
+EPOCH = datetime(2024, 1, 1, 9, 0, tzinfo=UTC)
 
 
 # --- the mailbox ---------------------------------------------------------------------------------
@@ -114,7 +114,7 @@ def write_maildir(dovecot: Dovecot, user: MailUser, count: int, seed: int) -> in
 
 
 def new_mail(rng: random.Random, number: int, seed: int) -> bytes:
-    return build_message(rng, number, number, datetime.now(timezone.utc), seed)
+    return build_message(rng, number, number, datetime.now(UTC), seed)
 
 
 # --- processes -----------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ SyncState *
     )
     config.chmod(0o600)
     started = time.perf_counter()
-    process = subprocess.Popen([MBSYNC, "-q", "-c", str(config), "-a"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
+    process = subprocess.Popen([MBSYNC, "-q", "-c", str(config), "-a"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = wait_with_rusage(process)
     seconds = time.perf_counter() - started
     if process.returncode != 0:
@@ -193,7 +193,9 @@ def postroom_setup(dovecot: Dovecot, user: MailUser) -> Any:
     from postroom.orgs.policy import Role
 
     organization = Organization.objects.create(name="Bench", slug=f"bench-{os.getpid()}")
-    owner = Membership.objects.create(organization=organization, user=User.objects.create_user(f"bench{os.getpid()}@example.test"), role=Role.OWNER)
+    owner = Membership.objects.create(
+        organization=organization, user=User.objects.create_user(f"bench{os.getpid()}@example.test"), role=Role.OWNER
+    )
     mailbox = Mailbox(
         organization=organization, owner=owner, name=user.name, email_address=user.address,
         imap_host=dovecot.host, imap_port=dovecot.imaps_port, imap_tls=TlsModeChoice.IMPLICIT,
@@ -213,7 +215,7 @@ def stored_copies(mailbox: Any) -> int:
 def measure_import(mailbox: Any, count: int, log_file: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     started = time.perf_counter()
     log = log_file.open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "postroom", "sync"], stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    process = subprocess.Popen([sys.executable, "-m", "postroom", "sync"], stdout=log, stderr=subprocess.STDOUT)
     progress = []
     while True:
         time.sleep(STORED_POLL_SECONDS)
@@ -259,7 +261,7 @@ def measure_latency(dovecot: Dovecot, user: MailUser, mailbox: Any, samples: int
     return {
         "samples": samples,
         "p50_seconds": round(statistics.median(ordered), 3),
-        "p95_seconds": round(ordered[max(0, int(round(0.95 * len(ordered))) - 1)], 3),
+        "p95_seconds": round(ordered[max(0, round(0.95 * len(ordered)) - 1)], 3),
         "max_seconds": round(ordered[-1], 3),
     }
 
@@ -270,8 +272,8 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "load_average": [round(value, 2) for value in os.getloadavg()],
-        "dovecot": subprocess.run(["/usr/sbin/dovecot", "--version"], capture_output=True, text=True, check=False).stdout.strip(),  # noqa: S603
-        "mbsync": subprocess.run([MBSYNC, "--version"], capture_output=True, text=True, check=False).stdout.strip(),  # noqa: S603
+        "dovecot": subprocess.run(["/usr/sbin/dovecot", "--version"], capture_output=True, text=True, check=False).stdout.strip(),
+        "mbsync": subprocess.run([MBSYNC, "--version"], capture_output=True, text=True, check=False).stdout.strip(),
     }
 
 
@@ -293,7 +295,11 @@ def main() -> int:
         os.environ["DATABASE_URL"] = arguments.database_url
     else:
         os.environ.pop("DATABASE_URL", None)
-    results: dict[str, Any] = {"messages": arguments.messages, "seed": arguments.seed, "database": "postgresql" if arguments.database_url else "sqlite"}
+    results: dict[str, Any] = {
+        "messages": arguments.messages,
+        "seed": arguments.seed,
+        "database": "postgresql" if arguments.database_url else "sqlite",
+    }
     results["machine"] = machine()
     dovecot = Dovecot(ca=trustme.CA())
     sync_process: subprocess.Popen[bytes] | None = None
@@ -303,7 +309,9 @@ def main() -> int:
         size = write_maildir(dovecot, user, arguments.messages, arguments.seed)
         results["mailbox_bytes"] = size
         results["average_message_kb"] = round(size / arguments.messages / 1024, 1)
-        print(f"mailbox: {arguments.messages} messages, {size / 2**20:.0f} MB, written in {time.perf_counter() - started:.0f} s", flush=True)
+        print(
+            f"mailbox: {arguments.messages} messages, {size / 2**20:.0f} MB, written in {time.perf_counter() - started:.0f} s", flush=True
+        )
         dovecot.start()
         status = dovecot.doveadm("mailbox", "status", "-u", user.name, "messages", "INBOX")
         if f"messages={arguments.messages}" not in status:
@@ -325,9 +333,15 @@ def main() -> int:
         results["postroom_import"]["ru_maxrss_mb"] = round(wait_with_rusage(sync_process), 1)
         sync_process = None
         results["ratios"] = {
-            "postroom_over_mbsync_rate": round(results["postroom_import"]["messages_per_second"] / results["mbsync"]["messages_per_second"], 3),
+            "postroom_over_mbsync_rate": round(
+                results["postroom_import"]["messages_per_second"] / results["mbsync"]["messages_per_second"], 3
+            ),
         }
-        print(json.dumps({key: results[key] for key in ("ratios", "mbsync", "postroom_import", "new_mail_latency") if key in results}, indent=2))
+        print(
+            json.dumps(
+                {key: results[key] for key in ("ratios", "mbsync", "postroom_import", "new_mail_latency") if key in results}, indent=2
+            )
+        )
         if arguments.json:
             arguments.json.write_text(json.dumps(results, indent=2) + "\n")
     finally:
