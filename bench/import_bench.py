@@ -263,6 +263,8 @@ def measure_latency(dovecot: Dovecot, user: MailUser, mailbox: Any, samples: int
         "p50_seconds": round(statistics.median(ordered), 3),
         "p95_seconds": round(ordered[max(0, round(0.95 * len(ordered)) - 1)], 3),
         "max_seconds": round(ordered[-1], 3),
+        "over_one_second": sum(1 for latency in ordered if latency > 1.0),
+        "all_seconds": [round(latency, 3) for latency in latencies],
     }
 
 
