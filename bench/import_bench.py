@@ -1,0 +1,363 @@
+"""Postroom's first import and new-mail latency against mbsync, on one throwaway Dovecot.
+
+Not a test (nothing here asserts a time). Run from the worktree root:
+
+    .venv/bin/python bench/import_bench.py --messages 20000 [--database-url postgres://…] [--json out.json]
+
+What it does, in one run:
+
+1. Writes N seeded messages (plain text in several charsets, HTML alternatives, PDF
+   attachments, threads of one to six messages, about 30 KB on average) straight into the
+   Maildir of a new user of a throwaway Dovecot on loopback (``postroom.testing.dovecot``),
+   then lets Dovecot index it once (``doveadm mailbox status``) so neither client pays for that.
+2. Times ``mbsync`` (isync, default ``FSync yes``) pulling INBOX into a Maildir over IMAPS,
+   and then ``postroom sync`` (a subprocess, its own ``POSTROOM_DATA_DIR``, SQLite unless
+   ``--database-url`` is given) importing the same INBOX: wall time from process start until
+   every message has a stored copy, messages per second, and the peak resident set size of the
+   process (``VmHWM``, and ``ru_maxrss`` from ``wait4``).
+3. With that same sync process idling on INBOX, appends ``--latency-samples`` messages over
+   IMAP one at a time, at random intervals, and measures APPEND sent → copy stored in the
+   database (polled every 5 ms): p50 and p95.
+4. Prints the figures and ratios and writes them as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import trustme
+from mime_parse import CHARSETS, GREETINGS, WORDS, _text_for_charset
+
+from postroom.testing.dovecot import Dovecot, MailUser
+
+MBSYNC = "/usr/bin/mbsync"
+STORED_POLL_SECONDS = 0.5
+LATENCY_POLL_SECONDS = 0.005
+EPOCH = datetime(2024, 1, 1, 9, 0, tzinfo=UTC)
+
+
+# --- the mailbox ---------------------------------------------------------------------------------
+def build_message(rng: random.Random, number: int, thread_start: int, sent_at: datetime, seed: int) -> bytes:
+    message = EmailMessage()
+    message["From"] = f"{rng.choice(GREETINGS)} Sender <sender{rng.randrange(97)}@example.org>"
+    message["To"] = ", ".join(f"Person {i} <p{i}@example.com>" for i in range(rng.randint(1, 4)))
+    prefix = "Re: " if number > thread_start else ""
+    message["Subject"] = f"{prefix}{rng.choice(GREETINGS)} about {WORDS[thread_start % len(WORDS)]} #{thread_start}"
+    message["Message-ID"] = f"<{number}.{seed}@example.org>"
+    if number > thread_start:
+        message["In-Reply-To"] = f"<{number - 1}.{seed}@example.org>"
+        message["References"] = " ".join(f"<{n}.{seed}@example.org>" for n in range(thread_start, number))
+    message["Date"] = format_datetime(sent_at)
+    for hop in range(rng.randint(3, 8)):
+        message["Received"] = f"from mx{hop}.example.net (mx{hop}.example.net [192.0.2.{hop}]) by mx.example.org with ESMTPS id {number}"
+    charset = rng.choice(CHARSETS)
+    kind = rng.random()
+    text = _text_for_charset(rng, charset, rng.randint(2_000, 12_000))
+    message.set_content(text, charset=charset)
+    if kind > 0.4:
+        paragraphs = "".join(f"<p style='color:#333'>{block}</p>" for block in text.split("\n\n"))
+        html = f"<html><body><table><tr><td>{paragraphs}</td></tr></table><img src='https://t.example.net/p.gif' width=1 height=1></body></html>"
+        message.add_alternative(html, subtype="html", charset="utf-8")
+    if kind > 0.8:
+        blob = rng.randbytes(rng.randint(20_000, 120_000))
+        message.add_attachment(blob, maintype="application", subtype="pdf", filename=f"report-{number}.pdf")
+    return bytes(message)
+
+
+def write_maildir(dovecot: Dovecot, user: MailUser, count: int, seed: int) -> int:
+    """The user's INBOX as a Maildir written before Dovecot first looks at it; returns its bytes."""
+    home = dovecot.root / "mail" / user.name
+    maildir = home / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    total = 0
+    thread_start = 0
+    thread_left = 0
+    for number in range(count):
+        if thread_left == 0:
+            thread_start, thread_left = number, rng.randint(1, 6)
+        thread_left -= 1
+        sent_at = EPOCH + timedelta(minutes=7 * number)
+        raw = build_message(rng, number, thread_start, sent_at, seed).replace(b"\r\n", b"\n")
+        flags = "S" if rng.random() < 0.7 else ""
+        path = maildir / "cur" / f"{int(sent_at.timestamp())}.M{number}P1.bench,S={len(raw)}:2,{flags}"
+        path.write_bytes(raw)
+        os.utime(path, (sent_at.timestamp(), sent_at.timestamp()))  # Maildir's INTERNALDATE
+        total += len(raw)
+    uid, gid = dovecot._mail_uid, dovecot._mail_gid
+    for directory, _subdirectories, files in os.walk(home):
+        os.chown(directory, uid, gid)
+        for name in files:
+            os.chown(os.path.join(directory, name), uid, gid)
+    return total
+
+
+def new_mail(rng: random.Random, number: int, seed: int) -> bytes:
+    return build_message(rng, number, number, datetime.now(UTC), seed)
+
+
+# --- processes -----------------------------------------------------------------------------------
+def peak_rss_mb(pid: int) -> float | None:
+    """VmHWM of a running process, in MB (None once it has gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        return None
+    return None
+
+
+def wait_with_rusage(process: subprocess.Popen[bytes]) -> float:
+    """Reap ``process``; its own peak RSS (ru_maxrss, KB on Linux) in MB."""
+    _pid, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_maxrss / 1024
+
+
+def run_mbsync(dovecot: Dovecot, user: MailUser, work: Path, count: int) -> dict[str, Any]:
+    ca_file = work / "ca.pem"
+    ca_file.write_text(dovecot.ca_pem)
+    store = work / "mbsync-maildir"
+    store.mkdir()
+    config = work / "mbsyncrc"
+    config.write_text(
+        f"""IMAPAccount bench
+Host {dovecot.host}
+Port {dovecot.imaps_port}
+User {user.name}
+Pass {user.password}
+SSLType IMAPS
+CertificateFile {ca_file}
+
+IMAPStore remote
+Account bench
+
+MaildirStore local
+Path {store}/
+Inbox {store}/INBOX
+
+Channel bench
+Far :remote:
+Near :local:
+Patterns INBOX
+Create Near
+SyncState *
+"""
+    )
+    config.chmod(0o600)
+    started = time.perf_counter()
+    process = subprocess.Popen([MBSYNC, "-q", "-c", str(config), "-a"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = wait_with_rusage(process)
+    seconds = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"mbsync failed: {process.stderr.read().decode(errors='replace') if process.stderr else ''}")
+    stored = sum(len(os.listdir(store / "INBOX" / sub)) for sub in ("cur", "new"))
+    if stored != count:
+        raise RuntimeError(f"mbsync stored {stored} of {count} messages")
+    shutil.rmtree(store)
+    return {"seconds": round(seconds, 2), "messages_per_second": round(count / seconds, 1), "peak_rss_mb": round(peak, 1)}
+
+
+# --- Postroom ------------------------------------------------------------------------------------
+def postroom_setup(dovecot: Dovecot, user: MailUser) -> Any:
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", interactive=False, verbosity=0)
+    from postroom.accounts.models import User
+    from postroom.mailboxes.models import AuthKind, Mailbox, TlsModeChoice
+    from postroom.orgs.models import Membership, Organization
+    from postroom.orgs.policy import Role
+
+    organization = Organization.objects.create(name="Bench", slug=f"bench-{os.getpid()}")
+    owner = Membership.objects.create(
+        organization=organization, user=User.objects.create_user(f"bench{os.getpid()}@example.test"), role=Role.OWNER
+    )
+    mailbox = Mailbox(
+        organization=organization, owner=owner, name=user.name, email_address=user.address,
+        imap_host=dovecot.host, imap_port=dovecot.imaps_port, imap_tls=TlsModeChoice.IMPLICIT,
+        smtp_host=dovecot.host, smtp_port=25, private_ca_pem=dovecot.ca_pem, auth_kind=AuthKind.PASSWORD,
+    )  # fmt: skip
+    mailbox.credentials = {"username": user.name, "password": user.password}
+    mailbox.save()
+    return mailbox
+
+
+def stored_copies(mailbox: Any) -> int:
+    from postroom.conversations.models import MessageCopy
+
+    return int(MessageCopy.objects.filter(mailbox=mailbox, folder__role="inbox").count())
+
+
+def measure_import(mailbox: Any, count: int, log_file: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    started = time.perf_counter()
+    log = log_file.open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "postroom", "sync"], stdout=log, stderr=subprocess.STDOUT)
+    progress = []
+    while True:
+        time.sleep(STORED_POLL_SECONDS)
+        if process.poll() is not None:
+            raise RuntimeError(f"postroom sync exited with {process.returncode}; see {log_file}")
+        stored = stored_copies(mailbox)
+        elapsed = time.perf_counter() - started
+        if not progress or elapsed - progress[-1][0] >= 10:
+            progress.append((round(elapsed, 1), stored))
+            print(f"  postroom: {stored}/{count} after {elapsed:.0f} s, peak RSS {peak_rss_mb(process.pid):.0f} MB", flush=True)
+        if stored >= count:
+            break
+    seconds = time.perf_counter() - started
+    return process, {
+        "seconds": round(seconds, 2),
+        "messages_per_second": round(count / seconds, 1),
+        "peak_rss_mb_after_import": round(peak_rss_mb(process.pid) or 0, 1),
+        "progress": progress,
+    }
+
+
+def measure_latency(dovecot: Dovecot, user: MailUser, mailbox: Any, samples: int, seed: int) -> dict[str, Any]:
+    from postroom.conversations.models import MessageCopy
+
+    rng = random.Random(seed + 1)
+    latencies = []
+    time.sleep(3)  # the service leaves the import loop and enters IDLE
+    with dovecot.connect(user) as client:
+        for sample in range(samples):
+            raw = new_mail(rng, 10_000_000 + sample, seed)
+            sent = time.perf_counter()
+            response = client.append("INBOX", raw)
+            code = response.decode() if isinstance(response, bytes) else str(response)
+            uid = int(code.split("]")[0].split()[-1])
+            deadline = sent + 180
+            while not MessageCopy.objects.filter(mailbox=mailbox, folder__role="inbox", uid=uid).exists():
+                if time.perf_counter() > deadline:
+                    raise RuntimeError(f"message UID {uid} not stored within 180 s")
+                time.sleep(LATENCY_POLL_SECONDS)
+            latencies.append(time.perf_counter() - sent)
+            time.sleep(rng.uniform(0.1, 0.6))
+    ordered = sorted(latencies)
+    return {
+        "samples": samples,
+        "p50_seconds": round(statistics.median(ordered), 3),
+        "p95_seconds": round(ordered[max(0, round(0.95 * len(ordered)) - 1)], 3),
+        "max_seconds": round(ordered[-1], 3),
+        "over_one_second": sum(1 for latency in ordered if latency > 1.0),
+        "all_seconds": [round(latency, 3) for latency in latencies],
+    }
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average": [round(value, 2) for value in os.getloadavg()],
+        "dovecot": subprocess.run(["/usr/sbin/dovecot", "--version"], capture_output=True, text=True, check=False).stdout.strip(),
+        "mbsync": subprocess.run([MBSYNC, "--version"], capture_output=True, text=True, check=False).stdout.strip(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=20261121)
+    parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument("--database-url", default="", help="PostgreSQL for Postroom (default: SQLite in the temporary data directory)")
+    parser.add_argument("--json", type=Path, help="where to write the results (default: print only)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (the sync log is in it)")
+    arguments = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="postroom-bench-"))
+    os.environ["POSTROOM_DATA_DIR"] = str(work / "data")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "postroom.settings"
+    os.environ.setdefault("POSTROOM_LOG_LEVEL", "WARNING")
+    if arguments.database_url:
+        os.environ["DATABASE_URL"] = arguments.database_url
+    else:
+        os.environ.pop("DATABASE_URL", None)
+    results: dict[str, Any] = {
+        "messages": arguments.messages,
+        "seed": arguments.seed,
+        "database": "postgresql" if arguments.database_url else "sqlite",
+    }
+    results["machine"] = machine()
+    dovecot = Dovecot(ca=trustme.CA())
+    sync_process: subprocess.Popen[bytes] | None = None
+    try:
+        user = dovecot.create_user("bench")
+        started = time.perf_counter()
+        size = write_maildir(dovecot, user, arguments.messages, arguments.seed)
+        results["mailbox_bytes"] = size
+        results["average_message_kb"] = round(size / arguments.messages / 1024, 1)
+        print(
+            f"mailbox: {arguments.messages} messages, {size / 2**20:.0f} MB, written in {time.perf_counter() - started:.0f} s", flush=True
+        )
+        dovecot.start()
+        status = dovecot.doveadm("mailbox", "status", "-u", user.name, "messages", "INBOX")
+        if f"messages={arguments.messages}" not in status:
+            raise RuntimeError(f"Dovecot sees {status.strip()}")
+
+        results["mbsync"] = run_mbsync(dovecot, user, work, arguments.messages)
+        print(f"mbsync: {results['mbsync']}", flush=True)
+
+        mailbox = postroom_setup(dovecot, user)
+        sync_process, results["postroom_import"] = measure_import(mailbox, arguments.messages, work / "sync.log")
+        print(f"postroom import: { {k: v for k, v in results['postroom_import'].items() if k != 'progress'} }", flush=True)
+
+        if arguments.latency_samples:
+            results["new_mail_latency"] = measure_latency(dovecot, user, mailbox, arguments.latency_samples, arguments.seed)
+            print(f"new-mail latency: {results['new_mail_latency']}", flush=True)
+
+        results["postroom_import"]["peak_rss_mb"] = round(peak_rss_mb(sync_process.pid) or 0, 1)
+        sync_process.send_signal(signal.SIGTERM)
+        results["postroom_import"]["ru_maxrss_mb"] = round(wait_with_rusage(sync_process), 1)
+        sync_process = None
+        results["ratios"] = {
+            "postroom_over_mbsync_rate": round(
+                results["postroom_import"]["messages_per_second"] / results["mbsync"]["messages_per_second"], 3
+            ),
+        }
+        print(
+            json.dumps(
+                {key: results[key] for key in ("ratios", "mbsync", "postroom_import", "new_mail_latency") if key in results}, indent=2
+            )
+        )
+        if arguments.json:
+            arguments.json.write_text(json.dumps(results, indent=2) + "\n")
+    finally:
+        if sync_process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                sync_process.kill()
+            sync_process.wait()
+        dovecot.close()
+        if arguments.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
