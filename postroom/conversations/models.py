@@ -78,6 +78,12 @@ class Message(OrgScoped):
 
     class Meta:
         ordering = ["sent_at", "created_at"]
+        # Every lookup is scoped to one organization: without these, SQLite (which keeps no
+        # statistics) walks the organization index, i.e. every message, for each new message.
+        indexes = [
+            models.Index(fields=["organization", "message_id_index"], name="message_org_message_id"),
+            models.Index(fields=["organization", "content_index"], name="message_org_content"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["organization", "message_id_index"], condition=~models.Q(message_id_index=""), name="message_unique_message_id"
