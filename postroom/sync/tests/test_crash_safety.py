@@ -50,6 +50,10 @@ def sync_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[byte
             process.kill()
             process.wait()
 
+# Bounds, not measurements: these tests start real service processes, which on a loaded 2-core
+# machine (two test workers, CI) can take many seconds just to start.
+PROCESS_WAIT_SECONDS = 180.0
+
 
 def fill(dovecot: Dovecot, user: MailUser, numbers: range) -> list[int]:
     with dovecot.connect(user) as client:
@@ -87,7 +91,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
         close_old_connections()
         expire_leases()
     survivor = sync_process()
-    wait_until(lambda: MessageCopy.objects.filter(mailbox=mailbox).count() >= len(server_uids), "the import to finish", timeout=60)
+    wait_until(lambda: MessageCopy.objects.filter(mailbox=mailbox).count() >= len(server_uids), "the import to finish", timeout=PROCESS_WAIT_SECONDS)
     survivor.send_signal(signal.SIGTERM)
     assert survivor.wait(timeout=30) == 0
     assert Mailbox.objects.get(pk=mailbox.pk).lease_owner == ""  # a clean stop gives the lease back
@@ -104,7 +108,7 @@ def test_two_services_share_mailboxes_and_one_takes_over_from_a_dead_one(
     # Each may sync at most 2 of the 4 mailboxes, so both must work.
     first = sync_process("--max-mailboxes", "2", "--lease-seconds", "3")
     second = sync_process("--max-mailboxes", "2", "--lease-seconds", "3")
-    wait_until(lambda: MessageCopy.objects.filter(mailbox__in=mailboxes).count() == 20, "both services to import")
+    wait_until(lambda: MessageCopy.objects.filter(mailbox__in=mailboxes).count() == 20, "both services to import", timeout=PROCESS_WAIT_SECONDS)
     owners = dict(Mailbox.objects.filter(pk__in=[box.pk for box in mailboxes]).values_list("pk", "lease_owner"))
     assert len(set(owners.values())) == 2
     first_pid = str(first.pid)
@@ -122,7 +126,7 @@ def test_two_services_share_mailboxes_and_one_takes_over_from_a_dead_one(
     )
     late_user = next(user for user, box in zip(users, mailboxes, strict=True) if box.pk == orphaned[0])
     (late_uid,) = fill(dovecot, late_user, range(100, 101))
-    wait_until(lambda: MessageCopy.objects.filter(mailbox_id=orphaned[0], uid=late_uid).exists(), "new mail in a taken-over mailbox")
+    wait_until(lambda: MessageCopy.objects.filter(mailbox_id=orphaned[0], uid=late_uid).exists(), "new mail in a taken-over mailbox", timeout=PROCESS_WAIT_SECONDS)
     for box in mailboxes:
         assert MessageCopy.objects.filter(mailbox=box).count() == MessageCopy.objects.filter(mailbox=box).values("uid").distinct().count()
     second.send_signal(signal.SIGTERM)
