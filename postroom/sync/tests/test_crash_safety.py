@@ -123,6 +123,7 @@ def test_two_services_share_mailboxes_and_one_takes_over_from_a_dead_one(
         lambda: set(Mailbox.objects.filter(pk__in=orphaned).values_list("lease_owner", flat=True)) <= {o for o in Mailbox.objects.values_list("lease_owner", flat=True) if o.split(":")[1] == str(third.pid)} and
         all(Mailbox.objects.filter(pk__in=orphaned).values_list("lease_owner", flat=True)),
         "the dead service's mailboxes to be taken over",
+        timeout=PROCESS_WAIT_SECONDS,
     )
     late_user = next(user for user, box in zip(users, mailboxes, strict=True) if box.pk == orphaned[0])
     (late_uid,) = fill(dovecot, late_user, range(100, 101))
