@@ -79,9 +79,7 @@ class MissingFolder(Exception):  # noqa: N818
 
 # --- connecting ----------------------------------------------------------------------------------
 def mailbox_imap_server(mailbox: Mailbox) -> ServerSettings:
-    return ServerSettings(
-        host=mailbox.imap_host, port=mailbox.imap_port, tls=TlsMode(mailbox.imap_tls), private_ca_pem=mailbox.private_ca_pem or None
-    )
+    return ServerSettings(host=mailbox.imap_host, port=mailbox.imap_port, tls=TlsMode(mailbox.imap_tls), private_ca_pem=mailbox.private_ca_pem or None)
 
 
 def imap_open_for(mailbox: Mailbox, *, timeout: float = 30.0) -> IMAPClient:
@@ -148,11 +146,7 @@ class MailboxSync:
             lowered = {attribute.lower() for attribute in attributes}
             if b"\\noselect" in lowered or b"\\nonexistent" in lowered:
                 continue
-            role = (
-                FolderRole.INBOX
-                if name.upper() == "INBOX"
-                else next((SPECIAL_USE_ROLES[a] for a in lowered if a in SPECIAL_USE_ROLES), None)
-            )
+            role = FolderRole.INBOX if name.upper() == "INBOX" else next((SPECIAL_USE_ROLES[a] for a in lowered if a in SPECIAL_USE_ROLES), None)
             if role is None or role in found:
                 continue
             try:
