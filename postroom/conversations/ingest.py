@@ -25,6 +25,12 @@ Defences and guarantees:
   constraint; on SQLite writers are serialised (``BEGIN IMMEDIATE``) and the content index is
   checked again inside the transaction, on PostgreSQL a transaction-scoped advisory lock on the
   content index serialises the two.
+- ``messages_ingest_batch`` (the sync engine's path) keeps every guarantee above for a batch of
+  fetched messages: it parses them all and looks up their copies and known messages with a few
+  queries outside the transaction, makes all their blobs durable once, then stores the batch in
+  one transaction, threading each message in order exactly as one ``message_ingest`` after the
+  other would. A lost race rolls the whole batch back; its messages are then stored one at a
+  time as above. ``message_ingest`` is a batch of one.
 """
 
 from __future__ import annotations
