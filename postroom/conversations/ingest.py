@@ -402,6 +402,9 @@ def _create_message(organization_id: Any, prepared: _Prepared) -> Message:
     if message_id_index:
         claimed_id_holder = Message.objects.filter(organization_id=organization_id, message_id_index=message_id_index).first()
         if claimed_id_holder is not None:
+            if claimed_id_holder.content_index == prepared.content_index:
+                # Another worker committed this very message since our lookup (read committed).
+                return claimed_id_holder
             message_id_index = ""  # same Message-ID, different content: see the module docstring
     conversation = _conversation_for(organization_id, prepared, claimed_id_holder)
     message = Message(
