@@ -25,13 +25,19 @@ Defences and guarantees:
   constraint; on SQLite writers are serialised (``BEGIN IMMEDIATE``) and the content index is
   checked again inside the transaction, on PostgreSQL a transaction-scoped advisory lock on the
   content index serialises the two.
+- ``messages_ingest_batch`` (the sync engine's path) keeps every guarantee above for a batch of
+  fetched messages: it parses them all and looks up their copies and known messages with a few
+  queries outside the transaction, makes all their blobs durable once, then stores the batch in
+  one transaction, threading each message in order exactly as one ``message_ingest`` after the
+  other would. A lost race rolls the whole batch back; its messages are then stored one at a
+  time as above. ``message_ingest`` is a batch of one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from html.parser import HTMLParser
@@ -43,7 +49,7 @@ from django.utils import timezone
 
 from postroom.conversations import threading
 from postroom.conversations.models import Attachment, Conversation, Direction, Message, MessageCopy, MessageReference
-from postroom.core.blobs import blob_put
+from postroom.core.blobs import BlobBatch, blob_put
 from postroom.core.keys import keyring, org_scope
 from postroom.mailboxes.models import Folder, Mailbox
 from postroom.mime.addresses import Mailbox as Address
@@ -52,6 +58,17 @@ from postroom.mime.parse import MessageBody, ParsedMessage, Quarantined, parse_m
 
 SNIPPET_LENGTH = 200
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+@dataclass(frozen=True)
+class IngestItem:
+    """One fetched server copy for ``messages_ingest_batch``."""
+
+    uid: int
+    raw: bytes
+    flags: Iterable[bytes | str] = ()
+    modseq: int | None = None
+    internal_date: datetime | None = None
 
 
 def message_ingest(
@@ -67,22 +84,134 @@ def message_ingest(
     direction: str = Direction.INBOUND,
 ) -> MessageCopy:
     """Store the message at (``folder``, ``uidvalidity``, ``uid``) of ``mailbox``; see the module docstring."""
-    flag_names = {(flag.decode("ascii", "replace") if isinstance(flag, bytes) else flag).lower() for flag in flags}
-    existing = MessageCopy.objects.filter(folder=folder, uidvalidity=uidvalidity, uid=uid).first()
-    if existing is not None:
-        return _update_flags(existing, flag_names, modseq)
+    item = IngestItem(uid=uid, raw=raw, flags=flags, modseq=modseq, internal_date=internal_date)
+    return messages_ingest_batch(mailbox=mailbox, folder=folder, uidvalidity=uidvalidity, items=[item], direction=direction)[uid]
 
-    scope = org_scope(mailbox.organization_id)
-    parsed = parse_message(raw)
-    headers = parsed if isinstance(parsed, ParsedMessage) else None
-    message_id_index = _message_id_index(scope, headers.message_id) if headers and headers.message_id else ""
-    content_index = keyring().blind_index(scope, "message-content", _content_fingerprint(raw, headers))
 
-    message = _known_message(mailbox.organization_id, message_id_index, content_index)
-    if message is None:
-        prepared = _prepare(scope, raw, parsed, internal_date, direction, message_id_index, content_index)
-        return _store_new(mailbox, folder, uidvalidity, uid, flag_names, modseq, prepared)
-    return _store_copy(mailbox, folder, uidvalidity, uid, flag_names, modseq, message)
+def messages_ingest_batch(
+    *, mailbox: Mailbox, folder: Folder, uidvalidity: int, items: Sequence[IngestItem], direction: str = Direction.INBOUND
+) -> dict[int, MessageCopy]:
+    """``message_ingest`` for each item, in order (threading sees them in that order), in one
+    transaction. Returns the copy of each UID; an item repeating an earlier UID is ignored."""
+    unique = list({item.uid: item for item in reversed(items)}.values())[::-1]
+    try:
+        return _ingest_batch(mailbox, folder, uidvalidity, unique, direction)
+    except IntegrityError:
+        # Lost a race to another worker: the same server copy, or the same Message-ID, was
+        # stored meanwhile. The winner has committed (the constraint waited for it), so a second
+        # pass finds its rows; one item at a time, so that one more lost race costs one item.
+        if len(unique) == 1:
+            return _ingest_batch(mailbox, folder, uidvalidity, unique, direction)
+        copies: dict[int, MessageCopy] = {}
+        for item in unique:
+            copies.update(messages_ingest_batch(mailbox=mailbox, folder=folder, uidvalidity=uidvalidity, items=[item], direction=direction))
+        return copies
+
+
+@dataclass
+class _Incoming:
+    item: IngestItem
+    flag_names: set[str]
+    message_id_index: str
+    content_index: str
+    message: Message | None = None  # known already, or
+    prepared: _Prepared | None = None  # new (unless stored meanwhile)
+
+
+def _flag_names(flags: Iterable[bytes | str]) -> set[str]:
+    return {(flag.decode("ascii", "replace") if isinstance(flag, bytes) else flag).lower() for flag in flags}
+
+
+def _ingest_batch(mailbox: Mailbox, folder: Folder, uidvalidity: int, items: list[IngestItem], direction: str) -> dict[int, MessageCopy]:
+    copies: dict[int, MessageCopy] = {}
+    existing = MessageCopy.objects.filter(folder=folder, uidvalidity=uidvalidity, uid__in=[item.uid for item in items])
+    for copy in existing:
+        item = next(item for item in items if item.uid == copy.uid)
+        copies[copy.uid] = _update_flags(copy, _flag_names(item.flags), item.modseq)
+    organization_id = mailbox.organization_id
+    scope = org_scope(organization_id)
+    incoming: list[_Incoming] = []
+    parsed_of: dict[int, ParsedMessage | Quarantined] = {}
+    for item in items:
+        if item.uid in copies:
+            continue
+        parsed = parsed_of[item.uid] = parse_message(item.raw)
+        headers = parsed if isinstance(parsed, ParsedMessage) else None
+        incoming.append(
+            _Incoming(
+                item=item,
+                flag_names=_flag_names(item.flags),
+                message_id_index=_message_id_index(scope, headers.message_id) if headers and headers.message_id else "",
+                content_index=keyring().blind_index(scope, "message-content", _content_fingerprint(item.raw, headers)),
+            )
+        )
+    if not incoming:
+        return copies
+    known = _KnownMessages(organization_id, [entry.content_index for entry in incoming])
+    blobs = BlobBatch()
+    try:
+        for entry in incoming:
+            entry.message = known.find(entry.message_id_index, entry.content_index)
+            if entry.message is None:
+                entry.prepared = _prepare(
+                    scope,
+                    entry.item.raw,
+                    parsed_of[entry.item.uid],
+                    entry.item.internal_date,
+                    direction,
+                    entry.message_id_index,
+                    entry.content_index,
+                    blobs.put,
+                )
+        blobs.durable()
+    finally:
+        blobs.discard()
+    with transaction.atomic():
+        new = [entry for entry in incoming if entry.prepared is not None]
+        # Sorted, so that two workers taking several locks cannot deadlock.
+        for content_index in sorted({entry.content_index for entry in new if not entry.message_id_index}):
+            _lock_content(content_index)
+        known_now = _KnownMessages(organization_id, [entry.content_index for entry in new])
+        pending: list[MessageCopy] = []
+        for entry in incoming:
+            message = entry.message
+            if entry.prepared is not None:
+                message = known_now.find(entry.message_id_index, entry.content_index)
+                if message is None:
+                    message = _create_message(organization_id, entry.prepared)
+                    known_now.add(message)
+            item = entry.item
+            pending.append(
+                MessageCopy(
+                    mailbox=mailbox,
+                    folder=folder,
+                    uidvalidity=uidvalidity,
+                    uid=item.uid,
+                    message=message,
+                    modseq=item.modseq,
+                    **_flag_values(entry.flag_names),
+                )
+            )
+        for copy in MessageCopy.objects.bulk_create(pending):
+            copies[copy.uid] = copy
+    return {item.uid: copies[item.uid] for item in items}
+
+
+class _KnownMessages:
+    """The organization's messages with any of some content indexes, plus those stored meanwhile."""
+
+    def __init__(self, organization_id: Any, content_indexes: list[str]) -> None:
+        self.by_content: dict[str, list[Message]] = {}
+        for message in Message.objects.filter(organization_id=organization_id, content_index__in=set(content_indexes)).order_by("pk"):
+            self.add(message)
+
+    def add(self, message: Message) -> None:
+        self.by_content.setdefault(message.content_index, []).append(message)
+
+    def find(self, message_id_index: str, content_index: str) -> Message | None:
+        # A message whose Message-ID was taken by different content is stored without its index.
+        id_indexes = {message_id_index, ""} if message_id_index else {""}
+        return next((message for message in self.by_content.get(content_index, ()) if message.message_id_index in id_indexes), None)
 
 
 # --- Copies ----------------------------------------------------------------------------------
@@ -105,25 +234,6 @@ def _update_flags(copy: MessageCopy, flag_names: set[str], modseq: int | None) -
     return copy
 
 
-def _new_copy(
-    mailbox: Mailbox, folder: Folder, uidvalidity: int, uid: int, flag_names: set[str], modseq: int | None, message: Message
-) -> MessageCopy:
-    return MessageCopy.objects.create(
-        mailbox=mailbox, folder=folder, uidvalidity=uidvalidity, uid=uid, message=message, modseq=modseq, **_flag_values(flag_names)
-    )
-
-
-def _store_copy(
-    mailbox: Mailbox, folder: Folder, uidvalidity: int, uid: int, flag_names: set[str], modseq: int | None, message: Message
-) -> MessageCopy:
-    try:
-        with transaction.atomic():
-            return _new_copy(mailbox, folder, uidvalidity, uid, flag_names, modseq, message)
-    except IntegrityError:
-        # Another worker stored this very server copy between our lookup and our insert.
-        return MessageCopy.objects.get(folder=folder, uidvalidity=uidvalidity, uid=uid)
-
-
 # --- Finding a message already stored ----------------------------------------------------------
 
 
@@ -141,12 +251,6 @@ def _content_fingerprint(raw: bytes, headers: ParsedMessage | None) -> str:
     senders = ",".join(sorted(address.address.lower() for address in headers.from_))
     date = headers.date.isoformat() if headers.date else ""
     return f"v1:{senders}|{date}|{hashlib.sha256(headers.subject.encode('utf-8')).hexdigest()}|{digest}"
-
-
-def _known_message(organization_id: Any, message_id_index: str, content_index: str) -> Message | None:
-    # A message whose Message-ID was taken by different content is stored without its index.
-    id_indexes = [message_id_index, ""] if message_id_index else [""]
-    return Message.objects.filter(organization_id=organization_id, content_index=content_index, message_id_index__in=id_indexes).first()
 
 
 # --- A new message -----------------------------------------------------------------------------
@@ -235,6 +339,7 @@ def _prepare(
     direction: str,
     message_id_index: str,
     content_index: str,
+    put_blob: Callable[[str, bytes], str] = blob_put,
 ) -> _Prepared:
     now = timezone.now()
     headers = parsed if isinstance(parsed, ParsedMessage) else None
@@ -248,7 +353,7 @@ def _prepare(
         sent_at=headers.date if headers else internal_date,
         received_at=min(internal_date or (headers.date if headers else None) or now, now),
         size=len(raw),
-        raw_blob=blob_put(scope, raw),
+        raw_blob=put_blob(scope, raw),
         subject=headers.subject if headers else "",
         addresses={},
         snippet="",
@@ -277,39 +382,12 @@ def _prepare(
                     filename=safe_filename(part.filename, part.content_type),
                     content_type=part.content_type[:127],
                     size=part.size,
-                    blob=blob_put(scope, part.content),
+                    blob=put_blob(scope, part.content),
                     content_id_index=keyring().blind_index(scope, "content-id", part.content_id) if part.content_id else "",
                     is_inline=inline,
                 )
             )
     return prepared
-
-
-def _store_new(
-    mailbox: Mailbox, folder: Folder, uidvalidity: int, uid: int, flag_names: set[str], modseq: int | None, prepared: _Prepared
-) -> MessageCopy:
-    try:
-        return _store_new_once(mailbox, folder, uidvalidity, uid, flag_names, modseq, prepared)
-    except IntegrityError:
-        # Lost a race: the same server copy, or the same Message-ID, was stored meanwhile. The
-        # winner has committed (the constraint waited for it), so a second pass finds its rows.
-        copy = MessageCopy.objects.filter(folder=folder, uidvalidity=uidvalidity, uid=uid).first()
-        if copy is not None:
-            return copy
-        return _store_new_once(mailbox, folder, uidvalidity, uid, flag_names, modseq, prepared)
-
-
-def _store_new_once(
-    mailbox: Mailbox, folder: Folder, uidvalidity: int, uid: int, flag_names: set[str], modseq: int | None, prepared: _Prepared
-) -> MessageCopy:
-    organization_id = mailbox.organization_id
-    with transaction.atomic():
-        if not prepared.message_id_index:
-            _lock_content(prepared.content_index)
-        message = _known_message(organization_id, prepared.message_id_index, prepared.content_index)
-        if message is None:
-            message = _create_message(organization_id, prepared)
-        return _new_copy(mailbox, folder, uidvalidity, uid, flag_names, modseq, message)
 
 
 def _lock_content(content_index: str) -> None:
@@ -326,6 +404,9 @@ def _create_message(organization_id: Any, prepared: _Prepared) -> Message:
         if claimed_id_holder is not None and claimed_id_holder.content_index == prepared.content_index:
             return claimed_id_holder  # another worker stored this very message since we looked
         if claimed_id_holder is not None:
+            if claimed_id_holder.content_index == prepared.content_index:
+                # Another worker committed this very message since our lookup (read committed).
+                return claimed_id_holder
             message_id_index = ""  # same Message-ID, different content: see the module docstring
     conversation = _conversation_for(organization_id, prepared, claimed_id_holder)
     message = Message(

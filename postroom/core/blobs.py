@@ -7,6 +7,14 @@ bound to the scope and the name. Writes go to a temporary file and are renamed i
 crash leaves no half-written blob; writing a blob that exists already is a no-op. Blobs are
 written before the database transaction that references them (slow I/O stays out of it); a
 crash in between leaves an unreferenced blob, which is harmless and can be swept.
+
+``BlobBatch`` writes many blobs for one database transaction (a batch of fetched messages) and
+makes them durable together: each temporary file is written without waiting for the disk, then
+``durable()`` fsyncs them all in one pass, renames them into place and fsyncs each directory
+once. A blob therefore appears under its name only after its bytes are on disk (a crash never
+leaves a truncated blob that a later write would skip as "already there"), and every blob is
+durable before the transaction that references it commits. Waiting for the disk once per batch
+instead of once per file lets the kernel write the batch out together.
 """
 
 from __future__ import annotations
@@ -55,6 +63,51 @@ def blob_put(scope: str, content: bytes) -> str:
         os.fsync(handle.fileno())
     os.replace(temporary, path)
     return name
+
+
+class BlobBatch:
+    """Blobs written now and made durable together by ``durable()``; see the module docstring."""
+
+    def __init__(self) -> None:
+        self._pending: dict[Path, tuple[Path, int]] = {}  # final path -> (temporary path, open descriptor)
+
+    def put(self, scope: str, content: bytes) -> str:
+        name = blob_name(scope, content)
+        path = _path(scope, name)
+        if path in self._pending or path.exists():
+            return name
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temporary = path.with_name(f".{name}.{secrets.token_hex(4)}.tmp")
+        sealed = keyring().encrypt(scope, _field(name), content)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._pending[path] = (temporary, descriptor)
+        view = memoryview(sealed)
+        while view:
+            view = view[os.write(descriptor, view) :]
+        return name
+
+    def durable(self) -> None:
+        """Every blob put so far on disk under its name."""
+        try:
+            for _, descriptor in self._pending.values():
+                os.fsync(descriptor)
+            for path, (temporary, _) in self._pending.items():
+                os.replace(temporary, path)
+            for directory in {path.parent for path in self._pending}:
+                directory_descriptor = os.open(directory, os.O_RDONLY)
+                try:
+                    os.fsync(directory_descriptor)
+                finally:
+                    os.close(directory_descriptor)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Forget the blobs not yet made durable, removing their temporary files."""
+        for temporary, descriptor in self._pending.values():
+            os.close(descriptor)
+            temporary.unlink(missing_ok=True)
+        self._pending.clear()
 
 
 def blob_get(scope: str, name: str) -> bytes:

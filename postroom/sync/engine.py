@@ -36,7 +36,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 from imapclient import IMAPClient
 
-from postroom.conversations.ingest import message_ingest
+from postroom.conversations.ingest import IngestItem, messages_ingest_batch
 from postroom.conversations.models import Message, MessageCopy
 from postroom.mailboxes.connection import ServerSettings, TlsMode, open_imap
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox
@@ -102,6 +102,18 @@ def imap_session(mailbox: Mailbox) -> Iterator[IMAPClient]:
     finally:
         with contextlib.suppress(Exception):
             client.logout()
+
+
+def _ingest_item(uid: int, raw: bytes, data: dict[bytes, Any]) -> IngestItem:
+    modseq = data.get(b"MODSEQ")
+    internal_date = data.get(b"INTERNALDATE")
+    return IngestItem(
+        uid=uid,
+        raw=bytes(raw),
+        flags=data.get(b"FLAGS", ()),
+        modseq=int(modseq[0]) if modseq else None,
+        internal_date=internal_date if isinstance(internal_date, datetime) else None,
+    )
 
 
 def _chunks(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
@@ -235,11 +247,10 @@ class MailboxSync:
         oversized = [uid for uid in uids if uid in sizes and uid not in fitting]
         items = ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"] + (["MODSEQ"] if self.condstore else [])
         fetched = self.client.fetch(fitting, items) if fitting else {}
-        for uid in sorted(fetched):
-            data = fetched[uid]
-            if b"BODY[]" not in data:
-                continue  # an unsolicited FLAGS update, or the message was expunged meanwhile
-            self._ingest(folder, uidvalidity, uid, data[b"BODY[]"], data)
+        # Without BODY[]: an unsolicited FLAGS update, or the message was expunged meanwhile.
+        batch = [_ingest_item(uid, fetched[uid][b"BODY[]"], fetched[uid]) for uid in sorted(fetched) if b"BODY[]" in fetched[uid]]
+        if batch:
+            messages_ingest_batch(mailbox=self.mailbox, folder=folder, uidvalidity=uidvalidity, items=batch)
         if oversized:
             self._store_oversized(folder, uidvalidity, oversized)
         messages_stored.send(sender=MailboxSync, mailbox_id=self.mailbox.pk, folder_id=folder.pk, uids=list(uids))
@@ -256,18 +267,9 @@ class MailboxSync:
             Message.objects.filter(pk=copy.message_id).update(quarantine_reason=QuarantineReason.TOO_LARGE)
 
     def _ingest(self, folder: Folder, uidvalidity: int, uid: int, raw: bytes, data: dict[bytes, Any]) -> MessageCopy:
-        modseq = data.get(b"MODSEQ")
-        internal_date = data.get(b"INTERNALDATE")
-        return message_ingest(
-            mailbox=self.mailbox,
-            folder=folder,
-            uidvalidity=uidvalidity,
-            uid=uid,
-            raw=bytes(raw),
-            flags=data.get(b"FLAGS", ()),
-            modseq=int(modseq[0]) if modseq else None,
-            internal_date=internal_date if isinstance(internal_date, datetime) else None,
-        )
+        return messages_ingest_batch(mailbox=self.mailbox, folder=folder, uidvalidity=uidvalidity, items=[_ingest_item(uid, raw, data)])[
+            uid
+        ]
 
     # changes made by other clients -----------------------------------------------------------------
     def _refresh_known(self, folder: Folder, uidvalidity: int, highest_modseq: int | None) -> None:

@@ -1,0 +1,196 @@
+"""messages_ingest_batch: the sync engine's path, which must store exactly what message_ingest would."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+
+from postroom.conversations.ingest import IngestItem, message_ingest, messages_ingest_batch
+from postroom.conversations.models import Attachment, Message, MessageCopy
+from postroom.conversations.tests.conftest import build_raw, inbox_of
+from postroom.core.blobs import blob_get
+from postroom.mailboxes.models import Folder, Mailbox
+
+pytestmark = pytest.mark.django_db
+
+DEEP_MIME = (
+    b"Subject: deep\r\nFrom: x@example.test\r\nMessage-ID: <deep@example.test>\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n"
+    + b"".join(f"--b{depth}\r\nContent-Type: multipart/mixed; boundary=b{depth + 1}\r\n\r\n".encode() for depth in range(150))
+)
+
+
+def batch(mailbox: Mailbox, items: list[IngestItem], folder: Folder | None = None) -> dict[int, MessageCopy]:
+    return messages_ingest_batch(mailbox=mailbox, folder=folder or inbox_of(mailbox), uidvalidity=7, items=items)
+
+
+def test_duplicates_inside_one_batch_are_one_message(alice_mailbox: Mailbox) -> None:
+    pdf = b"%PDF-1.4 " + bytes(range(256)) * 8
+    raw = build_raw(attachments=(("invoice.pdf", "application/pdf", pdf),))
+    # The same message under another server's trace header; one without Message-ID, twice.
+    relayed = b"Received: from relay.example by mx.example\r\n" + raw
+    anonymous = build_raw(message_id=None, subject="No id", text="Same body\n")
+    copies = batch(
+        alice_mailbox,
+        [
+            IngestItem(uid=1, raw=raw),
+            IngestItem(uid=2, raw=relayed, flags=[b"\\Seen"]),
+            IngestItem(uid=3, raw=anonymous),
+            IngestItem(uid=4, raw=anonymous),
+            IngestItem(uid=4, raw=anonymous),  # a repeated UID is one copy
+        ],
+    )
+    assert sorted(copies) == [1, 2, 3, 4]
+    assert copies[1].message_id == copies[2].message_id
+    assert copies[3].message_id == copies[4].message_id
+    assert copies[1].message_id != copies[3].message_id
+    assert Message.objects.count() == 2
+    assert MessageCopy.objects.count() == 4
+    assert Attachment.objects.count() == 1
+    assert copies[2].seen
+    assert not copies[1].seen
+    stored = Message.objects.get(pk=copies[1].message_id)
+    assert blob_get(alice_mailbox.key_scope(), stored.raw_blob) == raw
+    assert blob_get(alice_mailbox.key_scope(), Attachment.objects.get().blob) == pdf
+    assert stored.conversation.message_count == 1
+
+
+def test_a_batch_with_uids_already_stored_updates_their_flags_and_adds_the_rest(alice_mailbox: Mailbox, bob_mailbox: Mailbox) -> None:
+    first = message_ingest(mailbox=alice_mailbox, folder=inbox_of(alice_mailbox), uidvalidity=7, uid=1, raw=build_raw())
+    known_elsewhere = build_raw(message_id="<elsewhere@customer.example>", text="Known\n")
+    message_ingest(mailbox=bob_mailbox, folder=inbox_of(bob_mailbox), uidvalidity=7, uid=9, raw=known_elsewhere)
+    copies = batch(
+        alice_mailbox,
+        [
+            IngestItem(uid=1, raw=build_raw(), flags=["\\Flagged"], modseq=12),
+            IngestItem(uid=2, raw=known_elsewhere),
+            IngestItem(uid=3, raw=build_raw(message_id="<new@customer.example>", text="New\n")),
+        ],
+    )
+    assert copies[1].pk == first.pk
+    copies[1].refresh_from_db()
+    assert copies[1].flagged
+    assert copies[1].modseq == 12
+    assert Message.objects.count() == 3  # the first, the one Bob has, the new one
+    assert MessageCopy.objects.filter(mailbox=alice_mailbox).count() == 3
+    assert copies[2].message.copies.count() == 2
+    again = batch(alice_mailbox, [IngestItem(uid=3, raw=b"ignored: the copy exists")])
+    assert again[3].pk == copies[3].pk
+    assert Message.objects.count() == 3
+
+
+def test_quarantined_and_garbage_messages_in_a_batch_are_stored_without_raising(alice_mailbox: Mailbox) -> None:
+    garbage = b"\x00\xff" * 100
+    copies = batch(
+        alice_mailbox,
+        [IngestItem(uid=1, raw=build_raw()), IngestItem(uid=2, raw=DEEP_MIME), IngestItem(uid=3, raw=garbage), IngestItem(uid=4, raw=b"")],
+    )
+    assert copies[1].message.quarantine_reason == ""
+    assert copies[2].message.quarantine_reason == "mime_too_deep"
+    assert copies[2].message.text_body is None
+    for uid, raw in [(2, DEEP_MIME), (3, garbage), (4, b"")]:
+        assert blob_get(alice_mailbox.key_scope(), copies[uid].message.raw_blob) == raw
+    assert Message.objects.count() == 4
+
+
+def _thread_sample(to: str) -> list[bytes]:
+    start = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+
+    def at(minutes: int) -> datetime:
+        return start + timedelta(minutes=minutes)
+
+    return [
+        # Replies before their parent, in two branches the parent then merges.
+        build_raw(to=to, message_id="<r1@x>", in_reply_to="<root@x>", subject="Re: Order", date=at(5), text="r1\n"),
+        build_raw(
+            to=to,
+            message_id="<r2@x>",
+            references="<root@x> <other@x>",
+            in_reply_to="<other@x>",
+            subject="Re: Order",
+            date=at(6),
+            text="r2\n",
+        ),
+        build_raw(to=to, message_id="<other@x>", subject="Something", date=at(3), text="other\n"),
+        build_raw(to=to, message_id="<root@x>", subject="Order", date=at(1), text="root\n"),
+        build_raw(to=to, message_id="<r3@x>", in_reply_to="<r1@x>", subject="Re: Order", date=at(7), text="r3\n"),
+        # A forged Message-ID: stored on its own, in the conversation of the ID it claims.
+        build_raw(to=to, message_id="<root@x>", subject="Order", date=at(8), text="forged\n"),
+        # Subject fallback, with and without a shared participant.
+        build_raw(to=to, message_id="<s1@x>", subject="Refund", date=at(10), text="s1\n"),
+        build_raw(to=to, message_id="<s2@x>", subject="RE: refund", date=at(20), text="s2\n"),
+        build_raw(to=to, message_id="<s3@x>", subject="Refund", sender="Eve <eve@elsewhere.example>", date=at(30), text="s3\n"),
+        build_raw(to=to, message_id=None, subject="Refund", date=at(40), text="s4\n"),
+        build_raw(to=to, message_id=None, subject="Refund", date=at(40), text="s4\n"),
+    ]
+
+
+def _conversations_by_uid(mailbox: Mailbox) -> set[frozenset[int]]:
+    groups: dict[object, set[int]] = {}
+    for copy in MessageCopy.objects.filter(mailbox=mailbox).select_related("message"):
+        groups.setdefault(copy.message.conversation_id, set()).add(copy.uid)
+    return {frozenset(uids) for uids in groups.values()}
+
+
+def test_threading_in_a_batch_matches_storing_one_at_a_time(alice_mailbox: Mailbox, charlie_mailbox: Mailbox) -> None:
+    # Each organization's own address is the recipient: it never counts as a shared participant.
+    sample = _thread_sample(alice_mailbox.email_address)
+    for uid, raw in enumerate(sample, start=1):
+        message_ingest(mailbox=alice_mailbox, folder=inbox_of(alice_mailbox), uidvalidity=7, uid=uid, raw=raw)
+    batch(charlie_mailbox, [IngestItem(uid=uid, raw=raw) for uid, raw in enumerate(_thread_sample(charlie_mailbox.email_address), start=1)])
+    sequential = _conversations_by_uid(alice_mailbox)
+    assert _conversations_by_uid(charlie_mailbox) == sequential
+    assert {1, 2, 3, 4, 5, 6} in sequential  # the sample does exercise merging and the forged ID
+    assert {7, 8, 10, 11} in sequential
+    counts = {
+        mailbox.pk: sorted(
+            (copy.message.conversation.message_count, copy.uid)
+            for copy in MessageCopy.objects.filter(mailbox=mailbox).select_related("message__conversation")
+        )
+        for mailbox in (alice_mailbox, charlie_mailbox)
+    }
+    assert counts[alice_mailbox.pk] == counts[charlie_mailbox.pk]
+    for organization_id in (alice_mailbox.organization_id, charlie_mailbox.organization_id):
+        assert Message.objects.filter(organization_id=organization_id).count() == len(sample) - 1
+        assert Message.objects.filter(organization_id=organization_id, message_id_index="").count() == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_workers_ingesting_overlapping_batches_at_once_store_each_message_once(alice_mailbox: Mailbox) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises writers (BEGIN IMMEDIATE); the race needs PostgreSQL")
+    workers = 4
+    folders = [Folder.objects.create(mailbox=alice_mailbox, name=f"Folder {number}", uidvalidity=7) for number in range(workers)]
+    shared_folder = folders[0]
+    for round_number in range(3):
+        raws = [build_raw(message_id=f"<race{round_number}-{n}@example.test>", text=f"Round {round_number} {n}\n") for n in range(5)]
+        raws.append(build_raw(message_id=None, text=f"No id {round_number}\n"))
+        barrier = threading.Barrier(workers * 2)
+        errors: list[BaseException] = []
+
+        items = [IngestItem(uid=100 * round_number + n, raw=raw) for n, raw in enumerate(raws)]
+
+        def work(
+            folder: Folder, items: list[IngestItem] = items, barrier: threading.Barrier = barrier, errors: list[BaseException] = errors
+        ) -> None:
+            try:
+                barrier.wait()
+                messages_ingest_batch(mailbox=alice_mailbox, folder=folder, uidvalidity=7, items=items)
+            except BaseException as error:
+                errors.append(error)
+            finally:
+                connection.close()
+
+        # Each folder twice: two workers racing for the same server copies, too.
+        threads = [threading.Thread(target=work, args=(folder,)) for folder in folders * 2]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+    assert Message.objects.count() == 3 * 6
+    assert MessageCopy.objects.count() == 3 * 6 * workers
+    assert MessageCopy.objects.filter(folder=shared_folder).count() == 3 * 6
