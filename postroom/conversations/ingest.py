@@ -401,8 +401,6 @@ def _create_message(organization_id: Any, prepared: _Prepared) -> Message:
     message_id_index = prepared.message_id_index
     if message_id_index:
         claimed_id_holder = Message.objects.filter(organization_id=organization_id, message_id_index=message_id_index).first()
-        if claimed_id_holder is not None and claimed_id_holder.content_index == prepared.content_index:
-            return claimed_id_holder  # another worker stored this very message since we looked
         if claimed_id_holder is not None:
             if claimed_id_holder.content_index == prepared.content_index:
                 # Another worker committed this very message since our lookup (read committed).
