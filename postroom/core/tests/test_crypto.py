@@ -95,12 +95,26 @@ def test_r46_tampered_wrapped_key_fails_closed(caplog: pytest.LogCaptureFixture)
         fresh.decrypt_text("org:tamper", FIELD, value)
 
 
-@pytest.mark.django_db
-def test_r46_master_key_rotation_rewraps_and_old_key_can_go(tmp_path, settings) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def temporary_master_key(tmp_path, settings):  # type: ignore[no-untyped-def]
+    """A master key file of the test's own; the process-wide keyring is restored afterwards.
+
+    Other tests (and the service processes some of them start) read the data directory's key
+    file; a keyring left on this one would wrap their new data keys with a key they lack.
+    """
+    original_path = settings.MASTER_KEY_PATH
     key_file = tmp_path / "master.key"
     key_file.write_text(new_master_key_line() + "\n")
     settings.MASTER_KEY_PATH = key_file
     keys.reload_keyring()
+    yield key_file
+    settings.MASTER_KEY_PATH = original_path
+    keys.reload_keyring()
+
+
+@pytest.mark.django_db
+def test_r46_master_key_rotation_rewraps_and_old_key_can_go(temporary_master_key) -> None:  # type: ignore[no-untyped-def]
+    key_file = temporary_master_key
     value = keys.keyring().encrypt_text("org:rotate", FIELD, "survives rotation")
     new_id, count = keys.rotate_master_key()
     assert count >= 1
