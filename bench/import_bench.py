@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import trustme
-from mime_parse import CHARSETS, GREETINGS, WORDS, _text_for_charset
+from mime_parse import GREETINGS, WORDS, add_trace_and_body
 
 from postroom.testing.dovecot import Dovecot, MailUser
 
@@ -68,19 +68,7 @@ def build_message(rng: random.Random, number: int, thread_start: int, sent_at: d
         message["In-Reply-To"] = f"<{number - 1}.{seed}@example.org>"
         message["References"] = " ".join(f"<{n}.{seed}@example.org>" for n in range(thread_start, number))
     message["Date"] = format_datetime(sent_at)
-    for hop in range(rng.randint(3, 8)):
-        message["Received"] = f"from mx{hop}.example.net (mx{hop}.example.net [192.0.2.{hop}]) by mx.example.org with ESMTPS id {number}"
-    charset = rng.choice(CHARSETS)
-    kind = rng.random()
-    text = _text_for_charset(rng, charset, rng.randint(2_000, 12_000))
-    message.set_content(text, charset=charset)
-    if kind > 0.4:
-        paragraphs = "".join(f"<p style='color:#333'>{block}</p>" for block in text.split("\n\n"))
-        html = f"<html><body><table><tr><td>{paragraphs}</td></tr></table><img src='https://t.example.net/p.gif' width=1 height=1></body></html>"
-        message.add_alternative(html, subtype="html", charset="utf-8")
-    if kind > 0.8:
-        blob = rng.randbytes(rng.randint(20_000, 120_000))
-        message.add_attachment(blob, maintype="application", subtype="pdf", filename=f"report-{number}.pdf")
+    add_trace_and_body(message, rng, number)
     return bytes(message)
 
 

@@ -63,23 +63,26 @@ def build_corpus(count: int, seed: int = 20261121) -> list[bytes]:
             message["In-Reply-To"] = f"<{number - 1}.{seed}@example.org>"
             message["References"] = " ".join(f"<{n}.{seed}@example.org>" for n in range(number - number % 3, number))
         message["Date"] = "Sat, 21 Nov 2026 10:00:00 +0100"
-        for hop in range(rng.randint(3, 8)):
-            message["Received"] = (
-                f"from mx{hop}.example.net (mx{hop}.example.net [192.0.2.{hop}]) by mx.example.org with ESMTPS id {number}"
-            )
-        charset = rng.choice(CHARSETS)
-        kind = rng.random()
-        text = _text_for_charset(rng, charset, rng.randint(2_000, 12_000))
-        message.set_content(text, charset=charset)
-        if kind > 0.4:
-            paragraphs = "".join(f"<p style='color:#333'>{block}</p>" for block in text.split("\n\n"))
-            html = f"<html><body><table><tr><td>{paragraphs}</td></tr></table><img src='https://t.example.net/p.gif' width=1 height=1></body></html>"
-            message.add_alternative(html, subtype="html", charset="utf-8")
-        if kind > 0.8:
-            blob = rng.randbytes(rng.randint(20_000, 120_000))
-            message.add_attachment(blob, maintype="application", subtype="pdf", filename=f"report-{number}.pdf")
+        add_trace_and_body(message, rng, number)
         messages.append(bytes(message))
     return messages
+
+
+def add_trace_and_body(message: EmailMessage, rng: random.Random, number: int) -> None:
+    """Received hops, a text part in a random charset, HTML on 60 %, a PDF on 20 %."""
+    for hop in range(rng.randint(3, 8)):
+        message["Received"] = f"from mx{hop}.example.net (mx{hop}.example.net [192.0.2.{hop}]) by mx.example.org with ESMTPS id {number}"
+    charset = rng.choice(CHARSETS)
+    kind = rng.random()
+    text = _text_for_charset(rng, charset, rng.randint(2_000, 12_000))
+    message.set_content(text, charset=charset)
+    if kind > 0.4:
+        paragraphs = "".join(f"<p style='color:#333'>{block}</p>" for block in text.split("\n\n"))
+        html = f"<html><body><table><tr><td>{paragraphs}</td></tr></table><img src='https://t.example.net/p.gif' width=1 height=1></body></html>"
+        message.add_alternative(html, subtype="html", charset="utf-8")
+    if kind > 0.8:
+        blob = rng.randbytes(rng.randint(20_000, 120_000))
+        message.add_attachment(blob, maintype="application", subtype="pdf", filename=f"report-{number}.pdf")
 
 
 def full_parse(raw: bytes) -> None:
