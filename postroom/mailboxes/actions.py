@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -385,3 +385,36 @@ def mailbox_mark_needs_reconnect(*, mailbox: Mailbox, reason: str) -> None:
             result=Result.FAILURE, details={"reason": locked.status_reason},
         )
     mailbox.status, mailbox.status_reason = locked.status, locked.status_reason
+
+
+# --- what the sync service learns about a mailbox (system writes, no acting member) -------------
+DISCONNECTED_AFTER = timedelta(minutes=30)
+
+
+def mailbox_record_reachable(*, mailbox_id: uuid.UUID) -> None:
+    """The server answered: the mailbox is active again (audited when it had been disconnected)."""
+    now = timezone.now()
+    with transaction.atomic():
+        came_back = Mailbox.objects.filter(pk=mailbox_id, status=MailboxStatus.DISCONNECTED).update(
+            status=MailboxStatus.ACTIVE, status_reason="", unreachable_since=None, last_synced_at=now
+        )
+        Mailbox.objects.filter(pk=mailbox_id, status=MailboxStatus.ACTIVE).update(unreachable_since=None, last_synced_at=now)
+        if came_back:
+            mailbox = Mailbox.objects.get(pk=mailbox_id)
+            audit_record(action="mailbox.reconnected", organization=mailbox.organization, target=mailbox, target_label=mailbox.email_address)
+
+
+def mailbox_record_unreachable(*, mailbox_id: uuid.UUID, reason: str) -> None:
+    """Remember when the server stopped answering; after 30 minutes show the mailbox as disconnected."""
+    now = timezone.now()
+    with transaction.atomic():
+        Mailbox.objects.filter(pk=mailbox_id, unreachable_since__isnull=True).update(unreachable_since=now)
+        disconnected = Mailbox.objects.filter(
+            pk=mailbox_id, status=MailboxStatus.ACTIVE, unreachable_since__lt=now - DISCONNECTED_AFTER
+        ).update(status=MailboxStatus.DISCONNECTED, status_reason=reason[:300])
+        if disconnected:
+            mailbox = Mailbox.objects.get(pk=mailbox_id)
+            audit_record(
+                action="mailbox.disconnected", organization=mailbox.organization, target=mailbox, target_label=mailbox.email_address,
+                result=Result.FAILURE, details={"reason": reason[:300]},
+            )

@@ -34,6 +34,11 @@ class MailboxStatus(models.TextChoices):
     PAUSED = "paused", "Paused"
 
 
+# The states in which a mailbox is synced; a paused mailbox, or one whose sign-in was refused,
+# waits for its member.
+SYNCABLE_STATUSES = (MailboxStatus.ACTIVE, MailboxStatus.DISCONNECTED)
+
+
 class Mailbox(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="mailboxes")

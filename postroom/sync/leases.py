@@ -29,11 +29,10 @@ from datetime import timedelta
 from django.db.models import Q
 from django.utils import timezone
 
-from postroom.mailboxes.models import Mailbox, MailboxStatus
+from postroom.mailboxes.models import SYNCABLE_STATUSES, Mailbox
 
 LEASE_SECONDS = 60
 # Only these are synced: a mailbox that needs new credentials or is paused waits for a member.
-SYNCABLE_STATUSES = (MailboxStatus.ACTIVE, MailboxStatus.DISCONNECTED)
 
 
 def service_identity() -> str:

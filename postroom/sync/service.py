@@ -27,25 +27,23 @@ import logging
 import threading
 import time
 import uuid
-from datetime import timedelta
 
 from django.db import OperationalError, close_old_connections, connection
-from django.utils import timezone
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
+from postroom.mailboxes.actions import mailbox_mark_needs_reconnect, mailbox_record_reachable, mailbox_record_unreachable
 from postroom.mailboxes.connection import AuthenticationFailed, MailConnectionError
-from postroom.mailboxes.models import Folder, FolderRole, Mailbox, MailboxStatus
+from postroom.mailboxes.models import Folder, FolderRole, Mailbox
 from postroom.mailboxes.oauth import OAuthGrantRevoked, OAuthRefreshFailed
 from postroom.outbox.actions import outgoing_sweep
 from postroom.sync.engine import MailboxSync, imap_open_for
-from postroom.sync.leases import LEASE_SECONDS, SYNCABLE_STATUSES, lease_claim, lease_release, lease_renew, service_identity
+from postroom.sync.leases import LEASE_SECONDS, lease_claim, lease_release, lease_renew, service_identity
 
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 60.0
 MAX_BACKOFF_SECONDS = 300.0
-DISCONNECTED_AFTER = timedelta(minutes=30)
 # RFC 2177: servers may end an IDLE after 30 minutes of inactivity; restart it before that.
 IDLE_RESTART_SECONDS = 25 * 60
 IDLE_CHECK_SECONDS = 1.0
@@ -53,25 +51,6 @@ IDLE_CHECK_SECONDS = 1.0
 OUTBOX_SWEEP_SECONDS = 60.0
 # Network failures that a new connection (or a new request to the token endpoint) may cure.
 RETRYABLE = (MailConnectionError, OAuthRefreshFailed, imaplib.IMAP4.error, IMAPClientError, OSError)
-
-
-def mailbox_record_reachable(mailbox_id: uuid.UUID) -> None:
-    Mailbox.objects.filter(pk=mailbox_id, status__in=SYNCABLE_STATUSES).update(
-        status=MailboxStatus.ACTIVE, status_reason="", unreachable_since=None, last_synced_at=timezone.now()
-    )
-
-
-def mailbox_record_unreachable(mailbox_id: uuid.UUID, reason: str) -> None:
-    """Remember when the server stopped answering; after 30 minutes show the mailbox as disconnected."""
-    now = timezone.now()
-    Mailbox.objects.filter(pk=mailbox_id, unreachable_since__isnull=True).update(unreachable_since=now)
-    Mailbox.objects.filter(pk=mailbox_id, status__in=SYNCABLE_STATUSES, unreachable_since__lt=now - DISCONNECTED_AFTER).update(
-        status=MailboxStatus.DISCONNECTED, status_reason=reason[:300]
-    )
-
-
-def mailbox_record_rejected(mailbox_id: uuid.UUID, reason: str) -> None:
-    Mailbox.objects.filter(pk=mailbox_id, status__in=SYNCABLE_STATUSES).update(status=MailboxStatus.NEEDS_RECONNECT, status_reason=reason[:300])
 
 
 class MailboxWorker(threading.Thread):
@@ -98,7 +77,7 @@ class MailboxWorker(threading.Thread):
                     client = imap_open_for(mailbox)
                 except AuthenticationFailed as error:
                     logger.warning("mailbox %s: the server rejected the credentials; waiting for the member", self.mailbox_id)
-                    mailbox_record_rejected(self.mailbox_id, error.message)
+                    mailbox_mark_needs_reconnect(mailbox=Mailbox.objects.get(pk=self.mailbox_id), reason=error.message)
                     return
                 except OAuthGrantRevoked:
                     # mailbox_access_token has marked it as needing reconnection, with the reason.
@@ -106,7 +85,7 @@ class MailboxWorker(threading.Thread):
                     return
                 except RETRYABLE as error:
                     logger.info("mailbox %s: cannot connect (%s); retrying in %.0f s", self.mailbox_id, error, delay)
-                    mailbox_record_unreachable(self.mailbox_id, str(error))
+                    mailbox_record_unreachable(mailbox_id=self.mailbox_id, reason=str(error))
                     self.stopping.wait(delay)
                     delay = min(delay * 2, MAX_BACKOFF_SECONDS)
                     continue
@@ -115,7 +94,7 @@ class MailboxWorker(threading.Thread):
                     delay = 1.0
                 except RETRYABLE as error:
                     logger.info("mailbox %s: connection lost (%s); reconnecting in %.0f s", self.mailbox_id, error, delay)
-                    mailbox_record_unreachable(self.mailbox_id, str(error))
+                    mailbox_record_unreachable(mailbox_id=self.mailbox_id, reason=str(error))
                     self.stopping.wait(delay)
                     delay = min(delay * 2, MAX_BACKOFF_SECONDS)
                 except OperationalError as error:
@@ -135,7 +114,7 @@ class MailboxWorker(threading.Thread):
     def _session(self, mailbox: Mailbox, client: IMAPClient) -> None:
         sync = MailboxSync(mailbox, client)
         folders = sync.discover_folders()
-        mailbox_record_reachable(self.mailbox_id)
+        mailbox_record_reachable(mailbox_id=self.mailbox_id)
         inbox = next((folder for folder in folders if folder.role == FolderRole.INBOX), None)
         next_poll = 0.0
         while not self.stopping.is_set():
@@ -143,7 +122,7 @@ class MailboxWorker(threading.Thread):
                 for folder in folders:
                     sync.sync_folder(folder, backfill_batches=0)
                 next_poll = time.monotonic() + self.poll_seconds
-                mailbox_record_reachable(self.mailbox_id)
+                mailbox_record_reachable(mailbox_id=self.mailbox_id)
             importing = [folder for folder in folders if folder.backfill_below_uid is not None]
             if importing:
                 # One batch of the backlog, then new mail again: recent mail never waits for the import.

@@ -13,6 +13,7 @@ import time_machine
 from django.db import OperationalError, close_old_connections
 from django.utils import timezone
 
+from postroom.audit.models import AuditEvent
 from postroom.conversations.models import MessageCopy
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox, MailboxStatus
 from postroom.sync.engine import MailboxSync, imap_session, messages_stored
@@ -117,6 +118,11 @@ def test_an_unreachable_server_marks_the_mailbox_disconnected_after_30_minutes_a
     mailbox.refresh_from_db()
     assert (mailbox.status, mailbox.status_reason, mailbox.unreachable_since) == (MailboxStatus.ACTIVE, "", None)
     assert sorted(MessageCopy.objects.filter(mailbox=mailbox).values_list("uid", flat=True)) == uids
+    # Both visible state changes are in the organization's audit log.
+    assert list(
+        AuditEvent.objects.filter(target_id=str(mailbox.pk), action__in=["mailbox.disconnected", "mailbox.reconnected"])
+        .order_by("id").values_list("action", flat=True)
+    ) == ["mailbox.disconnected", "mailbox.reconnected"]
 
 
 def test_rejected_credentials_stop_the_sync_and_ask_for_reconnection(
@@ -132,6 +138,7 @@ def test_rejected_credentials_stop_the_sync_and_ask_for_reconnection(
     mailbox.refresh_from_db()
     assert mailbox.status == MailboxStatus.NEEDS_RECONNECT
     assert "rejected" in mailbox.status_reason
+    assert AuditEvent.objects.filter(action="mailbox.needs_reconnect", target_id=str(mailbox.pk)).count() == 1
 
 
 def test_a_lost_connection_is_reestablished(
