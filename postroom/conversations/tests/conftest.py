@@ -11,17 +11,7 @@ import pytest
 
 from postroom.conftest import Cast
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox
-from postroom.orgs.models import Membership
-
-
-def make_mailbox(membership: Membership, address: str) -> Mailbox:
-    mailbox = Mailbox(
-        organization=membership.organization, owner=membership, name=address, email_address=address,
-        imap_host="imap.example.test", imap_port=993, smtp_host="smtp.example.test", smtp_port=465,
-    )  # fmt: skip
-    mailbox.credentials = {"username": address, "password": "unused"}
-    mailbox.save()
-    return mailbox
+from postroom.mailboxes.tests.factories import make_mailbox
 
 
 def inbox_of(mailbox: Mailbox) -> Folder:
@@ -30,17 +20,17 @@ def inbox_of(mailbox: Mailbox) -> Folder:
 
 @pytest.fixture
 def alice_mailbox(cast: Cast) -> Mailbox:
-    return make_mailbox(cast.alice_membership, "alice@acme.test")
+    return make_mailbox(cast.alice_membership, address="alice@acme.test")
 
 
 @pytest.fixture
 def bob_mailbox(cast: Cast) -> Mailbox:
-    return make_mailbox(cast.bob_membership, "bob@acme.test")
+    return make_mailbox(cast.bob_membership, address="bob@acme.test")
 
 
 @pytest.fixture
 def charlie_mailbox(cast: Cast) -> Mailbox:
-    return make_mailbox(cast.charlie_membership, "charlie@beta.test")
+    return make_mailbox(cast.charlie_membership, address="charlie@beta.test")
 
 
 def build_raw(
