@@ -30,7 +30,6 @@ _public = urlsplit(PUBLIC_URL)
 PUBLIC_HOST = _public.hostname or "127.0.0.1"
 
 
-
 HTTPS = _public.scheme == "https"
 if not HTTPS and not is_loopback_name(PUBLIC_HOST):
     raise ConfigError(
@@ -163,7 +162,11 @@ if _database_url:
     except ValueError as error:
         raise ConfigError("DATABASE_URL", str(error).rstrip("."), "use postgres://user:password@host:5432/name") from None
     if _database["ENGINE"] != "django.db.backends.postgresql":
-        raise ConfigError("DATABASE_URL", "only PostgreSQL is supported for the scaled-out shape", "use a postgres:// URL, or unset it for the embedded SQLite")
+        raise ConfigError(
+            "DATABASE_URL",
+            "only PostgreSQL is supported for the scaled-out shape",
+            "use a postgres:// URL, or unset it for the embedded SQLite",
+        )
     DATABASES = {"default": _database}
 else:
     DATABASES = {

@@ -47,7 +47,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from postroom.conversations import threading
+from postroom.conversations import arrival, threading
 from postroom.conversations.models import Attachment, Conversation, Direction, Message, MessageCopy, MessageReference
 from postroom.core.blobs import BlobBatch, blob_put
 from postroom.core.keys import keyring, org_scope
@@ -128,6 +128,8 @@ def _ingest_batch(mailbox: Mailbox, folder: Folder, uidvalidity: int, items: lis
     for copy in existing:
         item = next(item for item in items if item.uid == copy.uid)
         copies[copy.uid] = _update_flags(copy, _flag_names(item.flags), item.modseq)
+    if copies:
+        arrival.copies_changed(copy.pk for copy in copies.values())
     organization_id = mailbox.organization_id
     scope = org_scope(organization_id)
     incoming: list[_Incoming] = []
@@ -173,6 +175,7 @@ def _ingest_batch(mailbox: Mailbox, folder: Folder, uidvalidity: int, items: lis
             _lock_content(content_index)
         known_now = _KnownMessages(organization_id, [entry.content_index for entry in new])
         pending: list[MessageCopy] = []
+        created_ids: set[Any] = set()
         for entry in incoming:
             message = entry.message
             if entry.prepared is not None:
@@ -180,6 +183,7 @@ def _ingest_batch(mailbox: Mailbox, folder: Folder, uidvalidity: int, items: lis
                 if message is None:
                     message = _create_message(organization_id, entry.prepared)
                     known_now.add(message)
+                    created_ids.add(message.pk)
             item = entry.item
             pending.append(
                 MessageCopy(
@@ -194,6 +198,7 @@ def _ingest_batch(mailbox: Mailbox, folder: Folder, uidvalidity: int, items: lis
             )
         for copy in MessageCopy.objects.bulk_create(pending):
             copies[copy.uid] = copy
+        arrival.copies_stored(copies=pending, new_message_ids=created_ids)
     return {item.uid: copies[item.uid] for item in items}
 
 

@@ -28,6 +28,15 @@ class OrgScoped(models.Model):
         return org_scope(self.organization_id)
 
 
+class ConversationStatus(models.TextChoices):
+    """Where a conversation stands for everyone who can see it (the team's state, not a member's)."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+    TRASH = "trash"
+    SPAM = "spam"
+
+
 class Conversation(OrgScoped):
     subject_sealed = models.BinaryField(null=True)
     subject: Sealed[str] = Sealed()
@@ -36,6 +45,14 @@ class Conversation(OrgScoped):
     last_message_at = models.DateTimeField(db_index=True)
     message_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Team state of a shared conversation; a private one is always open (its member's own place
+    # is in ConversationMember).
+    status = models.CharField(max_length=8, choices=ConversationStatus.choices, default=ConversationStatus.OPEN)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    shared_with_organization = models.BooleanField(default=False)
+    # Whether anything shares it (the organization, a team or a named member): kept by
+    # conversations.access, so lists can mark shared conversations without a join.
+    is_shared = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-last_message_at"]
@@ -72,6 +89,10 @@ class Message(OrgScoped):
     html_body: Sealed[str] = Sealed()
 
     has_attachments = models.BooleanField(default=False)
+    # Seen by everyone who can see the conversation through a share. A message only in a
+    # member's private mailbox stays visible to that member alone, even when a subject or a
+    # reference threads it into a conversation that others can see (conversations.access).
+    shared = models.BooleanField(default=False)
     # A message that could not be parsed or broke a limit: kept raw, shown as such.
     quarantine_reason = models.CharField(max_length=40, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -135,3 +156,132 @@ class MessageCopy(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["folder", "uidvalidity", "uid"], name="copy_unique_uid")]
         indexes = [models.Index(fields=["mailbox", "message"])]
+
+
+class ConversationShare(models.Model):
+    """One grant of a conversation: to a team (it then sits in that team's inbox) or to a named
+    member. Sharing with the whole organization is ``Conversation.shared_with_organization``."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shares")
+    team = models.ForeignKey("orgs.Team", on_delete=models.CASCADE, null=True, blank=True, related_name="conversation_shares")
+    membership = models.ForeignKey("orgs.Membership", on_delete=models.CASCADE, null=True, blank=True, related_name="conversation_shares")
+    created_by = models.ForeignKey("orgs.Membership", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(team__isnull=False, membership__isnull=True) | models.Q(team__isnull=True, membership__isnull=False),
+                name="share_team_or_member",
+            ),
+            models.UniqueConstraint(fields=["conversation", "team"], condition=models.Q(team__isnull=False), name="share_unique_team"),
+            models.UniqueConstraint(
+                fields=["conversation", "membership"], condition=models.Q(membership__isnull=False), name="share_unique_member"
+            ),
+        ]
+
+
+class Place(models.TextChoices):
+    """Where a conversation sits for one member."""
+
+    INBOX = "inbox"
+    ARCHIVE = "archive"
+    TRASH = "trash"
+    SPAM = "spam"
+    # Visible (e.g. in a team inbox) but not in the member's own inbox.
+    NONE = "none"
+
+
+class ConversationMember(models.Model):
+    """A member who can see a conversation, why, and where it sits for them.
+
+    A row exists exactly while the member can see the conversation: ``conversations.access``
+    keeps the rows in step with their sources (copies in the member's mailboxes, shares), and
+    every selector reads visibility from here, so one indexed join answers "may I see it" and
+    every list is a range scan of (membership, place, last activity).
+    """
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="members")
+    membership = models.ForeignKey("orgs.Membership", on_delete=models.CASCADE, related_name="conversation_rows")
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="+")
+    via_mailbox = models.BooleanField(default=False)  # a message of it sits in one of the member's mailboxes
+    via_share = models.BooleanField(default=False)  # shared with the organization, a team of theirs, or them
+    place = models.CharField(max_length=8, choices=Place.choices, default=Place.INBOX)
+    # What the member's own server copies say (inbox/archive/trash/spam, "" without copies): the
+    # place follows it when it changes, so a move in another mail client shows here, while a
+    # place chosen in Postroom stays until the server's state changes again.
+    copies_place = models.CharField(max_length=8, blank=True)
+    copies_unread = models.BooleanField(default=False)
+    unread = models.BooleanField(default=True)
+    snoozed_until = models.DateTimeField(null=True, blank=True)
+    # Notified of new messages and comments (assignees, participants, mentioned members).
+    following = models.BooleanField(default=False)
+    mentioned_at = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField()  # the conversation's last_message_at, for ordering
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["conversation", "membership"], name="conversation_member_unique")]
+        indexes = [
+            models.Index(fields=["membership", "place", "-last_activity_at"], name="member_place_activity"),
+            models.Index(fields=["membership", "-last_activity_at"], name="member_activity"),
+        ]
+
+
+class Assignment(models.Model):
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="assignments")
+    membership = models.ForeignKey("orgs.Membership", on_delete=models.CASCADE, related_name="assignments")
+    assigned_by = models.ForeignKey("orgs.Membership", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["conversation", "membership"], name="assignment_unique")]
+        indexes = [models.Index(fields=["membership", "conversation"])]
+
+
+class Label(models.Model):
+    """An organization label (``owner`` empty, managed by admins) or a member's personal one."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="labels")
+    owner = models.ForeignKey("orgs.Membership", on_delete=models.CASCADE, null=True, blank=True, related_name="labels")
+    name = models.CharField(max_length=60)
+    color = models.CharField(max_length=7, default="#6b7280")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], condition=models.Q(owner__isnull=True), name="label_unique_org"),
+            models.UniqueConstraint(fields=["owner", "name"], condition=models.Q(owner__isnull=False), name="label_unique_personal"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ConversationLabel(models.Model):
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="label_rows")
+    label = models.ForeignKey(Label, on_delete=models.CASCADE, related_name="conversation_rows")
+    added_by = models.ForeignKey("orgs.Membership", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["conversation", "label"], name="conversation_label_unique")]
+
+
+class TimelineEvent(models.Model):
+    """Who did what to a conversation, shown in its timeline. ``details`` names people, teams and
+    labels by id, never content."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="timeline")
+    actor = models.ForeignKey("orgs.Membership", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    kind = models.CharField(max_length=40)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["conversation", "created_at"])]

@@ -1,25 +1,48 @@
 """Reads of conversations, messages and attachments, scoped to the member asking.
 
-A member sees a conversation when one of its messages has a copy (still on the server) in a
-mailbox the member owns, and within it only such messages: teammates' mailboxes stay private
-until the team inbox (issue #4) shares them on purpose. Missing, foreign and forbidden all
-answer 404, so ids reveal nothing about other members' or organizations' mail.
+A member sees a conversation while a ``ConversationMember`` row says so (``conversations.access``
+keeps those rows in step with mailboxes and shares). Inside it they see the messages of their
+own mailboxes and, when the conversation reaches them through a share, its shared messages.
+Missing, foreign and forbidden all answer 404, so ids reveal nothing about other members' or
+organizations' mail.
+
+The views of the inbox (``VIEWS``) are each one range of an index: the member's rows by place
+and last activity, or a team's shares, so a page costs the same queries with ten conversations
+or a hundred thousand.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from django.http import Http404
+from django.utils import timezone
 
-from postroom.conversations.models import Attachment, Conversation, Message, MessageCopy
-from postroom.orgs.models import Membership
+from postroom.conversations.models import (
+    Assignment,
+    Attachment,
+    Conversation,
+    ConversationLabel,
+    ConversationMember,
+    ConversationShare,
+    ConversationStatus,
+    Label,
+    Message,
+    MessageCopy,
+    Place,
+    TimelineEvent,
+)
+from postroom.orgs.models import Membership, Team
 
 
-def _uuid(value: str) -> uuid.UUID:
+def _uuid(value: Any) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
     try:
-        return uuid.UUID(value)
+        return uuid.UUID(str(value))
     except ValueError:
         raise Http404 from None
 
@@ -28,20 +51,32 @@ def _own_copy(actor: Membership, message_field: str = "pk") -> Exists:
     return Exists(MessageCopy.objects.filter(message_id=OuterRef(message_field), mailbox__owner=actor, gone_at__isnull=True))
 
 
+def _row(actor: Membership, conversation_field: str = "pk") -> QuerySet[ConversationMember]:
+    return ConversationMember.objects.filter(conversation_id=OuterRef(conversation_field), membership=actor)
+
+
 def messages_visible(*, actor: Membership) -> QuerySet[Message]:
-    return Message.objects.filter(organization_id=actor.organization_id).filter(_own_copy(actor))
+    """Messages of the actor's own mailboxes, and shared messages of conversations shared with them."""
+    shared_with_actor = Exists(_row(actor, "conversation_id").filter(via_share=True))
+    return Message.objects.filter(organization_id=actor.organization_id).filter(_own_copy(actor) | (Q(shared=True) & shared_with_actor))
 
 
 def conversations_visible(*, actor: Membership) -> QuerySet[Conversation]:
-    visible = messages_visible(actor=actor).filter(conversation_id=OuterRef("pk"))
-    return Conversation.objects.filter(organization_id=actor.organization_id).filter(Exists(visible)).order_by("-last_message_at")
+    return Conversation.objects.filter(organization_id=actor.organization_id, members__membership=actor).order_by("-last_message_at")
 
 
-def conversation_get(*, actor: Membership, conversation_id: str) -> Conversation:
+def conversation_get(*, actor: Membership, conversation_id: Any) -> Conversation:
     conversation = conversations_visible(actor=actor).filter(pk=_uuid(conversation_id)).first()
     if conversation is None:
         raise Http404
     return conversation
+
+
+def conversation_member_row(*, actor: Membership, conversation: Conversation) -> ConversationMember:
+    row = ConversationMember.objects.filter(conversation=conversation, membership=actor).first()
+    if row is None:
+        raise Http404
+    return row
 
 
 def conversation_messages(*, actor: Membership, conversation: Conversation) -> QuerySet[Message]:
@@ -49,26 +84,210 @@ def conversation_messages(*, actor: Membership, conversation: Conversation) -> Q
 
 
 def conversation_has_unread(*, actor: Membership, conversation: Conversation) -> bool:
-    """Whether one of the actor's copies of the conversation's messages is unread."""
-    return MessageCopy.objects.filter(
-        message__conversation=conversation, mailbox__owner=actor, gone_at__isnull=True, seen=False
-    ).exists()
+    return ConversationMember.objects.filter(conversation=conversation, membership=actor, unread=True).exists()
 
 
-def message_get(*, actor: Membership, message_id: str) -> Message:
+def message_get(*, actor: Membership, message_id: Any) -> Message:
     message = messages_visible(actor=actor).filter(pk=_uuid(message_id)).first()
     if message is None:
         raise Http404
     return message
 
 
-def attachment_get(*, actor: Membership, attachment_id: str) -> Attachment:
+def attachment_get(*, actor: Membership, attachment_id: Any) -> Attachment:
+    visible = messages_visible(actor=actor).filter(pk=OuterRef("message_id"))
     attachment = (
         Attachment.objects.filter(organization_id=actor.organization_id, pk=_uuid(attachment_id))
-        .filter(_own_copy(actor, "message_id"))
+        .filter(Exists(visible))
         .select_related("message")
         .first()
     )
     if attachment is None:
         raise Http404
     return attachment
+
+
+# Views of the inbox ------------------------------------------------------------------------------
+
+
+class View:
+    INBOX = "inbox"
+    TEAM = "team"
+    ASSIGNED = "assigned"
+    MENTIONS = "mentions"
+    TASKS = "tasks"
+    SENT = "sent"
+    CLOSED = "closed"
+    SNOOZED = "snoozed"
+    TRASH = "trash"
+    SPAM = "spam"
+    LABEL = "label"
+    ALL = "all"
+
+
+VIEW_TITLES = {
+    View.INBOX: "Inbox", View.ASSIGNED: "Assigned to me", View.MENTIONS: "Mentions", View.TASKS: "Tasks",
+    View.SENT: "Sent", View.CLOSED: "Closed & archived", View.SNOOZED: "Snoozed", View.TRASH: "Trash", View.SPAM: "Spam",
+    View.ALL: "All mail",
+}  # fmt: skip
+# Views a count is shown beside (unread ones for inboxes, all for work lists).
+COUNTED_VIEWS = (View.INBOX, View.ASSIGNED, View.MENTIONS, View.TASKS)
+
+
+@dataclass(frozen=True)
+class ViewFilter:
+    view: str
+    team: Team | None = None
+    label: Label | None = None
+    assignee: Membership | None = None
+
+
+def _not_binned() -> Q:
+    return ~Q(conversation__status__in=[ConversationStatus.TRASH, ConversationStatus.SPAM])
+
+
+def _live(queryset: QuerySet[ConversationMember]) -> QuerySet[ConversationMember]:
+    return queryset.filter(_not_binned()).exclude(place__in=[Place.TRASH, Place.SPAM])
+
+
+def view_rows(*, actor: Membership, selected: ViewFilter) -> QuerySet[ConversationMember]:
+    """The actor's ``ConversationMember`` rows in a view, newest activity first."""
+    rows = ConversationMember.objects.filter(membership=actor)
+    view = selected.view
+    now = timezone.now()
+    if view == View.INBOX:
+        rows = _live(rows.filter(place=Place.INBOX)).filter(Q(snoozed_until__isnull=True) | Q(snoozed_until__lte=now))
+        rows = rows.exclude(conversation__status=ConversationStatus.CLOSED)
+    elif view == View.TEAM:
+        if selected.team is None:
+            raise Http404
+        shared = ConversationShare.objects.filter(conversation_id=OuterRef("conversation_id"), team=selected.team)
+        rows = rows.filter(Exists(shared), conversation__status=ConversationStatus.OPEN)
+    elif view == View.ASSIGNED:
+        rows = rows.filter(Exists(Assignment.objects.filter(conversation_id=OuterRef("conversation_id"), membership=actor)))
+        rows = rows.filter(conversation__status=ConversationStatus.OPEN)
+    elif view == View.MENTIONS:
+        rows = _live(rows.filter(mentioned_at__isnull=False))
+    elif view == View.TASKS:
+        assignments = Assignment.objects.filter(conversation_id=OuterRef("conversation_id"))
+        if selected.assignee is not None:
+            assignments = assignments.filter(membership=selected.assignee)
+        rows = rows.filter(Exists(assignments), conversation__status=ConversationStatus.OPEN)
+    elif view == View.SENT:
+        sent = MessageCopy.objects.filter(
+            message__conversation_id=OuterRef("conversation_id"), mailbox__owner=actor, folder__role="sent", gone_at__isnull=True
+        )
+        rows = rows.filter(Exists(sent))
+    elif view == View.CLOSED:
+        rows = _live(rows.filter(Q(place=Place.ARCHIVE) | Q(conversation__status=ConversationStatus.CLOSED)))
+    elif view == View.SNOOZED:
+        rows = _live(rows.filter(snoozed_until__gt=now))
+    elif view == View.TRASH:
+        rows = rows.filter(Q(place=Place.TRASH) | Q(conversation__status=ConversationStatus.TRASH))
+    elif view == View.SPAM:
+        rows = rows.filter(Q(place=Place.SPAM) | Q(conversation__status=ConversationStatus.SPAM))
+    elif view == View.LABEL:
+        if selected.label is None:
+            raise Http404
+        labelled = ConversationLabel.objects.filter(conversation_id=OuterRef("conversation_id"), label=selected.label)
+        rows = _live(rows.filter(Exists(labelled)))
+    elif view == View.ALL:
+        rows = _live(rows)
+    else:
+        raise Http404
+    return rows.order_by("-last_activity_at", "-conversation_id")
+
+
+def view_page(
+    *, actor: Membership, selected: ViewFilter, limit: int = 50, before: tuple[Any, Any] | None = None
+) -> list[ConversationMember]:
+    """One page of a view with everything a list row shows, in a fixed number of queries."""
+    rows = view_rows(actor=actor, selected=selected)
+    if before is not None:
+        activity, conversation_id = before
+        rows = rows.filter(Q(last_activity_at__lt=activity) | Q(last_activity_at=activity, conversation_id__lt=conversation_id))
+    labels = Prefetch(
+        "conversation__label_rows",
+        queryset=ConversationLabel.objects.filter(label__in=labels_visible(actor=actor)).select_related("label"),
+    )
+    assignments = Prefetch("conversation__assignments", queryset=Assignment.objects.select_related("membership__user"))
+    return list(rows.select_related("conversation").prefetch_related(labels, assignments)[:limit])
+
+
+def view_counts(*, actor: Membership, teams: list[Team]) -> dict[str, int]:
+    """Unread conversations in the inbox views, open ones in the work lists; one query each."""
+    counts = {}
+    for view in COUNTED_VIEWS:
+        rows = view_rows(actor=actor, selected=ViewFilter(view))
+        if view in (View.INBOX, View.MENTIONS):
+            rows = rows.filter(unread=True)
+        counts[view] = rows.count()
+    for team in teams:
+        counts[f"team:{team.pk}"] = view_rows(actor=actor, selected=ViewFilter(View.TEAM, team=team)).filter(unread=True).count()
+    return counts
+
+
+def teams_of(*, actor: Membership) -> list[Team]:
+    return list(Team.objects.filter(organization_id=actor.organization_id, team_memberships__membership=actor).order_by("name"))
+
+
+def labels_visible(*, actor: Membership) -> QuerySet[Label]:
+    """Organization labels and the actor's personal ones."""
+    return Label.objects.filter(organization_id=actor.organization_id).filter(Q(owner__isnull=True) | Q(owner=actor))
+
+
+def label_get(*, actor: Membership, label_id: Any) -> Label:
+    label = labels_visible(actor=actor).filter(pk=_uuid(label_id)).first()
+    if label is None:
+        raise Http404
+    return label
+
+
+def team_get(*, actor: Membership, team_id: Any) -> Team:
+    """A team of the actor's organization (any member may open any team's inbox they belong to)."""
+    try:
+        team_pk = int(team_id)
+    except (TypeError, ValueError):
+        raise Http404 from None
+    team = Team.objects.filter(organization_id=actor.organization_id, pk=team_pk, team_memberships__membership=actor).first()
+    if team is None:
+        raise Http404
+    return team
+
+
+def member_get(*, actor: Membership, membership_id: Any) -> Membership:
+    try:
+        membership_pk = int(membership_id)
+    except (TypeError, ValueError):
+        raise Http404 from None
+    membership = Membership.objects.filter(organization_id=actor.organization_id, pk=membership_pk).select_related("user").first()
+    if membership is None:
+        raise Http404
+    return membership
+
+
+def conversation_assignees(*, conversation: Conversation) -> list[Membership]:
+    return [assignment.membership for assignment in Assignment.objects.filter(conversation=conversation).select_related("membership__user")]
+
+
+def conversation_labels(*, actor: Membership, conversation: Conversation) -> list[Label]:
+    return list(labels_visible(actor=actor).filter(conversation_rows__conversation=conversation))
+
+
+def conversation_shares(*, conversation: Conversation) -> list[ConversationShare]:
+    return list(ConversationShare.objects.filter(conversation=conversation).select_related("team", "membership__user"))
+
+
+def conversation_timeline(*, conversation: Conversation) -> QuerySet[TimelineEvent]:
+    return TimelineEvent.objects.filter(conversation=conversation).select_related("actor__user")
+
+
+def assigned_counts(*, actor: Membership) -> list[dict[str, Any]]:
+    """Open assigned conversations per assignee among those the actor can see (the Tasks view's filter)."""
+    visible = ConversationMember.objects.filter(membership=actor, conversation__status=ConversationStatus.OPEN).values("conversation_id")
+    return list(
+        Assignment.objects.filter(conversation_id__in=visible)
+        .values("membership_id", "membership__user__email")
+        .annotate(open=Count("id"))
+        .order_by("membership__user__email")
+    )

@@ -29,6 +29,7 @@ from typing import Any
 
 from django.db.models import F
 
+from postroom.conversations import merging
 from postroom.conversations.models import Conversation, Message, MessageReference
 from postroom.mailboxes.models import Mailbox
 
@@ -119,5 +120,6 @@ def merge_into(target: Conversation, others: Iterable[Conversation]) -> None:
             Conversation.objects.filter(pk=target.pk, last_message_at__lt=other.last_message_at).update(
                 last_message_at=other.last_message_at
             )
+        merging.conversation_state_carry(source=other, target=target)
         other.delete()
     target.refresh_from_db()

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from postroom.audit.actions import audit_record
 from postroom.audit.models import Result
+from postroom.conversations.access import access_refresh
 from postroom.conversations.models import Conversation, Message
 from postroom.mailboxes.connection import (
     DEFAULT_TIMEOUT_SECONDS,
@@ -38,7 +39,7 @@ from postroom.mailboxes.connection import (
 from postroom.mailboxes.models import AuthKind, Folder, Mailbox, MailboxStatus
 from postroom.mailboxes.oauth import OAuthError, TokenAnswer, mailbox_sign_in_credentials, refresh_access_token
 from postroom.mailboxes.selectors import mailbox_servers
-from postroom.orgs.models import Membership
+from postroom.orgs.models import Membership, Team
 from postroom.orgs.policy import Permission, role_allows
 
 # Which form field an error of connection.py is about, per error code: "host", "port" and "tls"
@@ -141,8 +142,10 @@ def _obtain_access_token(sign_in: MailboxSignIn) -> tuple[str, TokenAnswer | Non
         return sign_in.access_token, None
     try:
         answer = refresh_access_token(
-            token_endpoint=sign_in.oauth.token_endpoint, refresh_token=sign_in.oauth.refresh_token,
-            client_id=sign_in.oauth.client_id, client_secret=sign_in.oauth.client_secret,
+            token_endpoint=sign_in.oauth.token_endpoint,
+            refresh_token=sign_in.oauth.refresh_token,
+            client_id=sign_in.oauth.client_id,
+            client_secret=sign_in.oauth.client_secret,
         )
     except OAuthError as error:
         raise MailboxConnectionFailed({"refresh_token": [str(error)]}) from error
@@ -200,7 +203,13 @@ def mailbox_test_sign_in(*, actor: Membership, sign_in: MailboxSignIn) -> None:
 
 
 def mailbox_connect(
-    *, actor: Membership, name: str, email_address: str, sign_in: MailboxSignIn, import_since: date | None, request: HttpRequest | None = None
+    *,
+    actor: Membership,
+    name: str,
+    email_address: str,
+    sign_in: MailboxSignIn,
+    import_since: date | None,
+    request: HttpRequest | None = None,
 ) -> Mailbox:
     """Test both servers, then store the mailbox with its credentials sealed. On any failure
     ``MailboxConnectionFailed`` names the field to fix and nothing is stored."""
@@ -209,19 +218,30 @@ def mailbox_connect(
     with transaction.atomic():
         current = _current(actor)
         mailbox = Mailbox(
-            organization_id=current.organization_id, owner=current, name=name or email_address, email_address=email_address,
-            import_since=import_since, import_started_at=timezone.now(),
+            organization_id=current.organization_id,
+            owner=current,
+            name=name or email_address,
+            email_address=email_address,
+            import_since=import_since,
+            import_started_at=timezone.now(),
         )
         _apply_sign_in(mailbox, sign_in, sealed, answer)
         mailbox.save()
         audit_record(
-            action="mailbox.connected", actor=current.user, organization=current.organization, request=request, target=mailbox,
-            target_label=email_address, details={"auth": sign_in.auth_kind.value, "imap_host": sign_in.servers.imap.host, "smtp_host": sign_in.servers.smtp.host},
+            action="mailbox.connected",
+            actor=current.user,
+            organization=current.organization,
+            request=request,
+            target=mailbox,
+            target_label=email_address,
+            details={"auth": sign_in.auth_kind.value, "imap_host": sign_in.servers.imap.host, "smtp_host": sign_in.servers.smtp.host},
         )
     return mailbox
 
 
-def mailbox_update_credentials(*, actor: Membership, mailbox: Mailbox, sign_in: MailboxSignIn, request: HttpRequest | None = None) -> Mailbox:
+def mailbox_update_credentials(
+    *, actor: Membership, mailbox: Mailbox, sign_in: MailboxSignIn, request: HttpRequest | None = None
+) -> Mailbox:
     """Reconnect: test the new servers/credentials, then replace the old ones and clear a
     needs-reconnecting or disconnected state. The caller has had the password confirmed (R6)."""
     _require_owner(actor, mailbox)
@@ -233,8 +253,13 @@ def mailbox_update_credentials(*, actor: Membership, mailbox: Mailbox, sign_in: 
         mailbox.status, mailbox.status_reason, mailbox.unreachable_since = MailboxStatus.ACTIVE, "", None
         mailbox.save()
         audit_record(
-            action="mailbox.credentials_changed", actor=current.user, organization=current.organization, request=request, target=mailbox,
-            target_label=mailbox.email_address, details={"auth": sign_in.auth_kind.value},
+            action="mailbox.credentials_changed",
+            actor=current.user,
+            organization=current.organization,
+            request=request,
+            target=mailbox,
+            target_label=mailbox.email_address,
+            details={"auth": sign_in.auth_kind.value},
         )
     return mailbox
 
@@ -263,8 +288,14 @@ def mailbox_test(*, actor: Membership, mailbox: Mailbox, request: HttpRequest | 
         outcome = MailboxTestOutcome(problems=tuple(check.error.message for _, check in checks if check.error is not None))
         codes = {name: check.error.code if check.error else "ok" for name, check in checks}
     audit_record(
-        action="mailbox.tested", actor=current.user, organization=current.organization, request=request, target=mailbox,
-        target_label=mailbox.email_address, result=Result.SUCCESS if outcome.ok else Result.FAILURE, details=codes,
+        action="mailbox.tested",
+        actor=current.user,
+        organization=current.organization,
+        request=request,
+        target=mailbox,
+        target_label=mailbox.email_address,
+        result=Result.SUCCESS if outcome.ok else Result.FAILURE,
+        details=codes,
     )
     return outcome
 
@@ -276,7 +307,9 @@ def _delete_orphans(message_ids: set[uuid.UUID]) -> int:
     conversation_ids = set(orphans.values_list("conversation_id", flat=True))
     deleted = orphans.count()
     Message.objects.filter(pk__in=list(orphans.values_list("pk", flat=True))).delete()
-    affected = Conversation.objects.filter(pk__in=conversation_ids).annotate(messages_left=Count("messages"), latest=Max("messages__sent_at"))
+    affected = Conversation.objects.filter(pk__in=conversation_ids).annotate(
+        messages_left=Count("messages"), latest=Max("messages__sent_at")
+    )
     for conversation in affected:
         if conversation.messages_left == 0:
             conversation.delete()
@@ -297,12 +330,18 @@ def mailbox_remove(*, actor: Membership, mailbox: Mailbox, request: HttpRequest 
         if locked is None:
             return
         message_ids = set(locked.copies.values_list("message_id", flat=True))
+        conversation_ids = set(Message.objects.filter(pk__in=message_ids).values_list("conversation_id", flat=True))
         label, mailbox_id = locked.email_address, locked.pk
         locked.delete()
         deleted = _delete_orphans(message_ids)
+        access_refresh(conversation_ids)
         audit_record(
-            action="mailbox.removed", actor=current.user, organization=current.organization, request=request,
-            target_label=label, details={"mailbox": str(mailbox_id), "messages_deleted": deleted, "by_owner": mailbox.owner_id == current.pk},
+            action="mailbox.removed",
+            actor=current.user,
+            organization=current.organization,
+            request=request,
+            target_label=label,
+            details={"mailbox": str(mailbox_id), "messages_deleted": deleted, "by_owner": mailbox.owner_id == current.pk},
         )
 
 
@@ -311,7 +350,12 @@ def _reset_folders(mailbox: Mailbox) -> None:
     ``import_since``. Ingest is idempotent (folder, UIDVALIDITY, UID), so what is already
     stored is found again, not duplicated."""
     Folder.objects.filter(mailbox=mailbox).update(
-        uidvalidity=None, highest_uid=0, highest_modseq=None, backfill_below_uid=None, messages_total=0, messages_done=0,
+        uidvalidity=None,
+        highest_uid=0,
+        highest_modseq=None,
+        backfill_below_uid=None,
+        messages_total=0,
+        messages_done=0,
     )
 
 
@@ -328,8 +372,13 @@ def mailbox_reimport_from(*, actor: Membership, mailbox: Mailbox, since: date | 
         mailbox.save(update_fields=["import_since", "import_started_at"])
         _reset_folders(mailbox)
         audit_record(
-            action="mailbox.reimport_requested", actor=current.user, organization=current.organization, request=request, target=mailbox,
-            target_label=mailbox.email_address, details={"since": since.isoformat() if since else "everything"},
+            action="mailbox.reimport_requested",
+            actor=current.user,
+            organization=current.organization,
+            request=request,
+            target=mailbox,
+            target_label=mailbox.email_address,
+            details={"since": since.isoformat() if since else "everything"},
         )
     return mailbox
 
@@ -350,7 +399,11 @@ def mailbox_set_import_since(*, actor: Membership, mailbox: Mailbox, since: date
             _reset_folders(mailbox)
         mailbox.save(update_fields=fields)
         audit_record(
-            action="mailbox.import_range_changed", actor=current.user, organization=current.organization, request=request, target=mailbox,
+            action="mailbox.import_range_changed",
+            actor=current.user,
+            organization=current.organization,
+            request=request,
+            target=mailbox,
             target_label=mailbox.email_address,
             details={"since": since.isoformat() if since else "everything", "from": previous.isoformat() if previous else "everything"},
         )
@@ -381,8 +434,12 @@ def mailbox_mark_needs_reconnect(*, mailbox: Mailbox, reason: str) -> None:
         locked.status, locked.status_reason = MailboxStatus.NEEDS_RECONNECT, reason[:300]
         locked.save(update_fields=["status", "status_reason"])
         audit_record(
-            action="mailbox.needs_reconnect", organization=locked.organization, target=locked, target_label=locked.email_address,
-            result=Result.FAILURE, details={"reason": locked.status_reason},
+            action="mailbox.needs_reconnect",
+            organization=locked.organization,
+            target=locked,
+            target_label=locked.email_address,
+            result=Result.FAILURE,
+            details={"reason": locked.status_reason},
         )
     mailbox.status, mailbox.status_reason = locked.status, locked.status_reason
 
@@ -401,7 +458,9 @@ def mailbox_record_reachable(*, mailbox_id: uuid.UUID) -> None:
         Mailbox.objects.filter(pk=mailbox_id, status=MailboxStatus.ACTIVE).update(unreachable_since=None, last_synced_at=now)
         if came_back:
             mailbox = Mailbox.objects.get(pk=mailbox_id)
-            audit_record(action="mailbox.reconnected", organization=mailbox.organization, target=mailbox, target_label=mailbox.email_address)
+            audit_record(
+                action="mailbox.reconnected", organization=mailbox.organization, target=mailbox, target_label=mailbox.email_address
+            )
 
 
 def mailbox_record_unreachable(*, mailbox_id: uuid.UUID, reason: str) -> None:
@@ -415,6 +474,27 @@ def mailbox_record_unreachable(*, mailbox_id: uuid.UUID, reason: str) -> None:
         if disconnected:
             mailbox = Mailbox.objects.get(pk=mailbox_id)
             audit_record(
-                action="mailbox.disconnected", organization=mailbox.organization, target=mailbox, target_label=mailbox.email_address,
-                result=Result.FAILURE, details={"reason": reason[:300]},
+                action="mailbox.disconnected",
+                organization=mailbox.organization,
+                target=mailbox,
+                target_label=mailbox.email_address,
+                result=Result.FAILURE,
+                details={"reason": reason[:300]},
             )
+
+
+def mailbox_team_set(*, actor: Membership, mailbox: Mailbox, team: Team | None, request: HttpRequest | None = None) -> None:
+    """Make a mailbox a team mailbox (everything it receives from now on is shared with the
+    team), or a personal one again. Only its owner or an admin; the owner must be in the team."""
+    if mailbox.organization_id != actor.organization_id:
+        raise PermissionDenied("not in this organization")
+    if mailbox.owner_id != actor.pk and not role_allows(actor.role, Permission.MANAGE_TEAMS):
+        raise PermissionDenied("Only the mailbox's owner or an admin can change this.")
+    if team is not None and team.organization_id != actor.organization_id:
+        raise PermissionDenied("not in this organization")
+    mailbox.team = team
+    mailbox.save(update_fields=["team"])
+    audit_record(
+        action="mailbox.team_set", actor=actor.user, organization=actor.organization, request=request, target=mailbox,
+        details={"team_id": team.pk if team else None},
+    )  # fmt: skip

@@ -240,10 +240,7 @@ class AuthenticationFailed(MailConnectionError):  # noqa: N818
 
 class ProtocolError(MailConnectionError):
     code = "protocol_error"
-    template = (
-        "The {protocol} server {host}:{port} answered in an unexpected way ({detail}). Check that this port "
-        "serves {protocol}."
-    )
+    template = "The {protocol} server {host}:{port} answered in an unexpected way ({detail}). Check that this port serves {protocol}."
 
 
 def _network_cause(error: BaseException) -> OSError | None:
@@ -430,7 +427,9 @@ def _connect_smtp(server: ServerSettings, timeout: float) -> smtplib.SMTP:
             try:
                 smtp.starttls(context=tls_context(server))
             except smtplib.SMTPResponseException as error:
-                raise StartTlsUnavailable(Protocol.SMTP, server, f"STARTTLS was answered {error.smtp_code} {_printable(error.smtp_error)}") from error
+                raise StartTlsUnavailable(
+                    Protocol.SMTP, server, f"STARTTLS was answered {error.smtp_code} {_printable(error.smtp_error)}"
+                ) from error
             _ehlo(smtp, server)  # the capabilities seen before TLS cannot be trusted
     except BaseException:
         smtp.close()
@@ -507,4 +506,3 @@ def check_connection(servers: MailServers, credentials: Credentials, *, timeout:
         with contextlib.suppress(Exception):
             smtp.quit()
     return ConnectionReport(imap=imap, smtp=smtp_check)
-

@@ -45,6 +45,8 @@ class Mailbox(models.Model):
     owner = models.ForeignKey("orgs.Membership", on_delete=models.CASCADE, related_name="mailboxes")
     name = models.CharField(max_length=120)
     email_address = models.EmailField()
+    # A team mailbox: every conversation it receives is shared with this team.
+    team = models.ForeignKey("orgs.Team", on_delete=models.SET_NULL, null=True, blank=True, related_name="mailboxes")
 
     imap_host = models.CharField(max_length=253)
     imap_port = models.PositiveIntegerField()

@@ -48,6 +48,8 @@ class Team(models.Model):
 class TeamMembership(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="team_memberships")
     membership = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="team_memberships")
+    # Observers see the team's conversations but are not notified of them.
+    observer = models.BooleanField(default=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["team", "membership"], name="team_membership_unique")]

@@ -36,6 +36,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 from imapclient import IMAPClient
 
+from postroom.conversations import arrival
 from postroom.conversations.ingest import IngestItem, messages_ingest_batch
 from postroom.conversations.models import Message, MessageCopy
 from postroom.mailboxes.connection import ServerSettings, TlsMode, open_imap
@@ -79,7 +80,9 @@ class MissingFolder(Exception):  # noqa: N818
 
 # --- connecting ----------------------------------------------------------------------------------
 def mailbox_imap_server(mailbox: Mailbox) -> ServerSettings:
-    return ServerSettings(host=mailbox.imap_host, port=mailbox.imap_port, tls=TlsMode(mailbox.imap_tls), private_ca_pem=mailbox.private_ca_pem or None)
+    return ServerSettings(
+        host=mailbox.imap_host, port=mailbox.imap_port, tls=TlsMode(mailbox.imap_tls), private_ca_pem=mailbox.private_ca_pem or None
+    )
 
 
 def imap_open_for(mailbox: Mailbox, *, timeout: float = 30.0) -> IMAPClient:
@@ -146,7 +149,11 @@ class MailboxSync:
             lowered = {attribute.lower() for attribute in attributes}
             if b"\\noselect" in lowered or b"\\nonexistent" in lowered:
                 continue
-            role = FolderRole.INBOX if name.upper() == "INBOX" else next((SPECIAL_USE_ROLES[a] for a in lowered if a in SPECIAL_USE_ROLES), None)
+            role = (
+                FolderRole.INBOX
+                if name.upper() == "INBOX"
+                else next((SPECIAL_USE_ROLES[a] for a in lowered if a in SPECIAL_USE_ROLES), None)
+            )
             if role is None or role in found:
                 continue
             try:
@@ -198,7 +205,10 @@ class MailboxSync:
         already stored, so nothing is duplicated."""
         if folder.uidvalidity is not None:
             logger.info("mailbox %s: folder %s has a new UIDVALIDITY; importing it again", self.mailbox.pk, folder.pk)
-            MessageCopy.objects.filter(folder=folder, gone_at__isnull=True).exclude(uidvalidity=uidvalidity).update(gone_at=timezone.now())
+            renumbered = MessageCopy.objects.filter(folder=folder, gone_at__isnull=True).exclude(uidvalidity=uidvalidity)
+            renumbered_ids = list(renumbered.values_list("id", flat=True))
+            MessageCopy.objects.filter(id__in=renumbered_ids).update(gone_at=timezone.now())
+            arrival.copies_changed(renumbered_ids)
         criteria: list[Any] = ["ALL"]
         if self.mailbox.import_since:
             criteria = ["SINCE", self.mailbox.import_since]
@@ -284,6 +294,7 @@ class MailboxSync:
         vanished = [copy_id for uid, (copy_id, _flags, _pending) in known.items() if uid not in present]
         if vanished:
             MessageCopy.objects.filter(id__in=vanished).update(gone_at=timezone.now())
+            arrival.copies_changed(vanished)
         still_known = sorted(uid for uid in known if uid in present)
         if not still_known:
             self._update_folder(folder, highest_modseq=highest_modseq)
@@ -295,6 +306,7 @@ class MailboxSync:
             to_check = [uid for uid in still_known if uid in changed]
         else:
             to_check = still_known  # no CONDSTORE: sweep the flags of every known message
+        reflagged: list[int] = []
         for chunk in _chunks(to_check, UIDS_PER_COMMAND):
             for uid, data in self.client.fetch(list(chunk), ["FLAGS"]).items():
                 if uid not in known or b"FLAGS" not in data:
@@ -306,6 +318,8 @@ class MailboxSync:
                     seen = seen_pending  # a member's choice not yet on the server wins over its old flag
                 if stored != (seen, flagged, answered):
                     MessageCopy.objects.filter(id=copy_id).update(seen=seen, flagged=flagged, answered=answered)
+                    reflagged.append(copy_id)
+        arrival.copies_changed(reflagged)
         self._update_folder(folder, highest_modseq=highest_modseq)
 
 
@@ -340,6 +354,7 @@ def copy_set_seen(copy: MessageCopy, seen: bool) -> None:
     # Confirmed, unless the member has changed their mind since (a newer task will apply that).
     MessageCopy.objects.filter(Q(seen_pending=seen) | Q(seen_pending__isnull=True), pk=copy.pk).update(seen=seen, seen_pending=None)
     copy.seen = seen
+    arrival.copies_changed([copy.pk])
 
 
 def copy_move(copy: MessageCopy, role: str) -> None:
@@ -362,3 +377,4 @@ def copy_move(copy: MessageCopy, role: str) -> None:
         else:
             raise MoveUnsupported("the server offers neither MOVE nor UIDPLUS")
     MessageCopy.objects.filter(pk=copy.pk).update(gone_at=timezone.now())
+    arrival.copies_changed([copy.pk])

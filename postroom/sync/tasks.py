@@ -33,10 +33,15 @@ class CopyChange:
     UNSEEN = "unseen"
     ARCHIVE = "archive"
     TRASH = "trash"
+    JUNK = "junk"
+    INBOX = "inbox"
 
 
-CHANGES = frozenset({CopyChange.SEEN, CopyChange.UNSEEN, CopyChange.ARCHIVE, CopyChange.TRASH})
-_MOVE_ROLES = {CopyChange.ARCHIVE: FolderRole.ARCHIVE, CopyChange.TRASH: FolderRole.TRASH}
+_MOVE_ROLES = {
+    CopyChange.ARCHIVE: FolderRole.ARCHIVE, CopyChange.TRASH: FolderRole.TRASH, CopyChange.JUNK: FolderRole.JUNK,
+    CopyChange.INBOX: FolderRole.INBOX,
+}  # fmt: skip
+CHANGES = frozenset({CopyChange.SEEN, CopyChange.UNSEEN, *_MOVE_ROLES})
 # Waits after the 1st, 2nd, … failed attempt: about a day in all, long enough for a member to
 # reconnect a mailbox whose grant was revoked.
 RETRY_DELAYS = (

@@ -62,7 +62,7 @@ def test_r53_every_membership_change_writes_exactly_its_audit_row(cast: Cast, cl
         ("member.added", "dana@example.test", "dana@example.test", "success", {"role": "member", "via": "invitation"}),
         ("member.role_changed", "alice@acme.test", "dana@example.test", "success", {"from": "member", "to": "admin"}),
         ("team.created", "carol@acme.test", "Support", "success", {}),
-        ("team.member_added", "carol@acme.test", "dana@example.test", "success", {"team": "Support"}),
+        ("team.member_added", "carol@acme.test", "dana@example.test", "success", {"team": "Support", "observer": False}),
         ("team.renamed", "carol@acme.test", "Care", "success", {"from": "Support"}),
         ("team.member_removed", "carol@acme.test", "dana@example.test", "success", {"team": "Care"}),
         ("team.deleted", "carol@acme.test", "Care", "success", {}),
@@ -85,6 +85,8 @@ def test_r53_refused_changes_write_no_success_rows(cast: Cast, client_as) -> Non
     bob = client_as(cast.bob)
     assert bob.post(reverse("orgs:member_role", args=["acme", cast.bob_membership.pk]), {"role": "owner"}).status_code == 403
     assert bob.post(reverse("orgs:teams", args=["acme"]), {"name": "Mine"}).status_code == 403
-    assert client_as(cast.alice).post(reverse("orgs:member_remove", args=["acme", cast.alice_membership.pk])).status_code == 302  # last owner: refused
+    assert (
+        client_as(cast.alice).post(reverse("orgs:member_remove", args=["acme", cast.alice_membership.pk])).status_code == 302
+    )  # last owner: refused
     assert not AuditEvent.objects.filter(id__gt=start, result="success").exists()
     assert Membership.objects.filter(organization=cast.org_a).count() == 3

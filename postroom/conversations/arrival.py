@@ -1,0 +1,124 @@
+"""What a conversation does when mail arrives or its server copies change.
+
+Called inside the transaction that stores the copies (``conversations.ingest``) or records a
+change found on the server (``sync.engine``), so the conversation becomes visible, with the
+right people and in the right places, at the same moment as the message itself.
+
+For a new message:
+- through a team mailbox, the conversation is shared with that team;
+- in a shared conversation, it is shared when it came through the mailbox of someone who is in
+  the share (a teammate's reply, a team mailbox); a message only in an outsider's private
+  mailbox stays private to them (see ``conversations.access``);
+- a shared message makes the conversation unread for everyone in the share but its author,
+  brings it back into the inbox of its assignees and followers (waking a snooze), and reopens a
+  closed conversation when it is inbound: into the assignees' inboxes, or the team inbox when
+  nobody is assigned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from postroom.conversations import access
+from postroom.conversations.models import (
+    Assignment,
+    Conversation,
+    ConversationMember,
+    ConversationShare,
+    ConversationStatus,
+    Direction,
+    Message,
+    MessageCopy,
+    Place,
+    TimelineEvent,
+)
+from postroom.conversations.signals import conversation_event
+from postroom.mailboxes.models import Mailbox
+
+
+def copies_stored(*, copies: Iterable[MessageCopy], new_message_ids: Iterable[Any]) -> None:
+    """New server copies were stored; ``new_message_ids`` are the messages they created."""
+    copies = list(copies)
+    if not copies:
+        return
+    new_ids = set(new_message_ids)
+    mailbox_ids = {copy.mailbox_id for copy in copies}
+    mailboxes = {mailbox.pk: mailbox for mailbox in Mailbox.objects.filter(pk__in=mailbox_ids).only("id", "owner_id", "team_id")}
+    messages = {message.pk: message for message in Message.objects.filter(pk__in={copy.message_id for copy in copies}).only(
+        "id", "conversation_id", "direction", "shared", "organization_id")}  # fmt: skip
+
+    # Team mailboxes share what they receive.
+    for copy in copies:
+        team_id = mailboxes[copy.mailbox_id].team_id
+        if team_id is not None:
+            ConversationShare.objects.get_or_create(conversation_id=messages[copy.message_id].conversation_id, team_id=team_id)
+    conversation_ids = {message.conversation_id for message in messages.values()}
+    Conversation.objects.filter(pk__in=conversation_ids, shares__isnull=False, is_shared=False).update(is_shared=True)
+    access.access_refresh(conversation_ids)
+
+    # Which new messages join the share.
+    in_share = set(
+        ConversationMember.objects.filter(conversation_id__in=conversation_ids, via_share=True).values_list(
+            "conversation_id", "membership_id"
+        )
+    )
+    newly_shared: list[Message] = []
+    for copy in copies:
+        message = messages[copy.message_id]
+        if message.shared:
+            continue
+        mailbox = mailboxes[copy.mailbox_id]
+        if mailbox.team_id is not None or (message.conversation_id, mailbox.owner_id) in in_share:
+            message.shared = True
+            newly_shared.append(message)
+    if newly_shared:
+        Message.objects.filter(pk__in=[message.pk for message in newly_shared]).update(shared=True)
+
+    for message in newly_shared:
+        if message.pk in new_ids:
+            authors = {mailboxes[copy.mailbox_id].owner_id for copy in copies if copy.message_id == message.pk}
+            _shared_message_arrived(message, authors if message.direction == Direction.OUTBOUND else set())
+    for conversation_id in conversation_ids:
+        _publish_after_commit(conversation_id, messages, "message_added")
+
+
+def _shared_message_arrived(message: Message, authors: set[int]) -> None:
+    conversation_id = message.conversation_id
+    now = timezone.now()
+    reopened = False
+    if message.direction == Direction.INBOUND:
+        reopened = bool(
+            Conversation.objects.filter(pk=conversation_id, status=ConversationStatus.CLOSED).update(
+                status=ConversationStatus.OPEN, status_changed_at=now
+            )
+        )
+        if reopened:
+            TimelineEvent.objects.create(
+                organization_id=message.organization_id, conversation_id=conversation_id, actor=None, kind="reopened",
+                details={"by": "new_message"},
+            )  # fmt: skip
+    rows = ConversationMember.objects.filter(conversation_id=conversation_id, via_share=True).exclude(membership_id__in=authors)
+    rows.update(unread=True)
+    assignees = Assignment.objects.filter(conversation_id=conversation_id).values("membership_id")
+    rows.filter(Q(following=True) | Q(membership_id__in=assignees)).update(place=Place.INBOX, snoozed_until=None)
+
+
+def copies_changed(copy_ids: Iterable[int]) -> None:
+    """Copies were moved, expunged or re-flagged on the server (or by a member's action)."""
+    conversation_ids = access.conversation_ids_of_copies(copy_ids)
+    if conversation_ids:
+        access.access_refresh(conversation_ids)
+
+
+def _publish_after_commit(conversation_id: Any, messages: dict[Any, Message], kind: str) -> None:
+    organization_id = next(message.organization_id for message in messages.values() if message.conversation_id == conversation_id)
+    transaction.on_commit(
+        lambda: conversation_event.send(
+            sender=Conversation, conversation_id=conversation_id, organization_id=organization_id, kind=kind, actor_id=None, details={}
+        )
+    )
