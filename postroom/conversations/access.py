@@ -7,8 +7,8 @@ removed from a team keeps reading that team's conversations. Defences:
   exactly while one of its sources does, and this module is the only writer of that set.
 - Sources, recomputed from the database, never accumulated: a live server copy of one of the
   conversation's messages in a mailbox the member owns (``via_mailbox``), or a share: the whole
-  organization, a team the member belongs to (observers included), or the member by name
-  (``via_share``). A refresh deletes the rows whose sources are gone in the same transaction.
+  organization, a team the member belongs to (observers included), the member by name, or a
+  share the member made (``via_share``). A refresh deletes the rows whose sources are gone in the same transaction.
 - Messages inside a visible conversation are filtered again (``conversations.selectors``): a
   member who sees the conversation only through their mailbox sees only their own copies, and a
   message becomes visible to the share only when it is ``shared`` (it came through a team mailbox,
@@ -83,13 +83,18 @@ def _share_sources(conversations: list[Conversation]) -> set[tuple[Any, int]]:
         for conversation in organization_wide:
             pairs.update((conversation.pk, membership_id) for membership_id in members[conversation.organization_id])
     shares = list(
-        ConversationShare.objects.filter(conversation_id__in=list(by_id)).values_list("conversation_id", "team_id", "membership_id")
+        ConversationShare.objects.filter(conversation_id__in=list(by_id)).values_list(
+            "conversation_id", "team_id", "membership_id", "created_by_id"
+        )
     )
-    team_ids = {team_id for _conversation_id, team_id, _membership_id in shares if team_id is not None}
+    team_ids = {team_id for _conversation_id, team_id, _membership_id, _sharer in shares if team_id is not None}
     team_members: dict[int, list[int]] = defaultdict(list)
     for team_id, membership_id in TeamMembership.objects.filter(team_id__in=team_ids).values_list("team_id", "membership_id"):
         team_members[team_id].append(membership_id)
-    for conversation_id, team_id, membership_id in shares:
+    for conversation_id, team_id, membership_id, sharer_id in shares:
+        # Whoever shares is in the share: they see the replies that come through it.
+        if sharer_id is not None:
+            pairs.add((conversation_id, sharer_id))
         if team_id is not None:
             pairs.update((conversation_id, member) for member in team_members[team_id])
         else:

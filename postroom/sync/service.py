@@ -14,7 +14,7 @@ syncing it, rather than retrying credentials the server refuses; so does an OAut
 token endpoint revoked (an access token about to expire is renewed before each connection). SIGTERM stops every thread
 and releases the leases, so another service takes over at once.
 
-The main thread also repairs the outbox queue every minute (``outgoing_sweep``): the sync
+The main thread also wakes snoozed conversations and repairs the outbox queue every minute (``snoozes_wake``, ``outgoing_sweep``): the sync
 service is the one long-running Postroom process with a loop of its own (the task worker runs
 only queued tasks, and a lost task is exactly what it cannot see).
 """
@@ -32,6 +32,7 @@ from django.db import OperationalError, close_old_connections, connection
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
+from postroom.conversations.actions import snoozes_wake
 from postroom.mailboxes.actions import mailbox_mark_needs_reconnect, mailbox_record_reachable, mailbox_record_unreachable
 from postroom.mailboxes.connection import AuthenticationFailed, MailConnectionError
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox
@@ -216,6 +217,9 @@ class SyncService:
             swept = outgoing_sweep()
             if swept.requeued or swept.interrupted:
                 logger.info("outbox: %d lost sends queued again, %d interrupted ones marked failed", swept.requeued, swept.interrupted)
+            woken = snoozes_wake()
+            if woken:
+                logger.info("%d snoozed conversations came back", woken)
 
     def shutdown(self) -> None:
         for worker in self.workers.values():
