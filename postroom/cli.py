@@ -1,7 +1,7 @@
 """The ``postroom`` command.
 
     postroom run [--host H] [--port P]   everything in one supervised process (embedded shape)
-    postroom web [--host H] [--port P]   the ASGI web server only
+    postroom web [--host H] [--port P] [--workers N]   the ASGI web server only
     postroom worker                      the task worker only
     postroom sync                        the mail sync service only (several may share a database)
     postroom setup-token                 print a new one-time setup link (only before setup)
@@ -96,6 +96,7 @@ def command_web(arguments: argparse.Namespace) -> int:
         forwarded_allow_ips=os.environ.get("POSTROOM_FORWARDED_ALLOW_IPS", "127.0.0.1"),
         log_level="warning",
         lifespan="off",
+        workers=getattr(arguments, "workers", 1),
     )
     return 0
 
@@ -205,6 +206,10 @@ def _dispatch(argv: list[str]) -> int:
         sub.add_argument("--port", type=int, default=int(os.environ.get("POSTROOM_PORT", "8000")))
         if name == "web":
             sub.add_argument("--no-migrate", action="store_true", help=argparse.SUPPRESS)
+            sub.add_argument(
+                "--workers", type=int, default=int(os.environ.get("POSTROOM_WEB_WORKERS", "1")),
+                help="web processes (Django runs each request's database work on one thread per process: use one per core)",
+            )  # fmt: skip
         sub.set_defaults(handler=handler)
     commands.add_parser("worker").set_defaults(handler=command_worker)
     sync = commands.add_parser("sync", help="keep the connected mailboxes in sync with their servers")
