@@ -86,11 +86,14 @@ class TokenIntrospection:
     """An OAuth2 token-introspection endpoint (RFC 7662) on loopback for Dovecot's oauth2 passdb.
 
     Dovecot POSTs ``token=...``; the answer says whether the token is active and whose it is.
-    Dovecot then accepts the login only if that username equals the one the client sent.
+    Dovecot then accepts the login only if that username equals the one the client sent. A token
+    issued with a lifetime is inactive once it has passed, as a provider's expired token is;
+    ``signed_in`` lists the tokens Dovecot asked about, one per sign-in, in order.
     """
 
     def __init__(self) -> None:
-        self._tokens: dict[str, str] = {}
+        self._tokens: dict[str, tuple[str, float | None]] = {}  # token -> (username, expiry on the monotonic clock)
+        self.signed_in: list[str] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, name="token-introspection", daemon=True)
@@ -107,10 +110,11 @@ class TokenIntrospection:
         self._server.server_close()
         self._thread.join()
 
-    def issue(self, username: str) -> str:
+    def issue(self, username: str, *, lifetime_seconds: float | None = None) -> str:
         token = secrets.token_urlsafe(32)
+        expiry = time.monotonic() + lifetime_seconds if lifetime_seconds is not None else None
         with self._lock:
-            self._tokens[token] = username
+            self._tokens[token] = (username, expiry)
         return token
 
     def revoke(self, token: str) -> None:
@@ -119,8 +123,9 @@ class TokenIntrospection:
 
     def introspect(self, token: str) -> dict[str, object]:
         with self._lock:
-            username = self._tokens.get(token)
-        if username is None:
+            self.signed_in.append(token)
+            username, expiry = self._tokens.get(token, (None, None))
+        if username is None or (expiry is not None and time.monotonic() >= expiry):
             return {"active": False}
         return {"active": True, "username": username}
 
