@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 BATCH_SIZE = 100
 # UIDs per command when a command has to name each one (IMAPClient sends no ranges).
 UIDS_PER_COMMAND = 1000
+# UID ranges per database query when looking up the copies a VANISHED answer names.
+RANGES_PER_QUERY = 200
 # What is kept of a message too large to fetch: the start of its header, for the sender and subject.
 OVERSIZED_HEADER_BYTES = 64 * 1024
 MAX_MESSAGE_BYTES = DEFAULT_LIMITS.max_message_bytes
@@ -149,13 +151,13 @@ class UidRanges:
             else:
                 merged.append((low, high))
         self._starts = [low for low, _ in merged]
-        self._ranges = merged
+        self.spans = merged
 
     def __contains__(self, uid: object) -> bool:
         if not isinstance(uid, int):
             return False
         index = bisect.bisect_right(self._starts, uid) - 1
-        return index >= 0 and uid <= self._ranges[index][1]
+        return index >= 0 and uid <= self.spans[index][1]
 
 
 @dataclass
@@ -231,8 +233,8 @@ class MailboxSync:
         if FolderRole.INBOX not in found:
             # Every IMAP server has an INBOX: a list without it is not one to drop folders by.
             logger.warning("mailbox %s: the server listed no INBOX; keeping the folders as they were", self.mailbox.pk)
-            kept = [folder for folder in rows.values() if folder.role in SYNCED_ROLES]
-            return sorted(kept, key=lambda folder: SYNCED_ROLES.index(folder.role))
+            unchanged = [folder for folder in rows.values() if folder.role in SYNCED_ROLES]
+            return sorted(unchanged, key=lambda folder: SYNCED_ROLES.index(folder.role))
         synced = {folder.role: folder for folder in rows.values() if folder.role in SYNCED_ROLES}
         folders = []
         for role in SYNCED_ROLES:
@@ -302,10 +304,10 @@ class MailboxSync:
         what changed since comes with it."""
         if self.qresync and folder.uidvalidity is not None and folder.highest_modseq is not None:
             selected = self._examine_qresync(folder, folder.uidvalidity, folder.highest_modseq)
-            if selected.highest_modseq is not None and selected.highest_modseq >= folder.highest_modseq:
+            if selected.changes is None or (selected.highest_modseq is not None and selected.highest_modseq >= folder.highest_modseq):
                 return selected
-            # The server's mod-sequences went backwards (its index was rebuilt): its report
-            # since our value cannot be trusted; the UID SEARCH sweep below finds everything.
+            # The server's mod-sequences went backwards (its index was rebuilt) or are gone: its
+            # report since our value cannot be trusted; the UID SEARCH sweep finds everything.
             logger.info("mailbox %s: folder %s lost its HIGHESTMODSEQ; checking every message", self.mailbox.pk, folder.pk)
             return Selected(selected.uidvalidity, selected.highest_modseq, changes=None)
         status = self.client.select_folder(folder.name, readonly=True)
@@ -337,13 +339,19 @@ class MailboxSync:
         current_modseq = int(status[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in status else None
         if selected_uidvalidity != uidvalidity:
             return Selected(selected_uidvalidity, current_modseq, changes=None)  # renumbered: nothing reported applies
-        ranges = []
-        for line in vanished:
-            text = (line.decode("ascii", "replace") if isinstance(line, bytes) else str(line)).strip()
-            if text.upper().startswith("(EARLIER)"):
-                text = text[len("(EARLIER)") :]
-            ranges.append(UidRanges(text))
-        return Selected(selected_uidvalidity, current_modseq, changes=ServerChanges(vanished=ranges, flags=_fetched_flags(fetched)))
+        try:
+            ranges = []
+            for line in vanished:
+                text = (line.decode("ascii", "replace") if isinstance(line, bytes) else str(line)).strip()
+                if text.upper().startswith("(EARLIER)"):
+                    text = text[len("(EARLIER)") :]
+                ranges.append(UidRanges(text))
+            changes = ServerChanges(vanished=ranges, flags=_fetched_flags(fetched))
+        except (IMAPClientError, ValueError):
+            # An answer we cannot read: the sweep without QRESYNC still finds every change.
+            logger.warning("mailbox %s: unreadable QRESYNC answer for folder %s; checking every message", self.mailbox.pk, folder.pk)
+            changes = None
+        return Selected(selected_uidvalidity, current_modseq, changes=changes)
 
     def _update_folder(self, folder: Folder, **values: Any) -> None:
         Folder.objects.filter(pk=folder.pk).update(**values)
@@ -433,18 +441,33 @@ class MailboxSync:
         ]
 
     # changes made by other clients -----------------------------------------------------------------
-    def _known_copies(self, folder: Folder, uidvalidity: int) -> dict[int, tuple[int, tuple[bool, bool, bool], bool | None]]:
-        """The folder's live copies: UID -> (copy id, (seen, flagged, answered), seen_pending)."""
+    def _known_copies(
+        self, folder: Folder, uidvalidity: int, only: Q | None = None
+    ) -> dict[int, tuple[int, tuple[bool, bool, bool], bool | None]]:
+        """The folder's live copies (those matching ``only``, when given): UID -> (copy id,
+        (seen, flagged, answered), seen_pending)."""
+        copies = MessageCopy.objects.filter(folder=folder, uidvalidity=uidvalidity, gone_at__isnull=True)
+        if only is not None:
+            copies = copies.filter(only)
         return {
             uid: (copy_id, (seen, flagged, answered), seen_pending)
-            for copy_id, uid, seen, flagged, answered, seen_pending in MessageCopy.objects.filter(
-                folder=folder, uidvalidity=uidvalidity, gone_at__isnull=True
-            ).values_list("id", "uid", "seen", "flagged", "answered", "seen_pending")
+            for copy_id, uid, seen, flagged, answered, seen_pending in copies.values_list(
+                "id", "uid", "seen", "flagged", "answered", "seen_pending"
+            )
         }
 
     def _apply_changes(self, folder: Folder, uidvalidity: int, changes: ServerChanges) -> None:
-        """What a QRESYNC SELECT reported: copies expunged (or moved away) since, and new flags."""
-        known = self._known_copies(folder, uidvalidity)
+        """What a QRESYNC SELECT reported: copies expunged (or moved away) since, and new flags.
+        Only the copies concerned are read, a few ranges or UIDs at a time."""
+        known: dict[int, tuple[int, tuple[bool, bool, bool], bool | None]] = {}
+        for chunk in _chunks(sorted(changes.flags), UIDS_PER_COMMAND):
+            known |= self._known_copies(folder, uidvalidity, Q(uid__in=list(chunk)))
+        spans = [span for ranges in changes.vanished for span in ranges.spans]
+        for start in range(0, len(spans), RANGES_PER_QUERY):
+            only = Q()
+            for low, high in spans[start : start + RANGES_PER_QUERY]:
+                only |= Q(uid__range=(low, high))
+            known |= self._known_copies(folder, uidvalidity, only)
         vanished = [copy_id for uid, (copy_id, _flags, _pending) in known.items() if changes.is_vanished(uid)]
         if vanished:
             MessageCopy.objects.filter(id__in=vanished).update(gone_at=timezone.now())

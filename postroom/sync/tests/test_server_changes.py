@@ -13,6 +13,7 @@ from imapclient import IMAPClient
 
 from postroom.conversations.models import Message, MessageCopy
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox
+from postroom.sync import engine
 from postroom.sync.engine import SYNCED_ROLES, UidRanges, mailbox_sync_once
 from postroom.sync.tests.test_engine import deliver, engine_for, live_copies
 from postroom.testing.dovecot import Dovecot, MailUser
@@ -54,7 +55,10 @@ def server(request: pytest.FixtureRequest) -> Dovecot:
     return chosen
 
 
-def test_changes_by_another_client_are_found_with_or_without_qresync(server: Dovecot, make_mailbox: Callable[..., Mailbox]) -> None:
+def test_changes_by_another_client_are_found_with_or_without_qresync(
+    server: Dovecot, make_mailbox: Callable[..., Mailbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "RANGES_PER_QUERY", 1)  # the two expunged UIDs are looked up in two queries
     user = server.create_user()
     uids = deliver(server, user, range(5))
     mailbox = make_mailbox(user, server=server)
