@@ -4,9 +4,12 @@ A blob is stored once per key scope (an organization): its name is a keyed HMAC 
 so the same attachment received by ten members is one file, and the file name reveals nothing
 about the content to someone who lists the directory. The file holds AES-256-GCM ciphertext
 bound to the scope and the name. Writes go to a temporary file and are renamed into place, so a
-crash leaves no half-written blob; writing a blob that exists already is a no-op. Blobs are
-written before the database transaction that references them (slow I/O stays out of it); a
-crash in between leaves an unreferenced blob, which is harmless and can be swept.
+crash leaves no half-written blob; writing a blob that exists already only refreshes its
+modification time. Blobs are written before the database transaction that references them (slow
+I/O stays out of it); a crash in between leaves an unreferenced blob, which is harmless and is
+removed by ``postroom manage blobs_sweep`` (``postroom.ops.blobs``). The sweep spares every blob
+written or reused within its grace period, which is why reusing a blob refreshes its time: the
+transaction about to reference it may not have committed yet.
 
 ``BlobBatch`` writes many blobs for one database transaction (a batch of fetched messages) and
 makes them durable together: each temporary file is written without waiting for the disk, then
@@ -38,9 +41,23 @@ def blob_name(scope: str, content: bytes) -> str:
     return keyring().blind_index(scope, "blob", hashlib.sha256(content).hexdigest())
 
 
+def blob_scope_directory(scope: str) -> Path:
+    """Where the blobs of ``scope`` live (a keyed name, so a listing does not reveal the scope)."""
+    return blob_root() / keyring().blind_index(scope, "blob-dir", scope)[:16]
+
+
 def _path(scope: str, name: str) -> Path:
-    scope_dir = keyring().blind_index(scope, "blob-dir", scope)[:16]
-    return blob_root() / scope_dir / name[:2] / name
+    return blob_scope_directory(scope) / name[:2] / name
+
+
+def _reuse(path: Path) -> bool:
+    """Whether the blob is stored already; if so its time is refreshed, so that the sweep, which
+    spares recent blobs, cannot remove it before the transaction referencing it commits."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _field(name: str) -> Field:
@@ -51,7 +68,7 @@ def blob_put(scope: str, content: bytes) -> str:
     """Store ``content`` (idempotently) and return its name."""
     name = blob_name(scope, content)
     path = _path(scope, name)
-    if path.exists():
+    if _reuse(path):
         return name
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     temporary = path.with_name(f".{name}.{secrets.token_hex(4)}.tmp")
@@ -74,7 +91,7 @@ class BlobBatch:
     def put(self, scope: str, content: bytes) -> str:
         name = blob_name(scope, content)
         path = _path(scope, name)
-        if path in self._pending or path.exists():
+        if path in self._pending or _reuse(path):
             return name
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         temporary = path.with_name(f".{name}.{secrets.token_hex(4)}.tmp")

@@ -216,6 +216,26 @@ def _needs_refresh(mailbox: Mailbox, credentials: dict[str, Any]) -> bool:
     return expires_at is not None and expires_at - REFRESH_MARGIN <= timezone.now()
 
 
+def access_token_renew_at(mailbox: Mailbox) -> datetime | None:
+    """When a long session (IDLE) signed in with the mailbox's current access token should sign
+    in again with a renewed one: ``REFRESH_MARGIN`` before the token expires, or, for a token
+    that lives less than that, halfway through what is left of it (so renewals never follow each
+    other in a tight loop). Signing in at that moment renews the token, since it then expires
+    within the margin. None when there is nothing to renew (a password, or no refresh token or
+    known expiry): such a session lasts until the server ends it."""
+    credentials = mailbox.credentials or {}
+    expires_at = mailbox.access_token_expires_at
+    if mailbox.auth_kind == AuthKind.PASSWORD or expires_at is None:
+        return None
+    if not credentials.get("refresh_token") or not credentials.get("token_endpoint"):
+        return None
+    now = timezone.now()
+    renew_at = expires_at - REFRESH_MARGIN
+    if renew_at <= now:
+        renew_at = now + max(expires_at - now, timedelta(0)) / 2
+    return renew_at
+
+
 def mailbox_access_token(mailbox: Mailbox) -> str:
     """A current access token for ``mailbox``, renewed first when it expires within the margin.
 

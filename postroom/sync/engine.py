@@ -24,6 +24,7 @@ Network I/O never happens inside a database transaction: each batch is fetched, 
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
@@ -35,6 +36,8 @@ from django.db.models import Q
 from django.dispatch import Signal
 from django.utils import timezone
 from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+from imapclient.response_parser import parse_fetch_response
 
 from postroom.conversations import arrival
 from postroom.conversations.ingest import IngestItem, messages_ingest_batch
@@ -50,6 +53,8 @@ logger = logging.getLogger(__name__)
 BATCH_SIZE = 100
 # UIDs per command when a command has to name each one (IMAPClient sends no ranges).
 UIDS_PER_COMMAND = 1000
+# UID ranges per database query when looking up the copies a VANISHED answer names.
+RANGES_PER_QUERY = 200
 # What is kept of a message too large to fetch: the start of its header, for the sender and subject.
 OVERSIZED_HEADER_BYTES = 64 * 1024
 MAX_MESSAGE_BYTES = DEFAULT_LIMITS.max_message_bytes
@@ -86,14 +91,18 @@ def mailbox_imap_server(mailbox: Mailbox) -> ServerSettings:
 
 
 def imap_open_for(mailbox: Mailbox, *, timeout: float = 30.0) -> IMAPClient:
-    """A signed-in session for ``mailbox``, ready for sync: timezone-aware dates, CONDSTORE on.
+    """A signed-in session for ``mailbox``, ready for sync: timezone-aware dates, CONDSTORE and
+    QRESYNC on where offered (``MailboxSync`` relies on that: QRESYNC must be enabled before a
+    SELECT may carry its parameters, RFC 7162 3.2.3).
 
     An OAuth2 access token about to expire is renewed first; ``OAuthGrantRevoked`` (the mailbox
     now needs reconnecting) and ``OAuthRefreshFailed`` (try later) come from there."""
     client = open_imap(mailbox_imap_server(mailbox), mailbox_sign_in_credentials(mailbox), timeout=timeout)
     client.normalise_times = False
-    if client.has_capability("CONDSTORE") and client.has_capability("ENABLE"):
-        client.enable("CONDSTORE")
+    if client.has_capability("ENABLE"):
+        extensions = [name for name in ("CONDSTORE", "QRESYNC") if client.has_capability(name)]
+        if extensions:
+            client.enable(*extensions)
     return client
 
 
@@ -124,6 +133,60 @@ def _chunks(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
         yield values[start : start + size]
 
 
+# --- what changed on the server since the last look (CONDSTORE/QRESYNC, RFC 7162) ----------------
+class UidRanges:
+    """A set of UIDs as the server wrote it ("1:4,7,9:12"), tested without expanding it: a
+    VANISHED (EARLIER) answer may name ranges of millions of UIDs that never existed."""
+
+    def __init__(self, sequence_set: str) -> None:
+        ranges: list[tuple[int, int]] = []
+        for part in sequence_set.split(","):
+            first, _, last = part.strip().partition(":")
+            try:
+                low, high = int(first), int(last or first)
+            except ValueError:
+                raise IMAPClientError("the server sent an unreadable set of UIDs") from None
+            ranges.append((min(low, high), max(low, high)))
+        merged: list[tuple[int, int]] = []
+        for low, high in sorted(ranges):
+            if merged and low <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+            else:
+                merged.append((low, high))
+        self._starts = [low for low, _ in merged]
+        self.spans = merged
+
+    def __contains__(self, uid: object) -> bool:
+        if not isinstance(uid, int):
+            return False
+        index = bisect.bisect_right(self._starts, uid) - 1
+        return index >= 0 and uid <= self.spans[index][1]
+
+
+@dataclass
+class ServerChanges:
+    """What the server reported changed in a folder since the HIGHESTMODSEQ we had stored."""
+
+    vanished: list[UidRanges]
+    flags: dict[int, tuple[bytes, ...]]
+
+    def is_vanished(self, uid: int) -> bool:
+        return any(uid in ranges for ranges in self.vanished)
+
+
+@dataclass
+class Selected:
+    uidvalidity: int
+    highest_modseq: int | None
+    changes: ServerChanges | None  # set only by a QRESYNC select whose state the server accepted
+
+
+def _fetched_flags(data: list[Any]) -> dict[int, tuple[bytes, ...]]:
+    """FETCH responses as imaplib collected them, parsed as IMAPClient parses its own, keyed by UID."""
+    parsed = parse_fetch_response(data, normalise_times=False, uid_is_key=True)
+    return {int(uid): tuple(values[b"FLAGS"]) for uid, values in parsed.items() if b"FLAGS" in values}
+
+
 # --- the sync of one mailbox ---------------------------------------------------------------------
 @dataclass
 class FolderOutcome:
@@ -139,16 +202,29 @@ class MailboxSync:
         self.client = client
         self.batch_size = batch_size
         self.condstore = client.has_capability("CONDSTORE")
+        # ``imap_open_for`` enabled it; without it, removals are found by UID SEARCH ALL.
+        self.qresync = self.condstore and client.has_capability("QRESYNC")
 
     # folders ---------------------------------------------------------------------------------
     def discover_folders(self) -> list[Folder]:
-        """INBOX and the special-use folders, as Folder rows (created on first sight), INBOX first."""
+        """INBOX and the special-use folders, as Folder rows, INBOX first; run again during a
+        session so folders created, renamed or removed on the server meanwhile are followed.
+
+        A folder seen for the first time gets a row (and is imported by ``sync_folder``). A
+        synced role now on a folder under another name, with the old name gone from the list,
+        was renamed: the row takes the new name and keeps its state (the UIDVALIDITY check of
+        the next select decides whether it must be imported again). A synced folder no longer
+        listed with its role (deleted, renamed away, no longer special-use) is dropped: its
+        copies are marked gone, it is no longer synced, and should it come back, the copies the
+        server still holds are revived by the import rather than stored twice."""
         found: dict[str, str] = {}
+        listed: set[str] = set()
         for attributes, _delimiter, raw_name in self.client.list_folders():
             name = raw_name.decode("utf-8", "replace") if isinstance(raw_name, bytes) else str(raw_name)
             lowered = {attribute.lower() for attribute in attributes}
             if b"\\noselect" in lowered or b"\\nonexistent" in lowered:
                 continue
+            listed.add(name)
             role = (
                 FolderRole.INBOX
                 if name.upper() == "INBOX"
@@ -160,26 +236,65 @@ class MailboxSync:
                 found[role] = imap_folder_name(name)
             except UnsafeProtocolValue:
                 logger.warning("mailbox %s: skipping a %s folder whose name cannot be used safely", self.mailbox.pk, role)
+        rows = {folder.name: folder for folder in Folder.objects.filter(mailbox=self.mailbox)}
+        if FolderRole.INBOX not in found:
+            # Every IMAP server has an INBOX: a list without it is not one to drop folders by.
+            logger.warning("mailbox %s: the server listed no INBOX; keeping the folders as they were", self.mailbox.pk)
+            unchanged = [folder for folder in rows.values() if folder.role in SYNCED_ROLES]
+            return sorted(unchanged, key=lambda folder: SYNCED_ROLES.index(folder.role))
+        synced = {folder.role: folder for folder in rows.values() if folder.role in SYNCED_ROLES}
         folders = []
         for role in SYNCED_ROLES:
             if role not in found:
                 continue
-            folder, _ = Folder.objects.get_or_create(mailbox=self.mailbox, name=found[role], defaults={"role": role})
-            if folder.role != role:
-                Folder.objects.filter(pk=folder.pk).update(role=role)
-                folder.role = role
+            name, current = found[role], synced.get(role)
+            if current is not None and current.name == name:
+                folder = current
+            elif name in rows:
+                folder = rows[name]  # known under its name (with another role, or dropped earlier)
+                if folder.role != role:
+                    self._update_folder(folder, role=role)
+            elif current is not None and current.name not in listed:
+                logger.info("mailbox %s: folder %s was renamed on the server", self.mailbox.pk, current.pk)
+                self._update_folder(current, name=name)
+                folder = current
+            else:
+                folder, _ = Folder.objects.get_or_create(mailbox=self.mailbox, name=name, defaults={"role": role})
+                if folder.role != role:
+                    self._update_folder(folder, role=role)
             folders.append(folder)
+        kept = {folder.pk for folder in folders}
+        for folder in rows.values():
+            if folder.role in SYNCED_ROLES and folder.pk not in kept:
+                self._drop_folder(folder)
         return folders
+
+    def _drop_folder(self, folder: Folder) -> None:
+        """Stop syncing a folder the server no longer lists with its role: its copies are gone
+        from where Postroom looks, and it starts again from nothing if it returns."""
+        logger.info("mailbox %s: folder %s is no longer on the server's list; its copies are marked gone", self.mailbox.pk, folder.pk)
+        dropped = list(MessageCopy.objects.filter(folder=folder, gone_at__isnull=True).values_list("id", flat=True))
+        MessageCopy.objects.filter(id__in=dropped).update(gone_at=timezone.now())
+        arrival.copies_changed(dropped)
+        self._update_folder(
+            folder, role=FolderRole.OTHER, uidvalidity=None, highest_uid=0, highest_modseq=None,
+            backfill_below_uid=None, messages_total=0, messages_done=0,
+        )  # fmt: skip
 
     def sync_folder(self, folder: Folder, *, backfill_batches: int = 1) -> FolderOutcome:
         """New mail, server-side flag changes and removals, then up to ``backfill_batches`` batches
         of the first import (newest first). Leaves the folder selected (read-only)."""
-        status = self.client.select_folder(folder.name, readonly=True)
-        uidvalidity = int(status[b"UIDVALIDITY"])
-        highest_modseq = int(status[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in status else None
+        selected = self._select(folder)
+        uidvalidity, highest_modseq = selected.uidvalidity, selected.highest_modseq
         if folder.uidvalidity != uidvalidity:
             self._start_import(folder, uidvalidity, highest_modseq)
             outcome = FolderOutcome()
+        elif selected.changes is not None:
+            # Applied before new mail is fetched: the flags the SELECT reported are older than
+            # those the fetch of new mail brings.
+            self._apply_changes(folder, uidvalidity, selected.changes)
+            outcome = FolderOutcome(stored=self._fetch_new(folder, uidvalidity))
+            self._update_folder(folder, highest_modseq=highest_modseq)
         else:
             outcome = FolderOutcome(stored=self._fetch_new(folder, uidvalidity))
             self._refresh_known(folder, uidvalidity, highest_modseq)
@@ -192,6 +307,60 @@ class MailboxSync:
         Folder.objects.filter(pk=folder.pk).update(last_synced_at=now)
         folder.last_synced_at = now
         return outcome
+
+    def _select(self, folder: Folder) -> Selected:
+        """Select ``folder`` read-only; with QRESYNC and a stored state, the server's report of
+        what changed since comes with it."""
+        if self.qresync and folder.uidvalidity is not None and folder.highest_modseq is not None:
+            selected = self._examine_qresync(folder, folder.uidvalidity, folder.highest_modseq)
+            if selected.changes is None or (selected.highest_modseq is not None and selected.highest_modseq >= folder.highest_modseq):
+                return selected
+            # The server's mod-sequences went backwards (its index was rebuilt) or are gone: its
+            # report since our value cannot be trusted; the UID SEARCH sweep finds everything.
+            logger.info("mailbox %s: folder %s lost its HIGHESTMODSEQ; checking every message", self.mailbox.pk, folder.pk)
+            return Selected(selected.uidvalidity, selected.highest_modseq, changes=None)
+        status = self.client.select_folder(folder.name, readonly=True)
+        highest_modseq = int(status[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in status else None
+        return Selected(int(status[b"UIDVALIDITY"]), highest_modseq, changes=None)
+
+    def _examine_qresync(self, folder: Folder, uidvalidity: int, highest_modseq: int) -> Selected:
+        """EXAMINE with the QRESYNC parameter (RFC 7162 3.2.5): given the UIDVALIDITY and the
+        HIGHESTMODSEQ we stored, the server answers with VANISHED (EARLIER) for every UID
+        expunged since and a FETCH (UID, FLAGS, MODSEQ) for every message changed since, in the
+        SELECT response itself: no UID SEARCH ALL, no flag sweep.
+
+        IMAPClient's ``select_folder`` cannot pass the parameter, so this does what it does
+        (imaplib's ``select``: forget older untagged responses, run the command, mark the session
+        read-only and selected) with the parameter added. The numbers come from our database."""
+        imap = self.client._imap
+        imap.untagged_responses = {}
+        imap.is_readonly = True
+        parameter = f"(QRESYNC ({int(uidvalidity)} {int(highest_modseq)}))"
+        typ, data = imap._simple_command("EXAMINE", self.client._normalise_folder(folder.name), parameter)
+        if typ != "OK":
+            imap.state = "AUTH"  # a failed SELECT leaves no folder selected (RFC 3501 6.3.1)
+            self.client._checkok("examine", typ, data)
+        imap.state = "SELECTED"
+        fetched = imap.untagged_responses.pop("FETCH", [])
+        vanished = imap.untagged_responses.pop("VANISHED", [])
+        status = self.client._process_select_response(imap.untagged_responses)
+        selected_uidvalidity = int(status[b"UIDVALIDITY"])
+        current_modseq = int(status[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in status else None
+        if selected_uidvalidity != uidvalidity:
+            return Selected(selected_uidvalidity, current_modseq, changes=None)  # renumbered: nothing reported applies
+        try:
+            ranges = []
+            for line in vanished:
+                text = (line.decode("ascii", "replace") if isinstance(line, bytes) else str(line)).strip()
+                if text.upper().startswith("(EARLIER)"):
+                    text = text[len("(EARLIER)") :]
+                ranges.append(UidRanges(text))
+            changes = ServerChanges(vanished=ranges, flags=_fetched_flags(fetched))
+        except (IMAPClientError, ValueError):
+            # An answer we cannot read: the sweep without QRESYNC still finds every change.
+            logger.warning("mailbox %s: unreadable QRESYNC answer for folder %s; checking every message", self.mailbox.pk, folder.pk)
+            changes = None
+        return Selected(selected_uidvalidity, current_modseq, changes=changes)
 
     def _update_folder(self, folder: Folder, **values: Any) -> None:
         Folder.objects.filter(pk=folder.pk).update(**values)
@@ -213,8 +382,10 @@ class MailboxSync:
         if self.mailbox.import_since:
             criteria = ["SINCE", self.mailbox.import_since]
         wanted = imap_uids(self.client.search(criteria))
+        present = imap_uids(self.client.search(["ALL"]))
+        self._revive_copies(folder, uidvalidity, present)
         # Everything above the current top is new mail; everything up to it, the import.
-        top = max(self.client.search(["ALL"]) or [0])
+        top = max(present or [0])
         self._update_folder(
             folder,
             uidvalidity=uidvalidity,
@@ -282,14 +453,44 @@ class MailboxSync:
         ]
 
     # changes made by other clients -----------------------------------------------------------------
-    def _refresh_known(self, folder: Folder, uidvalidity: int, highest_modseq: int | None) -> None:
-        """Flags changed and messages removed on the server since the last look."""
-        known = {
+    def _known_copies(
+        self, folder: Folder, uidvalidity: int, only: Q | None = None
+    ) -> dict[int, tuple[int, tuple[bool, bool, bool], bool | None]]:
+        """The folder's live copies (those matching ``only``, when given): UID -> (copy id,
+        (seen, flagged, answered), seen_pending)."""
+        copies = MessageCopy.objects.filter(folder=folder, uidvalidity=uidvalidity, gone_at__isnull=True)
+        if only is not None:
+            copies = copies.filter(only)
+        return {
             uid: (copy_id, (seen, flagged, answered), seen_pending)
-            for copy_id, uid, seen, flagged, answered, seen_pending in MessageCopy.objects.filter(
-                folder=folder, uidvalidity=uidvalidity, gone_at__isnull=True
-            ).values_list("id", "uid", "seen", "flagged", "answered", "seen_pending")
+            for copy_id, uid, seen, flagged, answered, seen_pending in copies.values_list(
+                "id", "uid", "seen", "flagged", "answered", "seen_pending"
+            )
         }
+
+    def _apply_changes(self, folder: Folder, uidvalidity: int, changes: ServerChanges) -> None:
+        """What a QRESYNC SELECT reported: copies expunged (or moved away) since, and new flags.
+        Only the copies concerned are read, a few ranges or UIDs at a time."""
+        known: dict[int, tuple[int, tuple[bool, bool, bool], bool | None]] = {}
+        for chunk in _chunks(sorted(changes.flags), UIDS_PER_COMMAND):
+            known |= self._known_copies(folder, uidvalidity, Q(uid__in=list(chunk)))
+        spans = [span for ranges in changes.vanished for span in ranges.spans]
+        for start in range(0, len(spans), RANGES_PER_QUERY):
+            only = Q()
+            for low, high in spans[start : start + RANGES_PER_QUERY]:
+                only |= Q(uid__range=(low, high))
+            known |= self._known_copies(folder, uidvalidity, only)
+        vanished = [copy_id for uid, (copy_id, _flags, _pending) in known.items() if changes.is_vanished(uid)]
+        if vanished:
+            MessageCopy.objects.filter(id__in=vanished).update(gone_at=timezone.now())
+            arrival.copies_changed(vanished)
+        self._store_flags(known, {uid: flags for uid, flags in changes.flags.items() if not changes.is_vanished(uid)})
+
+    def _refresh_known(self, folder: Folder, uidvalidity: int, highest_modseq: int | None) -> None:
+        """Flags changed and messages removed on the server since the last look, on a server
+        without QRESYNC: removals by comparing UID SEARCH ALL with what we know; flag changes by
+        a CHANGEDSINCE fetch with CONDSTORE, else by reading every known message's flags."""
+        known = self._known_copies(folder, uidvalidity)
         present = set(imap_uids(self.client.search(["ALL"])))
         vanished = [copy_id for uid, (copy_id, _flags, _pending) in known.items() if uid not in present]
         if vanished:
@@ -299,28 +500,55 @@ class MailboxSync:
         if not still_known:
             self._update_folder(folder, highest_modseq=highest_modseq)
             return
-        if self.condstore and highest_modseq is not None and folder.highest_modseq is not None:
-            if highest_modseq == folder.highest_modseq:
+        stored_modseq = folder.highest_modseq
+        if self.condstore and highest_modseq is not None and stored_modseq is not None and highest_modseq >= stored_modseq:
+            if highest_modseq == stored_modseq:
                 return  # nothing changed in the folder at all
-            changed = set(imap_uids(self.client.search(["MODSEQ", str(folder.highest_modseq + 1)])))
-            to_check = [uid for uid in still_known if uid in changed]
+            self._store_flags(known, self._flags_changed_since(stored_modseq, top_uid=still_known[-1]))
         else:
-            to_check = still_known  # no CONDSTORE: sweep the flags of every known message
-        reflagged: list[int] = []
-        for chunk in _chunks(to_check, UIDS_PER_COMMAND):
-            for uid, data in self.client.fetch(list(chunk), ["FLAGS"]).items():
-                if uid not in known or b"FLAGS" not in data:
-                    continue
-                flags = {flag.lower() for flag in data[b"FLAGS"]}
-                seen, flagged, answered = b"\\seen" in flags, b"\\flagged" in flags, b"\\answered" in flags
-                copy_id, stored, seen_pending = known[uid]
-                if seen_pending is not None:
-                    seen = seen_pending  # a member's choice not yet on the server wins over its old flag
-                if stored != (seen, flagged, answered):
-                    MessageCopy.objects.filter(id=copy_id).update(seen=seen, flagged=flagged, answered=answered)
-                    reflagged.append(copy_id)
-        arrival.copies_changed(reflagged)
+            # No CONDSTORE (or its mod-sequences went backwards): read every known message's flags.
+            for chunk in _chunks(still_known, UIDS_PER_COMMAND):
+                fetched = self.client.fetch(list(chunk), ["FLAGS"])
+                self._store_flags(known, {uid: data[b"FLAGS"] for uid, data in fetched.items() if b"FLAGS" in data})
         self._update_folder(folder, highest_modseq=highest_modseq)
+
+    def _flags_changed_since(self, modseq: int, *, top_uid: int) -> dict[int, tuple[bytes, ...]]:
+        """``UID FETCH 1:top (FLAGS) (CHANGEDSINCE modseq)`` (RFC 7162 3.1.4): the flags of only
+        the messages changed since. IMAPClient's ``fetch`` wants every UID listed (and a range
+        breaks it), so this is imaplib's ``uid`` parsed the way IMAPClient parses FETCH."""
+        typ, data = self.client._imap.uid("FETCH", f"1:{imap_uid(top_uid)}", "(UID FLAGS)", f"(CHANGEDSINCE {int(modseq)})")
+        self.client._checkok("fetch", typ, data)
+        return _fetched_flags(data)
+
+    def _store_flags(
+        self, known: dict[int, tuple[int, tuple[bool, bool, bool], bool | None]], server_flags: dict[int, tuple[bytes, ...]]
+    ) -> None:
+        reflagged: list[int] = []
+        for uid, flag_list in server_flags.items():
+            if uid not in known:
+                continue  # new mail (stored by the fetch of new mail) or not imported yet
+            flags = {flag.lower() for flag in flag_list}
+            seen, flagged, answered = b"\\seen" in flags, b"\\flagged" in flags, b"\\answered" in flags
+            copy_id, stored, seen_pending = known[uid]
+            if seen_pending is not None:
+                seen = seen_pending  # a member's choice not yet on the server wins over its old flag
+            if stored != (seen, flagged, answered):
+                MessageCopy.objects.filter(id=copy_id).update(seen=seen, flagged=flagged, answered=answered)
+                reflagged.append(copy_id)
+        arrival.copies_changed(reflagged)
+
+    def _revive_copies(self, folder: Folder, uidvalidity: int, present: Sequence[int]) -> None:
+        """Copies marked gone when the folder disappeared from the folder list (deleted, renamed
+        or no longer special-use) that the server still holds under the same UIDVALIDITY: the
+        folder came back unchanged. A UID is never reused within one UIDVALIDITY, so these are
+        the same messages."""
+        gone = MessageCopy.objects.filter(folder=folder, uidvalidity=uidvalidity, gone_at__isnull=False)
+        if not gone.exists():
+            return
+        for chunk in _chunks(sorted(present), UIDS_PER_COMMAND):
+            revived = list(gone.filter(uid__in=list(chunk)).values_list("id", flat=True))
+            MessageCopy.objects.filter(id__in=revived).update(gone_at=None)
+            arrival.copies_changed(revived)
 
 
 def mailbox_sync_once(mailbox: Mailbox, *, backfill_batches: int = 1_000_000, batch_size: int = BATCH_SIZE) -> dict[str, FolderOutcome]:

@@ -2,9 +2,16 @@
 
 One thread per mailbox this service holds a lease on (bounded by ``max_mailboxes``), each with
 its own IMAP session: INBOX waits in IDLE, so new mail is fetched as soon as the server says it
-arrived; the other folders are polled every ``poll_seconds``; the first import runs in batches
-between those. The main thread renews the leases, takes free mailboxes, and stops the thread of
-a mailbox whose lease it lost (or that a member paused or must reconnect).
+arrived; the other folders are polled every ``poll_seconds``, and each poll lists the folders
+again, so a folder created, renamed or removed on the server meanwhile is followed without a new
+connection; the first import runs in batches between those. The main thread renews the leases,
+takes free mailboxes, and stops the thread of a mailbox whose lease it lost (or that a member
+paused or must reconnect).
+
+A session signed in with an OAuth2 access token signs in again before the token expires
+(``access_token_renew_at``): a new session is opened with a renewed token and replaces the
+old one, so push continues; if the token endpoint or the server cannot be reached then, the old
+session goes on and the renewal is tried again shortly.
 
 Failures: a lost or refused connection is retried with exponential backoff (1 s … 5 min); a
 server unreachable for more than 30 minutes marks the mailbox disconnected, with the reason,
@@ -27,8 +34,10 @@ import logging
 import threading
 import time
 import uuid
+from datetime import datetime
 
 from django.db import OperationalError, close_old_connections, connection
+from django.utils import timezone
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
@@ -36,7 +45,7 @@ from postroom.conversations.actions import snoozes_wake
 from postroom.mailboxes.actions import mailbox_mark_needs_reconnect, mailbox_record_reachable, mailbox_record_unreachable
 from postroom.mailboxes.connection import AuthenticationFailed, MailConnectionError
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox
-from postroom.mailboxes.oauth import OAuthGrantRevoked, OAuthRefreshFailed
+from postroom.mailboxes.oauth import OAuthGrantRevoked, OAuthRefreshFailed, access_token_renew_at
 from postroom.outbox.actions import outgoing_sweep
 from postroom.sync.engine import MailboxSync, imap_open_for
 from postroom.sync.leases import LEASE_SECONDS, lease_claim, lease_release, lease_renew, service_identity
@@ -48,6 +57,8 @@ MAX_BACKOFF_SECONDS = 300.0
 # RFC 2177: servers may end an IDLE after 30 minutes of inactivity; restart it before that.
 IDLE_RESTART_SECONDS = 25 * 60
 IDLE_CHECK_SECONDS = 1.0
+# A failed renewal of an OAuth2 sign-in is tried again this soon (the old session goes on).
+SIGN_IN_RENEWAL_RETRY_SECONDS = 30.0
 # The outbox queue is repaired this often (see ``outgoing_sweep``).
 OUTBOX_SWEEP_SECONDS = 60.0
 # Network failures that a new connection (or a new request to the token endpoint) may cure.
@@ -68,30 +79,33 @@ class MailboxWorker(threading.Thread):
 
     def run(self) -> None:
         delay = 1.0
+        client: IMAPClient | None = None  # a session to go on with (one that replaced its predecessor)
         try:
             while not self.stopping.is_set():
                 close_old_connections()
                 mailbox = Mailbox.objects.filter(pk=self.mailbox_id).first()
                 if mailbox is None:
                     return
+                if client is None:
+                    try:
+                        client = imap_open_for(mailbox)
+                    except AuthenticationFailed as error:
+                        logger.warning("mailbox %s: the server rejected the credentials; waiting for the member", self.mailbox_id)
+                        mailbox_mark_needs_reconnect(mailbox=Mailbox.objects.get(pk=self.mailbox_id), reason=error.message)
+                        return
+                    except OAuthGrantRevoked:
+                        # mailbox_access_token has marked it as needing reconnection, with the reason.
+                        logger.warning("mailbox %s: the OAuth2 grant was revoked; waiting for the member", self.mailbox_id)
+                        return
+                    except RETRYABLE as error:
+                        logger.info("mailbox %s: cannot connect (%s); retrying in %.0f s", self.mailbox_id, error, delay)
+                        mailbox_record_unreachable(mailbox_id=self.mailbox_id, reason=str(error))
+                        self.stopping.wait(delay)
+                        delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+                        continue
+                replacement = None
                 try:
-                    client = imap_open_for(mailbox)
-                except AuthenticationFailed as error:
-                    logger.warning("mailbox %s: the server rejected the credentials; waiting for the member", self.mailbox_id)
-                    mailbox_mark_needs_reconnect(mailbox=Mailbox.objects.get(pk=self.mailbox_id), reason=error.message)
-                    return
-                except OAuthGrantRevoked:
-                    # mailbox_access_token has marked it as needing reconnection, with the reason.
-                    logger.warning("mailbox %s: the OAuth2 grant was revoked; waiting for the member", self.mailbox_id)
-                    return
-                except RETRYABLE as error:
-                    logger.info("mailbox %s: cannot connect (%s); retrying in %.0f s", self.mailbox_id, error, delay)
-                    mailbox_record_unreachable(mailbox_id=self.mailbox_id, reason=str(error))
-                    self.stopping.wait(delay)
-                    delay = min(delay * 2, MAX_BACKOFF_SECONDS)
-                    continue
-                try:
-                    self._session(mailbox, client)
+                    replacement = self._session(mailbox, client)
                     delay = 1.0
                 except RETRYABLE as error:
                     logger.info("mailbox %s: connection lost (%s); reconnecting in %.0f s", self.mailbox_id, error, delay)
@@ -107,23 +121,42 @@ class MailboxWorker(threading.Thread):
                 finally:
                     with contextlib.suppress(Exception):
                         client.logout()
+                client = replacement
         except Exception:
             logger.exception("mailbox %s: sync stopped by an unexpected error", self.mailbox_id)
         finally:
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.logout()
             connection.close()
 
-    def _session(self, mailbox: Mailbox, client: IMAPClient) -> None:
+    def _session(self, mailbox: Mailbox, client: IMAPClient) -> IMAPClient | None:
+        """Sync over ``client`` until told to stop, or until its OAuth2 sign-in must be renewed.
+        The session to go on with: one signed in with a renewed token, or None to connect anew
+        (a revoked grant or a refused token is then found out and reported by ``run``)."""
         sync = MailboxSync(mailbox, client)
-        folders = sync.discover_folders()
-        mailbox_record_reachable(mailbox_id=self.mailbox_id)
-        inbox = next((folder for folder in folders if folder.role == FolderRole.INBOX), None)
+        renew_at = _monotonic(access_token_renew_at(mailbox))
+        folders: list[Folder] = []
         next_poll = 0.0
         while not self.stopping.is_set():
+            if renew_at is not None and time.monotonic() >= renew_at:
+                try:
+                    # The token expires within the refresh margin: signing in renews it first.
+                    return imap_open_for(Mailbox.objects.get(pk=self.mailbox_id))
+                except (OAuthGrantRevoked, AuthenticationFailed):
+                    return None
+                except RETRYABLE as error:
+                    logger.info("mailbox %s: signing in again with a renewed token failed (%s); retrying soon", self.mailbox_id, error)
+                    renew_at = time.monotonic() + SIGN_IN_RENEWAL_RETRY_SECONDS
             if time.monotonic() >= next_poll:
+                # Listed again each round: folders created, renamed or removed since appear.
+                folders = sync.discover_folders()
                 for folder in folders:
                     sync.sync_folder(folder, backfill_batches=0)
                 next_poll = time.monotonic() + self.poll_seconds
                 mailbox_record_reachable(mailbox_id=self.mailbox_id)
+            inbox = next((folder for folder in folders if folder.role == FolderRole.INBOX), None)
+            wake_at = next_poll if renew_at is None else min(next_poll, renew_at)
             importing = [folder for folder in folders if folder.backfill_below_uid is not None]
             if importing:
                 # One batch of the backlog, then new mail again: recent mail never waits for the import.
@@ -132,14 +165,15 @@ class MailboxWorker(threading.Thread):
                     sync.sync_folder(inbox, backfill_batches=0)
                 continue
             if inbox is None or not client.has_capability("IDLE"):
-                self.stopping.wait(max(0.0, next_poll - time.monotonic()))
+                self.stopping.wait(max(0.0, wake_at - time.monotonic()))
                 continue
-            if self._idle_until_change(client, inbox, next_poll):
+            if self._idle_until_change(client, inbox, wake_at):
                 sync.sync_folder(inbox, backfill_batches=0)
+        return None
 
     def _idle_until_change(self, client: IMAPClient, inbox: Folder, next_poll: float) -> bool:
-        """Wait in IDLE on INBOX until the server reports a change (True), or until the next poll
-        or a stop request (False)."""
+        """Wait in IDLE on INBOX until the server reports a change (True), or until ``next_poll``
+        (the next poll or sign-in renewal) or a stop request (False)."""
         client.select_folder(inbox.name, readonly=True)
         # IDLE reports only what happens once it has started: mail that arrived after INBOX was
         # last synced (while the other folders were) would otherwise wait for the next poll.
@@ -153,7 +187,11 @@ class MailboxWorker(threading.Thread):
                 # A short wait so a stop request is noticed within a second.
                 waited_from = time.monotonic()
                 responses = client.idle_check(timeout=IDLE_CHECK_SECONDS)
-                if any(len(response) > 1 and response[1] in (b"EXISTS", b"EXPUNGE", b"FETCH", b"VANISHED") for response in responses):
+                # "* 3 EXISTS", "* 3 EXPUNGE", "* 3 FETCH (...)"; with QRESYNC on, "* VANISHED 5:7".
+                if any(
+                    len(response) > 1 and (response[1] in (b"EXISTS", b"EXPUNGE", b"FETCH") or response[0] == b"VANISHED")
+                    for response in responses
+                ):
                     changed = True
                     break
                 if not responses and time.monotonic() - waited_from < IDLE_CHECK_SECONDS / 2:
@@ -230,3 +268,10 @@ class SyncService:
         self.workers.clear()
         connection.close()
         logger.info("sync service %s stopped", self.owner)
+
+
+def _monotonic(moment: datetime | None) -> float | None:
+    """A wall-clock moment as a deadline on the monotonic clock the loops wait with."""
+    if moment is None:
+        return None
+    return time.monotonic() + max(0.0, (moment - timezone.now()).total_seconds())

@@ -13,6 +13,11 @@ served from this process (:class:`TokenIntrospection`), where tests issue and re
 
 Dovecot refuses to serve mail owned by uid 0: when the tests run as root, mail is owned by
 ``nobody`` and Dovecot's own processes run as the Debian package's ``dovecot``/``dovenull``.
+
+A second flavour, ``Dovecot(..., basic=True)``, stands for a plainer server: it does not offer
+QRESYNC (CONDSTORE only), and its special-use folders exist only once a client creates them,
+"Archive" or "Archives" both being \\Archive (as a provider whose special-use attribute follows a
+renamed folder).
 """
 
 from __future__ import annotations
@@ -47,6 +52,12 @@ MAIL_DOMAIN = "postroom.test"
 # The folders the sync engine finds by SPECIAL-USE (RFC 6154) rather than by name.
 SPECIAL_USE_FOLDERS = {"Sent": "\\Sent", "Archive": "\\Archive", "Trash": "\\Trash", "Junk": "\\Junk", "Drafts": "\\Drafts"}
 START_TIMEOUT_SECONDS = 20.0
+# What Dovecot 2.3 offers after sign-in, less QRESYNC: the ``basic`` flavour's capabilities.
+BASIC_CAPABILITIES = (
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=REFS "
+    "THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED "
+    "I18NLEVEL=1 CONDSTORE ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SPECIAL-USE"
+)
 
 
 def dovecot_available() -> bool:
@@ -75,11 +86,14 @@ class TokenIntrospection:
     """An OAuth2 token-introspection endpoint (RFC 7662) on loopback for Dovecot's oauth2 passdb.
 
     Dovecot POSTs ``token=...``; the answer says whether the token is active and whose it is.
-    Dovecot then accepts the login only if that username equals the one the client sent.
+    Dovecot then accepts the login only if that username equals the one the client sent. A token
+    issued with a lifetime is inactive once it has passed, as a provider's expired token is;
+    ``signed_in`` lists the tokens Dovecot asked about, one per sign-in, in order.
     """
 
     def __init__(self) -> None:
-        self._tokens: dict[str, str] = {}
+        self._tokens: dict[str, tuple[str, float | None]] = {}  # token -> (username, expiry on the monotonic clock)
+        self.signed_in: list[str] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, name="token-introspection", daemon=True)
@@ -96,10 +110,11 @@ class TokenIntrospection:
         self._server.server_close()
         self._thread.join()
 
-    def issue(self, username: str) -> str:
+    def issue(self, username: str, *, lifetime_seconds: float | None = None) -> str:
         token = secrets.token_urlsafe(32)
+        expiry = time.monotonic() + lifetime_seconds if lifetime_seconds is not None else None
         with self._lock:
-            self._tokens[token] = username
+            self._tokens[token] = (username, expiry)
         return token
 
     def revoke(self, token: str) -> None:
@@ -108,8 +123,9 @@ class TokenIntrospection:
 
     def introspect(self, token: str) -> dict[str, object]:
         with self._lock:
-            username = self._tokens.get(token)
-        if username is None:
+            self.signed_in.append(token)
+            username, expiry = self._tokens.get(token, (None, None))
+        if username is None or (expiry is not None and time.monotonic() >= expiry):
             return {"active": False}
         return {"active": True, "username": username}
 
@@ -145,7 +161,8 @@ def _mail_owner() -> pwd.struct_passwd:
 class Dovecot:
     """One Dovecot instance: ``start()``, ``stop()``, ``restart()``, users, delivery."""
 
-    def __init__(self, *, ca: trustme.CA, introspection: TokenIntrospection | None = None) -> None:
+    def __init__(self, *, ca: trustme.CA, introspection: TokenIntrospection | None = None, basic: bool = False) -> None:
+        self.basic = basic
         self.root = Path(tempfile.mkdtemp(prefix="postroom-dovecot-"))
         # Dovecot's unprivileged processes (and the mail owner) must reach files inside.
         self.root.chmod(0o755)
@@ -189,9 +206,14 @@ class Dovecot:
                 "active_value = true\n"
             )
             oauth2_passdb = f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {self.root}/oauth2.conf.ext\n}}\n"
-        folders = "".join(
-            f"  mailbox {name} {{\n    special_use = {flag}\n    auto = subscribe\n  }}\n" for name, flag in SPECIAL_USE_FOLDERS.items()
-        )
+        if self.basic:
+            special_use = {**SPECIAL_USE_FOLDERS, "Archives": "\\Archive"}
+            folders = "".join(f"  mailbox {name} {{\n    special_use = {flag}\n  }}\n" for name, flag in special_use.items())
+        else:
+            folders = "".join(
+                f"  mailbox {name} {{\n    special_use = {flag}\n    auto = subscribe\n  }}\n" for name, flag in SPECIAL_USE_FOLDERS.items()
+            )
+        capabilities = f"  imap_capability = {BASIC_CAPABILITIES}\n" if self.basic else ""
         self.config_file = self.root / "dovecot.conf"
         self.config_file.write_text(
             f"""# Written by postroom.testing.dovecot for one test session.
@@ -230,7 +252,7 @@ namespace inbox {{
 {folders}}}
 protocol imap {{
   mail_max_userip_connections = 50
-}}
+{capabilities}}}
 service imap-login {{
   chroot =
   inet_listener imap {{

@@ -45,6 +45,19 @@ def dovecot(mail_test_ca: trustme.CA, oauth_tokens: TokenIntrospection) -> Itera
         server.close()
 
 
+@pytest.fixture(scope="session")
+def basic_dovecot(mail_test_ca: trustme.CA, oauth_tokens: TokenIntrospection) -> Iterator[Dovecot]:
+    """A second, plainer Dovecot: no QRESYNC, and special-use folders only once created."""
+    if not dovecot_available():
+        pytest.skip("Dovecot is not installed (apt-get install dovecot-imapd; scripts/test does it)")
+    server = Dovecot(ca=mail_test_ca, introspection=oauth_tokens, basic=True)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
 @pytest.fixture
 def mail_user(dovecot: Dovecot) -> Iterator[MailUser]:
     """A fresh IMAP account on the session's Dovecot, with the special-use folders; the server

@@ -85,13 +85,15 @@ def mail_account(dovecot: Dovecot, mail_user: MailUser, make_smtp_peer: Callable
 class TokenEndpoint:
     """An OAuth2 token endpoint (RFC 6749 refresh_token grant) on loopback. Access tokens it
     issues are registered with the introspection endpoint that Dovecot and the SMTP peer ask, so
-    they really sign in; ``revoke_grant`` makes the next refresh answer ``invalid_grant``."""
+    they really sign in; ``revoke_grant`` makes the next refresh answer ``invalid_grant``. With
+    ``tokens_expire``, the servers refuse an access token once its ``expires_in`` has passed."""
 
     introspection: TokenIntrospection
     url: str = ""
     client_id: str = "postroom-test"
     client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     expires_in: int = 3600
+    tokens_expire: bool = False
     grants: dict[str, str] = field(default_factory=dict)  # refresh token -> username
     requests: list[dict[str, str]] = field(default_factory=list)
 
@@ -112,7 +114,9 @@ class TokenEndpoint:
         username = self.grants.get(form.get("refresh_token", ""))
         if username is None:
             return 400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
-        return 200, {"access_token": self.introspection.issue(username), "token_type": "Bearer", "expires_in": self.expires_in}
+        lifetime = self.expires_in if self.tokens_expire else None
+        access_token = self.introspection.issue(username, lifetime_seconds=lifetime)
+        return 200, {"access_token": access_token, "token_type": "Bearer", "expires_in": self.expires_in}
 
 
 @pytest.fixture

@@ -15,17 +15,19 @@ from postroom.testing.factories import MembershipFactory
 
 @pytest.fixture
 def make_mailbox(db: None, dovecot: Dovecot) -> Callable[..., Mailbox]:
-    """``make_mailbox(user, owner=None, **fields)``: a saved Mailbox that signs in to Dovecot as ``user``."""
+    """``make_mailbox(user, owner=None, server=None, **fields)``: a saved Mailbox that signs in as
+    ``user`` to ``server`` (the session's Dovecot unless given)."""
 
-    def make(user: MailUser, owner: Membership | None = None, **fields: Any) -> Mailbox:
+    def make(user: MailUser, owner: Membership | None = None, server: Dovecot | None = None, **fields: Any) -> Mailbox:
         owner = owner or cast(Membership, MembershipFactory())
+        server = server or dovecot
         values: dict[str, Any] = {
-            "imap_host": dovecot.host,
-            "imap_port": dovecot.imaps_port,
+            "imap_host": server.host,
+            "imap_port": server.imaps_port,
             "imap_tls": TlsModeChoice.IMPLICIT,
-            "smtp_host": dovecot.host,
+            "smtp_host": server.host,
             "smtp_port": 25,
-            "private_ca_pem": dovecot.ca_pem,
+            "private_ca_pem": server.ca_pem,
             "auth_kind": AuthKind.PASSWORD,
         }
         mailbox = Mailbox(organization=owner.organization, owner=owner, name=user.name, email_address=user.address, **(values | fields))
