@@ -39,11 +39,7 @@ def _migrate() -> None:
     try:
         call_command("migrate", interactive=False, verbosity=0)
     except OperationalError as error:
-        raise ConfigError(
-            "DATABASE_URL",
-            f"the database cannot be used ({str(error).strip().splitlines()[0]})",
-            "check the address, credentials and that the server is running",
-        ) from None
+        raise ConfigError("DATABASE_URL", f"the database cannot be used ({str(error).strip().splitlines()[0]})", "check the address, credentials and that the server is running") from None
 
 
 def _print_setup_link() -> None:
@@ -213,12 +209,7 @@ def _dispatch(argv: list[str]) -> int:
         sub.set_defaults(handler=handler)
     commands.add_parser("worker").set_defaults(handler=command_worker)
     sync = commands.add_parser("sync", help="keep the connected mailboxes in sync with their servers")
-    sync.add_argument(
-        "--max-mailboxes",
-        type=int,
-        default=int(os.environ.get("POSTROOM_SYNC_MAX_MAILBOXES", "100")),
-        help="mailboxes this process syncs at most",
-    )
+    sync.add_argument("--max-mailboxes", type=int, default=int(os.environ.get("POSTROOM_SYNC_MAX_MAILBOXES", "100")), help="mailboxes this process syncs at most")
     sync.add_argument("--lease-seconds", type=float, default=60.0, help="how long a crashed service keeps its mailboxes (default 60)")
     sync.set_defaults(handler=command_sync)
     commands.add_parser("setup-token").set_defaults(handler=command_setup_token)

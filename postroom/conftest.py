@@ -45,12 +45,7 @@ def cast(db: None) -> Cast:
     bob = UserFactory(email="bob@acme.test", name="Bob Member")
     charlie = UserFactory(email="charlie@beta.test", name="Charlie Outsider")
     return Cast(
-        org_a=org_a,
-        org_b=org_b,
-        alice=alice,
-        carol=carol,
-        bob=bob,
-        charlie=charlie,
+        org_a=org_a, org_b=org_b, alice=alice, carol=carol, bob=bob, charlie=charlie,
         alice_membership=MembershipFactory(organization=org_a, user=alice, role=Role.OWNER),
         carol_membership=MembershipFactory(organization=org_a, user=carol, role=Role.ADMIN),
         bob_membership=MembershipFactory(organization=org_a, user=bob, role=Role.MEMBER),

@@ -30,6 +30,7 @@ _public = urlsplit(PUBLIC_URL)
 PUBLIC_HOST = _public.hostname or "127.0.0.1"
 
 
+
 HTTPS = _public.scheme == "https"
 if not HTTPS and not is_loopback_name(PUBLIC_HOST):
     raise ConfigError(
@@ -162,19 +163,11 @@ if _database_url:
     except ValueError as error:
         raise ConfigError("DATABASE_URL", str(error).rstrip("."), "use postgres://user:password@host:5432/name") from None
     if _database["ENGINE"] != "django.db.backends.postgresql":
-        raise ConfigError(
-            "DATABASE_URL",
-            "only PostgreSQL is supported for the scaled-out shape",
-            "use a postgres:// URL, or unset it for the embedded SQLite",
-        )
+        raise ConfigError("DATABASE_URL", "only PostgreSQL is supported for the scaled-out shape", "use a postgres:// URL, or unset it for the embedded SQLite")
     # A connection pool per process (psycopg_pool). Under ASGI each request may run its sync
     # code on a new thread, so persistent per-thread connections (CONN_MAX_AGE) pile up until
     # PostgreSQL refuses clients; the pool bounds them and still saves the connect per request.
-    _database.setdefault("OPTIONS", {})["pool"] = {
-        "min_size": 1,
-        "max_size": env.integer("POSTROOM_DATABASE_POOL_SIZE", 8, minimum=1, maximum=100),
-        "timeout": 20,
-    }
+    _database.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": env.integer("POSTROOM_DATABASE_POOL_SIZE", 8, minimum=1, maximum=100), "timeout": 20}
     DATABASES = {"default": _database}
 else:
     DATABASES = {

@@ -37,9 +37,7 @@ def setup_token_valid(token: str) -> bool:
 
 
 @transaction.atomic
-def setup_first_owner(
-    *, token: str, email: str, name: str, password: str, organization_name: str, request: HttpRequest | None = None
-) -> tuple[User, Organization]:
+def setup_first_owner(*, token: str, email: str, name: str, password: str, organization_name: str, request: HttpRequest | None = None) -> tuple[User, Organization]:
     """Create the first organization and its owner; the token then stops working."""
     from allauth.account.models import EmailAddress
 

@@ -103,9 +103,8 @@ class RequireTwoFactorMiddleware:
             from postroom.orgs.models import Membership
 
             required = Membership.objects.filter(user=user, organization__require_two_factor=True).exists()
-            if (
-                required
-                and not Authenticator.objects.filter(user=user, type__in=[Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN]).exists()
-            ):
+            if required and not Authenticator.objects.filter(
+                user=user, type__in=[Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN]
+            ).exists():
                 return HttpResponseRedirect(reverse("mfa_index"))
         return self.get_response(request)

@@ -230,12 +230,8 @@ def check_social_login_purpose(request: HttpRequest, sociallogin: SocialLogin) -
         if not (request.user.is_authenticated and sociallogin.is_existing and sociallogin.user == request.user):
             raise ImmediateHttpResponse(render_authentication_error(request, sociallogin.account.get_provider(), error=AuthError.DENIED))
         record_authentication(
-            request,
-            request.user,
-            method="socialaccount",
-            reauthenticated=True,
-            provider=sociallogin.account.provider,
-            uid=sociallogin.account.uid,
+            request, request.user, method="socialaccount", reauthenticated=True,
+            provider=sociallogin.account.provider, uid=sociallogin.account.uid,
         )
     elif state.get("process") == AuthProcess.CONNECT and needs_provider_reauthentication(request):
         url = provider_reauthentication_url(request, reverse("socialaccount_connections"))
@@ -244,11 +240,7 @@ def check_social_login_purpose(request: HttpRequest, sociallogin: SocialLogin) -
 
 @login_not_required
 def login(request: HttpRequest, provider_id: str) -> HttpResponse:
-    if (
-        request.method == "POST"
-        and get_request_param(request, "process") == AuthProcess.CONNECT
-        and needs_provider_reauthentication(request)
-    ):
+    if request.method == "POST" and get_request_param(request, "process") == AuthProcess.CONNECT and needs_provider_reauthentication(request):
         url = provider_reauthentication_url(request, request.get_full_path())
         if url:
             return HttpResponseRedirect(url)

@@ -43,11 +43,10 @@ PRESETS = {
     "microsoft": Preset("Microsoft", "https://login.microsoftonline.com/{tenant}/v2.0", trust_email_verified=False),
     # Apple has no userinfo endpoint, and releases the email only to form_post callbacks,
     # which a SameSite=Lax session cannot complete: Postroom asks the member for their email.
-    "apple": Preset(
-        "Apple", "https://appleid.apple.com", trust_email_verified=True, app_settings={"fetch_userinfo": False, "scope": ["openid"]}
-    ),
+    "apple": Preset("Apple", "https://appleid.apple.com", trust_email_verified=True, app_settings={"fetch_userinfo": False, "scope": ["openid"]}),
 }
 MULTI_TENANT_NAMES = {"common", "organizations", "consumers"}
+
 
 
 def _issuer(env: Env, prefix: str, preset_name: str) -> str:
@@ -60,9 +59,7 @@ def _issuer(env: Env, prefix: str, preset_name: str) -> str:
         if parts.scheme != "https" and not is_loopback_name(parts.hostname or ""):
             raise ConfigError(issuer_variable, f"{issuer!r} is not an https:// URL", "use the provider's https:// issuer URL")
         if parts.query or parts.fragment or "/.well-known/" in parts.path:
-            raise ConfigError(
-                issuer_variable, f"{issuer!r} is not an issuer URL", 'use the "issuer" value from the provider\'s discovery document'
-            )
+            raise ConfigError(issuer_variable, f"{issuer!r} is not an issuer URL", "use the \"issuer\" value from the provider's discovery document")
         return issuer
     if env.raw(issuer_variable) is not None:
         raise ConfigError(issuer_variable, f"it conflicts with {prefix}PRESET", "set either the preset or the issuer, not both")

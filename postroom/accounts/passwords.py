@@ -28,7 +28,9 @@ class MaximumLengthValidator:
 
     def validate(self, password: str, user: Any = None) -> None:
         if len(password) > self.max_length:
-            raise ValidationError(f"This password is longer than {self.max_length} characters.", code="password_too_long")
+            raise ValidationError(
+                f"This password is longer than {self.max_length} characters.", code="password_too_long"
+            )
 
     def get_help_text(self) -> str:
         return f"Up to {self.max_length} characters; spaces, emoji and any script are welcome."
@@ -40,9 +42,7 @@ def common_passwords() -> frozenset[str]:
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         django_list = {line.strip().lower() for line in handle if line.strip()}
     bundled = Path(__file__).with_name("common-passwords-long.txt")
-    long_list = {
-        line.strip().lower() for line in bundled.read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")
-    }
+    long_list = {line.strip().lower() for line in bundled.read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")}
     return frozenset(django_list | long_list)
 
 
@@ -107,7 +107,8 @@ class ContextWordsValidator:
             for word in self.context_words(user):
                 if word == form or (word in form and len(word) * 2 >= len(form)):
                     raise ValidationError(
-                        "This password is too close to your name, your email address, your organization's name or the word “Postroom”.",
+                        "This password is too close to your name, your email address, your "
+                        "organization's name or the word “Postroom”.",
                         code="password_context_word",
                     )
 

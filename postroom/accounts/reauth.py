@@ -77,11 +77,7 @@ def _ask_for_confirmation(request: HttpRequest) -> HttpResponse:
     # form was on instead, when the browser says which one (same origin only).
     return_to = request.get_full_path()
     referer = request.META.get("HTTP_REFERER", "")
-    if (
-        request.method not in ("GET", "HEAD")
-        and referer
-        and url_has_allowed_host_and_scheme(referer, allowed_hosts={request.get_host()}, require_https=request.is_secure())
-    ):
+    if request.method not in ("GET", "HEAD") and referer and url_has_allowed_host_and_scheme(referer, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         parts = urlsplit(referer)
         return_to = parts.path + (f"?{parts.query}" if parts.query else "")
     return HttpResponseRedirect(f"{methods[0]['url']}?{urlencode({REDIRECT_FIELD_NAME: return_to})}")

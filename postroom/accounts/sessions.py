@@ -97,9 +97,7 @@ def user_session_end(*, actor: User, session_id: int, request: HttpRequest) -> N
     if session is None:
         raise Http404
     is_current = session.session_key == request.session.session_key
-    audit_record(
-        action="auth.session_ended", actor=actor, request=request, target=actor, target_label=actor.email, details={"current": is_current}
-    )
+    audit_record(action="auth.session_ended", actor=actor, request=request, target=actor, target_label=actor.email, details={"current": is_current})
     if is_current:
         session.delete()
         logout(request)

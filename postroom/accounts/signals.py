@@ -78,10 +78,7 @@ def audit_account_event(
 
 def audit_login_refused(*, request: HttpRequest, login: str, user: User | None, step: str = "password") -> None:
     audit_account_event(
-        "auth.login",
-        user=user,
-        request=request,
-        result=Result.DENIED,
+        "auth.login", user=user, request=request, result=Result.DENIED,
         details={"reason": "throttled", "step": step, "login_hash": login_hash(login)},
     )
 
@@ -114,16 +111,11 @@ def on_login_failed(sender: Any, credentials: dict[str, Any], request: HttpReque
     login = str(credentials.get("email") or credentials.get("username") or "")
     signed_in = _signed_in_user(request)
     if signed_in is not None:
-        audit_account_event(
-            "auth.reauthenticate", user=signed_in, actor=signed_in, request=request, result=Result.FAILURE, details={"method": "password"}
-        )
+        audit_account_event("auth.reauthenticate", user=signed_in, actor=signed_in, request=request, result=Result.FAILURE, details={"method": "password"})
         return
     accounts = filter_users_by_email(login, prefer_verified=True, for_login=True) if login else []
     audit_account_event(
-        "auth.login",
-        user=accounts[0] if accounts else None,
-        request=request,
-        result=Result.FAILURE,
+        "auth.login", user=accounts[0] if accounts else None, request=request, result=Result.FAILURE,
         details={"step": "password", "login_hash": login_hash(login), "known_account": bool(accounts)},
     )
 
@@ -146,13 +138,7 @@ def on_authenticator_used(sender: Any, request: HttpRequest, user: User, authent
     if authenticator.type == Authenticator.Type.RECOVERY_CODES:
         # The instance in the signal predates the use; allauth marked the code on a fresh copy.
         remaining = len(Authenticator.objects.get(pk=authenticator.pk).wrap().get_unused_codes())
-        audit_account_event(
-            "auth.recovery_code_used",
-            user=user,
-            actor=user,
-            request=request,
-            details={"remaining": remaining, "reauthentication": reauthenticated},
-        )
+        audit_account_event("auth.recovery_code_used", user=user, actor=user, request=request, details={"remaining": remaining, "reauthentication": reauthenticated})
         get_account_adapter(request).send_notification_mail("mfa/email/recovery_code_used", user, {"remaining": remaining})
     elif not reauthenticated:
         audit_account_event("auth.second_factor", user=user, actor=user, request=request, details={"type": authenticator.type})
@@ -201,17 +187,13 @@ def on_password_reset(sender: Any, request: HttpRequest, user: User, **kwargs: A
 @receiver(account_signals.email_changed)
 def on_email_changed(sender: Any, request: HttpRequest, user: User, from_email_address: Any, to_email_address: Any, **kwargs: Any) -> None:
     audit_account_event(
-        "auth.email_changed",
-        user=user,
-        actor=_signed_in_user(request),
-        request=request,
+        "auth.email_changed", user=user, actor=_signed_in_user(request), request=request,
         details={"from": getattr(from_email_address, "email", ""), "to": to_email_address.email},
     )
     if from_email_address is not None and from_email_address.email.lower() != to_email_address.email.lower():
         # allauth tells the old address; the new one hears it too, from the same template.
         get_account_adapter(request).send_notification_mail(
-            "account/email/email_changed",
-            user,
+            "account/email/email_changed", user,
             context={"from_email": from_email_address.email, "to_email": to_email_address.email},
             email=to_email_address.email,
         )
@@ -219,36 +201,20 @@ def on_email_changed(sender: Any, request: HttpRequest, user: User, from_email_a
 
 @receiver(account_signals.email_added)
 def on_email_added(sender: Any, request: HttpRequest, user: User, email_address: Any, **kwargs: Any) -> None:
-    audit_account_event(
-        "auth.email_added", user=user, actor=_signed_in_user(request), request=request, details={"email": email_address.email}
-    )
+    audit_account_event("auth.email_added", user=user, actor=_signed_in_user(request), request=request, details={"email": email_address.email})
 
 
 @receiver(account_signals.email_removed)
 def on_email_removed(sender: Any, request: HttpRequest, user: User, email_address: Any, **kwargs: Any) -> None:
-    audit_account_event(
-        "auth.email_removed", user=user, actor=_signed_in_user(request), request=request, details={"email": email_address.email}
-    )
+    audit_account_event("auth.email_removed", user=user, actor=_signed_in_user(request), request=request, details={"email": email_address.email})
 
 
 @receiver(social_signals.social_account_added)
 def on_login_provider_linked(sender: Any, request: HttpRequest, sociallogin: Any, **kwargs: Any) -> None:
     account = sociallogin.account
-    audit_account_event(
-        "auth.login_provider_linked",
-        user=account.user,
-        actor=_signed_in_user(request),
-        request=request,
-        details={"provider": account.provider},
-    )
+    audit_account_event("auth.login_provider_linked", user=account.user, actor=_signed_in_user(request), request=request, details={"provider": account.provider})
 
 
 @receiver(social_signals.social_account_removed)
 def on_login_provider_unlinked(sender: Any, request: HttpRequest, socialaccount: Any, **kwargs: Any) -> None:
-    audit_account_event(
-        "auth.login_provider_unlinked",
-        user=socialaccount.user,
-        actor=_signed_in_user(request),
-        request=request,
-        details={"provider": socialaccount.provider},
-    )
+    audit_account_event("auth.login_provider_unlinked", user=socialaccount.user, actor=_signed_in_user(request), request=request, details={"provider": socialaccount.provider})

@@ -24,20 +24,16 @@ def security(request: HttpRequest) -> HttpResponse:
     if not isinstance(user, User):  # login_required has let only signed-in users through
         raise Http404
     authenticators = list(Authenticator.objects.filter(user=user))
-    return render(
-        request,
-        "accounts/security.html",
-        {
-            "emails": EmailAddress.objects.filter(user=user),
-            "has_password": user.has_usable_password(),
-            "totp": next((a for a in authenticators if a.type == Authenticator.Type.TOTP), None),
-            "passkeys": [a for a in authenticators if a.type == Authenticator.Type.WEBAUTHN],
-            "recovery": next((a for a in authenticators if a.type == Authenticator.Type.RECOVERY_CODES), None),
-            "session_count": UserSession.objects.filter(user=user).count(),
-            "linked": SocialAccount.objects.filter(user=user),
-            "nav": "security",
-        },
-    )
+    return render(request, "accounts/security.html", {
+        "emails": EmailAddress.objects.filter(user=user),
+        "has_password": user.has_usable_password(),
+        "totp": next((a for a in authenticators if a.type == Authenticator.Type.TOTP), None),
+        "passkeys": [a for a in authenticators if a.type == Authenticator.Type.WEBAUTHN],
+        "recovery": next((a for a in authenticators if a.type == Authenticator.Type.RECOVERY_CODES), None),
+        "session_count": UserSession.objects.filter(user=user).count(),
+        "linked": SocialAccount.objects.filter(user=user),
+        "nav": "security",
+    })
 
 
 @login_required

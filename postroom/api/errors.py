@@ -52,11 +52,7 @@ def install_error_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(DjangoValidationError)
     def rule_broken(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
         if hasattr(exc, "error_dict"):
-            errors = [
-                {"field": "" if field == "__all__" else field, "message": str(message)}
-                for field, messages in exc.message_dict.items()
-                for message in messages
-            ]
+            errors = [{"field": "" if field == "__all__" else field, "message": str(message)} for field, messages in exc.message_dict.items() for message in messages]
         else:
             errors = [{"field": "", "message": str(message)} for message in exc.messages]
         return _invalid(api, request, errors)

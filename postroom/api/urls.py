@@ -41,9 +41,7 @@ def _json_method_not_allowed(view: Callable[..., HttpResponse]) -> Callable[...,
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = view(request, *args, **kwargs)
         if response.status_code == 405:
-            return JsonResponse(
-                {"detail": f"Method {request.method} is not allowed here."}, status=405, headers={"Allow": response["Allow"]}
-            )
+            return JsonResponse({"detail": f"Method {request.method} is not allowed here."}, status=405, headers={"Allow": response["Allow"]})
         return response
 
     return wrapper

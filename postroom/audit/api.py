@@ -42,16 +42,9 @@ class AuditPage(Schema):
 
 def _event_out(event: AuditEvent) -> AuditEventOut:
     return AuditEventOut(
-        id=event.pk,
-        created_at=event.created_at,
-        actor=event.actor_label,
-        action=event.action,
-        result=Result(event.result),
-        target_type=event.target_type,
-        target_id=event.target_id,
-        target_label=event.target_label,
-        ip_address=event.ip_address,
-        details=event.details,
+        id=event.pk, created_at=event.created_at, actor=event.actor_label, action=event.action, result=Result(event.result),
+        target_type=event.target_type, target_id=event.target_id, target_label=event.target_label,
+        ip_address=event.ip_address, details=event.details,
     )
 
 
@@ -80,12 +73,7 @@ def audit_list(
         raise ValidationError({"limit": "Use a limit from 1 to 200."})
     events = list(
         audit_events(
-            actor=actor,
-            action=action,
-            person=person,
-            result=result.value if result else "",
-            since=since,
-            until=until,
+            actor=actor, action=action, person=person, result=result.value if result else "", since=since, until=until,
             before_id=_cursor(cursor),
         )[: limit + 1]
     )

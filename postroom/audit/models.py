@@ -36,12 +36,8 @@ class Result(models.TextChoices):
 
 class AuditEvent(models.Model):
     created_at = models.DateTimeField(db_index=True)
-    organization = models.ForeignKey(
-        "orgs.Organization", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
-    )
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
-    )
+    organization = models.ForeignKey("orgs.Organization", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
     # Kept as text as well so the row stays readable after the user or organization is gone.
     actor_label = models.CharField(max_length=254, blank=True)
     action = models.CharField(max_length=64, db_index=True)

@@ -53,32 +53,16 @@ def log(request: HttpRequest, slug: str) -> HttpResponse:
     page = Paginator(events, 50).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render(
-        request,
-        "audit/log.html",
-        {
-            "organization": actor.organization,
-            "actor": actor,
-            "form": form,
-            "page": page,
-            "actions": audit_action_names(actor=actor),
-            "query": query.urlencode(),
-            "nav": "audit",
-        },
-    )
+    return render(request, "audit/log.html", {
+        "organization": actor.organization, "actor": actor, "form": form, "page": page,
+        "actions": audit_action_names(actor=actor), "query": query.urlencode(), "nav": "audit",
+    })
 
 
 def _csv_cells(event: AuditEvent) -> list[object]:
     return [
-        event.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-        event.actor_label,
-        event.action,
-        event.result,
-        event.target_type,
-        event.target_label,
-        event.target_id,
-        event.ip_address or "",
-        json.dumps(event.details, sort_keys=True, ensure_ascii=False),
+        event.created_at.strftime("%Y-%m-%d %H:%M:%S"), event.actor_label, event.action, event.result, event.target_type,
+        event.target_label, event.target_id, event.ip_address or "", json.dumps(event.details, sort_keys=True, ensure_ascii=False),
     ]
 
 
@@ -87,10 +71,7 @@ def _csv_cells(event: AuditEvent) -> list[object]:
 def export_csv(request: HttpRequest, slug: str) -> StreamingHttpResponse:
     actor, _form, filters, events = _filtered(request, slug, request.POST)
     audit_record(
-        action="audit.exported",
-        actor=actor.user,
-        organization=actor.organization,
-        request=request,
+        action="audit.exported", actor=actor.user, organization=actor.organization, request=request,
         details={key: str(value) for key, value in filters.items()},
     )
     rows: Iterator[list[object]] = (_csv_cells(event) for event in events.iterator(chunk_size=1000))

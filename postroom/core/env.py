@@ -61,7 +61,9 @@ class Env:
         try:
             content = Path(file_name).read_text(encoding="utf-8").strip()
         except OSError as error:
-            raise ConfigError(f"{name}_FILE", f"cannot read {file_name!r} ({error.strerror})", "point it at a readable file") from None
+            raise ConfigError(
+                f"{name}_FILE", f"cannot read {file_name!r} ({error.strerror})", "point it at a readable file"
+            ) from None
         if not content:
             raise ConfigError(f"{name}_FILE", f"{file_name!r} is empty", "put the secret in the file")
         return content

@@ -56,9 +56,7 @@ def load_or_create_secret_key(path: Path) -> str:
     create_private_file(path, secrets.token_urlsafe(64) + "\n")
     value = path.read_text(encoding="utf-8").strip()
     if len(value) < 50:
-        raise ConfigError(
-            "POSTROOM_SECRET_KEY", f"the key in {path} is shorter than 50 characters", "delete the file to have a new one generated"
-        )
+        raise ConfigError("POSTROOM_SECRET_KEY", f"the key in {path} is shorter than 50 characters", "delete the file to have a new one generated")
     return value
 
 

@@ -54,7 +54,9 @@ class Keyring:
     def _create(self, scope: str, version: int) -> DataKey:
         data_key = secrets.token_bytes(32)
         wrapped = crypto.wrap_data_key(self.current_master, data_key, scope=scope, version=version)
-        return DataKey.objects.create(scope=scope, version=version, wrapped_key=wrapped, master_key_id=self.current_master.key_id)
+        return DataKey.objects.create(
+            scope=scope, version=version, wrapped_key=wrapped, master_key_id=self.current_master.key_id
+        )
 
     def current_key(self, scope: str) -> tuple[int, bytes]:
         version = self._current.get(scope)

@@ -21,7 +21,9 @@ class DataKey(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["scope", "version"], name="datakey_scope_version_unique"),
-            models.UniqueConstraint(fields=["scope"], condition=models.Q(is_current=True), name="datakey_one_current_per_scope"),
+            models.UniqueConstraint(
+                fields=["scope"], condition=models.Q(is_current=True), name="datakey_one_current_per_scope"
+            ),
         ]
 
     def __str__(self) -> str:

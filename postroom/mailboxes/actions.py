@@ -142,10 +142,8 @@ def _obtain_access_token(sign_in: MailboxSignIn) -> tuple[str, TokenAnswer | Non
         return sign_in.access_token, None
     try:
         answer = refresh_access_token(
-            token_endpoint=sign_in.oauth.token_endpoint,
-            refresh_token=sign_in.oauth.refresh_token,
-            client_id=sign_in.oauth.client_id,
-            client_secret=sign_in.oauth.client_secret,
+            token_endpoint=sign_in.oauth.token_endpoint, refresh_token=sign_in.oauth.refresh_token,
+            client_id=sign_in.oauth.client_id, client_secret=sign_in.oauth.client_secret,
         )
     except OAuthError as error:
         raise MailboxConnectionFailed({"refresh_token": [str(error)]}) from error
@@ -203,13 +201,7 @@ def mailbox_test_sign_in(*, actor: Membership, sign_in: MailboxSignIn) -> None:
 
 
 def mailbox_connect(
-    *,
-    actor: Membership,
-    name: str,
-    email_address: str,
-    sign_in: MailboxSignIn,
-    import_since: date | None,
-    request: HttpRequest | None = None,
+    *, actor: Membership, name: str, email_address: str, sign_in: MailboxSignIn, import_since: date | None, request: HttpRequest | None = None
 ) -> Mailbox:
     """Test both servers, then store the mailbox with its credentials sealed. On any failure
     ``MailboxConnectionFailed`` names the field to fix and nothing is stored."""
@@ -218,30 +210,19 @@ def mailbox_connect(
     with transaction.atomic():
         current = _current(actor)
         mailbox = Mailbox(
-            organization_id=current.organization_id,
-            owner=current,
-            name=name or email_address,
-            email_address=email_address,
-            import_since=import_since,
-            import_started_at=timezone.now(),
+            organization_id=current.organization_id, owner=current, name=name or email_address, email_address=email_address,
+            import_since=import_since, import_started_at=timezone.now(),
         )
         _apply_sign_in(mailbox, sign_in, sealed, answer)
         mailbox.save()
         audit_record(
-            action="mailbox.connected",
-            actor=current.user,
-            organization=current.organization,
-            request=request,
-            target=mailbox,
-            target_label=email_address,
-            details={"auth": sign_in.auth_kind.value, "imap_host": sign_in.servers.imap.host, "smtp_host": sign_in.servers.smtp.host},
+            action="mailbox.connected", actor=current.user, organization=current.organization, request=request, target=mailbox,
+            target_label=email_address, details={"auth": sign_in.auth_kind.value, "imap_host": sign_in.servers.imap.host, "smtp_host": sign_in.servers.smtp.host},
         )
     return mailbox
 
 
-def mailbox_update_credentials(
-    *, actor: Membership, mailbox: Mailbox, sign_in: MailboxSignIn, request: HttpRequest | None = None
-) -> Mailbox:
+def mailbox_update_credentials(*, actor: Membership, mailbox: Mailbox, sign_in: MailboxSignIn, request: HttpRequest | None = None) -> Mailbox:
     """Reconnect: test the new servers/credentials, then replace the old ones and clear a
     needs-reconnecting or disconnected state. The caller has had the password confirmed (R6)."""
     _require_owner(actor, mailbox)
@@ -253,13 +234,8 @@ def mailbox_update_credentials(
         mailbox.status, mailbox.status_reason, mailbox.unreachable_since = MailboxStatus.ACTIVE, "", None
         mailbox.save()
         audit_record(
-            action="mailbox.credentials_changed",
-            actor=current.user,
-            organization=current.organization,
-            request=request,
-            target=mailbox,
-            target_label=mailbox.email_address,
-            details={"auth": sign_in.auth_kind.value},
+            action="mailbox.credentials_changed", actor=current.user, organization=current.organization, request=request, target=mailbox,
+            target_label=mailbox.email_address, details={"auth": sign_in.auth_kind.value},
         )
     return mailbox
 
@@ -288,14 +264,8 @@ def mailbox_test(*, actor: Membership, mailbox: Mailbox, request: HttpRequest | 
         outcome = MailboxTestOutcome(problems=tuple(check.error.message for _, check in checks if check.error is not None))
         codes = {name: check.error.code if check.error else "ok" for name, check in checks}
     audit_record(
-        action="mailbox.tested",
-        actor=current.user,
-        organization=current.organization,
-        request=request,
-        target=mailbox,
-        target_label=mailbox.email_address,
-        result=Result.SUCCESS if outcome.ok else Result.FAILURE,
-        details=codes,
+        action="mailbox.tested", actor=current.user, organization=current.organization, request=request, target=mailbox,
+        target_label=mailbox.email_address, result=Result.SUCCESS if outcome.ok else Result.FAILURE, details=codes,
     )
     return outcome
 
@@ -307,9 +277,7 @@ def _delete_orphans(message_ids: set[uuid.UUID]) -> int:
     conversation_ids = set(orphans.values_list("conversation_id", flat=True))
     deleted = orphans.count()
     Message.objects.filter(pk__in=list(orphans.values_list("pk", flat=True))).delete()
-    affected = Conversation.objects.filter(pk__in=conversation_ids).annotate(
-        messages_left=Count("messages"), latest=Max("messages__sent_at")
-    )
+    affected = Conversation.objects.filter(pk__in=conversation_ids).annotate(messages_left=Count("messages"), latest=Max("messages__sent_at"))
     for conversation in affected:
         if conversation.messages_left == 0:
             conversation.delete()
@@ -336,12 +304,8 @@ def mailbox_remove(*, actor: Membership, mailbox: Mailbox, request: HttpRequest 
         deleted = _delete_orphans(message_ids)
         access_refresh(conversation_ids)
         audit_record(
-            action="mailbox.removed",
-            actor=current.user,
-            organization=current.organization,
-            request=request,
-            target_label=label,
-            details={"mailbox": str(mailbox_id), "messages_deleted": deleted, "by_owner": mailbox.owner_id == current.pk},
+            action="mailbox.removed", actor=current.user, organization=current.organization, request=request,
+            target_label=label, details={"mailbox": str(mailbox_id), "messages_deleted": deleted, "by_owner": mailbox.owner_id == current.pk},
         )
 
 
@@ -350,12 +314,7 @@ def _reset_folders(mailbox: Mailbox) -> None:
     ``import_since``. Ingest is idempotent (folder, UIDVALIDITY, UID), so what is already
     stored is found again, not duplicated."""
     Folder.objects.filter(mailbox=mailbox).update(
-        uidvalidity=None,
-        highest_uid=0,
-        highest_modseq=None,
-        backfill_below_uid=None,
-        messages_total=0,
-        messages_done=0,
+        uidvalidity=None, highest_uid=0, highest_modseq=None, backfill_below_uid=None, messages_total=0, messages_done=0,
     )
 
 
@@ -372,13 +331,8 @@ def mailbox_reimport_from(*, actor: Membership, mailbox: Mailbox, since: date | 
         mailbox.save(update_fields=["import_since", "import_started_at"])
         _reset_folders(mailbox)
         audit_record(
-            action="mailbox.reimport_requested",
-            actor=current.user,
-            organization=current.organization,
-            request=request,
-            target=mailbox,
-            target_label=mailbox.email_address,
-            details={"since": since.isoformat() if since else "everything"},
+            action="mailbox.reimport_requested", actor=current.user, organization=current.organization, request=request, target=mailbox,
+            target_label=mailbox.email_address, details={"since": since.isoformat() if since else "everything"},
         )
     return mailbox
 
@@ -399,11 +353,7 @@ def mailbox_set_import_since(*, actor: Membership, mailbox: Mailbox, since: date
             _reset_folders(mailbox)
         mailbox.save(update_fields=fields)
         audit_record(
-            action="mailbox.import_range_changed",
-            actor=current.user,
-            organization=current.organization,
-            request=request,
-            target=mailbox,
+            action="mailbox.import_range_changed", actor=current.user, organization=current.organization, request=request, target=mailbox,
             target_label=mailbox.email_address,
             details={"since": since.isoformat() if since else "everything", "from": previous.isoformat() if previous else "everything"},
         )
@@ -434,12 +384,8 @@ def mailbox_mark_needs_reconnect(*, mailbox: Mailbox, reason: str) -> None:
         locked.status, locked.status_reason = MailboxStatus.NEEDS_RECONNECT, reason[:300]
         locked.save(update_fields=["status", "status_reason"])
         audit_record(
-            action="mailbox.needs_reconnect",
-            organization=locked.organization,
-            target=locked,
-            target_label=locked.email_address,
-            result=Result.FAILURE,
-            details={"reason": locked.status_reason},
+            action="mailbox.needs_reconnect", organization=locked.organization, target=locked, target_label=locked.email_address,
+            result=Result.FAILURE, details={"reason": locked.status_reason},
         )
     mailbox.status, mailbox.status_reason = locked.status, locked.status_reason
 
@@ -458,9 +404,7 @@ def mailbox_record_reachable(*, mailbox_id: uuid.UUID) -> None:
         Mailbox.objects.filter(pk=mailbox_id, status=MailboxStatus.ACTIVE).update(unreachable_since=None, last_synced_at=now)
         if came_back:
             mailbox = Mailbox.objects.get(pk=mailbox_id)
-            audit_record(
-                action="mailbox.reconnected", organization=mailbox.organization, target=mailbox, target_label=mailbox.email_address
-            )
+            audit_record(action="mailbox.reconnected", organization=mailbox.organization, target=mailbox, target_label=mailbox.email_address)
 
 
 def mailbox_record_unreachable(*, mailbox_id: uuid.UUID, reason: str) -> None:
@@ -474,12 +418,8 @@ def mailbox_record_unreachable(*, mailbox_id: uuid.UUID, reason: str) -> None:
         if disconnected:
             mailbox = Mailbox.objects.get(pk=mailbox_id)
             audit_record(
-                action="mailbox.disconnected",
-                organization=mailbox.organization,
-                target=mailbox,
-                target_label=mailbox.email_address,
-                result=Result.FAILURE,
-                details={"reason": reason[:300]},
+                action="mailbox.disconnected", organization=mailbox.organization, target=mailbox, target_label=mailbox.email_address,
+                result=Result.FAILURE, details={"reason": reason[:300]},
             )
 
 

@@ -240,7 +240,10 @@ class AuthenticationFailed(MailConnectionError):  # noqa: N818
 
 class ProtocolError(MailConnectionError):
     code = "protocol_error"
-    template = "The {protocol} server {host}:{port} answered in an unexpected way ({detail}). Check that this port serves {protocol}."
+    template = (
+        "The {protocol} server {host}:{port} answered in an unexpected way ({detail}). Check that this port "
+        "serves {protocol}."
+    )
 
 
 def _network_cause(error: BaseException) -> OSError | None:
@@ -427,9 +430,7 @@ def _connect_smtp(server: ServerSettings, timeout: float) -> smtplib.SMTP:
             try:
                 smtp.starttls(context=tls_context(server))
             except smtplib.SMTPResponseException as error:
-                raise StartTlsUnavailable(
-                    Protocol.SMTP, server, f"STARTTLS was answered {error.smtp_code} {_printable(error.smtp_error)}"
-                ) from error
+                raise StartTlsUnavailable(Protocol.SMTP, server, f"STARTTLS was answered {error.smtp_code} {_printable(error.smtp_error)}") from error
             _ehlo(smtp, server)  # the capabilities seen before TLS cannot be trusted
     except BaseException:
         smtp.close()
@@ -506,3 +507,4 @@ def check_connection(servers: MailServers, credentials: Credentials, *, timeout:
         with contextlib.suppress(Exception):
             smtp.quit()
     return ConnectionReport(imap=imap, smtp=smtp_check)
+

@@ -29,9 +29,7 @@ def import_since_from(choice: str, *, today: date | None = None) -> date | None:
 
 def _secret(label: str, **options: Any) -> forms.CharField:
     options.setdefault("required", False)
-    return forms.CharField(
-        label=label, strip=False, widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}), **options
-    )
+    return forms.CharField(label=label, strip=False, widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}), **options)
 
 
 def preset_initial(key: str) -> dict[str, Any]:
@@ -41,12 +39,8 @@ def preset_initial(key: str) -> dict[str, Any]:
         return {}
     servers = preset.servers
     return {
-        "imap_host": servers.imap.host,
-        "imap_port": servers.imap.port,
-        "imap_tls": servers.imap.tls.value,
-        "smtp_host": servers.smtp.host,
-        "smtp_port": servers.smtp.port,
-        "smtp_tls": servers.smtp.tls.value,
+        "imap_host": servers.imap.host, "imap_port": servers.imap.port, "imap_tls": servers.imap.tls.value,
+        "smtp_host": servers.smtp.host, "smtp_port": servers.smtp.port, "smtp_tls": servers.smtp.tls.value,
         "token_endpoint": PRESET_TOKEN_ENDPOINTS.get(key, ""),
     }
 
@@ -61,9 +55,7 @@ class SignInForm(forms.Form):
     smtp_port = forms.IntegerField(label="SMTP port", min_value=1, max_value=65535, initial=465)
     smtp_tls = forms.ChoiceField(label="SMTP security", choices=TlsModeChoice.choices, initial=TlsModeChoice.IMPLICIT)
     private_ca_pem = forms.CharField(
-        label="Private certificate authority (optional)",
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        label="Private certificate authority (optional)", required=False, widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
         help_text="Only if your server's certificate is issued by your own CA: paste that CA's certificate (PEM). "
         "Certificates are always verified.",
     )
@@ -82,9 +74,7 @@ class SignInForm(forms.Form):
             return None
         try:
             return ServerSettings(
-                host=data[f"{prefix}_host"].strip(),
-                port=data[f"{prefix}_port"],
-                tls=TlsMode(data[f"{prefix}_tls"]),
+                host=data[f"{prefix}_host"].strip(), port=data[f"{prefix}_port"], tls=TlsMode(data[f"{prefix}_tls"]),
                 private_ca_pem=data.get("private_ca_pem") or None,
             )
         except ValueError as error:
@@ -120,18 +110,13 @@ class SignInForm(forms.Form):
         oauth = None
         if kind != AuthKind.PASSWORD and data.get("refresh_token"):
             oauth = OAuthGrant(
-                token_endpoint=data["token_endpoint"],
-                refresh_token=data["refresh_token"],
-                client_id=data["client_id"],
-                client_secret=data.get("client_secret", ""),
+                token_endpoint=data["token_endpoint"], refresh_token=data["refresh_token"],
+                client_id=data["client_id"], client_secret=data.get("client_secret", ""),
             )
         return MailboxSignIn(
-            servers=MailServers(imap=imap, smtp=smtp),
-            auth_kind=kind,
-            username=data["username"],
+            servers=MailServers(imap=imap, smtp=smtp), auth_kind=kind, username=data["username"],
             password=data.get("password", "") if kind == AuthKind.PASSWORD else "",
-            access_token=data.get("access_token", "") if kind != AuthKind.PASSWORD else "",
-            oauth=oauth,
+            access_token=data.get("access_token", "") if kind != AuthKind.PASSWORD else "", oauth=oauth,
         )
 
 
@@ -159,14 +144,9 @@ class ReconnectForm(SignInForm):
     def initial_for(cls, mailbox: Mailbox) -> dict[str, Any]:
         """The servers as stored; never a secret. The username is asked again with the rest."""
         return {
-            "imap_host": mailbox.imap_host,
-            "imap_port": mailbox.imap_port,
-            "imap_tls": mailbox.imap_tls,
-            "smtp_host": mailbox.smtp_host,
-            "smtp_port": mailbox.smtp_port,
-            "smtp_tls": mailbox.smtp_tls,
-            "private_ca_pem": mailbox.private_ca_pem,
-            "auth_kind": mailbox.auth_kind,
+            "imap_host": mailbox.imap_host, "imap_port": mailbox.imap_port, "imap_tls": mailbox.imap_tls,
+            "smtp_host": mailbox.smtp_host, "smtp_port": mailbox.smtp_port, "smtp_tls": mailbox.smtp_tls,
+            "private_ca_pem": mailbox.private_ca_pem, "auth_kind": mailbox.auth_kind,
         }
 
 
@@ -176,8 +156,6 @@ class ImportRangeForm(forms.Form):
 
 class ReimportForm(forms.Form):
     since = forms.DateField(
-        label="Import again from",
-        required=False,
-        widget=forms.DateInput(attrs={"type": "date"}),
+        label="Import again from", required=False, widget=forms.DateInput(attrs={"type": "date"}),
         help_text="Leave empty to import everything. Mail already in Postroom is not duplicated.",
     )

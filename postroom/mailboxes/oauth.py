@@ -99,6 +99,7 @@ def token_endpoint_check(url: str) -> None:
         raise TokenEndpointRefused("The token endpoint must be an https:// address.")
 
 
+
 def _pinned_address(host: str, port: int) -> str:
     """The one address to connect to: every address the name resolves to must be public, or
     loopback when the setting allows it."""
@@ -151,18 +152,14 @@ def _post_form(url: str, fields: dict[str, str]) -> tuple[int, dict[str, Any]]:
         path = f"{path}?{parts.query}"
     try:
         connection.request(
-            "POST",
-            path,
-            body=urlencode(fields).encode("ascii"),
+            "POST", path, body=urlencode(fields).encode("ascii"),
             headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
         )
         response = connection.getresponse()
         body = response.read(_MAX_ANSWER_BYTES + 1)
         status = response.status
     except ssl.SSLCertVerificationError as error:
-        raise OAuthRefreshFailed(
-            f"The certificate of the token endpoint {host} is not trusted ({_one_line(str(error.verify_message))})."
-        ) from error
+        raise OAuthRefreshFailed(f"The certificate of the token endpoint {host} is not trusted ({_one_line(str(error.verify_message))}).") from error
     except (OSError, http.client.HTTPException) as error:
         raise OAuthRefreshFailed(f"The token endpoint {host} could not be reached ({_one_line(type(error).__name__)}).") from error
     finally:
@@ -192,9 +189,7 @@ def refresh_access_token(*, token_endpoint: str, refresh_token: str, client_id: 
                 "Connect the mailbox again." + (f" ({description})" if description else "")
             )
         if error in {"invalid_client", "unauthorized_client"}:
-            raise OAuthGrantRevoked(
-                f"The mail provider refused the OAuth client ({_one_line(error)}). Check the client ID and secret, then connect again."
-            )
+            raise OAuthGrantRevoked(f"The mail provider refused the OAuth client ({_one_line(error)}). Check the client ID and secret, then connect again.")
         raise OAuthRefreshFailed(f"The token endpoint answered {status}" + (f" ({_one_line(error)})" if error else "") + ".")
     access_token = answer.get("access_token")
     if not isinstance(access_token, str) or not _BEARER_TOKEN.fullmatch(access_token):
@@ -202,9 +197,7 @@ def refresh_access_token(*, token_endpoint: str, refresh_token: str, client_id: 
     expires_in = answer.get("expires_in")
     expires_at = timezone.now() + timedelta(seconds=int(expires_in)) if isinstance(expires_in, int | float) and expires_in > 0 else None
     rotated = answer.get("refresh_token")
-    return TokenAnswer(
-        access_token=access_token, expires_at=expires_at, refresh_token=rotated if isinstance(rotated, str) and rotated else None
-    )
+    return TokenAnswer(access_token=access_token, expires_at=expires_at, refresh_token=rotated if isinstance(rotated, str) and rotated else None)
 
 
 def _needs_refresh(mailbox: Mailbox, credentials: dict[str, Any]) -> bool:
@@ -255,10 +248,8 @@ def mailbox_access_token(mailbox: Mailbox) -> str:
         return str(credentials.get("access_token", ""))
     try:
         answer = refresh_access_token(
-            token_endpoint=credentials["token_endpoint"],
-            refresh_token=credentials["refresh_token"],
-            client_id=credentials.get("client_id", ""),
-            client_secret=credentials.get("client_secret", ""),
+            token_endpoint=credentials["token_endpoint"], refresh_token=credentials["refresh_token"],
+            client_id=credentials.get("client_id", ""), client_secret=credentials.get("client_secret", ""),
         )
     except (OAuthGrantRevoked, TokenEndpointRefused) as error:
         mailbox_mark_needs_reconnect(mailbox=mailbox, reason=str(error))

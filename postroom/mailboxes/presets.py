@@ -40,3 +40,4 @@ PRESETS: dict[str, Preset] = {
         _preset("yahoo", "Yahoo Mail", "imap.mail.yahoo.com", "smtp.mail.yahoo.com", 465, TlsMode.IMPLICIT),
     )
 }
+

@@ -149,20 +149,12 @@ def mailbox_status_rows(*, actor: Membership, mailboxes: QuerySet[Mailbox]) -> l
     now = timezone.now()
     return [
         MailboxStatusRow(
-            id=mailbox.pk,
-            name=mailbox.name,
-            email_address=mailbox.email_address,
-            owner_email=mailbox.owner.user.email,
-            is_own=mailbox.owner_id == actor.pk,
-            status=mailbox.status,
-            status_label=mailbox.get_status_display(),
+            id=mailbox.pk, name=mailbox.name, email_address=mailbox.email_address, owner_email=mailbox.owner.user.email,
+            is_own=mailbox.owner_id == actor.pk, status=mailbox.status, status_label=mailbox.get_status_display(),
             status_reason=mailbox.status_reason,
             insecure=TlsModeChoice.INSECURE_PLAINTEXT in {mailbox.imap_tls, mailbox.smtp_tls},
-            auth_label=mailbox.get_auth_kind_display(),
-            import_since=mailbox.import_since,
-            last_synced_at=mailbox.last_synced_at,
-            unreachable_since=mailbox.unreachable_since,
-            progress=mailbox_progress(mailbox, now=now),
+            auth_label=mailbox.get_auth_kind_display(), import_since=mailbox.import_since, last_synced_at=mailbox.last_synced_at,
+            unreachable_since=mailbox.unreachable_since, progress=mailbox_progress(mailbox, now=now),
         )
         for mailbox in mailboxes
     ]

@@ -38,21 +38,13 @@ def _status_context(actor: Membership) -> dict[str, object]:
     own = selectors.mailbox_status_rows(actor=actor, mailboxes=selectors.mailboxes_of_member(actor=actor))
     oversee = selectors.can_oversee_mailboxes(actor)
     others = (
-        [
-            row
-            for row in selectors.mailbox_status_rows(actor=actor, mailboxes=selectors.mailboxes_of_organization(actor=actor))
-            if not row.is_own
-        ]
-        if oversee
-        else []
+        [row for row in selectors.mailbox_status_rows(actor=actor, mailboxes=selectors.mailboxes_of_organization(actor=actor)) if not row.is_own]
+        if oversee else []
     )
     return {
-        "own_rows": own,
-        "other_rows": others,
-        "can_oversee": oversee,
+        "own_rows": own, "other_rows": others, "can_oversee": oversee,
         # Poll only while something changes by itself: an import in progress.
-        "polling": any(row.state in {"syncing", "waiting"} for row in [*own, *others]),
-        "poll_seconds": POLL_SECONDS,
+        "polling": any(row.state in {"syncing", "waiting"} for row in [*own, *others]), "poll_seconds": POLL_SECONDS,
     }
 
 
@@ -91,12 +83,8 @@ def mailbox_connect(request: HttpRequest, slug: str) -> HttpResponse:
                     messages.success(request, "Both servers accepted the sign-in. Nothing was saved yet.")
                 else:
                     mailbox = actions.mailbox_connect(
-                        actor=actor,
-                        name=form.cleaned_data["name"],
-                        email_address=form.cleaned_data["email_address"],
-                        sign_in=sign_in,
-                        import_since=import_since_from(form.cleaned_data["import_range"]),
-                        request=request,
+                        actor=actor, name=form.cleaned_data["name"], email_address=form.cleaned_data["email_address"],
+                        sign_in=sign_in, import_since=import_since_from(form.cleaned_data["import_range"]), request=request,
                     )
                     messages.success(request, f"{mailbox.email_address} is connected. The import starts with the newest mail.")
                     return HttpResponseRedirect(_list_url(slug))
@@ -105,18 +93,11 @@ def mailbox_connect(request: HttpRequest, slug: str) -> HttpResponse:
     else:
         # ?preset= is how the provider select fills the servers without JavaScript.
         form = ConnectForm(initial={"import_range": "3m", **preset_initial(request.GET.get("preset", ""))})
-    return render(
-        request,
-        "mailboxes/connect.html",
-        {
-            "organization": actor.organization,
-            "actor": actor,
-            "form": form,
-            "nav": "mailboxes",
-            "presets": [preset_initial(key) | {"key": key, "name": preset.name} for key, preset in PRESETS.items()],
-            "chosen_preset": request.GET.get("preset", ""),
-        },
-    )
+    return render(request, "mailboxes/connect.html", {
+        "organization": actor.organization, "actor": actor, "form": form, "nav": "mailboxes",
+        "presets": [preset_initial(key) | {"key": key, "name": preset.name} for key, preset in PRESETS.items()],
+        "chosen_preset": request.GET.get("preset", ""),
+    })
 
 
 @login_required
@@ -143,17 +124,9 @@ def _reconnect_confirmed(request: HttpRequest, *, actor: Membership, mailbox: Ma
                 form.add_error(None, error)
     else:
         form = ReconnectForm(initial=ReconnectForm.initial_for(mailbox))
-    return render(
-        request,
-        "mailboxes/reconnect.html",
-        {
-            "organization": actor.organization,
-            "actor": actor,
-            "mailbox": mailbox,
-            "form": form,
-            "nav": "mailboxes",
-        },
-    )
+    return render(request, "mailboxes/reconnect.html", {
+        "organization": actor.organization, "actor": actor, "mailbox": mailbox, "form": form, "nav": "mailboxes",
+    })
 
 
 @login_required
@@ -185,9 +158,7 @@ def _remove_confirmed(request: HttpRequest, *, actor: Membership, mailbox: Mailb
         actions.mailbox_remove(actor=actor, mailbox=mailbox, request=request)
         messages.success(request, f"{mailbox.email_address} was removed. Nothing was changed on the mail server.")
         return HttpResponseRedirect(_list_url(actor.organization.slug))
-    return render(
-        request, "mailboxes/remove.html", {"organization": actor.organization, "actor": actor, "mailbox": mailbox, "nav": "mailboxes"}
-    )
+    return render(request, "mailboxes/remove.html", {"organization": actor.organization, "actor": actor, "mailbox": mailbox, "nav": "mailboxes"})
 
 
 @login_required
@@ -197,9 +168,7 @@ def mailbox_import_range(request: HttpRequest, slug: str, mailbox_id: uuid.UUID)
     mailbox = selectors.mailbox_get_own(actor=actor, mailbox_id=mailbox_id)
     form = ImportRangeForm(request.POST)
     if form.is_valid():
-        actions.mailbox_set_import_since(
-            actor=actor, mailbox=mailbox, since=import_since_from(form.cleaned_data["import_range"]), request=request
-        )
+        actions.mailbox_set_import_since(actor=actor, mailbox=mailbox, since=import_since_from(form.cleaned_data["import_range"]), request=request)
         messages.success(request, f"{mailbox.email_address}: import range saved.")
     else:
         messages.error(request, "Choose how far back to import.")

@@ -79,15 +79,7 @@ def organization_create(*, owner: User, name: str, request: HttpRequest | None =
     organization = Organization.objects.create(name=name, slug=_unique_slug(name))
     membership = Membership.objects.create(organization=organization, user=owner, role=Role.OWNER)
     audit_record(action="org.created", actor=owner, organization=organization, request=request, target=organization, target_label=name)
-    audit_record(
-        action="member.added",
-        actor=owner,
-        organization=organization,
-        request=request,
-        target=membership,
-        target_label=owner.email,
-        details={"role": Role.OWNER},
-    )
+    audit_record(action="member.added", actor=owner, organization=organization, request=request, target=membership, target_label=owner.email, details={"role": Role.OWNER})
     return organization
 
 
@@ -106,14 +98,7 @@ def organization_update_settings(
         changed["require_two_factor"] = require_two_factor
     if changed:
         organization.save(update_fields=list(changed))
-        audit_record(
-            action="org.settings_changed",
-            actor=actor.user,
-            organization=organization,
-            request=request,
-            target=organization,
-            details=changed,
-        )
+        audit_record(action="org.settings_changed", actor=actor.user, organization=organization, request=request, target=organization, details=changed)
     return organization
 
 
@@ -142,13 +127,8 @@ def membership_change_role(*, actor: Membership, membership: Membership, role: s
         previous, target.role = target.role, role
         target.save(update_fields=["role"])
         audit_record(
-            action="member.role_changed",
-            actor=actor.user,
-            organization=actor.organization,
-            request=request,
-            target=target,
-            target_label=target.user.email,
-            details={"from": previous, "to": role},
+            action="member.role_changed", actor=actor.user, organization=actor.organization, request=request,
+            target=target, target_label=target.user.email, details={"from": previous, "to": role},
         )
     return target
 
@@ -167,13 +147,8 @@ def membership_remove(*, actor: Membership, membership: Membership, request: Htt
     if target.role == Role.OWNER and _owner_count(target.organization_id) <= 1:
         raise ValidationError("The last owner cannot leave; make someone else an owner first.")
     audit_record(
-        action="member.left" if leaving else "member.removed",
-        actor=actor.user,
-        organization=actor.organization,
-        request=request,
-        target=target,
-        target_label=target.user.email,
-        details={"role": target.role},
+        action="member.left" if leaving else "member.removed", actor=actor.user, organization=actor.organization, request=request,
+        target=target, target_label=target.user.email, details={"role": target.role},
     )
     target.delete()
 
@@ -210,15 +185,7 @@ def team_rename(*, actor: Membership, team: Team, name: str, request: HttpReques
     if name != team.name:
         previous, team.name = team.name, name
         team.save(update_fields=["name"])
-        audit_record(
-            action="team.renamed",
-            actor=actor.user,
-            organization=actor.organization,
-            request=request,
-            target=team,
-            target_label=name,
-            details={"from": previous},
-        )
+        audit_record(action="team.renamed", actor=actor.user, organization=actor.organization, request=request, target=team, target_label=name, details={"from": previous})
     return team
 
 
@@ -226,9 +193,7 @@ def team_rename(*, actor: Membership, team: Team, name: str, request: HttpReques
 def team_delete(*, actor: Membership, team: Team, request: HttpRequest | None = None) -> None:
     actor = _locked_actor(actor, Permission.MANAGE_TEAMS)
     _same_organization(actor, team)
-    audit_record(
-        action="team.deleted", actor=actor.user, organization=actor.organization, request=request, target=team, target_label=team.name
-    )
+    audit_record(action="team.deleted", actor=actor.user, organization=actor.organization, request=request, target=team, target_label=team.name)
     conversation_ids = list(team.conversation_shares.values_list("conversation_id", flat=True))
     team.delete()
     access_refresh(conversation_ids)
@@ -245,13 +210,8 @@ def team_member_add(
     link, created = TeamMembership.objects.get_or_create(team=team, membership=membership, defaults={"observer": observer})
     if created:
         audit_record(
-            action="team.member_added",
-            actor=actor.user,
-            organization=actor.organization,
-            request=request,
-            target=team,
-            target_label=membership.user.email,
-            details={"team": team.name, "observer": observer},
+            action="team.member_added", actor=actor.user, organization=actor.organization, request=request,
+            target=team, target_label=membership.user.email, details={"team": team.name, "observer": observer},
         )
         access_refresh_for_membership(membership)
     elif link.observer != observer:
@@ -267,13 +227,8 @@ def team_member_remove(*, actor: Membership, team: Team, membership: Membership,
     deleted, _ = TeamMembership.objects.filter(team=team, membership=membership).delete()
     if deleted:
         audit_record(
-            action="team.member_removed",
-            actor=actor.user,
-            organization=actor.organization,
-            request=request,
-            target=team,
-            target_label=membership.user.email,
-            details={"team": team.name},
+            action="team.member_removed", actor=actor.user, organization=actor.organization, request=request,
+            target=team, target_label=membership.user.email, details={"team": team.name},
         )
         access_refresh_for_membership(membership)
 
@@ -300,38 +255,19 @@ def invitation_create(*, actor: Membership, email: str, role: str, request: Http
         raise ValidationError({"email": "This person is already a member."})
     now = timezone.now()
     # A new invitation replaces an open one for the same address: only the newest link works.
-    for replaced in Invitation.objects.filter(
-        organization_id=actor.organization_id, email=email, accepted_at=None, revoked_at=None, expires_at__gt=now
-    ):
+    for replaced in Invitation.objects.filter(organization_id=actor.organization_id, email=email, accepted_at=None, revoked_at=None, expires_at__gt=now):
         replaced.revoked_at = now
         replaced.save(update_fields=["revoked_at"])
         audit_record(
-            action="invitation.revoked",
-            actor=actor.user,
-            organization=actor.organization,
-            request=request,
-            target=replaced,
-            target_label=email,
-            details={"reason": "replaced by a new invitation"},
+            action="invitation.revoked", actor=actor.user, organization=actor.organization, request=request,
+            target=replaced, target_label=email, details={"reason": "replaced by a new invitation"},
         )
     token = new_token()
     invitation = Invitation.objects.create(
-        organization_id=actor.organization_id,
-        email=email,
-        role=role,
-        token_hash=token_hash(INVITATION_PURPOSE, token),
-        invited_by=actor.user,
-        expires_at=now + INVITATION_LIFETIME,
+        organization_id=actor.organization_id, email=email, role=role, token_hash=token_hash(INVITATION_PURPOSE, token),
+        invited_by=actor.user, expires_at=now + INVITATION_LIFETIME,
     )
-    audit_record(
-        action="invitation.created",
-        actor=actor.user,
-        organization=actor.organization,
-        request=request,
-        target=invitation,
-        target_label=email,
-        details={"role": role},
-    )
+    audit_record(action="invitation.created", actor=actor.user, organization=actor.organization, request=request, target=invitation, target_label=email, details={"role": role})
     inviter = _one_line(actor.user.display_name)
     organization_name = _one_line(actor.organization.name)
     link = settings.PUBLIC_URL + reverse("invitation_accept", kwargs={"token": token})
@@ -356,14 +292,7 @@ def invitation_revoke(*, actor: Membership, invitation: Invitation, request: Htt
         raise ValidationError(f"This invitation was already {invitation.status}.")
     invitation.revoked_at = timezone.now()
     invitation.save(update_fields=["revoked_at"])
-    audit_record(
-        action="invitation.revoked",
-        actor=actor.user,
-        organization=actor.organization,
-        request=request,
-        target=invitation,
-        target_label=invitation.email,
-    )
+    audit_record(action="invitation.revoked", actor=actor.user, organization=actor.organization, request=request, target=invitation, target_label=invitation.email)
 
 
 def invitation_accept(*, user: User, token: str, request: HttpRequest | None = None) -> Membership:
@@ -377,38 +306,18 @@ def invitation_accept(*, user: User, token: str, request: HttpRequest | None = N
         if invitation_address_verified(invitation=invitation, user=user):
             invitation.accepted_at = timezone.now()
             invitation.save(update_fields=["accepted_at"])
-            audit_record(
-                action="invitation.accepted",
-                actor=user,
-                organization=invitation.organization,
-                request=request,
-                target=invitation,
-                target_label=invitation.email,
-            )
-            membership, created = Membership.objects.get_or_create(
-                organization=invitation.organization, user=user, defaults={"role": invitation.role}
-            )
+            audit_record(action="invitation.accepted", actor=user, organization=invitation.organization, request=request, target=invitation, target_label=invitation.email)
+            membership, created = Membership.objects.get_or_create(organization=invitation.organization, user=user, defaults={"role": invitation.role})
             if created:
                 audit_record(
-                    action="member.added",
-                    actor=user,
-                    organization=invitation.organization,
-                    request=request,
-                    target=membership,
-                    target_label=user.email,
-                    details={"role": membership.role, "via": "invitation"},
+                    action="member.added", actor=user, organization=invitation.organization, request=request,
+                    target=membership, target_label=user.email, details={"role": membership.role, "via": "invitation"},
                 )
                 access_refresh_for_membership(membership)  # conversations shared with the whole organization
             return membership
     # Recorded outside the transaction above, which would otherwise roll the record back.
     audit_record(
-        action="invitation.accept_refused",
-        actor=user,
-        organization=invitation.organization,
-        request=request,
-        target=invitation,
-        target_label=invitation.email,
-        result=Result.DENIED,
-        details={"reason": "address not verified by this account"},
+        action="invitation.accept_refused", actor=user, organization=invitation.organization, request=request,
+        target=invitation, target_label=invitation.email, result=Result.DENIED, details={"reason": "address not verified by this account"},
     )
     raise InvitationInvalidError

@@ -98,12 +98,8 @@ class InvitationIn(Input):
 
 def _member_out(membership: Membership) -> MemberOut:
     return MemberOut(
-        id=membership.pk,
-        email=membership.user.email,
-        name=membership.user.display_name,
-        role=Role(membership.role),
-        has_2fa=bool(getattr(membership, "has_two_factor", False)),
-        joined_at=membership.created_at,
+        id=membership.pk, email=membership.user.email, name=membership.user.display_name, role=Role(membership.role),
+        has_2fa=bool(getattr(membership, "has_two_factor", False)), joined_at=membership.created_at,
     )
 
 
@@ -123,13 +119,9 @@ def _team_detail_out(actor: Membership, team: Team) -> TeamDetailOut:
 
 def _invitation_out(invitation: Invitation) -> InvitationOut:
     return InvitationOut(
-        id=invitation.pk,
-        email=invitation.email,
-        role=Role(invitation.role),
-        status=invitation.status,
+        id=invitation.pk, email=invitation.email, role=Role(invitation.role), status=invitation.status,
         invited_by=invitation.invited_by.email if invitation.invited_by else None,
-        created_at=invitation.created_at,
-        expires_at=invitation.expires_at,
+        created_at=invitation.created_at, expires_at=invitation.expires_at,
     )
 
 
@@ -140,14 +132,9 @@ def me(request: HttpRequest) -> MeOut:
     if not isinstance(user, User):  # SessionAuth lets only signed-in users through
         raise Http404
     return MeOut(
-        id=user.pk,
-        email=user.email,
-        name=user.display_name,
-        has_2fa=selectors.user_has_two_factor(user=user),
+        id=user.pk, email=user.email, name=user.display_name, has_2fa=selectors.user_has_two_factor(user=user),
         organizations=[
-            OrganizationOut(
-                slug=m.organization.slug, name=m.organization.name, role=Role(m.role), require_two_factor=m.organization.require_two_factor
-            )
+            OrganizationOut(slug=m.organization.slug, name=m.organization.name, role=Role(m.role), require_two_factor=m.organization.require_two_factor)
             for m in selectors.memberships_of(user=user)
         ],
     )

@@ -36,7 +36,6 @@ class TeamMemberForm(forms.Form):
 class OrganizationSettingsForm(forms.Form):
     name = forms.CharField(max_length=120, label="Organization name")
     require_two_factor = forms.BooleanField(
-        required=False,
-        label="Require two-factor authentication",
+        required=False, label="Require two-factor authentication",
         help_text="Members without a second factor are sent to set one up before they can do anything else.",
     )

@@ -41,19 +41,11 @@ def members(request: HttpRequest, slug: str) -> HttpResponse:
     can_manage_owners = role_allows(actor.role, Permission.MANAGE_OWNERS)
     # The controls shown follow the rules the actions enforce: not oneself, owners only by owners.
     editable = {row.pk for row in rows if can_manage and row.pk != actor.pk and (can_manage_owners or row.role != Role.OWNER)}
-    return render(
-        request,
-        "orgs/members.html",
-        {
-            "organization": actor.organization,
-            "actor": actor,
-            "rows": rows,
-            "editable": editable,
-            "can_manage": can_manage,
-            "role_choices": [choice for choice in ROLE_CHOICES if can_grant(actor.role, choice[0])],
-            "nav": "members",
-        },
-    )
+    return render(request, "orgs/members.html", {
+        "organization": actor.organization, "actor": actor, "rows": rows, "editable": editable,
+        "can_manage": can_manage, "role_choices": [choice for choice in ROLE_CHOICES if can_grant(actor.role, choice[0])],
+        "nav": "members",
+    })
 
 
 @login_required
@@ -105,18 +97,10 @@ def teams(request: HttpRequest, slug: str) -> HttpResponse:
                 return HttpResponseRedirect(reverse("orgs:team", args=[slug, team.pk]))
             except ValidationError as error:
                 form.add_error("name", _error_text(error))
-    return render(
-        request,
-        "orgs/teams.html",
-        {
-            "organization": actor.organization,
-            "actor": actor,
-            "teams": selectors.organization_teams(actor=actor),
-            "form": form,
-            "can_manage": role_allows(actor.role, Permission.MANAGE_TEAMS),
-            "nav": "teams",
-        },
-    )
+    return render(request, "orgs/teams.html", {
+        "organization": actor.organization, "actor": actor, "teams": selectors.organization_teams(actor=actor),
+        "form": form, "can_manage": role_allows(actor.role, Permission.MANAGE_TEAMS), "nav": "teams",
+    })
 
 
 @login_required
@@ -127,20 +111,10 @@ def team(request: HttpRequest, slug: str, team_id: int) -> HttpResponse:
     in_team = list(selectors.team_members(actor=actor, team=team_))
     in_team_ids = {link.membership_id for link in in_team}
     others = [member for member in selectors.organization_members(actor=actor) if member.pk not in in_team_ids]
-    return render(
-        request,
-        "orgs/team.html",
-        {
-            "organization": actor.organization,
-            "actor": actor,
-            "team": team_,
-            "in_team": in_team,
-            "others": others,
-            "can_manage": role_allows(actor.role, Permission.MANAGE_TEAMS),
-            "rename_form": TeamForm(initial={"name": team_.name}),
-            "nav": "teams",
-        },
-    )
+    return render(request, "orgs/team.html", {
+        "organization": actor.organization, "actor": actor, "team": team_, "in_team": in_team, "others": others,
+        "can_manage": role_allows(actor.role, Permission.MANAGE_TEAMS), "rename_form": TeamForm(initial={"name": team_.name}), "nav": "teams",
+    })
 
 
 @login_required
@@ -183,24 +157,15 @@ def invitations(request: HttpRequest, slug: str) -> HttpResponse:
     form = InvitationForm(request.POST or None, granter_role=actor.role)
     if request.method == "POST" and form.is_valid():
         try:
-            invitation, _token = actions.invitation_create(
-                actor=actor, email=form.cleaned_data["email"], role=form.cleaned_data["role"], request=request
-            )
+            invitation, _token = actions.invitation_create(actor=actor, email=form.cleaned_data["email"], role=form.cleaned_data["role"], request=request)
             messages.success(request, f"Invitation sent to {invitation.email}. It is valid for 7 days.")
             return HttpResponseRedirect(reverse("orgs:invitations", args=[slug]))
         except ValidationError as error:
             form.add_error(None, _error_text(error))
-    return render(
-        request,
-        "orgs/invitations.html",
-        {
-            "organization": actor.organization,
-            "actor": actor,
-            "form": form,
-            "invitations": selectors.organization_invitations(actor=actor)[:200],
-            "nav": "invitations",
-        },
-    )
+    return render(request, "orgs/invitations.html", {
+        "organization": actor.organization, "actor": actor, "form": form,
+        "invitations": selectors.organization_invitations(actor=actor)[:200], "nav": "invitations",
+    })
 
 
 @login_required
@@ -221,13 +186,9 @@ def invitation_revoke(request: HttpRequest, slug: str, invitation_id: int) -> Ht
 def organization_settings(request: HttpRequest, slug: str) -> HttpResponse:
     actor = selectors.membership_get(user=request.user, slug=slug, permission=Permission.MANAGE_SETTINGS)
     organization = actor.organization
-    form = OrganizationSettingsForm(
-        request.POST or None, initial={"name": organization.name, "require_two_factor": organization.require_two_factor}
-    )
+    form = OrganizationSettingsForm(request.POST or None, initial={"name": organization.name, "require_two_factor": organization.require_two_factor})
     if request.method == "POST" and form.is_valid():
-        actions.organization_update_settings(
-            actor=actor, name=form.cleaned_data["name"], require_two_factor=form.cleaned_data["require_two_factor"], request=request
-        )
+        actions.organization_update_settings(actor=actor, name=form.cleaned_data["name"], require_two_factor=form.cleaned_data["require_two_factor"], request=request)
         messages.success(request, "Settings saved.")
         return HttpResponseRedirect(reverse("orgs:settings", args=[slug]))
     return render(request, "orgs/settings.html", {"organization": organization, "actor": actor, "form": form, "nav": "org-settings"})
@@ -251,15 +212,11 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     if not request.user.is_authenticated:
         request.session[PENDING_INVITATION_SESSION_KEY] = token
         back_here = {"next": request.path}
-        return render(
-            request,
-            "orgs/invitation_landing.html",
-            {
-                "invitation": invitation,
-                "signup_query": urlencode({**back_here, "email": invitation.email}),
-                "login_query": urlencode(back_here),
-            },
-        )
+        return render(request, "orgs/invitation_landing.html", {
+            "invitation": invitation,
+            "signup_query": urlencode({**back_here, "email": invitation.email}),
+            "login_query": urlencode(back_here),
+        })
     wrong_address = {"signed_in_as": request.user.email, "wrong_address": True}
     if request.method == "POST":
         try:

@@ -349,9 +349,7 @@ service anvil {{
         # One passwd-file per user: Dovecot looks at a changed file at most once a second, but
         # reads a file it has not seen before at once.
         # name:password:uid:gid:gecos:home:shell
-        (self._users / user.name).write_text(
-            f"{user.name}:{{PLAIN}}{user.password}:{self._mail_uid}:{self._mail_gid}::{self.root}/mail/{user.name}::\n"
-        )
+        (self._users / user.name).write_text(f"{user.name}:{{PLAIN}}{user.password}:{self._mail_uid}:{self._mail_gid}::{self.root}/mail/{user.name}::\n")
         return user
 
     def client_context(self) -> ssl.SSLContext:

@@ -38,9 +38,7 @@ def home(request: HttpRequest) -> HttpResponse:
         from allauth.mfa.models import Authenticator
 
         with_two_factor = set(
-            Authenticator.objects.filter(
-                user__in=[m.user_id for m in members], type__in=[Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN]
-            ).values_list("user_id", flat=True)
+            Authenticator.objects.filter(user__in=[m.user_id for m in members], type__in=[Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN]).values_list("user_id", flat=True)
         )
         recent = []
         if role_allows(membership.role, Permission.VIEW_AUDIT_LOG):
@@ -63,11 +61,7 @@ class SetupForm(forms.Form):
     organization_name = forms.CharField(max_length=120, label="Organization name")
     name = forms.CharField(max_length=150, label="Your name")
     email = forms.EmailField(label="Your email address")
-    password = forms.CharField(
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-        max_length=1024,
-        help_text="At least 15 characters. A few unrelated words make a strong, memorable password.",
-    )
+    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}), max_length=1024, help_text="At least 15 characters. A few unrelated words make a strong, memorable password.")
 
 
 @require_http_methods(["GET", "POST"])
@@ -82,12 +76,8 @@ def setup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             user, _organization = setup_first_owner(
-                token=form.cleaned_data["token"],
-                email=form.cleaned_data["email"],
-                name=form.cleaned_data["name"],
-                password=form.cleaned_data["password"],
-                organization_name=form.cleaned_data["organization_name"],
-                request=request,
+                token=form.cleaned_data["token"], email=form.cleaned_data["email"], name=form.cleaned_data["name"],
+                password=form.cleaned_data["password"], organization_name=form.cleaned_data["organization_name"], request=request,
             )
         except ValidationError as error:
             if hasattr(error, "error_dict"):
@@ -144,9 +134,7 @@ def csp_report(request: HttpRequest) -> HttpResponse:
         report = {}
     csp_logger.warning(
         "CSP violation: directive=%s blocked=%s page=%s",
-        str(report.get("violated-directive", ""))[:100],
-        str(report.get("blocked-uri", ""))[:200],
-        str(report.get("document-uri", ""))[:200],
+        str(report.get("violated-directive", ""))[:100], str(report.get("blocked-uri", ""))[:200], str(report.get("document-uri", ""))[:200],
     )
     return HttpResponse(status=204)
 

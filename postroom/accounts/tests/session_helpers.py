@@ -77,11 +77,7 @@ def is_signed_in(client: Client) -> bool:
 
 
 def sent_to_login(response: Response) -> bool:
-    return (
-        response.status_code == 302
-        and response["Location"].startswith("/accounts/login/")
-        and not response.wsgi_request.user.is_authenticated
-    )
+    return response.status_code == 302 and response["Location"].startswith("/accounts/login/") and not response.wsgi_request.user.is_authenticated
 
 
 @contextmanager
@@ -89,8 +85,7 @@ def counting_writes() -> Iterator[Callable[[], list[str]]]:
     """Yields a function listing the INSERT/UPDATE/DELETE statements run inside the block."""
     with CaptureQueriesContext(connection) as context:
         yield lambda: [
-            query["sql"]
-            for query in context.captured_queries
+            query["sql"] for query in context.captured_queries
             if query["sql"].lstrip().split(" ", 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}
         ]
 

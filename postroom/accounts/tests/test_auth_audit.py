@@ -47,8 +47,7 @@ def rows_since(mark: int) -> list[tuple[str, str, str | None, str | None, str | 
     """(action, result, organization slug, actor email, client address) of the rows after ``mark``."""
     return [
         (
-            event.action,
-            event.result,
+            event.action, event.result,
             event.organization.slug if event.organization_id else None,  # type: ignore[union-attr]
             event.actor.email if event.actor_id else None,  # type: ignore[union-attr]
             event.ip_address,
@@ -139,12 +138,7 @@ def test_r53_throttled_attempts_are_recorded_as_denied(cast) -> None:  # type: i
     start = mark()
     post_login(login_client(remote_addr="10.3.1.1"), cast.bob.email, DEFAULT_PASSWORD)
     (event,) = AuditEvent.objects.filter(pk__gt=start)
-    assert (event.action, event.result, event.details["reason"], event.target_label) == (
-        "auth.login",
-        "denied",
-        "throttled",
-        cast.bob.email,
-    )
+    assert (event.action, event.result, event.details["reason"], event.target_label) == ("auth.login", "denied", "throttled", cast.bob.email)
 
 
 @pytest.mark.django_db

@@ -33,7 +33,9 @@ def normalized(response: Any, typed: str = "") -> tuple[int, str, str, list[tupl
         body = body.replace(typed, "~typed~")  # the form shows back what was typed
     for pattern in VOLATILE:
         body = pattern.sub("~", body)
-    cookies = sorted((name, str(morsel["path"]), str(morsel["samesite"])) for name, morsel in response.cookies.items())
+    cookies = sorted(
+        (name, str(morsel["path"]), str(morsel["samesite"])) for name, morsel in response.cookies.items()
+    )
     return response.status_code, response.get("Location", ""), body, cookies
 
 

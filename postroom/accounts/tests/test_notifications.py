@@ -66,11 +66,7 @@ def sent_by(action: Callable[[], object]) -> list[mail.EmailMessage]:
 def test_r07_password_change(person: User) -> None:
     client = signed_in_client(person)
     reauthenticate(client)
-    sent = sent_by(
-        lambda: client.post(
-            reverse("account_change_password"), {"oldpassword": DEFAULT_PASSWORD, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD}
-        )
-    )
+    sent = sent_by(lambda: client.post(reverse("account_change_password"), {"oldpassword": DEFAULT_PASSWORD, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD}))
     assert [(message.subject, message.to) for message in sent] == [("[Postroom] Password Changed", [person.email])]
     assert_is_a_safe_notice(sent[0])
 
@@ -164,15 +160,10 @@ def test_r07_passkey_removed(person: User) -> None:
 TEST_PROVIDER = {
     "openid_connect": {
         "OAUTH_PKCE_ENABLED": True,
-        "APPS": [
-            {
-                "provider_id": "example-idp",
-                "name": "Example IdP",
-                "client_id": "postroom",
-                "secret": "not-used-here",
-                "settings": {"server_url": "http://127.0.0.1:9/"},
-            }
-        ],
+        "APPS": [{
+            "provider_id": "example-idp", "name": "Example IdP", "client_id": "postroom", "secret": "not-used-here",
+            "settings": {"server_url": "http://127.0.0.1:9/"},
+        }],
     },
 }
 

@@ -80,9 +80,7 @@ def via_change(password: str) -> list[str] | None:
     client = Client()
     client.force_login(user, backend="allauth.account.auth_backends.AuthenticationBackend")
     reauthenticate(client)
-    response = client.post(
-        reverse("account_change_password"), {"oldpassword": DEFAULT_PASSWORD, "password1": password, "password2": password}
-    )
+    response = client.post(reverse("account_change_password"), {"oldpassword": DEFAULT_PASSWORD, "password1": password, "password2": password})
     if fresh(user).check_password(password):
         return None
     return _errors(response)
@@ -124,11 +122,7 @@ def via_setup(password: str) -> list[str] | None:
 
 
 PATHS: dict[str, Callable[[str], list[str] | None]] = {
-    "signup": via_signup,
-    "change": via_change,
-    "set": via_set,
-    "reset": via_reset,
-    "setup": via_setup,
+    "signup": via_signup, "change": via_change, "set": via_set, "reset": via_reset, "setup": via_setup,
 }
 
 
@@ -203,8 +197,7 @@ def test_r02_organization_name_before_the_account_exists() -> None:
 
 def test_r02_bundled_list_is_long_enough_and_generated_by_the_script() -> None:
     entries = [
-        line
-        for line in (REPOSITORY / "postroom/accounts/common-passwords-long.txt").read_text(encoding="utf-8").splitlines()
+        line for line in (REPOSITORY / "postroom/accounts/common-passwords-long.txt").read_text(encoding="utf-8").splitlines()
         if line and not line.startswith("#")
     ]
     assert len(entries) >= 3000
@@ -216,9 +209,7 @@ def test_r02_bundled_list_is_long_enough_and_generated_by_the_script() -> None:
     assert check.returncode == 0, check.stderr
 
 
-@pytest.mark.parametrize(
-    "password", ["qazwsxedcrfvtgbyhn", "iloveyouforever", "sunshineprincess", "1q2w3e4r5t6y7u8i", "letmeinletmeinletmein"]
-)
+@pytest.mark.parametrize("password", ["qazwsxedcrfvtgbyhn", "iloveyouforever", "sunshineprincess", "1q2w3e4r5t6y7u8i", "letmeinletmeinletmein"])
 def test_r02_listed_passwords_are_rejected(password: str) -> None:
     with pytest.raises(ValidationError) as raised:
         validate_password(password)

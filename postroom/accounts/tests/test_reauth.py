@@ -51,13 +51,8 @@ def _fresh_cache() -> None:
 @pytest.fixture
 def identity_provider() -> Iterator[None]:
     """A configured provider, so that a linked login of it can be unlinked (no network is used)."""
-    app = {
-        "provider_id": "corp",
-        "name": "Corp",
-        "client_id": "postroom",
-        "secret": "not-a-real-secret",
-        "settings": {"server_url": "https://id.corp.example", "oauth_pkce_enabled": True, "token_auth_method": "client_secret_post"},
-    }
+    app = {"provider_id": "corp", "name": "Corp", "client_id": "postroom", "secret": "not-a-real-secret",
+           "settings": {"server_url": "https://id.corp.example", "oauth_pkce_enabled": True, "token_auth_method": "client_secret_post"}}
     with override_settings(SOCIALACCOUNT_PROVIDERS={"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": [app]}}):
         yield
 
@@ -126,97 +121,44 @@ def _recovery_codes_shown(response: Any) -> bool:
 
 
 SENSITIVE = [
-    Case(
-        "account_change_password",
-        _post("/accounts/password/change/", {"oldpassword": DEFAULT_PASSWORD, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD}),
-        lambda user, state: user.check_password(NEW_PASSWORD),
-    ),
-    Case(
-        "account_set_password",
-        _post("/accounts/password/set/", {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD}),
-        lambda user, state: user.check_password(NEW_PASSWORD),
-        prepare=_without_password,
-        password=False,
-    ),
-    Case(
-        "account_email",  # add an address (with ACCOUNT_CHANGE_EMAIL: change it)
-        _post("/accounts/email/", {"action_add": "", "email": "alice.new@acme.test"}),
-        lambda user, state: EmailAddress.objects.filter(email="alice.new@acme.test").exists(),
-    ),
-    Case(
-        "account_email",  # remove an address
-        _post("/accounts/email/", {"action_remove": "", "email": "alice.spare@acme.test"}),
-        lambda user, state: not EmailAddress.objects.filter(email="alice.spare@acme.test").exists(),
-        prepare=_with_second_address,
-    ),
-    Case(
-        "mfa_activate_totp",
-        _activate_totp,
-        lambda user, state: Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists(),
-        stale_call=_post("/accounts/2fa/totp/activate/", {"code": "123456"}),
-    ),
-    Case(
-        "mfa_deactivate_totp",
-        _post("/accounts/2fa/totp/deactivate/"),
-        lambda user, state: not Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists(),
-        prepare=_with_totp,
-    ),
-    Case(
-        "mfa_view_recovery_codes",
-        _get("/accounts/2fa/recovery-codes/"),
-        lambda user, state: _recovery_codes_shown(state["response"]),
-        prepare=_with_totp,
-    ),
-    Case(
-        "mfa_download_recovery_codes",
-        _get("/accounts/2fa/recovery-codes/download/"),
-        lambda user, state: state["response"].status_code == 200 and state["response"]["Content-Type"].startswith("text/plain"),
-        prepare=_with_totp,
-    ),
-    Case(
-        "mfa_generate_recovery_codes",
-        _post("/accounts/2fa/recovery-codes/generate/"),
-        lambda user, state: Authenticator.objects.get(user=user, type=Authenticator.Type.RECOVERY_CODES).data["seed"] != state["seed"],
-        prepare=_with_totp,
-    ),
+    Case("account_change_password",
+         _post("/accounts/password/change/", {"oldpassword": DEFAULT_PASSWORD, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD}),
+         lambda user, state: user.check_password(NEW_PASSWORD)),
+    Case("account_set_password",
+         _post("/accounts/password/set/", {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD}),
+         lambda user, state: user.check_password(NEW_PASSWORD), prepare=_without_password, password=False),
+    Case("account_email",  # add an address (with ACCOUNT_CHANGE_EMAIL: change it)
+         _post("/accounts/email/", {"action_add": "", "email": "alice.new@acme.test"}),
+         lambda user, state: EmailAddress.objects.filter(email="alice.new@acme.test").exists()),
+    Case("account_email",  # remove an address
+         _post("/accounts/email/", {"action_remove": "", "email": "alice.spare@acme.test"}),
+         lambda user, state: not EmailAddress.objects.filter(email="alice.spare@acme.test").exists(), prepare=_with_second_address),
+    Case("mfa_activate_totp", _activate_totp,
+         lambda user, state: Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists(),
+         stale_call=_post("/accounts/2fa/totp/activate/", {"code": "123456"})),
+    Case("mfa_deactivate_totp", _post("/accounts/2fa/totp/deactivate/"),
+         lambda user, state: not Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists(), prepare=_with_totp),
+    Case("mfa_view_recovery_codes", _get("/accounts/2fa/recovery-codes/"),
+         lambda user, state: _recovery_codes_shown(state["response"]), prepare=_with_totp),
+    Case("mfa_download_recovery_codes", _get("/accounts/2fa/recovery-codes/download/"),
+         lambda user, state: state["response"].status_code == 200 and state["response"]["Content-Type"].startswith("text/plain"), prepare=_with_totp),
+    Case("mfa_generate_recovery_codes", _post("/accounts/2fa/recovery-codes/generate/"),
+         lambda user, state: Authenticator.objects.get(user=user, type=Authenticator.Type.RECOVERY_CODES).data["seed"] != state["seed"], prepare=_with_totp),
     # Registering a real passkey needs a browser's authenticator (see the browser tests); here
     # "done" means the registration form is served instead of the confirmation page.
-    Case(
-        "mfa_add_webauthn",
-        _get("/accounts/2fa/webauthn/add/"),
-        lambda user, state: state["response"].status_code == 200,
-        stale_call=_post("/accounts/2fa/webauthn/add/", {"name": "Mine now", "credential": "null"}),
-    ),
-    Case(
-        "mfa_remove_webauthn",
-        _post("/accounts/2fa/webauthn/keys/{passkey}/remove/"),
-        lambda user, state: not Authenticator.objects.filter(pk=state["passkey"]).exists(),
-        prepare=_with_passkey,
-    ),
-    Case(
-        "mfa_edit_webauthn",
-        _post("/accounts/2fa/webauthn/keys/{passkey}/edit/", {"name": "Renamed"}),
-        lambda user, state: Authenticator.objects.get(pk=state["passkey"]).data["name"] == "Renamed",
-        prepare=_with_passkey,
-    ),
-    Case(
-        "socialaccount_connections",
-        _post("/accounts/3rdparty/", {"account": "{linked}"}),
-        lambda user, state: not SocialAccount.objects.filter(pk=state["linked"]).exists(),
-        prepare=_with_linked_login,
-    ),
-    Case(
-        "usersessions_list",
-        _post("/accounts/sessions/"),
-        lambda user, state: not is_signed_in(state["other"]),
-        prepare=_with_another_session,
-    ),
-    Case(
-        "accounts:session_end",
-        _post("/settings/sessions/{other_session}/end/"),
-        lambda user, state: not is_signed_in(state["other"]),
-        prepare=_with_another_session,
-    ),
+    Case("mfa_add_webauthn", _get("/accounts/2fa/webauthn/add/"),
+         lambda user, state: state["response"].status_code == 200,
+         stale_call=_post("/accounts/2fa/webauthn/add/", {"name": "Mine now", "credential": "null"})),
+    Case("mfa_remove_webauthn", _post("/accounts/2fa/webauthn/keys/{passkey}/remove/"),
+         lambda user, state: not Authenticator.objects.filter(pk=state["passkey"]).exists(), prepare=_with_passkey),
+    Case("mfa_edit_webauthn", _post("/accounts/2fa/webauthn/keys/{passkey}/edit/", {"name": "Renamed"}),
+         lambda user, state: Authenticator.objects.get(pk=state["passkey"]).data["name"] == "Renamed", prepare=_with_passkey),
+    Case("socialaccount_connections", _post("/accounts/3rdparty/", {"account": "{linked}"}),
+         lambda user, state: not SocialAccount.objects.filter(pk=state["linked"]).exists(), prepare=_with_linked_login),
+    Case("usersessions_list", _post("/accounts/sessions/"),
+         lambda user, state: not is_signed_in(state["other"]), prepare=_with_another_session),
+    Case("accounts:session_end", _post("/settings/sessions/{other_session}/end/"),
+         lambda user, state: not is_signed_in(state["other"]), prepare=_with_another_session),
 ]
 
 # URL names in the account areas that need no fresh confirmation, and why.
@@ -297,17 +239,8 @@ def test_r06_sensitive_endpoints_need_a_fresh_confirmation(cast, case: Case) -> 
 
 @pytest.mark.parametrize(
     "path",
-    [
-        "/settings/security/",
-        "/accounts/email/",
-        "/accounts/2fa/",
-        "/accounts/2fa/webauthn/",
-        "/accounts/sessions/",
-        "/accounts/3rdparty/",
-        "/o/acme/settings/",
-        "/o/acme/members/",
-        "/",
-    ],
+    ["/settings/security/", "/accounts/email/", "/accounts/2fa/", "/accounts/2fa/webauthn/", "/accounts/sessions/",
+     "/accounts/3rdparty/", "/o/acme/settings/", "/o/acme/members/", "/"],
 )
 def test_r06_other_pages_never_ask(cast, path: str) -> None:
     with time_machine.travel(START, tick=False) as clock:
@@ -324,9 +257,7 @@ def test_r06_a_gated_form_is_not_replayed_after_confirming(cast) -> None:
     member's back, and the session row never holds the new password."""
     client = Client()
     client.force_login(cast.alice, backend="allauth.account.auth_backends.AuthenticationBackend")
-    response = client.post(
-        "/accounts/password/change/", {"oldpassword": DEFAULT_PASSWORD, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD}
-    )
+    response = client.post("/accounts/password/change/", {"oldpassword": DEFAULT_PASSWORD, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD})
     assert response["Location"] == "/accounts/reauthenticate/?next=%2Faccounts%2Fpassword%2Fchange%2F"
     assert NEW_PASSWORD not in json.dumps(client.session._session)
     response = client.post(response["Location"], {"password": DEFAULT_PASSWORD})

@@ -183,9 +183,7 @@ def test_r18_password_change_ends_other_sessions_and_keeps_this_one(cast) -> Non
     untracked.force_login(cast.alice, backend="allauth.account.auth_backends.AuthenticationBackend")
     other_key = session_key(other)
     confirm_password(this)
-    response = this.post(
-        "/accounts/password/change/", {"oldpassword": DEFAULT_PASSWORD, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD}
-    )
+    response = this.post("/accounts/password/change/", {"oldpassword": DEFAULT_PASSWORD, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD})
     assert response.status_code == 302
     assert is_signed_in(this)
     assert sent_to_login(other.get(PROTECTED_URL))
@@ -240,9 +238,7 @@ def test_r18_second_factor_changes_end_other_sessions(cast, path: str, data: dic
 
 @AFTER_COMMIT
 def test_r18_removing_a_passkey_ends_other_sessions(cast) -> None:
-    passkey = Authenticator.objects.create(
-        user=cast.alice, type=Authenticator.Type.WEBAUTHN, data={"name": "Phone", "credential": {}, "passwordless": True}
-    )
+    passkey = Authenticator.objects.create(user=cast.alice, type=Authenticator.Type.WEBAUTHN, data={"name": "Phone", "credential": {}, "passwordless": True})
     this, other = Client(), Client()  # a passkey makes the login form ask for it: sign in directly
     for client in (this, other):
         client.force_login(cast.alice, backend="allauth.account.auth_backends.AuthenticationBackend")

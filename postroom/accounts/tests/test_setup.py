@@ -18,13 +18,7 @@ PASSWORD = "harbor lights at the quiet dock"
 
 
 def setup_form(token: str) -> dict[str, str]:
-    return {
-        "token": token,
-        "organization_name": "Harbor Lights",
-        "name": "Frida First",
-        "email": "Frida@Example.test",
-        "password": PASSWORD,
-    }
+    return {"token": token, "organization_name": "Harbor Lights", "name": "Frida First", "email": "Frida@Example.test", "password": PASSWORD}
 
 
 def nothing_created() -> bool:

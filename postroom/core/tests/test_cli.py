@@ -109,13 +109,7 @@ def test_r46_sqlite_database_is_private_without_the_cli_umask(tmp_path: Path) ->
     database.chmod(0o644)  # as left by an older version
     code = "import os, sys, runpy; os.umask(0o022); sys.argv = ['manage.py', 'migrate', '--verbosity', '0']; runpy.run_path('manage.py', run_name='__main__')"
     result = subprocess.run(
-        [sys.executable, "-c", code],
-        env=clean_environment(tmp_path),
-        cwd=REPOSITORY,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        [sys.executable, "-c", code], env=clean_environment(tmp_path), cwd=REPOSITORY, capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr
     assert database.stat().st_size > 0
@@ -126,7 +120,9 @@ def test_r14_setup_token_is_refused_once_set_up(tmp_path: Path) -> None:
     environment = clean_environment(tmp_path)
     first = run_postroom("setup-token", environment=environment)
     assert first.returncode == 0
-    create_owner = "from postroom.testing.factories import UserFactory; UserFactory(email='owner@postroom.test')"
+    create_owner = (
+        "from postroom.testing.factories import UserFactory; UserFactory(email='owner@postroom.test')"
+    )
     shell = run_postroom("manage", "shell", "-c", create_owner, environment=environment)
     assert shell.returncode == 0, shell.stderr
     second = run_postroom("setup-token", environment=environment)

@@ -49,7 +49,9 @@ def test_r44_ciphertext_cannot_move(scope: str, field: crypto.Field) -> None:
 
 
 def test_r44_nonces_are_unique() -> None:
-    nonces = {crypto.encrypt_with(KEY, b"", scope="s", version=1, field=FIELD)[6:18] for _ in range(100_000)}
+    nonces = {
+        crypto.encrypt_with(KEY, b"", scope="s", version=1, field=FIELD)[6:18] for _ in range(100_000)
+    }
     assert len(nonces) == 100_000
 
 

@@ -75,9 +75,7 @@ def test_r46_missing_or_empty_secret_file_names_the_file_variable(tmp_path: Path
 
 
 def test_r54_url_errors_do_not_repeat_credentials() -> None:
-    error = error_of(
-        lambda: Env({"REDIS_URL": "http://user:hunter2-canary@cache.internal:6379/0"}).url("REDIS_URL", schemes=("redis", "rediss"))
-    )
+    error = error_of(lambda: Env({"REDIS_URL": "http://user:hunter2-canary@cache.internal:6379/0"}).url("REDIS_URL", schemes=("redis", "rediss")))
     assert "hunter2-canary" not in str(error)
     assert "user" not in str(error)
     assert "cache.internal" in str(error)

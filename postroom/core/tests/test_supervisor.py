@@ -29,9 +29,7 @@ def survivors(pids: list[int], timeout: float) -> list[int]:
 
 def test_run_serves_restarts_a_killed_child_and_stops_everything(tmp_path: Path) -> None:
     port = free_port()
-    with running_postroom(
-        "run", "--port", str(port), environment=clean_environment(tmp_path), port=port, output_path=tmp_path / "output.log"
-    ) as server:
+    with running_postroom("run", "--port", str(port), environment=clean_environment(tmp_path), port=port, output_path=tmp_path / "output.log") as server:
         server.wait_for_output("started worker (pid")
         server.wait_for_http("/health")
         assert server.request("GET", "/health").status == 200
@@ -56,9 +54,7 @@ def test_run_serves_restarts_a_killed_child_and_stops_everything(tmp_path: Path)
 
 def test_children_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
     port = free_port()
-    with running_postroom(
-        "run", "--port", str(port), environment=clean_environment(tmp_path), port=port, output_path=tmp_path / "output.log"
-    ) as server:
+    with running_postroom("run", "--port", str(port), environment=clean_environment(tmp_path), port=port, output_path=tmp_path / "output.log") as server:
         server.wait_for_output("started worker (pid")
         server.wait_for_http("/health")
         children = child_pids(server, "web") + child_pids(server, "worker")

@@ -32,12 +32,7 @@ class MailAccount:
     ca_pem: str
 
     def servers(self, **imap_changes: Any) -> MailServers:
-        imap: dict[str, Any] = {
-            "host": self.dovecot.host,
-            "port": self.dovecot.imaps_port,
-            "tls": TlsMode.IMPLICIT,
-            "private_ca_pem": self.ca_pem,
-        }
+        imap: dict[str, Any] = {"host": self.dovecot.host, "port": self.dovecot.imaps_port, "tls": TlsMode.IMPLICIT, "private_ca_pem": self.ca_pem}
         imap.update(imap_changes)
         return MailServers(
             imap=ServerSettings(**imap),
@@ -46,28 +41,17 @@ class MailAccount:
 
     def password_sign_in(self, password: str | None = None, **imap_changes: Any) -> MailboxSignIn:
         return MailboxSignIn(
-            servers=self.servers(**imap_changes),
-            auth_kind=AuthKind.PASSWORD,
-            username=self.user.name,
+            servers=self.servers(**imap_changes), auth_kind=AuthKind.PASSWORD, username=self.user.name,
             password=self.user.password if password is None else password,
         )
 
     def form_data(self, **changes: Any) -> dict[str, Any]:
         """The connect form as a member fills it in."""
         data = {
-            "email_address": self.user.address,
-            "name": "Support inbox",
-            "import_range": "3m",
-            "imap_host": self.dovecot.host,
-            "imap_port": self.dovecot.imaps_port,
-            "imap_tls": "implicit",
-            "smtp_host": self.smtp.host,
-            "smtp_port": self.smtp.port,
-            "smtp_tls": "implicit",
-            "private_ca_pem": self.ca_pem,
-            "auth_kind": "password",
-            "username": self.user.name,
-            "password": self.user.password,
+            "email_address": self.user.address, "name": "Support inbox", "import_range": "3m",
+            "imap_host": self.dovecot.host, "imap_port": self.dovecot.imaps_port, "imap_tls": "implicit",
+            "smtp_host": self.smtp.host, "smtp_port": self.smtp.port, "smtp_tls": "implicit",
+            "private_ca_pem": self.ca_pem, "auth_kind": "password", "username": self.user.name, "password": self.user.password,
             "intent": "connect",
         }
         data.update(changes)
@@ -149,17 +133,9 @@ def token_endpoint(oauth_tokens: TokenIntrospection, settings: Any) -> Iterator[
     thread.join()
 
 
-def oauth_sign_in(
-    account: MailAccount, endpoint: TokenEndpoint, *, kind: AuthKind = AuthKind.XOAUTH2, refresh_token: str | None = None
-) -> MailboxSignIn:
+def oauth_sign_in(account: MailAccount, endpoint: TokenEndpoint, *, kind: AuthKind = AuthKind.XOAUTH2, refresh_token: str | None = None) -> MailboxSignIn:
     return MailboxSignIn(
-        servers=account.servers(),
-        auth_kind=kind,
-        username=account.user.name,
-        oauth=OAuthGrant(
-            token_endpoint=endpoint.url,
-            refresh_token=refresh_token or endpoint.grant(account.user.name),
-            client_id=endpoint.client_id,
-            client_secret=endpoint.client_secret,
-        ),
+        servers=account.servers(), auth_kind=kind, username=account.user.name,
+        oauth=OAuthGrant(token_endpoint=endpoint.url, refresh_token=refresh_token or endpoint.grant(account.user.name),
+                         client_id=endpoint.client_id, client_secret=endpoint.client_secret),
     )

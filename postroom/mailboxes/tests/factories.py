@@ -12,15 +12,8 @@ STORED_PASSWORD = "a stored password"
 
 def make_mailbox(owner: Membership, *, address: str = "someone@postroom.test", **fields: Any) -> Mailbox:
     mailbox = Mailbox(
-        organization_id=owner.organization_id,
-        owner=owner,
-        name=address,
-        email_address=address,
-        imap_host="localhost",
-        imap_port=993,
-        smtp_host="localhost",
-        smtp_port=465,
-        **fields,
+        organization_id=owner.organization_id, owner=owner, name=address, email_address=address,
+        imap_host="localhost", imap_port=993, smtp_host="localhost", smtp_port=465, **fields,
     )
     mailbox.credentials = {"username": address, "password": STORED_PASSWORD}
     mailbox.save()

@@ -32,23 +32,14 @@ pytestmark = pytest.mark.django_db
 def stored_column(mailbox: Mailbox) -> bytes:
     """The column's bytes as the database holds them, read with plain SQL (no descriptor)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT credentials_sealed FROM mailboxes_mailbox WHERE id = %s",
-            [mailbox.pk.hex if connection.vendor == "sqlite" else mailbox.pk],
-        )
+        cursor.execute("SELECT credentials_sealed FROM mailboxes_mailbox WHERE id = %s", [mailbox.pk.hex if connection.vendor == "sqlite" else mailbox.pk])
         return bytes(cursor.fetchone()[0])
 
 
 def connect(cast: Any, account: MailAccount, **overrides: Any) -> Mailbox:
     sign_in = overrides.pop("sign_in", None) or account.password_sign_in()
-    return actions.mailbox_connect(
-        actor=cast.alice_membership,
-        name="Support",
-        email_address=account.user.address,
-        sign_in=sign_in,
-        import_since=date(2026, 1, 1),
-        **overrides,
-    )
+    return actions.mailbox_connect(actor=cast.alice_membership, name="Support", email_address=account.user.address,
+                                   sign_in=sign_in, import_since=date(2026, 1, 1), **overrides)
 
 
 def test_r44_connect_tests_both_servers_then_stores_the_credentials_sealed(cast, mail_account: MailAccount) -> None:  # type: ignore[no-untyped-def]
@@ -125,9 +116,7 @@ def test_r06_update_credentials_retests_and_keeps_the_old_ones_on_failure(cast, 
     Mailbox.objects.filter(pk=mailbox.pk).update(status=MailboxStatus.NEEDS_RECONNECT, status_reason="The password was changed.")
 
     with pytest.raises(MailboxConnectionFailed):
-        actions.mailbox_update_credentials(
-            actor=cast.alice_membership, mailbox=mailbox, sign_in=mail_account.password_sign_in(password="wrong")
-        )
+        actions.mailbox_update_credentials(actor=cast.alice_membership, mailbox=mailbox, sign_in=mail_account.password_sign_in(password="wrong"))
     unchanged = Mailbox.objects.get(pk=mailbox.pk)
     assert (unchanged.credentials or {}).get("password") == mail_account.user.password
     assert unchanged.status == MailboxStatus.NEEDS_RECONNECT
@@ -211,29 +200,15 @@ def test_r22_an_admin_may_remove_a_members_mailbox_a_member_or_outsider_may_not(
 
 def test_reimport_from_a_date_resets_every_folder_for_admins_only(cast) -> None:  # type: ignore[no-untyped-def]
     mailbox = make_mailbox(cast.bob_membership, import_since=date(2026, 6, 1))
-    Folder.objects.create(
-        mailbox=mailbox,
-        name="INBOX",
-        uidvalidity=7,
-        highest_uid=900,
-        highest_modseq=4000,
-        backfill_below_uid=None,
-        messages_total=900,
-        messages_done=900,
-    )
+    Folder.objects.create(mailbox=mailbox, name="INBOX", uidvalidity=7, highest_uid=900, highest_modseq=4000,
+                          backfill_below_uid=None, messages_total=900, messages_done=900)
     with pytest.raises(PermissionDenied):
         actions.mailbox_reimport_from(actor=cast.bob_membership, mailbox=mailbox, since=date(2025, 1, 1))
 
     actions.mailbox_reimport_from(actor=cast.carol_membership, mailbox=mailbox, since=date(2025, 1, 1))
 
     folder = Folder.objects.get(mailbox=mailbox)
-    assert (folder.uidvalidity, folder.highest_uid, folder.highest_modseq, folder.messages_done, folder.messages_total) == (
-        None,
-        0,
-        None,
-        0,
-        0,
-    )
+    assert (folder.uidvalidity, folder.highest_uid, folder.highest_modseq, folder.messages_done, folder.messages_total) == (None, 0, None, 0, 0)
     assert Mailbox.objects.get(pk=mailbox.pk).import_since == date(2025, 1, 1)
     assert AuditEvent.objects.get(action="mailbox.reimport_requested").details == {"since": "2025-01-01"}
 
@@ -252,3 +227,4 @@ def test_import_range_further_back_restarts_the_import_a_shorter_one_keeps_what_
     assert Mailbox.objects.get(pk=mailbox.pk).import_since is None
     with pytest.raises(PermissionDenied):
         actions.mailbox_set_import_since(actor=cast.carol_membership, mailbox=mailbox, since=date(2026, 10, 1))
+

@@ -207,9 +207,7 @@ def test_imap_revoked_token_is_authentication_failed(
         open_imap(imaps(dovecot), OAuth2Credentials(username=mail_user.name, access_token=token, mechanism=mechanism), timeout=QUICK)
 
 
-def test_imap_token_of_another_user_is_authentication_failed(
-    dovecot: Dovecot, mail_user: MailUser, oauth_tokens: TokenIntrospection
-) -> None:
+def test_imap_token_of_another_user_is_authentication_failed(dovecot: Dovecot, mail_user: MailUser, oauth_tokens: TokenIntrospection) -> None:
     someone_else = dovecot.create_user()
     token = oauth_tokens.issue(someone_else.name)
     with pytest.raises(AuthenticationFailed):
@@ -237,11 +235,7 @@ def test_connection_refused_on_a_closed_port(mail_user: MailUser) -> None:
 
 def test_r49_imap_certificate_from_an_untrusted_ca_is_refused(dovecot: Dovecot, mail_user: MailUser) -> None:
     other_ca = trustme.CA().cert_pem.bytes().decode()
-    for server in (
-        imaps(dovecot, private_ca_pem=other_ca),
-        imap_starttls(dovecot, private_ca_pem=other_ca),
-        imaps(dovecot, private_ca_pem=None),
-    ):
+    for server in (imaps(dovecot, private_ca_pem=other_ca), imap_starttls(dovecot, private_ca_pem=other_ca), imaps(dovecot, private_ca_pem=None)):
         with pytest.raises(TlsUntrusted) as failure:
             open_imap(server, password_of(mail_user), timeout=QUICK)
         assert "is not trusted" in str(failure.value)
@@ -284,9 +278,7 @@ def test_a_connection_reset_is_a_connection_failure(resetting_port: int, mail_us
             open_smtp(server, password_of(mail_user), timeout=QUICK)
 
 
-def test_imap_client_talking_to_an_smtp_server_is_a_protocol_error(
-    smtp_peer: SmtpPeer, mail_test_ca: trustme.CA, mail_user: MailUser
-) -> None:
+def test_imap_client_talking_to_an_smtp_server_is_a_protocol_error(smtp_peer: SmtpPeer, mail_test_ca: trustme.CA, mail_user: MailUser) -> None:
     with pytest.raises(ProtocolError) as failure:
         open_imap(smtp_settings(smtp_peer, mail_test_ca), password_of(mail_user), timeout=QUICK)
     assert "Check that this port serves IMAP" in str(failure.value)
@@ -413,9 +405,7 @@ def test_r49_smtp_untrusted_certificate_and_name_mismatch(
         assert b"AUTH" not in trusted.transcript
 
 
-def test_r49_smtp_without_starttls_aborts_before_auth(
-    make_smtp_peer: Callable[..., SmtpPeer], mail_test_ca: trustme.CA, mail_user: MailUser
-) -> None:
+def test_r49_smtp_without_starttls_aborts_before_auth(make_smtp_peer: Callable[..., SmtpPeer], mail_test_ca: trustme.CA, mail_user: MailUser) -> None:
     # The peer offers AUTH in plaintext, as a downgrading attacker would.
     plaintext = make_smtp_peer(tls=SmtpTls.NONE)
     plaintext.add_account(mail_user)
@@ -429,9 +419,7 @@ def test_r49_smtp_without_starttls_aborts_before_auth(
     assert base64.b64encode(b"\0" + mail_user.name.encode() + b"\0" + mail_user.password.encode()) not in transcript
 
 
-def test_smtp_insecure_plaintext_works_on_loopback(
-    make_smtp_peer: Callable[..., SmtpPeer], mail_test_ca: trustme.CA, mail_user: MailUser
-) -> None:
+def test_smtp_insecure_plaintext_works_on_loopback(make_smtp_peer: Callable[..., SmtpPeer], mail_test_ca: trustme.CA, mail_user: MailUser) -> None:
     plaintext = make_smtp_peer(tls=SmtpTls.NONE, auth_required=True)
     plaintext.add_account(mail_user)
     smtp = open_smtp(smtp_settings(plaintext, mail_test_ca, tls=TlsMode.INSECURE_PLAINTEXT), password_of(mail_user), timeout=QUICK)

@@ -34,11 +34,8 @@ pytestmark = pytest.mark.django_db
 
 def connect_oauth(cast, account: MailAccount, endpoint: TokenEndpoint, kind: AuthKind = AuthKind.XOAUTH2) -> Mailbox:  # type: ignore[no-untyped-def]
     return actions.mailbox_connect(
-        actor=cast.alice_membership,
-        name="OAuth",
-        email_address=account.user.address,
-        sign_in=oauth_sign_in(account, endpoint, kind=kind),
-        import_since=None,
+        actor=cast.alice_membership, name="OAuth", email_address=account.user.address,
+        sign_in=oauth_sign_in(account, endpoint, kind=kind), import_since=None,
     )
 
 
@@ -115,19 +112,14 @@ def test_a_given_access_token_is_tested_against_dovecot_and_smtp(  # type: ignor
     open_imap(servers.imap, credentials, timeout=5).logout()
     open_smtp(servers.smtp, credentials, timeout=5).quit()
     mailbox = actions.mailbox_connect(
-        actor=cast.alice_membership,
-        name="Token only",
-        email_address=mail_account.user.address,
-        import_since=None,
+        actor=cast.alice_membership, name="Token only", email_address=mail_account.user.address, import_since=None,
         sign_in=actions.MailboxSignIn(servers=servers, auth_kind=AuthKind.OAUTHBEARER, username=mail_account.user.name, access_token=token),
     )
     assert (mailbox.credentials or {}) == {"username": mail_account.user.name, "access_token": token}
     assert mailbox_access_token(mailbox) == token  # nothing to renew with: used as it is
 
 
-def test_a_temporary_failure_of_the_endpoint_keeps_the_mailbox_active(
-    cast, mail_account: MailAccount, token_endpoint: TokenEndpoint
-) -> None:  # type: ignore[no-untyped-def]
+def test_a_temporary_failure_of_the_endpoint_keeps_the_mailbox_active(cast, mail_account: MailAccount, token_endpoint: TokenEndpoint) -> None:  # type: ignore[no-untyped-def]
     mailbox = connect_oauth(cast, mail_account, token_endpoint)
     credentials = dict(mailbox.credentials or {})
     credentials["token_endpoint"] = f"http://127.0.0.1:{free_port()}/token"  # nothing listens there
@@ -140,12 +132,7 @@ def test_a_temporary_failure_of_the_endpoint_keeps_the_mailbox_active(
 
 def test_r49_token_endpoints_must_be_https_and_public(settings) -> None:  # type: ignore[no-untyped-def]
     settings.MAILBOX_OAUTH_ALLOW_LOOPBACK = False
-    for url in (
-        "http://oauth.example/token",
-        "http://127.0.0.1:9/token",
-        "ftp://oauth.example/token",
-        "https://user:pw@oauth.example/token",
-    ):
+    for url in ("http://oauth.example/token", "http://127.0.0.1:9/token", "ftp://oauth.example/token", "https://user:pw@oauth.example/token"):
         with pytest.raises(TokenEndpointRefused):
             token_endpoint_check(url)
     token_endpoint_check("https://oauth2.googleapis.com/token")
@@ -157,9 +144,4 @@ def test_r49_token_endpoints_must_be_https_and_public(settings) -> None:  # type
 
 def test_a_wrong_client_secret_is_shown_as_needing_reconnection(token_endpoint: TokenEndpoint) -> None:
     with pytest.raises(OAuthGrantRevoked, match="client ID and secret"):
-        refresh_access_token(
-            token_endpoint=token_endpoint.url,
-            refresh_token=token_endpoint.grant("x"),
-            client_id=token_endpoint.client_id,
-            client_secret="wrong",
-        )
+        refresh_access_token(token_endpoint=token_endpoint.url, refresh_token=token_endpoint.grant("x"), client_id=token_endpoint.client_id, client_secret="wrong")

@@ -21,7 +21,6 @@ from postroom.mailboxes.tests.factories import STORED_PASSWORD, make_mailbox
 
 pytestmark = pytest.mark.django_db
 
-
 def url(name: str, *args: Any) -> str:
     return reverse(f"mailboxes:{name}", args=["acme", *args])
 

@@ -87,9 +87,7 @@ def test_r24_member_posting_role_owner_is_refused(cast: Cast, client_as) -> None
         assert bob.post(reverse("orgs:member_role", args=["acme", target.pk]), {"role": "owner"}).status_code == 403
     assert bob.post(reverse("orgs:invitations", args=["acme"]), {"email": "friend@example.test", "role": "owner"}).status_code == 403
     assert dict(Membership.objects.filter(organization=cast.org_a).values_list("user__email", "role")) == {
-        "alice@acme.test": "owner",
-        "carol@acme.test": "admin",
-        "bob@acme.test": "member",
+        "alice@acme.test": "owner", "carol@acme.test": "admin", "bob@acme.test": "member",
     }
 
 
@@ -110,9 +108,7 @@ def _app_pages(cast: Cast) -> list[str]:
     values = sample_values(cast)
     urls = [reverse("web:home"), reverse("accounts:security")]
     for route in all_routes():
-        if route.template.startswith(("o/", "settings/")) and not route.template.endswith(
-            ("/role/", "/remove/", "/update/", "/revoke/", "export.csv")
-        ):
+        if route.template.startswith(("o/", "settings/")) and not route.template.endswith(("/role/", "/remove/", "/update/", "/revoke/", "export.csv")):
             urls.append(route.url(values))
     return urls
 

@@ -43,9 +43,7 @@ def open_field_lists(source: str) -> list[str]:
                         found.append(f"line {statement.lineno}: {ast.unparse(statement)}")
         if isinstance(node, ast.Call):
             for keyword in node.keywords:
-                if keyword.arg == "exclude" or (
-                    keyword.arg == "fields" and isinstance(keyword.value, ast.Constant) and keyword.value.value == "__all__"
-                ):
+                if keyword.arg == "exclude" or (keyword.arg == "fields" and isinstance(keyword.value, ast.Constant) and keyword.value.value == "__all__"):
                     found.append(f"line {node.lineno}: {ast.unparse(node)[:80]}")
     return found
 
@@ -116,34 +114,13 @@ def test_r23_api_request_bodies_are_the_documented_allowlists() -> None:
 
 # --- extra fields are ignored ----------------------------------------------------------------------
 PROTECTED = [
-    "organization",
-    "organization_id",
-    "org",
-    "user",
-    "user_id",
-    "is_staff",
-    "is_superuser",
-    "is_active",
-    "password",
-    "security_stamp",
-    "token",
-    "token_hash",
-    "invited_by",
-    "accepted_at",
-    "revoked_at",
-    "expires_at",
-    "id",
-    "pk",
-    "slug",
-    "created_at",
-    "membership",
-    "team",
+    "organization", "organization_id", "org", "user", "user_id", "is_staff", "is_superuser", "is_active", "password",
+    "security_stamp", "token", "token_hash", "invited_by", "accepted_at", "revoked_at", "expires_at", "id", "pk", "slug",
+    "created_at", "membership", "team",
 ]
 values = st.one_of(st.integers(min_value=-1, max_value=50), st.text(max_size=12), st.booleans(), st.none(), st.just("2099-01-01T00:00:00Z"))
 extras = st.dictionaries(st.sampled_from(PROTECTED), values, min_size=1, max_size=6)
-form_extras = st.dictionaries(
-    st.sampled_from(PROTECTED), st.one_of(st.integers(min_value=-1, max_value=50).map(str), st.text(max_size=12)), min_size=1, max_size=6
-)
+form_extras = st.dictionaries(st.sampled_from(PROTECTED), st.one_of(st.integers(min_value=-1, max_value=50).map(str), st.text(max_size=12)), min_size=1, max_size=6)
 hypothesis_settings = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -230,8 +207,7 @@ def test_r23_pages_ignore_extra_form_fields(cast: Cast, client_as, extra: dict[s
         ]
         assert sorted(Team.objects.values_list("organization_id", "name")) == [(cast.org_a.pk, "Care"), (cast.org_a.pk, "Support")]
         assert list(Organization.objects.order_by("pk").values_list("slug", "name", "require_two_factor")) == [
-            ("acme", "Acme Care", False),
-            ("beta", "Beta Sales", False),
+            ("acme", "Acme Care", False), ("beta", "Beta Sales", False),
         ]
         assert Invitation.objects.get().organization_id == cast.org_a.pk
         assert people_state() == people
@@ -239,18 +215,7 @@ def test_r23_pages_ignore_extra_form_fields(cast: Cast, client_as, extra: dict[s
 
 
 # --- no secrets in answers -------------------------------------------------------------------------
-FORBIDDEN_KEYS = {
-    "password",
-    "token",
-    "token_hash",
-    "secret",
-    "security_stamp",
-    "session_key",
-    "entry_hash",
-    "previous_hash",
-    "totp",
-    "recovery_codes",
-}
+FORBIDDEN_KEYS = {"password", "token", "token_hash", "secret", "security_stamp", "session_key", "entry_hash", "previous_hash", "totp", "recovery_codes"}
 
 
 def _keys(value: Any) -> set[str]:
@@ -267,14 +232,9 @@ def test_r23_api_answers_carry_no_hashes_tokens_or_secrets(cast: Cast) -> None:
     team = TeamFactory(organization=cast.org_a, name="Ops")
     alice = ApiClient(cast.alice)
     answers = [
-        alice.get("/me"),
-        alice.get("/orgs/acme/members"),
-        alice.get(f"/orgs/acme/members/{cast.bob_membership.pk}"),
-        alice.get("/orgs/acme/teams"),
-        alice.get(f"/orgs/acme/teams/{team.pk}"),
-        alice.get("/orgs/acme/invitations"),
-        alice.get("/orgs/acme/audit"),
-        alice.post("/orgs/acme/invitations", {"email": "erin@example.test"}),
+        alice.get("/me"), alice.get("/orgs/acme/members"), alice.get(f"/orgs/acme/members/{cast.bob_membership.pk}"),
+        alice.get("/orgs/acme/teams"), alice.get(f"/orgs/acme/teams/{team.pk}"), alice.get("/orgs/acme/invitations"),
+        alice.get("/orgs/acme/audit"), alice.post("/orgs/acme/invitations", {"email": "erin@example.test"}),
         alice.patch(f"/orgs/acme/members/{cast.bob_membership.pk}", {"role": "admin"}),
     ]
     secrets = [token, cast.alice.password, cast.alice.security_stamp, *Invitation.objects.values_list("token_hash", flat=True)]

@@ -128,33 +128,22 @@ def _normalised(text: str, *replacements: str) -> str:
     return re.sub(r'nonce="[^"]+"|name="csrfmiddlewaretoken" value="[^"]+"|"X-CSRFToken": "[^"]+"', "", text)
 
 
-def test_r05_invitation_answers_do_not_reveal_whether_the_address_has_an_account(
-    cast: Cast, client_as, django_capture_on_commit_callbacks
-) -> None:
+def test_r05_invitation_answers_do_not_reveal_whether_the_address_has_an_account(cast: Cast, client_as, django_capture_on_commit_callbacks) -> None:
     person("known@example.test")
     answers = []
     for email in ("known@example.test", "unknown@example.test"):
         mail.outbox.clear()
         with transaction.atomic():  # each address starts from the same state
             with django_capture_on_commit_callbacks(execute=True):
-                created = client_as(cast.alice).post(
-                    reverse("orgs:invitations", args=["acme"]), {"email": email, "role": "member"}, follow=True
-                )
+                created = client_as(cast.alice).post(reverse("orgs:invitations", args=["acme"]), {"email": email, "role": "member"}, follow=True)
             token = re.search(r"/invitations/([^/\s]+)/", mail.outbox[0].body).group(1)  # type: ignore[union-attr]
             landing = Client().get(accept_url(token))
             transaction.set_rollback(True)
-        answers.append(
-            (
-                created.status_code,
-                created.redirect_chain,
-                _normalised(created.content.decode(), email),
-                mail.outbox[0].subject,
-                _normalised(mail.outbox[0].body, email, token),
-                landing.status_code,
-                sorted(landing.cookies),
-                _normalised(landing.content.decode(), email, token),
-            )
-        )
+        answers.append((
+            created.status_code, created.redirect_chain, _normalised(created.content.decode(), email),
+            mail.outbox[0].subject, _normalised(mail.outbox[0].body, email, token),
+            landing.status_code, sorted(landing.cookies), _normalised(landing.content.decode(), email, token),
+        ))
     for first, second in zip(*answers, strict=True):
         assert first == second, "\n".join(difflib.unified_diff(str(first).splitlines(), str(second).splitlines(), lineterm=""))
 
@@ -162,9 +151,7 @@ def test_r05_invitation_answers_do_not_reveal_whether_the_address_has_an_account
 @pytest.fixture
 def password_length_only(settings) -> None:
     """The password policy has its own tests in accounts; here only invitations are under test."""
-    settings.AUTH_PASSWORD_VALIDATORS = [
-        {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 15}}
-    ]
+    settings.AUTH_PASSWORD_VALIDATORS = [{"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 15}}]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -194,13 +181,8 @@ def test_r24_new_account_from_the_invitation_link_signs_up_verifies_and_joins(ca
     membership = Membership.objects.get(user__email="newbie@example.test", organization=cast.org_a)
     assert membership.role == Role.MEMBER
     assert PENDING_KEY not in browser.session
-    assert list(
-        AuditEvent.objects.filter(organization=cast.org_a, action__in=["invitation.accepted", "member.added"]).values_list(
-            "action", "actor_id"
-        )
-    ) == [
-        ("member.added", membership.user_id),
-        ("invitation.accepted", membership.user_id),
+    assert list(AuditEvent.objects.filter(organization=cast.org_a, action__in=["invitation.accepted", "member.added"]).values_list("action", "actor_id")) == [
+        ("member.added", membership.user_id), ("invitation.accepted", membership.user_id),
     ]
 
 

@@ -47,14 +47,8 @@ def idle_mailboxes(db: None) -> Callable[[int], list[Mailbox]]:
         mailboxes = []
         for number in range(count):
             mailbox = Mailbox(
-                organization=owner.organization,
-                owner=owner,
-                name=f"box {number}",
-                email_address=f"box{number}@example.test",
-                imap_host="localhost",
-                imap_port=993,
-                smtp_host="localhost",
-                smtp_port=465,
+                organization=owner.organization, owner=owner, name=f"box {number}", email_address=f"box{number}@example.test",
+                imap_host="localhost", imap_port=993, smtp_host="localhost", smtp_port=465,
             )
             mailbox.credentials = {"username": f"box{number}", "password": "unused"}
             mailbox.save()

@@ -40,9 +40,7 @@ def sync_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[byte
 
     def start(*arguments: str) -> subprocess.Popen[bytes]:
         log = (tmp_path / f"sync-{len(started)}.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "postroom", "sync", *arguments], env=environment, stdout=log, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen([sys.executable, "-m", "postroom", "sync", *arguments], env=environment, stdout=log, stderr=subprocess.STDOUT)
         started.append(process)
         return process
 
@@ -51,7 +49,6 @@ def sync_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[byte
         if process.poll() is None:
             process.kill()
             process.wait()
-
 
 # Bounds, not measurements: these tests start real service processes, which on a loaded 2-core
 # machine (two test workers, CI) can take many seconds just to start.
@@ -94,11 +91,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
         close_old_connections()
         expire_leases()
     survivor = sync_process()
-    wait_until(
-        lambda: MessageCopy.objects.filter(mailbox=mailbox).count() >= len(server_uids),
-        "the import to finish",
-        timeout=PROCESS_WAIT_SECONDS,
-    )
+    wait_until(lambda: MessageCopy.objects.filter(mailbox=mailbox).count() >= len(server_uids), "the import to finish", timeout=PROCESS_WAIT_SECONDS)
     survivor.send_signal(signal.SIGTERM)
     assert survivor.wait(timeout=30) == 0
     assert Mailbox.objects.get(pk=mailbox.pk).lease_owner == ""  # a clean stop gives the lease back
@@ -115,9 +108,7 @@ def test_two_services_share_mailboxes_and_one_takes_over_from_a_dead_one(
     # Each may sync at most 2 of the 4 mailboxes, so both must work.
     first = sync_process("--max-mailboxes", "2", "--lease-seconds", "3")
     second = sync_process("--max-mailboxes", "2", "--lease-seconds", "3")
-    wait_until(
-        lambda: MessageCopy.objects.filter(mailbox__in=mailboxes).count() == 20, "both services to import", timeout=PROCESS_WAIT_SECONDS
-    )
+    wait_until(lambda: MessageCopy.objects.filter(mailbox__in=mailboxes).count() == 20, "both services to import", timeout=PROCESS_WAIT_SECONDS)
     owners = dict(Mailbox.objects.filter(pk__in=[box.pk for box in mailboxes]).values_list("pk", "lease_owner"))
     assert len(set(owners.values())) == 2
     first_pid = str(first.pid)
@@ -129,21 +120,14 @@ def test_two_services_share_mailboxes_and_one_takes_over_from_a_dead_one(
     # and takes the dead one's mailboxes once their leases expire.
     third = sync_process("--max-mailboxes", "2", "--lease-seconds", "3")
     wait_until(
-        lambda: (
-            set(Mailbox.objects.filter(pk__in=orphaned).values_list("lease_owner", flat=True))
-            <= {o for o in Mailbox.objects.values_list("lease_owner", flat=True) if o.split(":")[1] == str(third.pid)}
-            and all(Mailbox.objects.filter(pk__in=orphaned).values_list("lease_owner", flat=True))
-        ),
+        lambda: set(Mailbox.objects.filter(pk__in=orphaned).values_list("lease_owner", flat=True)) <= {o for o in Mailbox.objects.values_list("lease_owner", flat=True) if o.split(":")[1] == str(third.pid)} and
+        all(Mailbox.objects.filter(pk__in=orphaned).values_list("lease_owner", flat=True)),
         "the dead service's mailboxes to be taken over",
         timeout=PROCESS_WAIT_SECONDS,
     )
     late_user = next(user for user, box in zip(users, mailboxes, strict=True) if box.pk == orphaned[0])
     (late_uid,) = fill(dovecot, late_user, range(100, 101))
-    wait_until(
-        lambda: MessageCopy.objects.filter(mailbox_id=orphaned[0], uid=late_uid).exists(),
-        "new mail in a taken-over mailbox",
-        timeout=PROCESS_WAIT_SECONDS,
-    )
+    wait_until(lambda: MessageCopy.objects.filter(mailbox_id=orphaned[0], uid=late_uid).exists(), "new mail in a taken-over mailbox", timeout=PROCESS_WAIT_SECONDS)
     for box in mailboxes:
         assert MessageCopy.objects.filter(mailbox=box).count() == MessageCopy.objects.filter(mailbox=box).values("uid").distinct().count()
     second.send_signal(signal.SIGTERM)

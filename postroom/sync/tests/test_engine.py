@@ -56,17 +56,11 @@ def test_folders_are_found_by_special_use(mail_user: MailUser, make_mailbox: Cal
     with engine_for(mailbox) as sync:
         folders = sync.discover_folders()
     assert [(folder.role, folder.name) for folder in folders] == [
-        (FolderRole.INBOX, "INBOX"),
-        (FolderRole.SENT, "Sent"),
-        (FolderRole.ARCHIVE, "Archive"),
-        (FolderRole.TRASH, "Trash"),
-        (FolderRole.JUNK, "Junk"),
+        (FolderRole.INBOX, "INBOX"), (FolderRole.SENT, "Sent"), (FolderRole.ARCHIVE, "Archive"), (FolderRole.TRASH, "Trash"), (FolderRole.JUNK, "Junk"),
     ]
 
 
-def test_first_import_runs_newest_first_in_batches_with_progress(
-    dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]
-) -> None:
+def test_first_import_runs_newest_first_in_batches_with_progress(dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]) -> None:
     uids = deliver(dovecot, mail_user, range(10))
     mailbox = make_mailbox(mail_user)
     with engine_for(mailbox, batch_size=4) as sync:
@@ -125,9 +119,7 @@ def test_syncing_again_stores_nothing_twice(dovecot: Dovecot, mail_user: MailUse
     assert Message.objects.filter(organization=mailbox.organization).count() == 5
 
 
-def test_flags_changed_by_another_client_reach_postroom(
-    dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]
-) -> None:
+def test_flags_changed_by_another_client_reach_postroom(dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]) -> None:
     uids = deliver(dovecot, mail_user, range(3))
     mailbox = make_mailbox(mail_user)
     mailbox_sync_once(mailbox)
@@ -211,9 +203,7 @@ def test_archiving_in_postroom_moves_only_that_message(
     assert [archived_copy.message_id for archived_copy in archived] == [copy.message_id]
 
 
-def test_a_renumbered_folder_is_imported_again_without_duplicates(
-    dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]
-) -> None:
+def test_a_renumbered_folder_is_imported_again_without_duplicates(dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]) -> None:
     deliver(dovecot, mail_user, range(4), folder="Archive")
     mailbox = make_mailbox(mail_user)
     mailbox_sync_once(mailbox)
@@ -252,9 +242,7 @@ def test_r31_an_oversized_message_is_quarantined_without_downloading_it(
     assert MessageCopy.objects.filter(mailbox=mailbox).count() == 2
 
 
-def test_a_server_restart_mid_import_loses_and_duplicates_nothing(
-    dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]
-) -> None:
+def test_a_server_restart_mid_import_loses_and_duplicates_nothing(dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]) -> None:
     uids = deliver(dovecot, mail_user, range(12))
     mailbox = make_mailbox(mail_user)
     with engine_for(mailbox, batch_size=5) as sync:

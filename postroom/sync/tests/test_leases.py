@@ -108,9 +108,6 @@ def test_two_contending_services_never_hold_the_same_mailbox(idle_mailboxes: Cal
     for thread in threads:
         thread.join(timeout=120)
     assert not violations
-    assert set(Mailbox.objects.filter(id__in=[box.id for box in boxes]).exclude(lease_owner="").values_list("lease_owner", flat=True)) <= {
-        "service-a",
-        "service-b",
-    }
+    assert set(Mailbox.objects.filter(id__in=[box.id for box in boxes]).exclude(lease_owner="").values_list("lease_owner", flat=True)) <= {"service-a", "service-b"}
     assert claims["service-a"] > 0
     assert claims["service-b"] > 0

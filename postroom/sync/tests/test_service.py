@@ -121,8 +121,7 @@ def test_an_unreachable_server_marks_the_mailbox_disconnected_after_30_minutes_a
     # Both visible state changes are in the organization's audit log.
     assert list(
         AuditEvent.objects.filter(target_id=str(mailbox.pk), action__in=["mailbox.disconnected", "mailbox.reconnected"])
-        .order_by("id")
-        .values_list("action", flat=True)
+        .order_by("id").values_list("action", flat=True)
     ) == ["mailbox.disconnected", "mailbox.reconnected"]
 
 

@@ -40,28 +40,13 @@ def tenths(part: Any, whole: Any) -> int:
     return min(100, max(0, round(part_number * 10 / whole_number) * 10))
 
 
-BROWSERS = (
-    ("Edg/", "Edge"),
-    ("OPR/", "Opera"),
-    ("Firefox/", "Firefox"),
-    ("Chrome/", "Chrome"),
-    ("Chromium/", "Chromium"),
-    ("Safari/", "Safari"),
-)
-SYSTEMS = (
-    ("iPhone", "iPhone"),
-    ("iPad", "iPad"),
-    ("Android", "Android"),
-    ("Windows", "Windows"),
-    ("Mac OS X", "macOS"),
-    ("CrOS", "ChromeOS"),
-    ("Linux", "Linux"),
-)
+BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"), ("Chromium/", "Chromium"), ("Safari/", "Safari"))
+SYSTEMS = (("iPhone", "iPhone"), ("iPad", "iPad"), ("Android", "Android"), ("Windows", "Windows"), ("Mac OS X", "macOS"), ("CrOS", "ChromeOS"), ("Linux", "Linux"))
 
 
 @register.filter
 def device_summary(user_agent: Any) -> str:
-    """ "Chrome on Linux" from a User-Agent header; the raw header is shown as a tooltip."""
+    """"Chrome on Linux" from a User-Agent header; the raw header is shown as a tooltip."""
     text = str(user_agent or "")
     if not text:
         return "Unknown device"
@@ -90,7 +75,8 @@ def button_classes(attrs: Any) -> str:
     if tags & {"danger", "delete"}:
         classes.append("btn-danger")
     elif "outline" not in tags and (
-        tags & {"primary", "prominent"} or (attrs.get("type") == "submit" and not tags & {"secondary", "cancel", "minor", "tool"})
+        tags & {"primary", "prominent"}
+        or (attrs.get("type") == "submit" and not tags & {"secondary", "cancel", "minor", "tool"})
     ):
         classes.append("btn-primary")
     if tags & {"minor", "tool"}:
@@ -98,15 +84,7 @@ def button_classes(attrs: Any) -> str:
     return " ".join(classes)
 
 
-BADGE_TONES = {
-    "success": "badge-ok",
-    "verified": "badge-ok",
-    "warning": "badge-warn",
-    "unverified": "badge-warn",
-    "danger": "badge-danger",
-    "current": "badge-accent",
-    "primary": "badge-accent",
-}
+BADGE_TONES = {"success": "badge-ok", "verified": "badge-ok", "warning": "badge-warn", "unverified": "badge-warn", "danger": "badge-danger", "current": "badge-accent", "primary": "badge-accent"}
 
 
 @register.filter
@@ -152,13 +130,7 @@ def activity(event: Any) -> dict[str, str]:
     if phrase is None:
         return {"actor": event.actor_label or "Postroom", "code": event.action, "target": event.target_label, "before": "", "after": ""}
     before, marker, after = phrase.partition("{target}")
-    return {
-        "actor": event.actor_label or "Postroom",
-        "code": "",
-        "before": before,
-        "target": event.target_label if marker else "",
-        "after": after,
-    }
+    return {"actor": event.actor_label or "Postroom", "code": "", "before": before, "target": event.target_label if marker else "", "after": after}
 
 
 @register.filter

@@ -40,13 +40,8 @@ def production_transport_settings(data_dir: Path) -> dict[str, Any]:
         "print(json.dumps({n: getattr(s, n) for n in names}))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code],
-        env=production_environment(data_dir),
-        cwd=REPOSITORY,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+        [sys.executable, "-c", code], env=production_environment(data_dir), cwd=REPOSITORY,
+        capture_output=True, text=True, timeout=60, check=True,
     )
     values: dict[str, Any] = json.loads(result.stdout)
     if "SECURE_PROXY_SSL_HEADER" in values:

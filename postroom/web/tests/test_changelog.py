@@ -56,16 +56,6 @@ def test_r60_private_reporting_channel_and_fix_time_frames_are_documented() -> N
 
 def test_r46_crypto_inventory_lists_every_key_and_its_rotation() -> None:
     inventory = (REPOSITORY / "docs" / "crypto.md").read_text(encoding="utf-8")
-    for key in (
-        "Master key",
-        "Data keys",
-        "Blind-index keys",
-        "SECRET_KEY",
-        "Setup token",
-        "Invitation tokens",
-        "Passwords",
-        "TOTP seeds",
-        "Recovery codes",
-    ):
+    for key in ("Master key", "Data keys", "Blind-index keys", "SECRET_KEY", "Setup token", "Invitation tokens", "Passwords", "TOTP seeds", "Recovery codes"):
         assert f"**{key}" in inventory or f"`{key}`" in inventory, key
     assert "postroom keys rotate" in inventory

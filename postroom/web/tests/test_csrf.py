@@ -40,10 +40,7 @@ def fingerprint_query() -> str:
         for table in connection.introspection.table_names(cursor):
             columns = {column.name for column in connection.introspection.get_table_description(cursor, table)}
             change_columns = sorted(columns & {"updated_at", "modified", "modified_at", "changed_at"})
-            newest = (
-                " || ','  || ".join(f"COALESCE(CAST(MAX({connection.ops.quote_name(column)}) AS TEXT), '')" for column in change_columns)
-                or "''"
-            )
+            newest = " || ','  || ".join(f"COALESCE(CAST(MAX({connection.ops.quote_name(column)}) AS TEXT), '')" for column in change_columns) or "''"
             parts.append(f"SELECT '{table}', COUNT(*), {newest} FROM {connection.ops.quote_name(table)}")  # noqa: S608 (names from introspection)
     return " UNION ALL ".join(parts)
 
@@ -93,9 +90,7 @@ def test_r52_post_with_a_foreign_origin_is_refused_even_with_a_token(cast: Cast,
     client = signed_in_client(cast.alice, enforce_csrf_checks=True)
     client.get("/o/acme/settings/")
     token = client.cookies[settings.CSRF_COOKIE_NAME].value
-    response = client.post(
-        "/o/acme/settings/", {"name": "Renamed", "csrfmiddlewaretoken": token}, headers={"origin": "https://evil.example"}
-    )
+    response = client.post("/o/acme/settings/", {"name": "Renamed", "csrfmiddlewaretoken": token}, headers={"origin": "https://evil.example"})
     assert response.status_code == 403
     cast.org_a.refresh_from_db()
     assert cast.org_a.name == "Acme Support"
@@ -120,8 +115,7 @@ def test_r52_get_and_head_change_nothing(routes: list[Route], cast: Cast) -> Non
             client.head(route.path)
         after = database_fingerprint(query)
         changed = {
-            table
-            for table in before
+            table for table in before
             if before[table] != after[table] and (qualified_name(route.callback), table) not in GET_WRITES_ALLOWLIST
         }
         assert not changed, f"GET/HEAD {route.label} changed {changed}"
@@ -142,13 +136,7 @@ def test_r52_foreign_origin_gets_no_cors_headers(routes: list[Route], cast: Cast
 @pytest.mark.django_db
 def test_r52_csp_report_accepts_reports_and_logs_only_a_bounded_summary(caplog: pytest.LogCaptureFixture) -> None:
     client = Client(enforce_csrf_checks=True)
-    report = {
-        "csp-report": {
-            "violated-directive": "script-src",
-            "blocked-uri": "https://evil.example/" + "x" * 5000,
-            "document-uri": "http://testserver/",
-        }
-    }
+    report = {"csp-report": {"violated-directive": "script-src", "blocked-uri": "https://evil.example/" + "x" * 5000, "document-uri": "http://testserver/"}}
     with caplog.at_level("WARNING", logger="postroom.csp"):
         response = client.post("/csp-report/", json.dumps(report), content_type="application/csp-report")
     assert response.status_code == 204

@@ -36,35 +36,12 @@ def test_r50_check_deploy_fails_for_a_debug_server(tmp_path: Path) -> None:
 def production_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProcess]:
     data_dir = tmp_path_factory.mktemp("production-server")
     port = free_port()
-    with running_postroom(
-        "web",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        environment=production_environment(data_dir),
-        port=port,
-        output_path=data_dir / "output.log",
-    ) as server:
+    with running_postroom("web", "--host", "127.0.0.1", "--port", str(port), environment=production_environment(data_dir), port=port, output_path=data_dir / "output.log") as server:
         server.wait_for_http("/health", THROUGH_PROXY)
         yield server
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/.git/HEAD",
-        "/.git/config",
-        "/.env",
-        "/__debug__/",
-        "/admin/",
-        "/admin/login/",
-        "/static/",
-        "/static/postroom/",
-        "/data/master.key",
-        "/secret_key",
-    ],
-)
+@pytest.mark.parametrize("path", ["/.git/HEAD", "/.git/config", "/.env", "/__debug__/", "/admin/", "/admin/login/", "/static/", "/static/postroom/", "/data/master.key", "/secret_key"])
 def test_r50_nothing_but_the_product_is_reachable(production_server: RunningProcess, path: str) -> None:
     response = production_server.request("GET", path, THROUGH_PROXY)
     assert response.status == 404, path
@@ -122,9 +99,7 @@ def test_r56_database_outage_gives_the_generic_page_and_a_logged_reference(tmp_p
     database answers the generic 500 page; the reference on it is in the log line of the error."""
     port = free_port()
     environment = clean_environment(tmp_path, DATABASE_URL=f"postgres://postroom:canary-db-password@127.0.0.1:{free_port()}/postroom")
-    with running_postroom(
-        "web", "--port", str(port), "--no-migrate", environment=environment, port=port, output_path=tmp_path / "output.log"
-    ) as server:
+    with running_postroom("web", "--port", str(port), "--no-migrate", environment=environment, port=port, output_path=tmp_path / "output.log") as server:
         server.wait_for_http("/health")
         health = server.request("GET", "/health")
         assert health.status == 503
@@ -163,9 +138,7 @@ def test_r54_unconfigured_mail_is_dropped_without_printing_links(tmp_path: Path)
         "send_mail('[Postroom] Password reset', 'Reset: https://postroom.example/accounts/password/reset/key/1-canary-key/', None, ['erin@example.test'])\n"
     )
     environment = production_environment(tmp_path) | {"DJANGO_SETTINGS_MODULE": "postroom.settings"}
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=environment, cwd=REPOSITORY, capture_output=True, text=True, timeout=60, check=False
-    )
+    result = subprocess.run([sys.executable, "-c", code], env=environment, cwd=REPOSITORY, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert "backend postroom.core.mailconfig.UnconfiguredEmailBackend" in result.stdout
     printed = result.stdout + result.stderr
@@ -177,7 +150,5 @@ def test_r54_unconfigured_mail_is_dropped_without_printing_links(tmp_path: Path)
 def test_loopback_trial_install_prints_mail_to_the_console(tmp_path: Path) -> None:
     code = "import django; django.setup()\nfrom django.conf import settings\nprint(settings.EMAIL_BACKEND)\n"
     environment = clean_environment(tmp_path, DJANGO_SETTINGS_MODULE="postroom.settings")
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=environment, cwd=REPOSITORY, capture_output=True, text=True, timeout=60, check=True
-    )
+    result = subprocess.run([sys.executable, "-c", code], env=environment, cwd=REPOSITORY, capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "django.core.mail.backends.console.EmailBackend"

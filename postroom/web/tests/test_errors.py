@@ -15,19 +15,7 @@ from django.test import Client
 from postroom.core.tests.processes import REPOSITORY
 from postroom.web.tests.failing_urls import FAILURE_MESSAGE
 
-LEAKS = [
-    "Traceback",
-    'File "',
-    "RuntimeError",
-    "canary",
-    "SECRET_KEY",
-    "DATABASES",
-    "SELECT",
-    "/srv/",
-    "site-packages",
-    ".py",
-    str(REPOSITORY),
-]
+LEAKS = ["Traceback", 'File "', "RuntimeError", "canary", "SECRET_KEY", "DATABASES", "SELECT", "/srv/", "site-packages", ".py", str(REPOSITORY)]
 
 
 def assert_generic_error_page(response: Any, status: int) -> str:

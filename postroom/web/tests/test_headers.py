@@ -61,7 +61,7 @@ def assert_security_headers(response: Any, where: str, *, static: bool = False) 
 
 
 def assert_scripts_carry_the_nonce(html: str, script_sources: list[str], where: str) -> None:
-    nonces = {source[len("'nonce-") : -1] for source in script_sources if source.startswith("'nonce-")}
+    nonces = {source[len("'nonce-"):-1] for source in script_sources if source.startswith("'nonce-")}
     for attributes in _SCRIPT_TAG.findall(html):
         if "src=" in attributes:
             continue
@@ -154,9 +154,7 @@ def assert_hsts(response: Any, where: str) -> None:
 
 
 @pytest.mark.django_db
-def test_r48_production_settings_send_hsts_and_secure_cookies(
-    production_values: dict[str, Any], settings, routes: list[Route], cast: Cast
-) -> None:  # type: ignore[no-untyped-def]
+def test_r48_production_settings_send_hsts_and_secure_cookies(production_values: dict[str, Any], settings, routes: list[Route], cast: Cast) -> None:  # type: ignore[no-untyped-def]
     for name, value in production_values.items():
         setattr(settings, name, value)
     assert settings.SESSION_COOKIE_NAME.startswith("__Host-")
@@ -204,7 +202,5 @@ def test_r51_form_action_allows_only_self_and_the_configured_identity_providers(
         "POSTROOM_OIDC_CORP_CLIENT_SECRET": "client-secret",
     }
     code = "import json, postroom.settings as s; print(json.dumps(s.CONTENT_SECURITY_POLICY['DIRECTIVES']['form-action']))"
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=environment, cwd=REPOSITORY, capture_output=True, text=True, timeout=60, check=True
-    )
+    result = subprocess.run([sys.executable, "-c", code], env=environment, cwd=REPOSITORY, capture_output=True, text=True, timeout=60, check=True)
     assert json.loads(result.stdout) == ["'self'", "https://login.corp.example"]

@@ -189,9 +189,7 @@ _UNSAFE_TEMPLATE = re.compile(r"\|\s*safe(seq)?\b|{%\s*autoescape\s+off")
 def test_r58_product_code_passes_the_project_rules() -> None:
     modules = list(product_modules())
     assert len(modules) > 40
-    findings = [
-        finding for path in modules for finding in check_source(path.read_text(encoding="utf-8"), str(path.relative_to(REPOSITORY)))
-    ]
+    findings = [finding for path in modules for finding in check_source(path.read_text(encoding="utf-8"), str(path.relative_to(REPOSITORY)))]
     assert not findings, "\n".join(map(str, findings))
 
 
@@ -264,9 +262,7 @@ def test_r58_rules_accept_the_safe_forms(source: str) -> None:
     assert check_source(source, "postroom/web/views.py") == []
 
 
-@pytest.mark.parametrize(
-    "template", ["{{ message.body|safe }}", "{{ items|safeseq }}", "{% autoescape off %}{{ x }}{% endautoescape %}", "{{ x | safe }}"]
-)
+@pytest.mark.parametrize("template", ["{{ message.body|safe }}", "{{ items|safeseq }}", "{% autoescape off %}{{ x }}{% endautoescape %}", "{{ x | safe }}"])
 def test_r58_template_rule_catches_unescaped_output(template: str) -> None:
     assert _UNSAFE_TEMPLATE.search(template)
 
@@ -286,3 +282,4 @@ def test_r58_bandit_runs_in_the_test_command() -> None:
     (line,) = [line for line in script.splitlines() if "bin/bandit" in line]
     assert " -ll" in line
     assert "-r postroom" in line
+

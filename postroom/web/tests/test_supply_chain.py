@@ -79,9 +79,7 @@ def test_r57_every_install_requires_hashes() -> None:
 @pytest.mark.timeout(600)
 def test_r57_sbom_lists_every_runtime_dependency_with_its_hashes(tmp_path: Path) -> None:
     output = tmp_path / "postroom.cdx.json"
-    result = subprocess.run(
-        ["make", "--no-print-directory", "sbom", f"SBOM={output}"], cwd=REPOSITORY, capture_output=True, text=True, timeout=600, check=False
-    )
+    result = subprocess.run(["make", "--no-print-directory", "sbom", f"SBOM={output}"], cwd=REPOSITORY, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     sbom = json.loads(output.read_text())
     assert sbom["bomFormat"] == "CycloneDX"

@@ -44,9 +44,7 @@ def local_idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalIdentit
     with (state_dir / "server.log").open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "postroom.accounts.tests.oidc.local_idp.serve"],
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=log,
+            env=environment, stdout=subprocess.PIPE, stderr=log,
         )
         try:
             assert process.stdout is not None
@@ -88,8 +86,6 @@ def idp(local_idp: LocalIdentityProvider, settings: SettingsWrapper, db: None) -
     """
     if not User.objects.exists():
         UserFactory(email=OPERATOR_EMAIL)
-    settings.SOCIALACCOUNT_PROVIDERS = {
-        "openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": oidc_providers_from_env(Env(provider_env(local_idp)))}
-    }
+    settings.SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": oidc_providers_from_env(Env(provider_env(local_idp)))}}
     local_idp.browsers.clear()
     return local_idp

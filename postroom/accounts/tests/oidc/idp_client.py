@@ -64,9 +64,7 @@ class LocalIdentityProvider:
     def _control(self, action: str, payload: dict[str, object]) -> None:
         response = requests.post(
             f"http://127.0.0.1:{self.port}/control/{action}",
-            json=payload,
-            headers={"Authorization": f"Bearer {self.control_token}"},
-            timeout=10,
+            json=payload, headers={"Authorization": f"Bearer {self.control_token}"}, timeout=10,
         )
         response.raise_for_status()
 

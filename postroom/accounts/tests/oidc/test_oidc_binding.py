@@ -66,7 +66,9 @@ def test_r13_same_subject_from_another_issuer_is_another_identity(idp: LocalIden
     assert partner_account.extra_data["id_token"]["iss"] == idp.other_issuer
 
 
-def test_r13_identity_linked_under_one_issuer_is_refused_from_another(idp: LocalIdentityProvider, settings: SettingsWrapper) -> None:
+def test_r13_identity_linked_under_one_issuer_is_refused_from_another(
+    idp: LocalIdentityProvider, settings: SettingsWrapper
+) -> None:
     """An operator repointing a provider id at another issuer does not hand its subjects' accounts over."""
     idp.add_identity("dana-sub", "dana@corp.test")
     steps.sign_in(Client(), idp, "corp", "dana-sub")

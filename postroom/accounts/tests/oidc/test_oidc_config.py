@@ -78,12 +78,8 @@ def test_r12_trust_in_email_verified_can_be_withdrawn() -> None:
 def test_r12_client_secret_from_a_file(tmp_path: Path) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text("from-a-file\n")
-    variables = {
-        "POSTROOM_OIDC_PROVIDERS": "sso",
-        "POSTROOM_OIDC_SSO_PRESET": "google",
-        "POSTROOM_OIDC_SSO_CLIENT_ID": "postroom",
-        "POSTROOM_OIDC_SSO_CLIENT_SECRET_FILE": str(secret_file),
-    }
+    variables = {"POSTROOM_OIDC_PROVIDERS": "sso", "POSTROOM_OIDC_SSO_PRESET": "google", "POSTROOM_OIDC_SSO_CLIENT_ID": "postroom",
+                 "POSTROOM_OIDC_SSO_CLIENT_SECRET_FILE": str(secret_file)}
 
     (app,) = oidc_providers_from_env(Env(variables))
 
@@ -102,10 +98,7 @@ def test_r12_client_secret_from_a_file(tmp_path: Path) -> None:
         ({"POSTROOM_OIDC_SSO_PRESET": "google", "POSTROOM_OIDC_SSO_ISSUER": "https://accounts.google.com"}, "POSTROOM_OIDC_SSO_ISSUER"),
         ({"POSTROOM_OIDC_SSO_PRESET": "google", "POSTROOM_OIDC_SSO_CLIENT_ID": ""}, "POSTROOM_OIDC_SSO_CLIENT_ID"),
         ({"POSTROOM_OIDC_SSO_PRESET": "google", "POSTROOM_OIDC_SSO_CLIENT_SECRET": ""}, "POSTROOM_OIDC_SSO_CLIENT_SECRET"),
-        (
-            {"POSTROOM_OIDC_SSO_PRESET": "google", "POSTROOM_OIDC_SSO_TRUST_EMAIL_VERIFIED": "maybe"},
-            "POSTROOM_OIDC_SSO_TRUST_EMAIL_VERIFIED",
-        ),
+        ({"POSTROOM_OIDC_SSO_PRESET": "google", "POSTROOM_OIDC_SSO_TRUST_EMAIL_VERIFIED": "maybe"}, "POSTROOM_OIDC_SSO_TRUST_EMAIL_VERIFIED"),
     ],
 )
 def test_r12_bad_provider_config_names_the_variable(variables: dict[str, str], named: str) -> None:

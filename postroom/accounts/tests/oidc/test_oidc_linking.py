@@ -82,10 +82,7 @@ def test_r13_oidc_only_member_reauthenticates_at_the_provider_before_linking(idp
     response = steps.sign_in(client, idp, "partner", "dana-at-partner", process="connect")
 
     assert response.status_code == 302
-    assert set(SocialAccount.objects.filter(user=dana).values_list("provider", "uid")) == {
-        ("corp", "dana-sub"),
-        ("partner", "dana-at-partner"),
-    }
+    assert set(SocialAccount.objects.filter(user=dana).values_list("provider", "uid")) == {("corp", "dana-sub"), ("partner", "dana-at-partner")}
 
 
 def test_r13_unlinking_needs_a_recent_reauthentication(idp: LocalIdentityProvider) -> None:

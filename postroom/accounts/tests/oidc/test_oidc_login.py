@@ -40,15 +40,7 @@ def test_r12_login_uses_pkce_s256_state_and_nonce(idp: LocalIdentityProvider) ->
 
 
 def test_r12_login_link_cannot_change_protocol_parameters(idp: LocalIdentityProvider) -> None:
-    crafted = urlencode(
-        {
-            "state": "chosen",
-            "nonce": "chosen",
-            "response_type": "token",
-            "redirect_uri": "https://evil.test/",
-            "code_challenge_method": "plain",
-        }
-    )
+    crafted = urlencode({"state": "chosen", "nonce": "chosen", "response_type": "token", "redirect_uri": "https://evil.test/", "code_challenge_method": "plain"})
     client = Client()
 
     params = steps.query(steps.start(client, "corp", auth_params=crafted))

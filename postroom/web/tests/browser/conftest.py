@@ -35,15 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 START_TIMEOUT = 90
 MAIL_TIMEOUT = 30
 
@@ -166,32 +158,20 @@ def _run_server(mailbox: Mailbox, database_url: str | None) -> Iterator[Server]:
     port = free_port()
     # "localhost", not 127.0.0.1: WebAuthn refuses an IP address as the relying party id.
     base_url = f"http://localhost:{port}"
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("POSTROOM_", "DJANGO_")) and key not in {"DATABASE_URL", "REDIS_URL"}
-    }
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(("POSTROOM_", "DJANGO_")) and key not in {"DATABASE_URL", "REDIS_URL"}}
     if database_url:
         environment["DATABASE_URL"] = database_url
-    environment.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "postroom.settings",
-            "POSTROOM_DATA_DIR": str(data_dir),
-            "POSTROOM_PUBLIC_URL": base_url,
-            "POSTROOM_SMTP_URL": f"smtp+insecure://127.0.0.1:{mailbox.port}",
-            "POSTROOM_LOG_LEVEL": "INFO",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
+    environment.update({
+        "DJANGO_SETTINGS_MODULE": "postroom.settings",
+        "POSTROOM_DATA_DIR": str(data_dir),
+        "POSTROOM_PUBLIC_URL": base_url,
+        "POSTROOM_SMTP_URL": f"smtp+insecure://127.0.0.1:{mailbox.port}",
+        "POSTROOM_LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    })
     log_path = data_dir / "console.log"
     log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "postroom", "run", "--port", str(port)],
-        env=environment,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        cwd=data_dir,
-    )
+    process = subprocess.Popen([sys.executable, "-m", "postroom", "run", "--port", str(port)], env=environment, stdout=log_file, stderr=subprocess.STDOUT, cwd=data_dir)
     running = Server(base_url=base_url, log_path=log_path)
     try:
         deadline = time.monotonic() + START_TIMEOUT

@@ -171,9 +171,7 @@ def test_r06_changing_the_email_asks_to_confirm_the_password_first(browsing: Bro
         page.fill("input[name=email]", new_email)
         page.get_by_role("button", name="Change email address").click()
         assert "/reauthenticate/" in page.url, "the email change went through without confirming the password"
-        assert not any(new_email in message.recipients for message in mailbox.messages[before:]), (
-            "a confirmation went out before the password was confirmed"
-        )
+        assert not any(new_email in message.recipients for message in mailbox.messages[before:]), "a confirmation went out before the password was confirmed"
         asked = flows.confirm_password_if_asked(page, person)
     assert asked
 

@@ -22,19 +22,10 @@ def add_virtual_authenticator(page: Any) -> None:
     """A platform authenticator that holds discoverable credentials and verifies the user."""
     devtools = page.context.new_cdp_session(page)
     devtools.send("WebAuthn.enable")
-    devtools.send(
-        "WebAuthn.addVirtualAuthenticator",
-        {
-            "options": {
-                "protocol": "ctap2",
-                "transport": "internal",
-                "hasResidentKey": True,
-                "hasUserVerification": True,
-                "isUserVerified": True,
-                "automaticPresenceSimulation": True,
-            }
-        },
-    )
+    devtools.send("WebAuthn.addVirtualAuthenticator", {"options": {
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": True, "hasUserVerification": True,
+        "isUserVerified": True, "automaticPresenceSimulation": True,
+    }})
 
 
 def test_register_a_passkey_then_sign_in_with_it_alone_or_as_the_second_step(browsing: Browsing, mailbox: Mailbox) -> None:
