@@ -39,7 +39,7 @@ def test_members_list_shows_role_and_2fa_to_every_member(cast: Cast) -> None:
     Authenticator.objects.create(user=cast.bob, type=Authenticator.Type.RECOVERY_CODES, data={})
     response = ApiClient(cast.bob).get("/orgs/acme/members")
     assert response.status_code == 200
-    rows = {row["email"]: row for row in response.json()}
+    rows = {row["email"]: row for row in response.json()["items"]}
     assert set(rows) == {"alice@acme.test", "bob@acme.test", "carol@acme.test"}
     assert (rows["alice@acme.test"]["role"], rows["alice@acme.test"]["has_2fa"]) == ("owner", True)
     assert (rows["bob@acme.test"]["role"], rows["bob@acme.test"]["has_2fa"]) == ("member", False)
@@ -114,7 +114,13 @@ def test_teams_create_rename_members_delete(cast: Cast) -> None:
     created = carol.post("/orgs/acme/teams", {"name": "Support"})
     assert created.status_code == 201
     team_id = created.json()["id"]
-    assert created.json() == {"id": team_id, "name": "Support", "member_count": 0, "created_at": created.json()["created_at"], "members": []}
+    assert created.json() == {
+        "id": team_id,
+        "name": "Support",
+        "member_count": 0,
+        "created_at": created.json()["created_at"],
+        "members": [],
+    }
     assert carol.post("/orgs/acme/teams", {"name": "support"}).status_code == 422  # names are unique, ignoring case
     assert carol.post("/orgs/acme/teams", {"name": "   "}).status_code == 422
     assert carol.post("/orgs/acme/teams", {}).status_code == 422
@@ -127,7 +133,7 @@ def test_teams_create_rename_members_delete(cast: Cast) -> None:
     assert (renamed.status_code, renamed.json()["name"]) == (200, "Customer care")
 
     listed = ApiClient(cast.bob).get("/orgs/acme/teams")
-    assert [(team["name"], team["member_count"]) for team in listed.json()] == [("Customer care", 1)]
+    assert [(team["name"], team["member_count"]) for team in listed.json()["items"]] == [("Customer care", 1)]
     assert ApiClient(cast.bob).get(f"/orgs/acme/teams/{team_id}").status_code == 200
 
     assert carol.delete(f"/orgs/acme/teams/{team_id}/members/{cast.bob_membership.pk}").status_code == 204
@@ -159,9 +165,9 @@ def test_invitations_create_list_revoke(cast: Cast, mailoutbox: list, django_cap
     assert len(mailoutbox) == 1
     assert mailoutbox[0].to == ["dana@example.test"]
 
-    assert [row["email"] for row in carol.get("/orgs/acme/invitations").json()] == ["dana@example.test"]
+    assert [row["email"] for row in carol.get("/orgs/acme/invitations").json()["items"]] == ["dana@example.test"]
     assert carol.delete(f"/orgs/acme/invitations/{body['id']}").status_code == 204
-    assert carol.get("/orgs/acme/invitations").json()[0]["status"] == "revoked"
+    assert carol.get("/orgs/acme/invitations").json()["items"][0]["status"] == "revoked"
     again = carol.delete(f"/orgs/acme/invitations/{body['id']}")
     assert again.status_code == 422
     assert "already revoked" in again.json()["detail"]
@@ -191,7 +197,7 @@ def test_audit_log_pages_with_a_cursor(cast: Cast) -> None:
         page = alice.get("/orgs/acme/audit", **query).json()
         seen += [item["action"] for item in page["items"]]
         pages += 1
-        cursor = page["next_cursor"]
+        cursor = page["next"]
         if cursor is None:
             break
     assert pages == 3
@@ -203,7 +209,10 @@ def test_audit_log_filters_and_refusals(cast: Cast) -> None:
     audit_record(action="invitation.accept_refused", actor=cast.bob, organization=cast.org_a, result="denied")
     alice = ApiClient(cast.alice)
     assert [e["action"] for e in alice.get("/orgs/acme/audit", result="denied").json()["items"]] == ["invitation.accept_refused"]
-    assert [e["action"] for e in alice.get("/orgs/acme/audit", person="bob@").json()["items"]] == ["invitation.accept_refused", "member.removed"]
+    assert [e["action"] for e in alice.get("/orgs/acme/audit", person="bob@").json()["items"]] == [
+        "invitation.accept_refused",
+        "member.removed",
+    ]
     today = timezone.now().date()
     assert len(alice.get("/orgs/acme/audit", until=str(today - timedelta(days=1))).json()["items"]) == 0
     assert alice.get("/orgs/acme/audit", cursor="abc").status_code == 422
@@ -215,12 +224,17 @@ def test_audit_log_filters_and_refusals(cast: Cast) -> None:
 def test_r24_expired_invitations_show_as_expired(cast: Cast) -> None:
     actions.invitation_create(actor=cast.alice_membership, email="late@example.test", role=Role.MEMBER)
     with time_machine.travel(timezone.now() + timedelta(days=7, seconds=1)):
-        assert ApiClient(cast.alice).get("/orgs/acme/invitations").json()[0]["status"] == "expired"
+        assert ApiClient(cast.alice).get("/orgs/acme/invitations").json()["items"][0]["status"] == "expired"
 
 
 def test_r59_unsupported_methods_answer_405_in_json(cast: Cast) -> None:
     alice = ApiClient(cast.alice)
-    for method, path in [("PUT", "/orgs/acme/members"), ("POST", "/me"), ("PATCH", "/orgs/acme/audit"), ("PUT", f"/orgs/acme/members/{cast.bob_membership.pk}")]:
+    for method, path in [
+        ("PUT", "/orgs/acme/members"),
+        ("POST", "/me"),
+        ("PATCH", "/orgs/acme/audit"),
+        ("PUT", f"/orgs/acme/members/{cast.bob_membership.pk}"),
+    ]:
         response = alice.request(method, path)
         assert response.status_code == 405, (method, path)
         assert response.json()["detail"]
