@@ -110,7 +110,8 @@ def api_token_get(*, user: User, token_id: int) -> ApiToken:
 # --- writes ----------------------------------------------------------------------------------------
 @transaction.atomic
 def api_token_create(*, user: User, name: str, scope: str, expires_at: datetime | None, request: HttpRequest | None = None) -> NewApiToken:
-    """Create a token for ``user``. The caller has had the password confirmed (R6)."""
+    """Create a token for ``user``. The caller has had the password confirmed (R6). With a
+    request (the settings page), the member is told by email (R7)."""
     name = " ".join(name.split())
     if not name:
         raise ValidationError({"name": "Give the token a name, so that you can recognise it later."})
@@ -129,7 +130,12 @@ def api_token_create(*, user: User, name: str, scope: str, expires_at: datetime 
         request=request,
         details={"prefix": row.prefix, "scope": scope, "expires_at": expires_at.isoformat() if expires_at else None},
     )
-    transaction.on_commit(lambda: _notify_created(user=user, row=row, request=request))
+    if request is not None:
+        # Made now: allauth's adapter takes the request from a context that ends with the request,
+        # and on-commit callbacks can run after that.
+        adapter = get_account_adapter(request)
+        context = {"token_name": row.name, "token_prefix": row.prefix, "token_scope": row.get_scope_display()}
+        transaction.on_commit(lambda: adapter.send_notification_mail("accounts/email/api_token_created", user, context))
     return NewApiToken(row=row, token=token)
 
 
@@ -150,14 +156,6 @@ def _insert_with_free_prefix(*, user: User, name: str, scope: str, expires_at: d
             continue  # the prefix was taken (about one chance in 10^12 per existing token)
         return row, token
     raise RuntimeError("could not find a free API token prefix")
-
-
-def _notify_created(*, user: User, row: ApiToken, request: HttpRequest | None) -> None:
-    get_account_adapter(request).send_notification_mail(
-        "accounts/email/api_token_created",
-        user,
-        {"token_name": row.name, "token_prefix": row.prefix, "token_scope": row.get_scope_display()},
-    )
 
 
 def api_token_revoke(*, user: User, token: ApiToken, request: HttpRequest | None = None) -> ApiToken:
