@@ -65,7 +65,12 @@ def test_equal_sort_keys_are_ordered_by_id_and_none_is_skipped(cast: Cast) -> No
     moment = timezone.now()
     with time_machine.travel(moment, tick=False):
         for number in range(5):
-            Invitation.objects.create(organization=cast.org_a, email=f"same{number}@example.test", token_hash=f"{number:064d}", expires_at=moment + timedelta(days=7))
+            Invitation.objects.create(
+                organization=cast.org_a,
+                email=f"same{number}@example.test",
+                token_hash=f"{number:064d}",
+                expires_at=moment + timedelta(days=7),
+            )
     items, pages = walk(ApiClient(cast.alice), "/orgs/acme/invitations", limit=1)
     assert [item["id"] for item in items] == sorted((item["id"] for item in items), reverse=True)
     assert len(items) == 5
@@ -75,8 +80,12 @@ def test_equal_sort_keys_are_ordered_by_id_and_none_is_skipped(cast: Cast) -> No
 def test_sort_keys_keep_their_microseconds(cast: Cast) -> None:
     """Two rows 300 µs apart, ids in the opposite order: a cursor rounded to milliseconds would skip one."""
     moment = timezone.now().replace(microsecond=123_100)
-    newer = Invitation.objects.create(organization=cast.org_a, email="newer@example.test", token_hash="1" * 64, expires_at=moment + timedelta(days=7))
-    older = Invitation.objects.create(organization=cast.org_a, email="older@example.test", token_hash="2" * 64, expires_at=moment + timedelta(days=7))
+    newer = Invitation.objects.create(
+        organization=cast.org_a, email="newer@example.test", token_hash="1" * 64, expires_at=moment + timedelta(days=7)
+    )
+    older = Invitation.objects.create(
+        organization=cast.org_a, email="older@example.test", token_hash="2" * 64, expires_at=moment + timedelta(days=7)
+    )
     Invitation.objects.filter(pk=newer.pk).update(created_at=moment + timedelta(microseconds=300))
     Invitation.objects.filter(pk=older.pk).update(created_at=moment)
     items, _pages = walk(ApiClient(cast.alice), "/orgs/acme/invitations", limit=1)
