@@ -1,7 +1,7 @@
 """One error shape for the whole API, and the mapping from our exceptions to it.
 
 A request without credentials, or with an API token that cannot be used, answers 401 with a
-message saying which (and ``WWW-Authenticate: Bearer``). Missing and forbidden objects both answer 404 (the selectors raise Http404 for either), a role
+message saying which (and ``WWW-Authenticate: Bearer``). A body that is not JSON answers 400. Missing and forbidden objects both answer 404 (the selectors raise Http404 for either), a role
 that does not allow an action answers 403 (PermissionDenied from the policy), and invalid input
 answers 422 with one message per field. Messages are written for people and never carry
 internals: no stack traces, SQL, or the ids of other organizations' objects.
@@ -36,7 +36,7 @@ class InvalidInput(Schema):
 
 
 # Declared on every operation so that the OpenAPI document describes each answer it can give.
-ERRORS: dict[int, Any] = {401: Error, 403: Error, 404: Error, 422: InvalidInput}
+ERRORS: dict[int, Any] = {400: Error, 401: Error, 403: Error, 404: Error, 422: InvalidInput}
 
 
 def _invalid(api: NinjaAPI, request: HttpRequest, errors: list[dict[str, str]]) -> HttpResponse:
@@ -63,6 +63,8 @@ def install_error_handlers(api: NinjaAPI) -> None:
         detail = str(exc)
         if exc.status_code == 403 and detail.startswith("CSRF"):  # ninja's SessionAuth
             detail = "CSRF check failed: a session request that changes something must send the CSRF token in the X-CSRFToken header."
+        elif exc.status_code == 400 and detail.startswith("Cannot parse request body"):  # ninja's body parser
+            detail = "The request body is not valid JSON."
         return api.create_response(request, {"detail": detail}, status=exc.status_code)
 
     @api.exception_handler(ApiTokenRefusedError)

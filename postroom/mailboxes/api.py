@@ -20,20 +20,17 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
-from pydantic import ConfigDict
 
 from postroom.api.auth import require_recent_confirmation
 from postroom.api.errors import ERRORS
 from postroom.api.pagination import Page, PageParams, paginate
+from postroom.api.schemas import Input
 from postroom.mailboxes import actions, selectors
 from postroom.mailboxes.models import AuthKind, Folder, FolderRole, Mailbox, MailboxStatus, TlsModeChoice
 from postroom.orgs.selectors import membership_get
 
 router = Router(tags=["mailboxes"])
 
-
-class Input(Schema):
-    model_config = ConfigDict(extra="ignore")  # unknown fields are dropped, never written (R23)
 
 
 class MailboxOwnerOut(Schema):

@@ -12,21 +12,17 @@ from datetime import datetime
 
 from django.http import Http404, HttpRequest
 from ninja import Field, Query, Router, Schema, Status
-from pydantic import ConfigDict
 
 from postroom.accounts.models import User
 from postroom.api.errors import ERRORS
 from postroom.api.pagination import Page, PageParams, paginate
+from postroom.api.schemas import Input
 from postroom.orgs import actions, selectors
 from postroom.orgs.models import Invitation, InvitationStatus, Membership, Team, TeamMembership
 from postroom.orgs.policy import Permission, Role
 
 router = Router(tags=["organizations"])
 
-
-class Input(Schema):
-    # Unknown fields are dropped, never written: the allowlist is the schema itself (R23).
-    model_config = ConfigDict(extra="ignore")
 
 
 class OrganizationOut(Schema):
