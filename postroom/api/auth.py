@@ -16,7 +16,7 @@ Defences:
   Session requests keep ninja's CSRF check on every unsafe method (``X-CSRFToken``).
 - A read-scope token gets 403 on every method but GET/HEAD/OPTIONS, before any endpoint runs.
 - A token of a member whose organization requires two-factor authentication, while the member
-  has none, is refused (403) like their session is sent to set it up.
+  has none, is refused (403), as their session is (RequireTwoFactorMiddleware).
 - ``require_recent_confirmation`` gates the few endpoints that need a fresh password
   confirmation: sessions must have confirmed within five minutes; tokens cannot confirm, so
   those endpoints refuse them and say where to do it instead.
@@ -37,6 +37,7 @@ from ninja.security import SessionAuth
 from ninja.security.http import HttpAuthBase
 
 from postroom.accounts.api_tokens import ApiTokenRefusedError, api_token_allows, api_token_authenticate
+from postroom.accounts.middleware import TWO_FACTOR_REQUIRED
 from postroom.accounts.models import ApiToken, User
 
 BEARER = "bearer"
@@ -74,9 +75,7 @@ def _require_two_factor_if_asked(user: User) -> None:
         Membership.objects.filter(user=user, organization__require_two_factor=True).exists()
         and not Authenticator.objects.filter(user=user, type__in=[Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN]).exists()
     ):
-        raise PermissionDenied(
-            "An organization you belong to requires two-factor authentication: set it up in Postroom before using the API."
-        )
+        raise PermissionDenied(TWO_FACTOR_REQUIRED)
 
 
 class CookieSessionAuth(SessionAuth):

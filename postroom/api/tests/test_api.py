@@ -3,6 +3,7 @@ against the OpenAPI document (see helpers.ApiClient)."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -15,7 +16,7 @@ from postroom.audit.actions import audit_record
 from postroom.audit.models import AuditEvent
 from postroom.conftest import Cast
 from postroom.orgs import actions
-from postroom.orgs.models import Invitation, Membership, Team, TeamMembership
+from postroom.orgs.models import Invitation, Membership, Organization, Team, TeamMembership
 from postroom.orgs.policy import Role
 from postroom.testing.factories import TeamFactory
 
@@ -268,3 +269,44 @@ def test_openapi_document_is_served_to_signed_in_people_only(cast: Cast) -> None
     document = client.get("/api/v1/openapi.json").json()
     assert document["openapi"].startswith("3.1")
     assert "/api/v1/orgs/{slug}/audit" in document["paths"]
+
+
+def test_the_organization_and_its_settings(cast: Cast) -> None:
+    response = ApiClient(cast.bob).get("/orgs/acme")
+    assert response.json() == {"slug": "acme", "name": "Acme Support", "role": "member", "require_two_factor": False}
+    assert ApiClient(cast.bob).patch("/orgs/acme", {"name": "Mine"}).status_code == 403
+    assert ApiClient(cast.charlie).get("/orgs/acme").status_code == 404
+    carol = ApiClient(cast.carol)
+    assert carol.patch("/orgs/acme", {"name": "Acme Care"}).json()["name"] == "Acme Care"
+    assert carol.patch("/orgs/acme", {"name": ""}).status_code == 422
+    assert carol.patch("/orgs/acme", {"require_two_factor": True}).json() == {
+        "slug": "acme", "name": "Acme Care", "role": "admin", "require_two_factor": True,
+    }
+    # Carol has no second factor: from now on her session's API requests are refused, in JSON.
+    refused = carol.get("/orgs/acme")
+    assert refused.status_code == 403
+    assert "two-factor" in refused.json()["detail"]
+    event = AuditEvent.objects.filter(action="org.settings_changed").first()
+    assert event is not None
+    assert event.details == {"require_two_factor": True}
+
+
+@pytest.mark.parametrize("body", [[], 5, "name", None, [{"name": "x"}]])
+def test_a_body_that_is_not_an_object_is_refused(cast: Cast, body: object) -> None:
+    response = ApiClient(cast.carol).request("PATCH", "/orgs/acme", json.dumps(body) if body is None else body)
+    assert response.status_code in {400, 422}, response.content
+    assert Organization.objects.get(pk=cast.org_a.pk).name == "Acme Support"
+
+
+def test_a_body_that_is_not_json_is_a_400_that_says_so(cast: Cast) -> None:
+    api = ApiClient(cast.carol)
+    response = api.client.generic("POST", "/api/v1/orgs/acme/teams", b"{not json", content_type="application/json", headers=api.headers)
+    assert response.status_code == 400
+    assert response.json() == {"detail": "The request body is not valid JSON."}
+
+
+def test_unknown_api_paths_answer_json(cast: Cast) -> None:
+    response = ApiClient(cast.alice).client.get("/api/v1/no/such/thing")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["detail"]
