@@ -67,7 +67,7 @@ ModelT = TypeVar("ModelT", bound=Model)
 
 class PageParams(Schema):
     cursor: str | None = SchemaField(
-        None, max_length=512, description="The `next` value of the previous page; leave out for the first page."
+        None, max_length=2048, description="The `next` value of the previous page; leave out for the first page."
     )
     limit: int = SchemaField(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=f"Items per page, 1 to {MAX_LIMIT}.")
 

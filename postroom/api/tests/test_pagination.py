@@ -92,7 +92,7 @@ def test_sort_keys_keep_their_microseconds(cast: Cast) -> None:
     assert [item["email"] for item in items] == ["newer@example.test", "older@example.test"]
 
 
-@pytest.mark.parametrize("cursor", ["abc", "W10:1tXkqv:abcdEFGH", "", "x" * 513])
+@pytest.mark.parametrize("cursor", ["abc", "W10:1tXkqv:abcdEFGH", "", "x" * 2049])
 def test_a_made_up_cursor_is_a_422_naming_the_cursor(cast: Cast, cursor: str) -> None:
     response = ApiClient(cast.bob).get("/orgs/acme/members", cursor=cursor)
     if cursor == "":
