@@ -32,7 +32,6 @@ from postroom.orgs.selectors import membership_get
 router = Router(tags=["mailboxes"])
 
 
-
 class MailboxOwnerOut(Schema):
     id: int = Field(description="The owner's membership id.")
     email: str

@@ -104,7 +104,11 @@ def test_r53_creating_and_revoking_are_audited_by_prefix_only(cast: Cast) -> Non
         ("auth.api_token_created", cast.org_a.pk, cast.alice.pk),
         ("auth.api_token_revoked", cast.org_a.pk, cast.alice.pk),
     ]
-    assert events[0].details == {"prefix": token[:11], "scope": "read", "expires_at": row.expires_at.isoformat() if row.expires_at else None}
+    assert events[0].details == {
+        "prefix": token[:11],
+        "scope": "read",
+        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+    }
     assert events[1].details == {"prefix": token[:11]}
     for event in events:
         assert token[11:] not in str(event.details) + event.target_label + event.user_agent
