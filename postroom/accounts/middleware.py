@@ -27,7 +27,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth import logout
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
 
@@ -86,6 +86,7 @@ class SessionLifetimeMiddleware:
         UserSession.objects.create_from_request(request)
 
 
+TWO_FACTOR_REQUIRED = "An organization you belong to requires two-factor authentication: set it up in Postroom before using the API."
 TWO_FACTOR_EXEMPT_PREFIXES = ("/accounts/", "/static/", "/.well-known/", "/privacy/", "/csp-report/", "/health")
 
 
@@ -106,5 +107,7 @@ class RequireTwoFactorMiddleware:
             if required and not Authenticator.objects.filter(
                 user=user, type__in=[Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN]
             ).exists():
+                if request.path.startswith("/api/"):  # an API client cannot follow a redirect to a page
+                    return JsonResponse({"detail": TWO_FACTOR_REQUIRED}, status=403, content_type="application/json; charset=utf-8")
                 return HttpResponseRedirect(reverse("mfa_index"))
         return self.get_response(request)

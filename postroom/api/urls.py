@@ -1,11 +1,12 @@
-"""The API at ``/api/v1/``: session authentication, CSRF on unsafe methods, OpenAPI at ``openapi.json``.
+"""The API at ``/api/v1/``: personal API tokens or the session, OpenAPI at ``openapi.json``.
 
 Attacker: another website riding a signed-in member's cookies (CSRF), or anyone without a
-session. Defences: ninja's ``SessionAuth`` runs Django's CSRF check for every unsafe method
-before it authenticates (the ``X-CSRFToken`` header must match the CSRF cookie), and every
-operation requires the session (401 without it). The OpenAPI document is served to signed-in
-people only, like everything not on the anonymous allowlist (R20). Routers live in each app's
-``api.py`` and call the same selectors and actions as the pages.
+session or a token. Defences (details in ``postroom.api.auth``): every operation requires an
+API token (``Authorization: Bearer``) or a session, 401 without; a session request's unsafe
+methods need the CSRF token (ninja's ``SessionAuth`` checks it before it authenticates), a token
+request needs none. The OpenAPI document is served to the same callers only, like everything
+not on the anonymous allowlist (R20). Routers live in each app's ``api.py`` and call the same
+selectors and actions as the pages; list endpoints page with ``postroom.api.pagination``.
 """
 
 from __future__ import annotations
@@ -14,21 +15,36 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern, URLResolver
 from ninja import NinjaAPI
-from ninja.security import SessionAuth
 
-from postroom.api.errors import install_error_handlers
+from postroom.accounts.api_tokens import ApiTokenRefusedError
+from postroom.api.auth import ApiTokenAuth, CookieSessionAuth, authenticate_token_header
+from postroom.api.errors import NO_CREDENTIALS, install_error_handlers
 from postroom.audit.api import router as audit_router
+from postroom.mailboxes.api import router as mailboxes_router
 from postroom.orgs.api import router as orgs_router
 
 
 def _signed_in_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """The OpenAPI document, for the same callers as the API: a token (any scope) or a session."""
+
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return JsonResponse({"detail": "Unauthorized"}, status=401)
+        header = request.headers.get("Authorization")
+        try:
+            if header is not None:
+                authenticate_token_header(request, header)
+            elif not request.user.is_authenticated:
+                return JsonResponse({"detail": NO_CREDENTIALS}, status=401, headers={"WWW-Authenticate": 'Bearer realm="Postroom API"'})
+        except ApiTokenRefusedError as error:
+            return JsonResponse(
+                {"detail": str(error)}, status=401, headers={"WWW-Authenticate": 'Bearer realm="Postroom API", error="invalid_token"'}
+            )
+        except PermissionDenied as error:
+            return JsonResponse({"detail": str(error)}, status=403)
         return view(request, *args, **kwargs)
 
     return wrapper
@@ -41,7 +57,9 @@ def _json_method_not_allowed(view: Callable[..., HttpResponse]) -> Callable[...,
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = view(request, *args, **kwargs)
         if response.status_code == 405:
-            return JsonResponse({"detail": f"Method {request.method} is not allowed here."}, status=405, headers={"Allow": response["Allow"]})
+            return JsonResponse(
+                {"detail": f"Method {request.method} is not allowed here."}, status=405, headers={"Allow": response["Allow"]}
+            )
         return response
 
     return wrapper
@@ -50,10 +68,12 @@ def _json_method_not_allowed(view: Callable[..., HttpResponse]) -> Callable[...,
 api = NinjaAPI(
     title="Postroom API",
     version="1",
-    description="Organizations, members, teams, invitations and the audit log. Session authentication; "
-    "send the CSRF token in the X-CSRFToken header on POST, PATCH and DELETE.",
+    description="Organizations, members, teams, invitations, mailboxes and the audit log. Authenticate with a "
+    "personal API token (`Authorization: Bearer pr_…`, created under Login & Security → API tokens; a read-scope "
+    "token may only GET) or a browser session (then send the CSRF token in the `X-CSRFToken` header on POST, PATCH "
+    "and DELETE). Lists are paged: pass a page's `next` as `cursor` for the following one.",
     urls_namespace="api",
-    auth=SessionAuth(),
+    auth=[ApiTokenAuth(), CookieSessionAuth()],
     docs_url=None,  # the Swagger page loads scripts from a CDN, which our CSP forbids
     openapi_url="/openapi.json",
     docs_decorator=_signed_in_only,
@@ -61,6 +81,7 @@ api = NinjaAPI(
 install_error_handlers(api)
 api.add_router("", orgs_router)
 api.add_router("", audit_router)
+api.add_router("", mailboxes_router)
 
 
 def _patterns() -> list[URLPattern | URLResolver]:

@@ -18,9 +18,8 @@ def audit_events(
     result: str = "",
     since: date | None = None,
     until: date | None = None,
-    before_id: int | None = None,
 ) -> QuerySet[AuditEvent]:
-    """The organization's events, newest first, filtered; ``before_id`` is the cursor of the API's pages."""
+    """The organization's events, newest first, filtered."""
     events = AuditEvent.objects.filter(organization_id=actor.organization_id)
     if action:
         events = events.filter(action__startswith=action)
@@ -32,8 +31,6 @@ def audit_events(
         events = events.filter(created_at__gte=datetime.combine(since, time.min, tzinfo=UTC))
     if until:
         events = events.filter(created_at__lt=datetime.combine(until + timedelta(days=1), time.min, tzinfo=UTC))
-    if before_id is not None:
-        events = events.filter(id__lt=before_id)
     return events.order_by("-id")
 
 

@@ -9,8 +9,9 @@ Attackers considered:
 Defences: every control character in a message is written as ``\\xNN``, so one record is one
 line; the lines of a traceback are each prefixed with ``  | `` and escaped the same way, so an
 exception message cannot start a line that looks like a record; and the secret parts of
-Postroom's one-time links (path tokens and token-like query parameters) are replaced by
-``[redacted]`` before anything is written. Our own code never logs passwords, codes or message
+Postroom's one-time links (path tokens and token-like query parameters), personal API tokens
+(cut to their public ``pr_`` prefix) and ``Bearer`` credentials are replaced by ``[redacted]``
+before anything is written. Our own code never logs passwords, codes or message
 content in the first place; this is the net under that rule.
 """
 
@@ -25,6 +26,9 @@ _UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 # reset and email confirmation keys, and OAuth/OIDC callback parameters.
 _SECRET_PATH = re.compile(r"(/(?:invitations|password/reset/key|confirm-email)/)[^/\s?#\"']+")
 _SECRET_QUERY = re.compile(r"([?&](?:token|key|code|state|nonce|password|secret|[a-z_]*_token)=)[^&\s#\"']+", re.IGNORECASE)
+# A personal API token keeps its public prefix (pr_ + 8), so an operator can still tell which one.
+_API_TOKEN = re.compile(r"\b(pr_[a-z0-9]{8})[A-Za-z0-9]{12,}")
+_BEARER = re.compile(r"(\bBearer\s+)[^\s\"',;]+", re.IGNORECASE)
 REDACTED = "[redacted]"
 TRACEBACK_PREFIX = "  | "
 
@@ -39,7 +43,8 @@ def neutralise(text: str) -> str:
 
 
 def redact(text: str) -> str:
-    return _SECRET_QUERY.sub(rf"\1{REDACTED}", _SECRET_PATH.sub(rf"\1{REDACTED}", text))
+    text = _SECRET_QUERY.sub(rf"\1{REDACTED}", _SECRET_PATH.sub(rf"\1{REDACTED}", text))
+    return _BEARER.sub(rf"\1{REDACTED}", _API_TOKEN.sub(rf"\1{REDACTED}", text))
 
 
 def _continuation_lines(text: str) -> str:

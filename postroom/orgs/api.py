@@ -11,11 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.http import Http404, HttpRequest
-from ninja import Field, Router, Schema, Status
-from pydantic import ConfigDict
+from ninja import Field, Query, Router, Schema, Status
 
 from postroom.accounts.models import User
 from postroom.api.errors import ERRORS
+from postroom.api.pagination import Page, PageParams, paginate
+from postroom.api.schemas import Input
 from postroom.orgs import actions, selectors
 from postroom.orgs.models import Invitation, InvitationStatus, Membership, Team, TeamMembership
 from postroom.orgs.policy import Permission, Role
@@ -23,16 +24,17 @@ from postroom.orgs.policy import Permission, Role
 router = Router(tags=["organizations"])
 
 
-class Input(Schema):
-    # Unknown fields are dropped, never written: the allowlist is the schema itself (R23).
-    model_config = ConfigDict(extra="ignore")
-
 
 class OrganizationOut(Schema):
     slug: str
     name: str
     role: Role
     require_two_factor: bool
+
+
+class OrganizationPatch(Input):
+    name: str | None = Field(None, min_length=1, max_length=120, description="Leave out to keep the name.")
+    require_two_factor: bool | None = Field(None, description="Leave out to keep the setting.")
 
 
 class MeOut(Schema):
@@ -52,6 +54,10 @@ class MemberOut(Schema):
     joined_at: datetime
 
 
+class MemberPage(Page[MemberOut]):
+    """One page of members, by email address."""
+
+
 class MemberPatch(Input):
     role: Role
 
@@ -61,6 +67,10 @@ class TeamOut(Schema):
     name: str
     member_count: int
     created_at: datetime
+
+
+class TeamPage(Page[TeamOut]):
+    """One page of teams, by name."""
 
 
 class TeamMemberOut(Schema):
@@ -89,6 +99,10 @@ class InvitationOut(Schema):
     invited_by: str | None
     created_at: datetime
     expires_at: datetime
+
+
+class InvitationPage(Page[InvitationOut]):
+    """One page of invitations, newest first."""
 
 
 class InvitationIn(Input):
@@ -140,11 +154,35 @@ def me(request: HttpRequest) -> MeOut:
     )
 
 
+# --- the organization ------------------------------------------------------------------------------
+def _organization_out(membership: Membership) -> OrganizationOut:
+    organization = membership.organization
+    return OrganizationOut(slug=organization.slug, name=organization.name, role=Role(membership.role), require_two_factor=organization.require_two_factor)
+
+
+@router.get("/orgs/{slug}", response={200: OrganizationOut, **ERRORS}, summary="The organization, with your role in it")
+def organization_detail(request: HttpRequest, slug: str) -> OrganizationOut:
+    return _organization_out(selectors.membership_get(user=request.user, slug=slug))
+
+
+@router.patch("/orgs/{slug}", response={200: OrganizationOut, **ERRORS}, summary="Rename the organization or change its two-factor requirement")
+def organization_update(request: HttpRequest, slug: str, payload: OrganizationPatch) -> OrganizationOut:
+    actor = selectors.membership_get(user=request.user, slug=slug, permission=Permission.MANAGE_SETTINGS)
+    organization = actor.organization
+    actions.organization_update_settings(
+        actor=actor, name=payload.name if payload.name is not None else organization.name,
+        require_two_factor=payload.require_two_factor if payload.require_two_factor is not None else organization.require_two_factor,
+        request=request,
+    )
+    return _organization_out(selectors.membership_get(user=request.user, slug=slug))
+
+
 # --- members ---------------------------------------------------------------------------------------
-@router.get("/orgs/{slug}/members", response={200: list[MemberOut], **ERRORS}, summary="List members")
-def member_list(request: HttpRequest, slug: str) -> list[MemberOut]:
+@router.get("/orgs/{slug}/members", response={200: MemberPage, **ERRORS}, summary="List members, by email address")
+def member_list(request: HttpRequest, slug: str, page: Query[PageParams]) -> MemberPage:
     actor = selectors.membership_get(user=request.user, slug=slug, permission=Permission.VIEW_MEMBERS)
-    return [_member_out(membership) for membership in selectors.organization_members(actor=actor)]
+    paged = paginate(selectors.organization_members(actor=actor), order=("user__email", "id"), params=page, key="members")
+    return MemberPage(items=[_member_out(membership) for membership in paged.items], next=paged.next)
 
 
 @router.get("/orgs/{slug}/members/{int:membership_id}", response={200: MemberOut, **ERRORS}, summary="One member")
@@ -170,10 +208,11 @@ def member_remove(request: HttpRequest, slug: str, membership_id: int) -> Status
 
 
 # --- teams -----------------------------------------------------------------------------------------
-@router.get("/orgs/{slug}/teams", response={200: list[TeamOut], **ERRORS}, summary="List teams")
-def team_list(request: HttpRequest, slug: str) -> list[TeamOut]:
+@router.get("/orgs/{slug}/teams", response={200: TeamPage, **ERRORS}, summary="List teams, by name")
+def team_list(request: HttpRequest, slug: str, page: Query[PageParams]) -> TeamPage:
     actor = selectors.membership_get(user=request.user, slug=slug, permission=Permission.VIEW_MEMBERS)
-    return [_team_out(team) for team in selectors.organization_teams(actor=actor)]
+    paged = paginate(selectors.organization_teams(actor=actor), order=("name", "id"), params=page, key="teams")
+    return TeamPage(items=[_team_out(team) for team in paged.items], next=paged.next)
 
 
 @router.post("/orgs/{slug}/teams", response={201: TeamDetailOut, **ERRORS}, summary="Create a team")
@@ -225,10 +264,11 @@ def team_member_remove(request: HttpRequest, slug: str, team_id: int, membership
 
 
 # --- invitations -----------------------------------------------------------------------------------
-@router.get("/orgs/{slug}/invitations", response={200: list[InvitationOut], **ERRORS}, summary="List invitations, newest first")
-def invitation_list(request: HttpRequest, slug: str) -> list[InvitationOut]:
+@router.get("/orgs/{slug}/invitations", response={200: InvitationPage, **ERRORS}, summary="List invitations, newest first")
+def invitation_list(request: HttpRequest, slug: str, page: Query[PageParams]) -> InvitationPage:
     actor = selectors.membership_get(user=request.user, slug=slug, permission=Permission.INVITE)
-    return [_invitation_out(invitation) for invitation in selectors.organization_invitations(actor=actor)[:500]]
+    paged = paginate(selectors.organization_invitations(actor=actor), order=("-created_at", "-id"), params=page, key="invitations")
+    return InvitationPage(items=[_invitation_out(invitation) for invitation in paged.items], next=paged.next)
 
 
 @router.post("/orgs/{slug}/invitations", response={201: InvitationOut, **ERRORS}, summary="Invite someone by email")

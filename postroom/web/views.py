@@ -8,7 +8,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import login
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -146,8 +146,16 @@ def _error_page(title: str, text: str, *, status: int, reference: str = "") -> H
     return HttpResponse(body, status=status)
 
 
+def _api_error(request: HttpRequest, detail: str, *, status: int) -> HttpResponse | None:
+    """Errors under /api/ (an unknown path, a crash) answer in the API's JSON shape."""
+    if not request.path.startswith("/api/"):
+        return None
+    return JsonResponse({"detail": detail}, status=status)
+
+
 def error_404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _error_page("Not found", "There is nothing here, or you do not have access to it.", status=404)
+    text = "There is nothing here, or you do not have access to it."
+    return _api_error(request, text, status=404) or _error_page("Not found", text, status=404)
 
 
 def error_403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
@@ -162,6 +170,10 @@ def error_400(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 
 def error_500(request: HttpRequest) -> HttpResponse:
+    reference = getattr(request, "correlation_id", "")
+    api_answer = _api_error(request, f"Something went wrong. The error has been logged; reference: {reference}", status=500)
+    if api_answer is not None:
+        return api_answer
     return _error_page(
         "Something went wrong",
         "The error has been logged. If it keeps happening, give your administrator this reference:",

@@ -25,7 +25,8 @@ from allauth.usersessions.models import UserSession
 from django.core.cache import cache
 from django.test import Client, override_settings
 
-from postroom.accounts.models import User
+from postroom.accounts.api_tokens import api_token_create
+from postroom.accounts.models import ApiToken, User
 from postroom.accounts.tests.session_helpers import (
     confirm_password,
     confirm_second_factor,
@@ -109,6 +110,10 @@ def _with_another_session(user: User, state: dict[str, Any]) -> None:
     state["other_session"] = UserSession.objects.get(session_key=session_key(state["other"])).pk
 
 
+def _with_api_token(user: User, state: dict[str, Any]) -> None:
+    state["api_token"] = api_token_create(user=user, name="Script", scope="read", expires_at=None).row.pk
+
+
 def _activate_totp(client: Client, state: dict[str, Any]) -> Any:
     page = client.get("/accounts/2fa/totp/activate/")
     if page.status_code != 200:
@@ -159,6 +164,11 @@ SENSITIVE = [
          lambda user, state: not is_signed_in(state["other"]), prepare=_with_another_session),
     Case("accounts:session_end", _post("/settings/sessions/{other_session}/end/"),
          lambda user, state: not is_signed_in(state["other"]), prepare=_with_another_session),
+    # API tokens are login credentials: creating one (the page itself can be looked at) and revoking one.
+    Case("accounts:api_tokens", _post("/settings/api-tokens/", {"name": "Nightly export", "scope": "write", "expires_in": "30"}),
+         lambda user, state: ApiToken.objects.filter(user=user, name="Nightly export").exists()),
+    Case("accounts:api_token_revoke", _post("/settings/api-tokens/{api_token}/revoke/"),
+         lambda user, state: ApiToken.objects.get(pk=state["api_token"]).revoked_at is not None, prepare=_with_api_token),
 ]
 
 # URL names in the account areas that need no fresh confirmation, and why.
@@ -240,7 +250,7 @@ def test_r06_sensitive_endpoints_need_a_fresh_confirmation(cast, case: Case) -> 
 @pytest.mark.parametrize(
     "path",
     ["/settings/security/", "/accounts/email/", "/accounts/2fa/", "/accounts/2fa/webauthn/", "/accounts/sessions/",
-     "/accounts/3rdparty/", "/o/acme/settings/", "/o/acme/members/", "/"],
+     "/accounts/3rdparty/", "/settings/api-tokens/", "/o/acme/settings/", "/o/acme/members/", "/"],
 )
 def test_r06_other_pages_never_ask(cast, path: str) -> None:
     with time_machine.travel(START, tick=False) as clock:

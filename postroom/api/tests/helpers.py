@@ -1,6 +1,8 @@
-"""Test helpers for the API: a client that sends JSON with a CSRF token, and checks every answer
-against our own OpenAPI document (status documented for that operation, body valid against the
-schema, JSON content type), so the document cannot drift from what the API really does."""
+"""Test helpers for the API: a client that sends JSON with a CSRF token (or an API token), and
+checks every answer against our own OpenAPI document (status documented for that operation, body
+valid against the schema, JSON content type), so the document cannot drift from what the API
+really does; and against R23: no key of any answer names a password, token, secret, hash, seed
+or credential."""
 
 from __future__ import annotations
 
@@ -20,6 +22,26 @@ from jsonschema import Draft202012Validator, FormatChecker
 from postroom.accounts.models import User
 
 API = "/api/v1"
+
+# R23: answers carry none of these. Keys only: values are checked where the secrets are known.
+FORBIDDEN_KEY = re.compile(r"password|passwd|secret|token|hash|seed|credential|private|otp", re.IGNORECASE)
+# Allowed on purpose, with the reason. The audit log's sign-in rows carry an HMAC of the address
+# that was typed, so an admin can correlate attempts without the log holding the address.
+ALLOWED_KEYS = {("details", "login_hash")}
+
+
+def secret_keys(value: Any, path: tuple[str, ...] = ()) -> list[str]:
+    """Every key under ``value`` (a decoded JSON answer) that names a secret, as a dotted path."""
+    found = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if FORBIDDEN_KEY.search(str(key)) and (*path[-1:], str(key)) not in ALLOWED_KEYS:
+                found.append(".".join((*path, str(key))))
+            found += secret_keys(item, (*path, str(key)))
+    elif isinstance(value, list):
+        for item in value:
+            found += secret_keys(item, path)
+    return found
 
 
 def openapi_document() -> dict[str, Any]:
@@ -64,8 +86,10 @@ class OpenAPIChecker:
         assert response["Content-Type"] == "application/json; charset=utf-8", response["Content-Type"]
         schema = documented[str(status)]["content"]["application/json"]["schema"]
         validator = Draft202012Validator({**schema, "components": self.document["components"]}, format_checker=FormatChecker())
-        errors = sorted(validator.iter_errors(json.loads(response.content)), key=str)
+        body = json.loads(response.content)
+        errors = sorted(validator.iter_errors(body), key=str)
         assert not errors, f"{method} {path} ({status}) does not match the OpenAPI document: {errors[0].message}"
+        assert not secret_keys(body), f"{method} {path} answered keys that name secrets: {secret_keys(body)}"
 
 
 @cache  # built once per test run: generating the document takes a while
@@ -74,13 +98,19 @@ def checker() -> OpenAPIChecker:
 
 
 class ApiClient:
-    """A signed-in (or anonymous) API client: JSON bodies, a valid CSRF token, checked answers."""
+    """A signed-in (or anonymous) API client: JSON bodies, a valid CSRF token, checked answers.
 
-    def __init__(self, user: User | None = None, *, csrf: bool = True) -> None:
+    With ``token`` it sends ``Authorization: Bearer <token>`` instead, with no cookie at all
+    (unless ``user`` is given too)."""
+
+    def __init__(self, user: User | None = None, *, csrf: bool = True, token: str | None = None) -> None:
         self.client = Client(enforce_csrf_checks=True)
         if user is not None:
             self.client.force_login(user, backend="allauth.account.auth_backends.AuthenticationBackend")
         self.headers: dict[str, str] = {}
+        if token is not None:
+            self.headers["Authorization"] = f"Bearer {token}"
+            csrf = False
         if csrf:
             token = get_random_string(32, CSRF_ALLOWED_CHARS)
             self.client.cookies[settings.CSRF_COOKIE_NAME] = token

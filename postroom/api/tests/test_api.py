@@ -3,6 +3,7 @@ against the OpenAPI document (see helpers.ApiClient)."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -15,7 +16,7 @@ from postroom.audit.actions import audit_record
 from postroom.audit.models import AuditEvent
 from postroom.conftest import Cast
 from postroom.orgs import actions
-from postroom.orgs.models import Invitation, Membership, Team, TeamMembership
+from postroom.orgs.models import Invitation, Membership, Organization, Team, TeamMembership
 from postroom.orgs.policy import Role
 from postroom.testing.factories import TeamFactory
 
@@ -39,7 +40,7 @@ def test_members_list_shows_role_and_2fa_to_every_member(cast: Cast) -> None:
     Authenticator.objects.create(user=cast.bob, type=Authenticator.Type.RECOVERY_CODES, data={})
     response = ApiClient(cast.bob).get("/orgs/acme/members")
     assert response.status_code == 200
-    rows = {row["email"]: row for row in response.json()}
+    rows = {row["email"]: row for row in response.json()["items"]}
     assert set(rows) == {"alice@acme.test", "bob@acme.test", "carol@acme.test"}
     assert (rows["alice@acme.test"]["role"], rows["alice@acme.test"]["has_2fa"]) == ("owner", True)
     assert (rows["bob@acme.test"]["role"], rows["bob@acme.test"]["has_2fa"]) == ("member", False)
@@ -114,7 +115,13 @@ def test_teams_create_rename_members_delete(cast: Cast) -> None:
     created = carol.post("/orgs/acme/teams", {"name": "Support"})
     assert created.status_code == 201
     team_id = created.json()["id"]
-    assert created.json() == {"id": team_id, "name": "Support", "member_count": 0, "created_at": created.json()["created_at"], "members": []}
+    assert created.json() == {
+        "id": team_id,
+        "name": "Support",
+        "member_count": 0,
+        "created_at": created.json()["created_at"],
+        "members": [],
+    }
     assert carol.post("/orgs/acme/teams", {"name": "support"}).status_code == 422  # names are unique, ignoring case
     assert carol.post("/orgs/acme/teams", {"name": "   "}).status_code == 422
     assert carol.post("/orgs/acme/teams", {}).status_code == 422
@@ -127,7 +134,7 @@ def test_teams_create_rename_members_delete(cast: Cast) -> None:
     assert (renamed.status_code, renamed.json()["name"]) == (200, "Customer care")
 
     listed = ApiClient(cast.bob).get("/orgs/acme/teams")
-    assert [(team["name"], team["member_count"]) for team in listed.json()] == [("Customer care", 1)]
+    assert [(team["name"], team["member_count"]) for team in listed.json()["items"]] == [("Customer care", 1)]
     assert ApiClient(cast.bob).get(f"/orgs/acme/teams/{team_id}").status_code == 200
 
     assert carol.delete(f"/orgs/acme/teams/{team_id}/members/{cast.bob_membership.pk}").status_code == 204
@@ -159,9 +166,9 @@ def test_invitations_create_list_revoke(cast: Cast, mailoutbox: list, django_cap
     assert len(mailoutbox) == 1
     assert mailoutbox[0].to == ["dana@example.test"]
 
-    assert [row["email"] for row in carol.get("/orgs/acme/invitations").json()] == ["dana@example.test"]
+    assert [row["email"] for row in carol.get("/orgs/acme/invitations").json()["items"]] == ["dana@example.test"]
     assert carol.delete(f"/orgs/acme/invitations/{body['id']}").status_code == 204
-    assert carol.get("/orgs/acme/invitations").json()[0]["status"] == "revoked"
+    assert carol.get("/orgs/acme/invitations").json()["items"][0]["status"] == "revoked"
     again = carol.delete(f"/orgs/acme/invitations/{body['id']}")
     assert again.status_code == 422
     assert "already revoked" in again.json()["detail"]
@@ -191,7 +198,7 @@ def test_audit_log_pages_with_a_cursor(cast: Cast) -> None:
         page = alice.get("/orgs/acme/audit", **query).json()
         seen += [item["action"] for item in page["items"]]
         pages += 1
-        cursor = page["next_cursor"]
+        cursor = page["next"]
         if cursor is None:
             break
     assert pages == 3
@@ -203,7 +210,10 @@ def test_audit_log_filters_and_refusals(cast: Cast) -> None:
     audit_record(action="invitation.accept_refused", actor=cast.bob, organization=cast.org_a, result="denied")
     alice = ApiClient(cast.alice)
     assert [e["action"] for e in alice.get("/orgs/acme/audit", result="denied").json()["items"]] == ["invitation.accept_refused"]
-    assert [e["action"] for e in alice.get("/orgs/acme/audit", person="bob@").json()["items"]] == ["invitation.accept_refused", "member.removed"]
+    assert [e["action"] for e in alice.get("/orgs/acme/audit", person="bob@").json()["items"]] == [
+        "invitation.accept_refused",
+        "member.removed",
+    ]
     today = timezone.now().date()
     assert len(alice.get("/orgs/acme/audit", until=str(today - timedelta(days=1))).json()["items"]) == 0
     assert alice.get("/orgs/acme/audit", cursor="abc").status_code == 422
@@ -215,12 +225,17 @@ def test_audit_log_filters_and_refusals(cast: Cast) -> None:
 def test_r24_expired_invitations_show_as_expired(cast: Cast) -> None:
     actions.invitation_create(actor=cast.alice_membership, email="late@example.test", role=Role.MEMBER)
     with time_machine.travel(timezone.now() + timedelta(days=7, seconds=1)):
-        assert ApiClient(cast.alice).get("/orgs/acme/invitations").json()[0]["status"] == "expired"
+        assert ApiClient(cast.alice).get("/orgs/acme/invitations").json()["items"][0]["status"] == "expired"
 
 
 def test_r59_unsupported_methods_answer_405_in_json(cast: Cast) -> None:
     alice = ApiClient(cast.alice)
-    for method, path in [("PUT", "/orgs/acme/members"), ("POST", "/me"), ("PATCH", "/orgs/acme/audit"), ("PUT", f"/orgs/acme/members/{cast.bob_membership.pk}")]:
+    for method, path in [
+        ("PUT", "/orgs/acme/members"),
+        ("POST", "/me"),
+        ("PATCH", "/orgs/acme/audit"),
+        ("PUT", f"/orgs/acme/members/{cast.bob_membership.pk}"),
+    ]:
         response = alice.request(method, path)
         assert response.status_code == 405, (method, path)
         assert response.json()["detail"]
@@ -254,3 +269,44 @@ def test_openapi_document_is_served_to_signed_in_people_only(cast: Cast) -> None
     document = client.get("/api/v1/openapi.json").json()
     assert document["openapi"].startswith("3.1")
     assert "/api/v1/orgs/{slug}/audit" in document["paths"]
+
+
+def test_the_organization_and_its_settings(cast: Cast) -> None:
+    response = ApiClient(cast.bob).get("/orgs/acme")
+    assert response.json() == {"slug": "acme", "name": "Acme Support", "role": "member", "require_two_factor": False}
+    assert ApiClient(cast.bob).patch("/orgs/acme", {"name": "Mine"}).status_code == 403
+    assert ApiClient(cast.charlie).get("/orgs/acme").status_code == 404
+    carol = ApiClient(cast.carol)
+    assert carol.patch("/orgs/acme", {"name": "Acme Care"}).json()["name"] == "Acme Care"
+    assert carol.patch("/orgs/acme", {"name": ""}).status_code == 422
+    assert carol.patch("/orgs/acme", {"require_two_factor": True}).json() == {
+        "slug": "acme", "name": "Acme Care", "role": "admin", "require_two_factor": True,
+    }
+    # Carol has no second factor: from now on her session's API requests are refused, in JSON.
+    refused = carol.get("/orgs/acme")
+    assert refused.status_code == 403
+    assert "two-factor" in refused.json()["detail"]
+    event = AuditEvent.objects.filter(action="org.settings_changed").first()
+    assert event is not None
+    assert event.details == {"require_two_factor": True}
+
+
+@pytest.mark.parametrize("body", [[], 5, "name", None, [{"name": "x"}]])
+def test_a_body_that_is_not_an_object_is_refused(cast: Cast, body: object) -> None:
+    response = ApiClient(cast.carol).request("PATCH", "/orgs/acme", json.dumps(body) if body is None else body)
+    assert response.status_code in {400, 422}, response.content
+    assert Organization.objects.get(pk=cast.org_a.pk).name == "Acme Support"
+
+
+def test_a_body_that_is_not_json_is_a_400_that_says_so(cast: Cast) -> None:
+    api = ApiClient(cast.carol)
+    response = api.client.generic("POST", "/api/v1/orgs/acme/teams", b"{not json", content_type="application/json", headers=api.headers)
+    assert response.status_code == 400
+    assert response.json() == {"detail": "The request body is not valid JSON."}
+
+
+def test_unknown_api_paths_answer_json(cast: Cast) -> None:
+    response = ApiClient(cast.alice).client.get("/api/v1/no/such/thing")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["detail"]

@@ -97,6 +97,9 @@ WRITABLE = {
     "TeamIn": {"name"},
     "TeamMemberIn": {"membership_id"},
     "InvitationIn": {"email", "role"},
+    "OrganizationPatch": {"name", "require_two_factor"},
+    "ImportRangeIn": {"import_since"},
+    "ReimportIn": {"since"},
 }
 
 

@@ -126,7 +126,7 @@ def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
         "slug": org.slug, "membership_id": owner.pk, "team_id": team.pk, "invitation_id": invitation.pk,
         "conversation_id": message.conversation_id, "message_id": message.pk, "attachment_id": message.attachments.get().pk,
         "mailbox_id": (Mailbox.objects.filter(organization=org).first() or make_mailbox(owner)).pk,
-        "pk": 1, "session_id": 1, "key": "x", "uidb36": "1", "token": "not-a-token", "provider_id": "test",
+        "pk": 1, "session_id": 1, "token_id": 1, "key": "x", "uidb36": "1", "token": "not-a-token", "provider_id": "test",
         "outgoing_id": "00000000-0000-7000-8000-000000000002",
     }
 
@@ -183,7 +183,7 @@ def test_r20_unnamed_allauth_routes_only_redirect(cast: Cast) -> None:
 ID_PARAMETERS = {"membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id", "mailbox_id"}
 # A body that would be accepted if the ids were ours: so a 404 means the id was refused.
 FORM_BODY = {"role": "member", "name": "Hijacked", "operation": "rename", "email": "intruder@example.test", "require_two_factor": "on"}
-JSON_BODY = {"role": "member", "name": "Hijacked", "email": "intruder@example.test"}
+JSON_BODY = {"role": "member", "name": "Hijacked", "email": "intruder@example.test", "import_since": None, "since": None}
 
 
 def _organization_routes(with_ids: bool) -> list[Route]:
@@ -213,7 +213,8 @@ def test_r21_other_organizations_ids_are_404_on_every_page_and_endpoint(cast: Ca
     values = {**sample_values(cast, "a"), **{name: b_values[name] for name in ID_PARAMETERS}}
     routes = _organization_routes(with_ids=True)
     assert {"orgs:member_role", "orgs:member_remove", "orgs:team", "orgs:team_update", "orgs:invitation_revoke", "api:member_detail",
-            "api:team_detail", "api:team_member_add", "api:team_member_remove", "api:invitation_revoke"} <= {route.name for route in routes}
+            "api:team_detail", "api:team_member_add", "api:team_member_remove", "api:invitation_revoke", "api:mailbox_detail",
+            "api:mailbox_test", "api:mailbox_reimport"} <= {route.name for route in routes}
     client = Client()
     client.force_login(cast.alice, backend="allauth.account.auth_backends.AuthenticationBackend")
     _assert_only_404(client, routes, values, {"membership": b_values["membership_id"], "membership_id": b_values["membership_id"]})

@@ -26,13 +26,13 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+from postroom.core.tests.processes import product_database
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -117,32 +117,6 @@ class Server:
         found = re.search(r"(http://\S+/setup/\?token=\S+)", self.log())
         assert found, "the server did not print a setup link"
         return found.group(1)
-
-
-@contextmanager
-def product_database() -> Iterator[str | None]:
-    """On the PostgreSQL run, a fresh database next to the suite's for the server process.
-
-    The suite's own database belongs to pytest-django; the product gets one of its own, named
-    after it, created empty (the server migrates it) and dropped afterwards.
-    """
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        yield None
-        return
-    import psycopg
-    from psycopg import sql
-
-    parts = urlsplit(url)
-    name = f"{parts.path.lstrip('/') or 'postroom'}_browser_{secrets.token_hex(4)}"
-    maintenance = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(maintenance, autocommit=True) as connection:
-        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(parts._replace(path="/" + name))
-    finally:
-        with psycopg.connect(maintenance, autocommit=True) as connection:
-            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,150 @@
+"""Seed a fresh Postroom database for the API fuzz run (test_schemathesis.py), then print JSON.
+
+    python -m postroom.api.tests.fuzz_seed CANARY CLOSED_PORT
+
+Run with the environment of the server it seeds (``POSTROOM_DATA_DIR``, ``DATABASE_URL``), before
+that server starts. Two organizations:
+
+- A (``acme``): an owner with a second factor (so that turning on the organization's two-factor
+  requirement does not lock the fuzzer out), an admin and a member, two teams, a pending
+  invitation, two mailboxes (paused, so the sync service leaves them alone; their servers are a
+  closed port on loopback, so a connection test fails at once) with folders and a conversation.
+- B (``beta``): every kind of object A has, each carrying ``CANARY`` in its name, address,
+  subject or body. Nothing answered to A's token may ever contain it.
+
+Prints ``{"token": <a write token of A's owner>, "ids": {...}}`` on the last line of stdout: the ids
+of A's members, teams, invitations and mailboxes by URL parameter name, and B's as ``other_…``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def _user(email: str, name: str):  # type: ignore[no-untyped-def]
+    from allauth.account.models import EmailAddress
+
+    from postroom.accounts.models import User
+
+    user = User.objects.create_user(email=email, password="fuzzing is not a password anyone uses", name=name)
+    EmailAddress.objects.create(user=user, email=email, primary=True, verified=True)
+    return user
+
+
+def _organization(*, name: str, slug: str, people: list[tuple[str, str, str]]):  # type: ignore[no-untyped-def]
+    from postroom.orgs.models import Membership, Organization
+
+    organization = Organization.objects.create(name=name, slug=slug)
+    memberships = [
+        Membership.objects.create(organization=organization, user=_user(email, person), role=role) for email, person, role in people
+    ]
+    return organization, memberships
+
+
+def _mailbox(owner, *, address: str, closed_port: int, text: str, uid: int):  # type: ignore[no-untyped-def]
+    from postroom.conversations.ingest import message_ingest
+    from postroom.conversations.tests.conftest import build_raw, inbox_of
+    from postroom.mailboxes.models import Folder, Mailbox, MailboxStatus, TlsModeChoice
+
+    mailbox = Mailbox(
+        organization_id=owner.organization_id,
+        owner=owner,
+        name=address,
+        email_address=address,
+        status=MailboxStatus.PAUSED,
+        imap_host="127.0.0.1",
+        imap_port=closed_port,
+        imap_tls=TlsModeChoice.IMPLICIT,
+        smtp_host="127.0.0.1",
+        smtp_port=closed_port,
+        smtp_tls=TlsModeChoice.IMPLICIT,
+    )
+    mailbox.credentials = {"username": address, "password": f"stored password of {address}"}
+    mailbox.save()
+    Folder.objects.create(mailbox=mailbox, name="Archive", role="archive", messages_total=3, messages_done=1)
+    raw = build_raw(
+        subject=f"About {text}",
+        sender=f"Customer <customer@{address.split('@')[1]}>",
+        to=address,
+        message_id=f"<{uid}@fuzz.example>",
+        text=f"Body about {text}\n",
+    )
+    message_ingest(mailbox=mailbox, folder=inbox_of(mailbox), uidvalidity=1, uid=uid, raw=raw)
+    return mailbox
+
+
+def seed(canary: str, closed_port: int) -> dict[str, object]:
+    from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+
+    from postroom.accounts.api_tokens import api_token_create
+    from postroom.audit.actions import audit_record
+    from postroom.orgs import actions
+    from postroom.orgs.policy import Role
+
+    acme, (owner, _admin, member) = _organization(
+        name="Acme Support",
+        slug="acme",
+        people=[
+            ("olivia@acme.test", "Olivia Owner", Role.OWNER),
+            ("adam@acme.test", "Adam Admin", Role.ADMIN),
+            ("mia@acme.test", "Mia Member", Role.MEMBER),
+        ],
+    )
+    TOTP.activate(owner.user, generate_totp_secret())
+    RecoveryCodes.activate(owner.user)
+    for team_name in ("Support", "Sales"):
+        team = actions.team_create(actor=owner, name=team_name)
+        actions.team_member_add(actor=owner, team=team, membership=member)
+    actions.invitation_create(actor=owner, email="newcomer@example.test", role=Role.MEMBER)
+    _mailbox(owner, address="support@acme.test", closed_port=closed_port, text="a late order", uid=1)
+    _mailbox(member, address="mia@acme.test", closed_port=closed_port, text="a refund", uid=2)
+
+    label = canary.lower()
+    beta, (charlie, bea) = _organization(
+        name=f"Beta {canary}",
+        slug="beta",
+        people=[
+            (f"{label}@beta.test", f"Charlie {canary}", Role.OWNER),
+            (f"{label}.member@beta.test", f"Bea {canary}", Role.MEMBER),
+        ],
+    )
+    team = actions.team_create(actor=charlie, name=f"Team {canary}")
+    actions.team_member_add(actor=charlie, team=team, membership=bea)
+    actions.invitation_create(actor=charlie, email=f"{label}.invited@beta.test", role=Role.MEMBER)
+    _mailbox(charlie, address=f"{label}.inbox@beta.test", closed_port=closed_port, text=canary, uid=3)
+    audit_record(action="test.canary", actor=charlie.user, organization=beta, target_label=canary, details={"note": canary})
+
+    token = api_token_create(user=owner.user, name="Schemathesis", scope="write", expires_at=None).token
+    return {"token": token, "ids": _ids(acme) | {f"other_{name}": values for name, values in _ids(beta).items()}}
+
+
+def _ids(organization) -> dict[str, list[object]]:  # type: ignore[no-untyped-def]
+    """The ids of an organization's objects, by the name of the URL parameter that takes them."""
+    from postroom.mailboxes.models import Mailbox
+    from postroom.orgs.models import Invitation, Membership, Team
+
+    return {
+        "membership_id": list(Membership.objects.filter(organization=organization).values_list("pk", flat=True)),
+        "team_id": list(Team.objects.filter(organization=organization).values_list("pk", flat=True)),
+        "invitation_id": list(Invitation.objects.filter(organization=organization).values_list("pk", flat=True)),
+        "mailbox_id": [str(pk) for pk in Mailbox.objects.filter(organization=organization).values_list("pk", flat=True)],
+    }
+
+
+def main() -> None:
+    canary, closed_port = sys.argv[1], int(sys.argv[2])
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "postroom.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+    print(json.dumps(seed(canary, closed_port)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

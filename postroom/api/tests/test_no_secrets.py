@@ -1,0 +1,91 @@
+"""R23: no API answer carries a password, token, secret, hash, seed or credential.
+
+Every GET operation of the OpenAPI document is called, as an owner and as a member, with a
+token, over an organization whose every kind of secret exists: a mailbox with a stored password
+and OAuth tokens, a pending invitation, an API token, a TOTP secret, failed sign-ins (whose audit
+rows carry a login HMAC). Each answer is checked twice: no key names a secret (ApiClient does
+that for every API test) and none of the known secret values appears anywhere in the body.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from allauth.mfa.models import Authenticator
+
+from postroom.accounts.api_tokens import api_token_create
+from postroom.accounts.tests.session_helpers import enable_totp
+from postroom.api.tests.helpers import ApiClient, checker
+from postroom.audit.actions import audit_record
+from postroom.conftest import Cast
+from postroom.core.tokens import token_hash
+from postroom.mailboxes.models import AuthKind
+from postroom.mailboxes.tests.factories import STORED_PASSWORD, make_mailbox
+from postroom.orgs import actions
+from postroom.orgs.models import Invitation
+from postroom.orgs.policy import Role
+from postroom.testing.factories import TeamFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_r23_no_answer_of_any_get_operation_carries_a_secret(cast: Cast) -> None:
+    team = TeamFactory(organization=cast.org_a, name="Support")
+    actions.team_member_add(actor=cast.alice_membership, team=team, membership=cast.bob_membership)
+    bobs = make_mailbox(cast.bob_membership, address="bob@mail.test")
+    oauth = make_mailbox(cast.alice_membership, address="alice@mail.test", auth_kind=AuthKind.XOAUTH2)
+    oauth.credentials = {
+        "username": "alice@mail.test",
+        "access_token": "ya29.an-access-token-value",
+        "refresh_token": "1//a-refresh-token-value",
+        "client_secret": "a-client-secret-value",
+    }
+    oauth.save()
+    invitation, invitation_token = actions.invitation_create(actor=cast.alice_membership, email="dana@example.test", role=Role.MEMBER)
+    totp_secret = enable_totp(cast.alice)
+    audit_record(
+        action="auth.login", actor=None, organization=cast.org_a, result="failure", details={"login_hash": "ab" * 16, "step": "password"}
+    )
+    owner_token = api_token_create(user=cast.alice, name="Owner script", scope="read", expires_at=None)
+    member_token = api_token_create(user=cast.bob, name="Member script", scope="read", expires_at=None)
+
+    secrets = [
+        STORED_PASSWORD,
+        "ya29.an-access-token-value",
+        "1//a-refresh-token-value",
+        "a-client-secret-value",
+        invitation_token,
+        Invitation.objects.get().token_hash,
+        totp_secret,
+        owner_token.token,
+        owner_token.token[11:],
+        owner_token.row.token_hash,
+        member_token.token[11:],
+        token_hash("api_token", member_token.token),
+        cast.alice.password,
+        *(str(value) for authenticator in Authenticator.objects.all() for value in authenticator.data.values()),
+    ]
+    values = {
+        "slug": "acme",
+        "membership_id": cast.bob_membership.pk,
+        "team_id": team.pk,
+        "invitation_id": invitation.pk,
+        "mailbox_id": bobs.pk,
+    }
+
+    document = checker().document
+    get_paths = [path for path, operations in document["paths"].items() if "get" in operations]
+    assert len(get_paths) >= 9
+    for client in (ApiClient(token=owner_token.token), ApiClient(token=member_token.token)):
+        answered = 0
+        for template in get_paths:
+            path = re.sub(r"\{(\w+)\}", lambda match: str(values[match.group(1)]), template)
+            response = client.get(path)  # the checker validates the schema and the keys
+            assert response.status_code in {200, 403}, (path, response.status_code)
+            answered += response.status_code == 200
+            body = response.content.decode()
+            for secret in secrets:
+                if len(secret) >= 8:
+                    assert secret not in body, f"{path} answered a secret value"
+        assert answered >= 7
