@@ -76,15 +76,30 @@ def test_r29_remote_references_are_removed_by_default(payload):
     assert_fetches_nothing_remote(result.html)
 
 
+def fetched_urls(tag: str, name: str, value: str) -> list[str]:
+    """The URLs a browser would fetch for this attribute once the frame renders."""
+    if name in {"src", "background"}:
+        return [value]
+    if name == "srcset":
+        return [candidate.split()[0] for candidate in value.split(", ")]
+    if name == "style":
+        return re.findall(r'url\("([^"]*)"\)', value.replace("&quot;", '"'))
+    return []
+
+
 @pytest.mark.parametrize("payload", corpus("remote.txt"))
 def test_r29_after_opt_in_images_load_only_through_the_proxy(payload):
     result = sanitize_html(payload, allow_remote=True, proxy=proxy)
     for _, tag, attributes in browser_view(result.html):
         for name, value in attributes.items():
-            if name == "src" and value.startswith(PROXY_PREFIX):
-                continue
-            if not (tag == "a" and name == "href"):
-                assert "canary" not in value.lower(), (tag, name, result.html)
+            if tag == "a" and name == "href":
+                continue  # a link is fetched only when clicked
+            urls = fetched_urls(tag, name, value)
+            assert all(url.startswith(PROXY_PREFIX) for url in urls), (tag, name, result.html)
+            without_urls = value
+            for url in urls:
+                without_urls = without_urls.replace(url, "")
+            assert "canary" not in without_urls.lower(), (tag, name, result.html)
 
 
 def test_r29_blocked_images_and_trackers_are_counted():
