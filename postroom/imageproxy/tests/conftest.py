@@ -32,12 +32,10 @@ def build_rich_raw(
     message.set_content("Our spring catalogue (HTML)")
     message.add_alternative(html, subtype="html")
     html_part = message.get_payload()[1]
+    assert isinstance(html_part, EmailMessage)
     for content_id, content_type, content in inline:
         maintype, subtype = content_type.split("/")
-        if maintype == "text":
-            html_part.add_related(content.decode(), subtype=subtype, cid=f"<{content_id}>")
-        else:
-            html_part.add_related(content, maintype=maintype, subtype=subtype, cid=f"<{content_id}>")
+        html_part.add_related(content, maintype=maintype, subtype=subtype, cid=f"<{content_id}>")
     return message.as_bytes()
 
 
