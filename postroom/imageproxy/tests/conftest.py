@@ -31,7 +31,7 @@ def build_rich_raw(
     message["Message-ID"] = message_id
     message.set_content("Our spring catalogue (HTML)")
     message.add_alternative(html, subtype="html")
-    html_part = message.get_payload()[1]
+    html_part = message.get_body(preferencelist=("html",))
     assert isinstance(html_part, EmailMessage)
     for content_id, content_type, content in inline:
         maintype, subtype = content_type.split("/")
