@@ -302,6 +302,12 @@ class _AttributeFilter:
             return None
 
     def _decide(self, tag: str, attribute: str, value: str) -> str | None:
+        # nh3 asks about every attribute of every element, removed ones included: decide (and
+        # count) only what can reach the output.
+        if tag == "a" and attribute == "rel":
+            return value  # nh3's own link_rel, which replaces whatever the sender wrote
+        if tag not in ALLOWED_TAGS or attribute not in ALLOWED_ATTRIBUTES["*"] | ALLOWED_ATTRIBUTES.get(tag, set()):
+            return None
         if attribute == "style":
             return self._style(value)
         if attribute == "href":

@@ -208,6 +208,21 @@ def test_r29_hidden_and_known_tracking_images_are_removed_and_counted(image):
         assert "src=" not in result.html
 
 
+def test_r29_removed_elements_are_not_counted_or_proxied():
+    """nh3 shows the filter every attribute, of removed elements too: a <video poster> is not an
+    image the member could choose to see, so it neither counts nor reaches the proxy."""
+    proxied: list[str] = []
+
+    def record(url: str) -> str:
+        proxied.append(url)
+        return "/p/"
+
+    html = '<video poster="https://shop.invalid/p.png" src="https://shop.invalid/v.mp4"></video><input type="image" src="https://shop.invalid/i.png">'
+    assert sanitize_html(html).remote_blocked == 0
+    assert sanitize_html(html, allow_remote=True, proxy=record).html == ""
+    assert proxied == []
+
+
 def test_r29_a_visible_image_whose_alt_says_hidden_is_not_a_tracker():
     result = sanitize_html('<img src="https://shop.invalid/hero.png" alt="a hidden gem">', allow_remote=True, proxy=proxy)
     assert result.trackers_removed == 0
