@@ -85,6 +85,7 @@ class HtmlBody:
     trackers_removed: int
     sender_trusted: bool
     show_images_url: str
+    hide_images_url: str
     sender_choice_url: str | None  # None when the message has no sender address
 
 
@@ -136,6 +137,7 @@ class HtmlBodies:
             trackers_removed=counted.trackers_removed,
             sender_trusted=trusted,
             show_images_url=f"{self.request.path}?{SHOW_IMAGES_PARAMETER}={message.pk}#message-{message.pk}",
+            hide_images_url=f"{self.request.path}#message-{message.pk}",
             sender_choice_url=reverse("imageproxy:sender_choice", args=[slug, message.pk]) if has_sender else None,
         )
 
