@@ -96,6 +96,8 @@ ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
     "ul": {"type"},
 }
 
+_ATTRIBUTES_BY_TAG = {tag: frozenset(ALLOWED_ATTRIBUTES["*"] | ALLOWED_ATTRIBUTES.get(tag, set())) for tag in ALLOWED_TAGS}
+
 ALLOWED_STYLE_PROPERTIES = frozenset(
     {
         "background", "background-color", "background-image", "background-position", "background-repeat",
@@ -192,12 +194,19 @@ def _browser_url(value: str) -> str:
     return _URL_IGNORED.sub("", value).strip(_URL_TRIMMED)
 
 
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
+_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*")
+
+
 def _scheme(url: str) -> str:
     scheme, colon, _ = url.partition(":")
-    return scheme.lower() if colon and re.fullmatch(r"[a-zA-Z][a-zA-Z0-9+.-]*", scheme) else ""
+    return scheme.lower() if colon and _SCHEME.fullmatch(scheme) else ""
 
 
 def _is_tracker_url(url: str) -> bool:
+    lowered = url.lower()
+    if not any(tracker in lowered for tracker in TRACKER_HOSTS) and not any(marker in lowered for marker in _TRACKER_PATHS):
+        return False  # the common case, decided without parsing the URL
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -243,7 +252,7 @@ def _style_value_is_safe(name: str, value: str) -> bool:
         or any(function not in _CSS_FUNCTIONS for function in _CSS_FUNCTION.findall(lowered))
         or lowered.count('"') % 2
         or lowered.count("'") % 2
-        or any(ord(character) < 0x20 for character in value)
+        or _CONTROL_CHARACTER.search(value)
     )
 
 
@@ -306,7 +315,7 @@ class _AttributeFilter:
         # count) only what can reach the output.
         if tag == "a" and attribute == "rel":
             return value  # nh3's own link_rel, which replaces whatever the sender wrote
-        if tag not in ALLOWED_TAGS or attribute not in ALLOWED_ATTRIBUTES["*"] | ALLOWED_ATTRIBUTES.get(tag, set()):
+        if attribute not in _ATTRIBUTES_BY_TAG.get(tag, ()):
             return None
         if attribute == "style":
             return self._style(value)
