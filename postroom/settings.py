@@ -104,6 +104,7 @@ INSTALLED_APPS = [
     "postroom.accounts",
     "postroom.mailboxes",
     "postroom.conversations",
+    "postroom.imageproxy",
     "postroom.outbox",
     "postroom.sync",
     "postroom.web",
@@ -332,6 +333,10 @@ USE_I18N = True
 
 POSTROOM_SECURITY_CONTACT = env.string("POSTROOM_SECURITY_CONTACT", f"mailto:security@{PUBLIC_HOST}")
 POSTROOM_PRIVACY_POLICY_FILE = env.readable_file("POSTROOM_PRIVACY_POLICY_FILE")
+# Loopback ports that server-side fetching (postroom.core.fetch) may reach, for tests only. Fixed
+# to none here, with no variable to change it: a test sets it through its own settings, and the
+# fetcher ignores it whenever this module is the settings module (SECURITY.md R30).
+POSTROOM_FETCH_LOOPBACK_TEST_PORTS: frozenset[int] = frozenset()
 # Our own page instead of Django's, which has an inline style our CSP blocks and reads differently.
 CSRF_FAILURE_VIEW = "postroom.web.views.csrf_failure"
 

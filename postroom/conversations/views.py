@@ -6,16 +6,14 @@ shown here. Defences, per SECURITY.md R27, R28, R29, R32:
   ``postroom.mime.text`` (escaped, then linkified);
 - HTML bodies are sanitised (``postroom.mime.sanitize``, remote content blocked) and served from
   a separate URL into an ``<iframe sandbox>`` with neither ``allow-scripts`` nor
-  ``allow-same-origin``: even a sanitiser bypass runs no script and reads nothing of ours. That
-  response alone may be framed, by our own pages only, and its CSP allows inline styles and
-  ``data:`` images and nothing else;
+  ``allow-same-origin``: see ``views_frame``, which also serves inline images and decides when
+  remote images are shown (through ``postroom.imageproxy``);
 - attachments and raw sources are downloads only (``Content-Disposition: attachment``, a served
   type from an allowlist, ``nosniff``, ``CSP: sandbox``), access-checked and audited.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from csp.decorators import csp_exempt
@@ -23,26 +21,16 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
-from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 
 from postroom.conversations import actions, selectors
 from postroom.conversations.models import Message
+from postroom.conversations.views_frame import HtmlBodies, text_body_blocks
 from postroom.core.blobs import blob_get
 from postroom.mime.filenames import content_disposition, served_content_type
-from postroom.mime.sanitize import sanitize_html
-from postroom.mime.text import BlockKind, TextBlock, text_blocks
 from postroom.orgs.selectors import membership_get
 
-FRAME_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
 DOWNLOAD_POLICY = "sandbox; default-src 'none'; frame-ancestors 'none'"
-_FOLDED = frozenset({BlockKind.QUOTE, BlockKind.ATTRIBUTION, BlockKind.SIGNATURE})
-
-
-@dataclass
-class ShownBlock:
-    block: TextBlock
-    folded: bool
 
 
 def _participants(messages: list[Message]) -> list[str]:
@@ -75,9 +63,12 @@ def conversation_detail(request: HttpRequest, slug: str, conversation_id: str) -
     actor = membership_get(user=request.user, slug=slug)
     conversation = selectors.conversation_get(actor=actor, conversation_id=conversation_id)
     shown = []
+    bodies = HtmlBodies(request=request, actor=actor)  # images: blocked, shown once, or always (views_frame)
     for message in selectors.conversation_messages(actor=actor, conversation=conversation):
-        blocks = [] if message.html_body else [ShownBlock(block, block.kind in _FOLDED) for block in text_blocks(message.text_body or "")]
-        shown.append({"message": message, "addresses": message.addresses or {}, "blocks": blocks})
+        html = bodies.display(message) if message.html_body else None
+        shown.append(
+            {"message": message, "addresses": message.addresses or {}, "html": html, "blocks": [] if html else text_body_blocks(message)}
+        )
     unread = selectors.conversation_has_unread(actor=actor, conversation=conversation)
     return render(request, "conversations/detail.html", {
         "organization": actor.organization, "conversation": conversation, "shown": shown, "nav": "conversations", "unread": unread,
@@ -106,20 +97,6 @@ def conversation_change(request: HttpRequest, slug: str, conversation_id: str) -
     else:
         return HttpResponseBadRequest("Unknown change.")
     return redirect("conversations:list", slug=actor.organization.slug)
-
-
-@login_required
-@require_GET
-@csp_exempt()  # type: ignore[arg-type]  # django-csp types views as taking only the request
-@xframe_options_sameorigin
-def message_html_frame(request: HttpRequest, slug: str, message_id: str) -> HttpResponse:
-    actor = membership_get(user=request.user, slug=slug)
-    message = selectors.message_get(actor=actor, message_id=message_id)
-    sanitized = sanitize_html(message.html_body or "")
-    document = f'<!doctype html><html><head><meta charset="utf-8"></head><body>{sanitized.html}</body></html>'
-    response = HttpResponse(document, content_type="text/html; charset=utf-8")
-    response["Content-Security-Policy"] = FRAME_POLICY
-    return response
 
 
 def _download(content: bytes, filename: str, content_type: str) -> HttpResponse:

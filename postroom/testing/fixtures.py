@@ -16,6 +16,7 @@ import trustme
 
 from postroom.testing.dovecot import Dovecot, MailUser, TokenIntrospection, dovecot_available
 from postroom.testing.smtp import SmtpPeer, SmtpTls
+from postroom.testing.web_peers import ConnectionCounter, RemoteSite
 
 
 @pytest.fixture(scope="session")
@@ -98,3 +99,28 @@ def smtp_peer(make_smtp_peer: Callable[..., SmtpPeer]) -> SmtpPeer:
 def smtp_peer_requiring_auth(make_smtp_peer: Callable[..., SmtpPeer]) -> SmtpPeer:
     """STARTTLS with the test CA; mail is accepted only after AUTH."""
     return make_smtp_peer(tls=SmtpTls.STARTTLS, auth_required=True)
+
+
+# --- HTTP peers for server-side fetching (postroom.testing.web_peers) ----------------------------
+@pytest.fixture
+def connection_counter() -> Iterator[ConnectionCounter]:
+    """Counts TCP connections to one loopback port (IPv4 and IPv6): what nothing may reach."""
+    counter = ConnectionCounter()
+    yield counter
+    counter.stop()
+
+
+@pytest.fixture
+def remote_site() -> Iterator[RemoteSite]:
+    """A sender's web server on 127.0.0.1 with per-path answers and a log of requests."""
+    site = RemoteSite()
+    yield site
+    site.stop()
+
+
+@pytest.fixture
+def fetchable_remote_site(remote_site: RemoteSite, settings: Any) -> RemoteSite:
+    """``remote_site``, reachable by ``postroom.core.fetch`` through the test-only loopback port
+    allowlist (which the production settings cannot enable)."""
+    settings.POSTROOM_FETCH_LOOPBACK_TEST_PORTS = frozenset({remote_site.port})
+    return remote_site

@@ -1,5 +1,4 @@
 import re
-from pathlib import Path
 from urllib.parse import quote
 
 import html5lib
@@ -8,14 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from postroom.mime.sanitize import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, sanitize_html
+from postroom.mime.tests.hostile import corpus
 
-CORPUS = Path(__file__).parent / "corpus"
 HTML_NAMESPACE = "http://www.w3.org/1999/xhtml"
 PROXY_PREFIX = "https://postroom.test/proxy?url="
-
-
-def corpus(name: str) -> list[str]:
-    return [entry.strip("\n") for entry in (CORPUS / name).read_text().split("\n%%\n")]
 
 
 def proxy(url: str) -> str:
@@ -76,15 +71,30 @@ def test_r29_remote_references_are_removed_by_default(payload):
     assert_fetches_nothing_remote(result.html)
 
 
+def fetched_urls(tag: str, name: str, value: str) -> list[str]:
+    """The URLs a browser would fetch for this attribute once the frame renders."""
+    if name in {"src", "background"}:
+        return [value]
+    if name == "srcset":
+        return [candidate.split()[0] for candidate in value.split(", ")]
+    if name == "style":
+        return re.findall(r'url\("([^"]*)"\)', value.replace("&quot;", '"'))
+    return []
+
+
 @pytest.mark.parametrize("payload", corpus("remote.txt"))
 def test_r29_after_opt_in_images_load_only_through_the_proxy(payload):
     result = sanitize_html(payload, allow_remote=True, proxy=proxy)
     for _, tag, attributes in browser_view(result.html):
         for name, value in attributes.items():
-            if name == "src" and value.startswith(PROXY_PREFIX):
-                continue
-            if not (tag == "a" and name == "href"):
-                assert "canary" not in value.lower(), (tag, name, result.html)
+            if tag == "a" and name == "href":
+                continue  # a link is fetched only when clicked
+            urls = fetched_urls(tag, name, value)
+            assert all(url.startswith(PROXY_PREFIX) for url in urls), (tag, name, result.html)
+            without_urls = value
+            for url in urls:
+                without_urls = without_urls.replace(url, "")
+            assert "canary" not in without_urls.lower(), (tag, name, result.html)
 
 
 def test_r29_blocked_images_and_trackers_are_counted():
@@ -135,6 +145,90 @@ def test_r27_a_css_value_with_a_url_loses_only_that_declaration():
     assert result.html == '<p style="color:red;font-weight:bold">x</p>'
 
 
+def test_r29_srcset_is_rebuilt_from_proxied_candidates_only():
+    result = sanitize_html(
+        '<img srcset="https://cdn.invalid/w_100,h_50/a.png 1x, //cdn.invalid/b.png 2x, cid:x 3x, data:image/png;base64,AA 4x, '
+        'https://cdn.invalid/c.png 300w, https://cdn.invalid/d.png bogus(descriptor)">',
+        allow_remote=True,
+        proxy=proxy,
+    )
+    srcset = re.search(r'srcset="([^"]*)"', result.html)
+    assert srcset is not None
+    assert srcset.group(1).split(", ") == [
+        proxy("https://cdn.invalid/w_100,h_50/a.png") + " 1x",
+        proxy("https://cdn.invalid/b.png") + " 2x",
+        proxy("https://cdn.invalid/c.png") + " 300w",
+    ]
+
+
+def test_r29_background_css_is_proxied_only_in_its_plain_form():
+    def shown(style: str) -> str:
+        return sanitize_html(f'<div style="{style}">x</div>', allow_remote=True, proxy=proxy).html
+
+    assert proxy("https://cdn.invalid/a.png") in shown("background-image: url('https://cdn.invalid/a.png')")
+    assert proxy("https://cdn.invalid/b.png") in shown("background: #fff url(https://cdn.invalid/b.png) no-repeat")
+    for refused in (
+        "background: url(https://cdn.invalid/a.png), expression(alert(1))",
+        "background: url(https://cdn.invalid/a.png) /* comment */",
+        "background: url(javascript:alert(1))",
+        "background: url(relative.png)",
+        "list-style-image: url(https://cdn.invalid/a.png)",
+        "background: u\\rl(https://cdn.invalid/a.png)",
+        "background: image-set(url(https://cdn.invalid/a.png) 1x)",
+    ):
+        assert "url" not in shown(refused).replace("&quot;", ""), refused
+
+
+def test_r29_cid_images_are_mapped_by_the_caller_and_unknown_ones_dropped():
+    result = sanitize_html(
+        '<img src="cid:logo%40shop.invalid"><img src="cid:unknown@shop.invalid" alt="gone">',
+        inline=lambda content_id: "/inline/logo" if content_id == "logo@shop.invalid" else None,
+    )
+    assert result.html == '<img src="/inline/logo"><img alt="gone">'
+    assert result.content_ids == ("logo@shop.invalid", "unknown@shop.invalid")
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        '<img src="https://shop.invalid/o.gif" width="0" height="0">',
+        '<img src="https://shop.invalid/o.gif" style="display: none">',
+        '<img src="https://shop.invalid/o.gif" style="visibility:hidden">',
+        '<img src="https://shop.invalid/o.gif" style="opacity: 0">',
+        '<img src="https://shop.invalid/o.gif" style="max-height:0px;max-width:0px">',
+        '<img src="https://shop.invalid/o.gif" hidden>',
+        '<img src="https://t.pstmrk.it/open?m=1">',
+        '<img src="https://mailfoogae.appspot.com/t?sender=x">',
+    ],
+)
+def test_r29_hidden_and_known_tracking_images_are_removed_and_counted(image):
+    for allow_remote in (False, True):
+        result = sanitize_html(image, allow_remote=allow_remote, proxy=proxy)
+        assert (result.remote_blocked, result.trackers_removed) == (0, 1)
+        assert "src=" not in result.html
+
+
+def test_r29_removed_elements_are_not_counted_or_proxied():
+    """nh3 shows the filter every attribute, of removed elements too: a <video poster> is not an
+    image the member could choose to see, so it neither counts nor reaches the proxy."""
+    proxied: list[str] = []
+
+    def record(url: str) -> str:
+        proxied.append(url)
+        return "/p/"
+
+    html = '<video poster="https://shop.invalid/p.png" src="https://shop.invalid/v.mp4"></video><input type="image" src="https://shop.invalid/i.png">'
+    assert sanitize_html(html).remote_blocked == 0
+    assert sanitize_html(html, allow_remote=True, proxy=record).html == ""
+    assert proxied == []
+
+
+def test_r29_a_visible_image_whose_alt_says_hidden_is_not_a_tracker():
+    result = sanitize_html('<img src="https://shop.invalid/hero.png" alt="a hidden gem">', allow_remote=True, proxy=proxy)
+    assert result.trackers_removed == 0
+    assert proxy("https://shop.invalid/hero.png") in result.html
+
+
 HTML_FRAGMENTS = st.sampled_from(
     [
         "<a href='", "<img src=", "<svg>", "<math>", "<style>", "</style>", "<table>", "<td>", "<p>", "</p>",
@@ -183,3 +277,21 @@ def test_ordinary_deep_html_is_not_flattened():
     result = sanitize_html("<div>" * 500 + "<p>" * 5_000 + "text")
     assert not result.flattened
     assert "<div>" in result.html
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        HTML_FRAGMENTS | st.sampled_from(["<img srcset='", " 2x, ", "<td background='", "background-image:", "//canary.invalid/x"]),
+        max_size=40,
+    ).map("".join)
+)
+def test_r29_fuzz_after_opt_in_only_proxy_urls_are_fetched(html):
+    result = sanitize_html(html, allow_remote=True, proxy=proxy)
+    for _, tag, attributes in browser_view(result.html):
+        for name, value in attributes.items():
+            if tag == "a" and name == "href":
+                continue
+            for url in fetched_urls(tag, name, value):
+                assert url.startswith(PROXY_PREFIX) or url.startswith(("cid:", "data:image/")), (tag, name, result.html)
+            assert "url(" not in value.lower().replace('url("' + PROXY_PREFIX, ""), (tag, name, result.html)
