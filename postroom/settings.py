@@ -104,6 +104,8 @@ INSTALLED_APPS = [
     "postroom.mailboxes",
     "postroom.conversations",
     "postroom.outbox",
+    "postroom.comments",
+    "postroom.notifications",
     "postroom.sync",
     "postroom.web",
     "postroom.ops",

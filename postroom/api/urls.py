@@ -21,6 +21,8 @@ from ninja.security import SessionAuth
 
 from postroom.api.errors import install_error_handlers
 from postroom.audit.api import router as audit_router
+from postroom.comments.api import router as comments_router
+from postroom.notifications.api import router as notifications_router
 from postroom.orgs.api import router as orgs_router
 
 
@@ -52,7 +54,7 @@ def _json_method_not_allowed(view: Callable[..., HttpResponse]) -> Callable[...,
 api = NinjaAPI(
     title="Postroom API",
     version="1",
-    description="Organizations, members, teams, invitations and the audit log. Session authentication; "
+    description="Organizations, members, teams, invitations, the audit log, comments and notifications. Session authentication; "
     "send the CSRF token in the X-CSRFToken header on POST, PATCH and DELETE.",
     urls_namespace="api",
     auth=SessionAuth(),
@@ -63,6 +65,8 @@ api = NinjaAPI(
 install_error_handlers(api)
 api.add_router("", orgs_router)
 api.add_router("", audit_router)
+api.add_router("", comments_router)
+api.add_router("", notifications_router)
 
 
 def _patterns() -> list[URLPattern | URLResolver]:
