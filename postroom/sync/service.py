@@ -14,9 +14,10 @@ syncing it, rather than retrying credentials the server refuses; so does an OAut
 token endpoint revoked (an access token about to expire is renewed before each connection). SIGTERM stops every thread
 and releases the leases, so another service takes over at once.
 
-The main thread also repairs the outbox queue every minute (``outgoing_sweep``): the sync
-service is the one long-running Postroom process with a loop of its own (the task worker runs
-only queued tasks, and a lost task is exactly what it cannot see).
+The main thread also repairs the outbox queue every minute (``outgoing_sweep``) and sends the
+notification digests that are due (``digests_send_due``): the sync service is the one
+long-running Postroom process with a loop of its own (the task worker runs only queued tasks,
+and a lost task is exactly what it cannot see).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from imapclient.exceptions import IMAPClientError
 from postroom.mailboxes.actions import mailbox_mark_needs_reconnect, mailbox_record_reachable, mailbox_record_unreachable
 from postroom.mailboxes.connection import AuthenticationFailed, MailConnectionError
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox
+from postroom.notifications.actions import digests_send_due
 from postroom.mailboxes.oauth import OAuthGrantRevoked, OAuthRefreshFailed
 from postroom.outbox.actions import outgoing_sweep
 from postroom.sync.engine import MailboxSync, imap_open_for
@@ -216,6 +218,10 @@ class SyncService:
             swept = outgoing_sweep()
             if swept.requeued or swept.interrupted:
                 logger.info("outbox: %d lost sends queued again, %d interrupted ones marked failed", swept.requeued, swept.interrupted)
+            # Each digest is claimed in the database, so several sync services send it once.
+            digests = digests_send_due()
+            if digests:
+                logger.info("notifications: %d email digest(s) queued", digests)
 
     def shutdown(self) -> None:
         for worker in self.workers.values():
