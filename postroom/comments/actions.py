@@ -76,7 +76,9 @@ def _check_uploads(uploads: Sequence[Upload], *, already: int = 0, already_bytes
         if len(upload.content) > MAX_ATTACHMENT_BYTES:
             raise ValidationError({"attachments": [f"Each attachment may be at most {MAX_ATTACHMENT_BYTES // (1024 * 1024)} MB."]})
     if sum(len(upload.content) for upload in uploads) + already_bytes > MAX_TOTAL_ATTACHMENT_BYTES:
-        raise ValidationError({"attachments": [f"A comment's attachments may total at most {MAX_TOTAL_ATTACHMENT_BYTES // (1024 * 1024)} MB."]})
+        raise ValidationError(
+            {"attachments": [f"A comment's attachments may total at most {MAX_TOTAL_ATTACHMENT_BYTES // (1024 * 1024)} MB."]}
+        )
 
 
 def _content_type(value: str) -> str:
@@ -178,7 +180,9 @@ def comment_create(
         _store_mentions(comment, resolved)
         mentioned = _apply_mentions(actor, conversation, resolved, resolved.refs, request)
         ConversationMember.objects.filter(conversation=conversation, membership=actor).update(following=True)
-        notification_actions.notify_comment(conversation=conversation, comment_id=comment.pk, author_id=actor.pk, mentioned=mentioned, new=True)
+        notification_actions.notify_comment(
+            conversation=conversation, comment_id=comment.pk, author_id=actor.pk, mentioned=mentioned, new=True
+        )
         _publish(conversation, "commented", actor, comment_id=str(comment.pk))
     return comment
 

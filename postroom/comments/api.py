@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django.urls import reverse
 from ninja import Field, File, Query, Router, Schema, Status, UploadedFile
@@ -67,7 +68,7 @@ class MentionableOut(Schema):
     kind: str = Field(description='"member" or "team"')
     id: int
     name: str
-    detail: str = Field(description="A member's email address; \"team\" for a team.")
+    detail: str = Field(description='A member\'s email address; "team" for a team.')
     token: str = Field(description="What to put in a comment's body to mention it.")
 
 
@@ -171,9 +172,14 @@ def comment_delete(request: HttpRequest, slug: str, comment_id: str) -> Status[N
     summary="Attach files to your comment (multipart, field name: files)",
     url_name="comment_attachments_add",
 )
-def comment_attachments_add(request: HttpRequest, slug: str, comment_id: str, files: File[list[UploadedFile]]) -> Status[CommentOut]:
+def comment_attachments_add(
+    request: HttpRequest, slug: str, comment_id: str, files: File[list[UploadedFile] | None] = None
+) -> Status[CommentOut]:
+    # ``files`` is optional in the schema so that access is decided (404) before the input (422).
     actor = membership_get(user=request.user, slug=slug)
     comment = selectors.comment_get(actor=actor, comment_id=comment_id)
+    if not files:
+        raise ValidationError({"files": ["Attach at least one file (multipart field: files)."]})
     uploads = [
         actions.Upload(filename=upload.name or "attachment", content_type=upload.content_type or "", content=upload.read())
         for upload in files[: actions.MAX_ATTACHMENTS + 1]

@@ -148,8 +148,12 @@ def conversation_feed(*, actor: Membership, conversation: Conversation, messages
     if messages is None:
         messages = list(conversation_selectors.conversation_messages(actor=actor, conversation=conversation))
     entries = [FeedEntry("message", message.sent_at or message.created_at, message) for message in messages]
-    entries += [FeedEntry("comment", comment.created_at, comment) for comment in conversation_comments(actor=actor, conversation=conversation)]
-    entries += [FeedEntry("event", event.created_at, event) for event in conversation_selectors.conversation_timeline(conversation=conversation)]
+    entries += [
+        FeedEntry("comment", comment.created_at, comment) for comment in conversation_comments(actor=actor, conversation=conversation)
+    ]
+    entries += [
+        FeedEntry("event", event.created_at, event) for event in conversation_selectors.conversation_timeline(conversation=conversation)
+    ]
     order = {"message": 0, "event": 1, "comment": 2}
     return sorted(entries, key=lambda entry: (entry.at, order[entry.kind]))
 

@@ -20,8 +20,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from postroom.comments import actions, selectors
-from postroom.comments.models import Comment
 from postroom.comments.display import comment_context, thread_context
+from postroom.comments.models import Comment
 from postroom.conversations import selectors as conversation_selectors
 from postroom.conversations.models import Conversation
 from postroom.conversations.views import DOWNLOAD_POLICY
@@ -29,6 +29,10 @@ from postroom.core.blobs import blob_get
 from postroom.mime.filenames import content_disposition, served_content_type
 from postroom.orgs.models import Membership
 from postroom.orgs.selectors import membership_get
+
+
+def _htmx(request: HttpRequest) -> bool:
+    return request.headers.get("HX-Request") == "true"
 
 
 def _uploads(request: HttpRequest) -> list[actions.Upload]:
@@ -66,13 +70,13 @@ def thread(request: HttpRequest, slug: str, conversation_id: str) -> HttpRespons
     try:
         comment = actions.comment_create(actor=actor, conversation=conversation, body=body, attachments=_uploads(request), request=request)
     except ValidationError as error:
-        if request.htmx:
+        if _htmx(request):
             return _thread(request, actor, conversation, draft=body, errors=_errors(error))
         return render(request, "comments/retry.html", {
             "organization": actor.organization, "conversation": conversation, "draft": body, "errors": _errors(error),
             "action": reverse("comments:thread", args=[slug, conversation.pk]), "nav": "conversations",
         }, status=422)  # fmt: skip
-    if request.htmx:
+    if _htmx(request):
         return _thread(request, actor, conversation)
     return _at_comment(actor, conversation.pk, comment)
 
@@ -91,13 +95,13 @@ def comment_edit(request: HttpRequest, slug: str, comment_id: str) -> HttpRespon
     try:
         comment = actions.comment_edit(actor=actor, comment=comment, body=body, request=request)
     except ValidationError as error:
-        if request.htmx:
+        if _htmx(request):
             return _one(request, actor, comment, edit_draft=body, edit_errors=_errors(error), editing=True)
         return render(request, "comments/retry.html", {
             "organization": actor.organization, "conversation": comment.conversation, "draft": body, "errors": _errors(error),
             "action": reverse("comments:edit", args=[slug, comment.pk]), "editing": True, "nav": "conversations",
         }, status=422)  # fmt: skip
-    if request.htmx:
+    if _htmx(request):
         return _one(request, actor, comment)
     return _at_comment(actor, comment.conversation_id, comment)
 
@@ -108,7 +112,7 @@ def comment_delete(request: HttpRequest, slug: str, comment_id: str) -> HttpResp
     actor = membership_get(user=request.user, slug=slug)
     comment = selectors.comment_get(actor=actor, comment_id=comment_id)
     comment = actions.comment_delete(actor=actor, comment=comment, request=request)
-    if request.htmx:
+    if _htmx(request):
         return _one(request, actor, comment)
     return _at_comment(actor, comment.conversation_id, comment)
 

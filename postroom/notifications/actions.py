@@ -252,7 +252,9 @@ def digests_send_due(*, now: datetime | None = None) -> int:
     same transaction, and the mail is queued (sealed) only after the commit."""
     now = now or timezone.now()
     sent = 0
-    preferences = NotificationPreference.objects.exclude(digest=DigestFrequency.OFF).select_related("membership__user", "membership__organization")
+    preferences = NotificationPreference.objects.exclude(digest=DigestFrequency.OFF).select_related(
+        "membership__user", "membership__organization"
+    )
     for preference in preferences:
         if not preference.membership.user.is_active:
             continue

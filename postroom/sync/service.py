@@ -36,8 +36,8 @@ from imapclient.exceptions import IMAPClientError
 from postroom.mailboxes.actions import mailbox_mark_needs_reconnect, mailbox_record_reachable, mailbox_record_unreachable
 from postroom.mailboxes.connection import AuthenticationFailed, MailConnectionError
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox
-from postroom.notifications.actions import digests_send_due
 from postroom.mailboxes.oauth import OAuthGrantRevoked, OAuthRefreshFailed
+from postroom.notifications.actions import digests_send_due
 from postroom.outbox.actions import outgoing_sweep
 from postroom.sync.engine import MailboxSync, imap_open_for
 from postroom.sync.leases import LEASE_SECONDS, lease_claim, lease_release, lease_renew, service_identity

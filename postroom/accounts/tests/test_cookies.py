@@ -111,6 +111,9 @@ def test_r15_the_session_id_never_appears_in_a_url_or_page(cast, client_as) -> N
             "message_id": "1",
             "attachment_id": "1",
             "outgoing_id": "1",
+            "comment_id": "1",
+            "comment_attachment_id": "1",
+            "notification_id": "1",
             "mailbox_id": make_mailbox(cast.alice_membership).pk,
         }
     )

@@ -76,6 +76,9 @@ def _values(cast) -> dict[str, Any]:
         "message_id": "1",
         "attachment_id": "1",
         "outgoing_id": "1",
+        "comment_id": "1",
+        "comment_attachment_id": "1",
+        "notification_id": "1",
         "mailbox_id": make_mailbox(cast.alice_membership).pk,
     }
 

@@ -26,7 +26,7 @@ register = template.Library()
 
 def _actor(context: template.Context, organization_id: Any) -> Membership | None:
     """The viewer's membership of that organization, looked up once per page render."""
-    key = ("comments:actor", organization_id)
+    key = f"comments:actor:{organization_id}"
     if key not in context.render_context:
         request = context.get("request")
         user = getattr(request, "user", None)
@@ -39,7 +39,7 @@ def _actor(context: template.Context, organization_id: Any) -> Membership | None
 
 
 def _sees(context: template.Context, actor: Membership, conversation_id: Any) -> bool:
-    key = ("comments:sees", actor.pk, conversation_id)
+    key = f"comments:sees:{actor.pk}:{conversation_id}"
     if key not in context.render_context:
         context.render_context[key] = ConversationMember.objects.filter(conversation_id=conversation_id, membership=actor).exists()
     return bool(context.render_context[key])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from typing import cast as cast_to
 
 import pytest
 
@@ -42,8 +43,8 @@ def scene(cast: Cast, django_capture_on_commit_callbacks: Any) -> Scene:
     mailbox = make_mailbox(cast.alice_membership, address="alice@acme.test")
     private = ingest_into(mailbox, 1, subject="Private matter", message_id="<private@customer.example>")
     shared = ingest_into(mailbox, 2, subject="Shared order question", message_id="<shared@customer.example>")
-    support = TeamFactory(organization=cast.org_a, name="Support")
-    sales = TeamFactory(organization=cast.org_a, name="Sales")
+    support = cast_to(Team, TeamFactory(organization=cast.org_a, name="Support"))
+    sales = cast_to(Team, TeamFactory(organization=cast.org_a, name="Sales"))
     TeamMembership.objects.create(team=support, membership=cast.alice_membership)
     TeamMembership.objects.create(team=support, membership=cast.bob_membership)
     TeamMembership.objects.create(team=support, membership=cast.carol_membership, observer=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from typing import cast as cast_to
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -20,6 +21,7 @@ from postroom.comments.tests.conftest import Scene, mention, team_mention
 from postroom.conversations.models import ConversationMember, ConversationShare
 from postroom.conversations.signals import conversation_event
 from postroom.notifications.models import Notification, NotificationKind
+from postroom.orgs.models import Team
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +39,9 @@ def notifications_of(member: Any) -> list[tuple[str, int]]:
 def test_a_comment_is_sealed_at_rest_and_reads_back(scene: Scene, comment_as: Callable[..., Comment]) -> None:
     comment = comment_as(scene.cast.alice_membership, scene.shared, f"Refund approved {CANARY}")
     with connection.cursor() as cursor:
-        cursor.execute("SELECT body_sealed FROM comments_comment WHERE id = %s", [comment.pk.hex if connection.vendor == "sqlite" else comment.pk])
+        cursor.execute(
+            "SELECT body_sealed FROM comments_comment WHERE id = %s", [comment.pk.hex if connection.vendor == "sqlite" else comment.pk]
+        )
         (stored,) = cursor.fetchone()
     assert CANARY.encode() not in bytes(stored)
     assert Comment.objects.get(pk=comment.pk).body == f"Refund approved {CANARY}"
@@ -74,7 +78,10 @@ def test_mentioning_someone_who_cannot_see_it_shares_it_with_them(scene: Scene, 
     assert row(scene, cast.bob_membership, scene.private) is None
     comment_as(cast.alice_membership, scene.private, f"{mention(cast.bob_membership)} can you check?")
     bob_row = row(scene, cast.bob_membership, scene.private)
-    assert bob_row is not None and bob_row.via_share and bob_row.following and bob_row.mentioned_at is not None
+    assert bob_row is not None
+    assert bob_row.via_share
+    assert bob_row.following
+    assert bob_row.mentioned_at is not None
     assert ConversationShare.objects.filter(conversation=scene.private, membership=cast.bob_membership).exists()
     assert AuditEvent.objects.filter(action="conversation.shared", target_id=str(scene.private.pk)).count() == 1
     assert notifications_of(cast.bob_membership) == [(NotificationKind.MENTION, 1)]
@@ -92,15 +99,19 @@ def test_mentioning_a_team_shares_with_it_and_notifies_active_members_only(scene
     assert notifications_of(cast.carol_membership) == [(NotificationKind.MENTION, 1)]
     assert notifications_of(cast.bob_membership) == []
     carol_row, bob_row = row(scene, cast.carol_membership, scene.private), row(scene, cast.bob_membership, scene.private)
-    assert carol_row is not None and carol_row.mentioned_at is not None and carol_row.following
-    assert bob_row is not None and bob_row.mentioned_at is None and not bob_row.following  # sees it, is not told
+    assert carol_row is not None
+    assert carol_row.mentioned_at is not None
+    assert carol_row.following
+    assert bob_row is not None
+    assert bob_row.mentioned_at is None
+    assert not bob_row.following
 
 
 def test_r40_mentions_of_another_organization_resolve_to_nothing(scene: Scene, comment_as: Callable[..., Comment]) -> None:
     cast = scene.cast
     from postroom.testing.factories import TeamFactory
 
-    beta_team = TeamFactory(organization=cast.org_b, name="Beta team")
+    beta_team = cast_to(Team, TeamFactory(organization=cast.org_b, name="Beta team"))
     body = f"{mention(cast.charlie_membership)} and {team_mention(beta_team)} and @[Ghost](member:999999)"
     comment = comment_as(cast.alice_membership, scene.shared, body)
     assert not CommentMention.objects.filter(comment=comment).exists()
@@ -163,14 +174,20 @@ def test_only_the_author_edits_and_deletes(scene: Scene, comment_as: Callable[..
     with pytest.raises(Http404):
         actions.comment_delete(actor=cast.charlie_membership, comment=comment)
     comment.refresh_from_db()
-    assert comment.body == "original" and comment.deleted_at is None and comment.edited_at is None
+    assert comment.body == "original"
+    assert comment.deleted_at is None
+    assert comment.edited_at is None
 
 
-def test_editing_notifies_only_the_mentions_it_adds(scene: Scene, comment_as: Callable[..., Comment], django_capture_on_commit_callbacks: Any) -> None:
+def test_editing_notifies_only_the_mentions_it_adds(
+    scene: Scene, comment_as: Callable[..., Comment], django_capture_on_commit_callbacks: Any
+) -> None:
     cast = scene.cast
     comment = comment_as(cast.alice_membership, scene.shared, f"{mention(cast.bob_membership)} hi")
     with django_capture_on_commit_callbacks(execute=True):
-        actions.comment_edit(actor=cast.alice_membership, comment=comment, body=f"{mention(cast.bob_membership)} hi {mention(cast.carol_membership)}")
+        actions.comment_edit(
+            actor=cast.alice_membership, comment=comment, body=f"{mention(cast.bob_membership)} hi {mention(cast.carol_membership)}"
+        )
     comment.refresh_from_db()
     assert comment.edited_at is not None
     assert notifications_of(cast.bob_membership) == [(NotificationKind.MENTION, 1)]
@@ -181,7 +198,9 @@ def test_editing_notifies_only_the_mentions_it_adds(scene: Scene, comment_as: Ca
     }
 
 
-def test_deleting_keeps_the_place_and_drops_the_content(scene: Scene, comment_as: Callable[..., Comment], django_capture_on_commit_callbacks: Any) -> None:
+def test_deleting_keeps_the_place_and_drops_the_content(
+    scene: Scene, comment_as: Callable[..., Comment], django_capture_on_commit_callbacks: Any
+) -> None:
     cast = scene.cast
     comment = comment_as(
         cast.alice_membership, scene.shared, f"secret {CANARY}",
@@ -191,10 +210,12 @@ def test_deleting_keeps_the_place_and_drops_the_content(scene: Scene, comment_as
         actions.comment_delete(actor=cast.alice_membership, comment=comment)
         actions.comment_delete(actor=cast.alice_membership, comment=comment)  # again: nothing more happens
     comment = Comment.objects.get(pk=comment.pk)
-    assert comment.body_sealed is None and comment.deleted_at is not None
+    assert comment.body_sealed is None
+    assert comment.deleted_at is not None
     assert not CommentAttachment.objects.filter(comment=comment).exists()
     entry = shown(cast.bob_membership, selectors.comment_get(actor=cast.bob_membership, comment_id=comment.pk))
-    assert entry.html is None and entry.attachments == []
+    assert entry.html is None
+    assert entry.attachments == []
     assert AuditEvent.objects.filter(action="comment.deleted").count() == 1
     assert CANARY not in str(AuditEvent.objects.values_list("details", flat=True)[0])
     with pytest.raises(ValidationError):
@@ -212,10 +233,14 @@ def test_attachment_limits_are_named(scene: Scene, comment_as: Callable[..., Com
 
 
 def test_attachment_names_are_sanitised_and_sealed(scene: Scene, comment_as: Callable[..., Comment]) -> None:
-    upload = actions.Upload(filename='../../a"\r\nSet-Cookie: x.html', content_type="text/html; charset=utf-8", content=b"<script>1</script>")
+    upload = actions.Upload(
+        filename='../../a"\r\nSet-Cookie: x.html', content_type="text/html; charset=utf-8", content=b"<script>1</script>"
+    )
     comment = comment_as(scene.cast.alice_membership, scene.shared, "", attachments=[upload])  # a file alone is a comment
     [attachment] = CommentAttachment.objects.filter(comment=comment)
-    assert "/" not in (attachment.filename or "") and "\r" not in (attachment.filename or "") and '"' not in (attachment.filename or "")
+    assert "/" not in (attachment.filename or "")
+    assert "\r" not in (attachment.filename or "")
+    assert '"' not in (attachment.filename or "")
     assert attachment.content_type == "text/html"
     assert b"Set-Cookie" not in bytes(attachment.filename_sealed or b"")
 
@@ -234,7 +259,8 @@ def test_events_after_commit_carry_ids_only(scene: Scene, comment_as: Callable[.
     kinds = [event["kind"] for event in events]
     assert "commented" in kinds
     commented = next(event for event in events if event["kind"] == "commented")
-    assert commented["details"] == {"comment_id": str(comment.pk)} and commented["actor_id"] == scene.cast.alice_membership.pk
+    assert commented["details"] == {"comment_id": str(comment.pk)}
+    assert commented["actor_id"] == scene.cast.alice_membership.pk
     counts = [event for event in events if event["kind"] == "notification"]
     assert [event["details"] for event in counts] == [{"membership_id": scene.cast.bob_membership.pk, "unread": 1}]
     assert CANARY not in repr(events)

@@ -22,23 +22,29 @@ def test_list_create_edit_delete_through_the_api(scene: Scene) -> None:
     assert created.status_code == 201
     body = created.json()
     assert body["author_id"] == scene.cast.alice_membership.pk  # extra fields are ignored, never written
-    assert body["html"].startswith("<p><strong>Hi</strong> <span class=\"mention\">@Bob Member</span>")
+    assert body["html"].startswith('<p><strong>Hi</strong> <span class="mention">@Bob Member</span>')
     assert body["mentions"] == [{"kind": "member", "id": scene.cast.bob_membership.pk, "name": "Bob Member"}]
     listed = alice.get(base)
     assert [item["id"] for item in listed.json()] == [body["id"]]
     edited = alice.patch(f"/orgs/acme/comments/{body['id']}", {"body": "changed"})
-    assert edited.status_code == 200 and edited.json()["edited_at"] and edited.json()["mentions"] == []
+    assert edited.status_code == 200
+    assert edited.json()["edited_at"]
+    assert edited.json()["mentions"] == []
     assert alice.get(f"/orgs/acme/comments/{body['id']}").json()["body"] == "changed"
     assert alice.delete(f"/orgs/acme/comments/{body['id']}").status_code == 204
     gone = alice.get(f"/orgs/acme/comments/{body['id']}").json()
-    assert gone["body"] is None and gone["html"] is None and gone["deleted_at"]
+    assert gone["body"] is None
+    assert gone["html"] is None
+    assert gone["deleted_at"]
 
 
 def test_invalid_bodies_are_422_with_the_field(scene: Scene) -> None:
     response = ApiClient(scene.cast.alice).post(f"/orgs/acme/conversations/{scene.shared.pk}/comments", {"body": ""})
-    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "body"
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "body"
     blank = ApiClient(scene.cast.alice).post(f"/orgs/acme/conversations/{scene.shared.pk}/comments", {"body": "   "})
-    assert blank.status_code == 422 and "Write something" in blank.json()["detail"]
+    assert blank.status_code == 422
+    assert "Write something" in blank.json()["detail"]
 
 
 def test_someone_elses_comment_is_403_an_invisible_one_404(scene: Scene, comment_as: Callable[..., Comment]) -> None:
@@ -85,7 +91,8 @@ def test_attachments_through_the_api(scene: Scene, comment_as: Callable[..., Com
     checker().check("POST", url, response)
     assert response.status_code == 201
     [attachment] = response.json()["attachments"]
-    assert attachment["filename"] == "q3.pdf" and attachment["size"] == 7
+    assert attachment["filename"] == "q3.pdf"
+    assert attachment["size"] == 7
     assert alice.client.get(attachment["download_url"]).content == b"%PDF q3"
     bob = ApiClient(scene.cast.bob)
     refused = bob.client.post(url, {"files": [SimpleUploadedFile("x.txt", b"x")]}, headers=bob.headers)
@@ -95,5 +102,7 @@ def test_attachments_through_the_api(scene: Scene, comment_as: Callable[..., Com
 
 
 def test_creating_through_the_api_notifies_like_the_page(scene: Scene) -> None:
-    ApiClient(scene.cast.alice).post(f"/orgs/acme/conversations/{scene.private.pk}/comments", {"body": f"{mention(scene.cast.bob_membership)} ?"})
+    ApiClient(scene.cast.alice).post(
+        f"/orgs/acme/conversations/{scene.private.pk}/comments", {"body": f"{mention(scene.cast.bob_membership)} ?"}
+    )
     assert Notification.objects.filter(recipient=scene.cast.bob_membership, kind="mention").count() == 1

@@ -31,7 +31,7 @@ PAYLOADS = [
     '<base href="https://evil.example/">',
     "![pixel](https://tracker.evil.example/p.gif)",
     '![x](https://evil.example/x.png "title" onerror=alert(1))',
-    "[x](https://evil.example/\" onmouseover=\"alert(1))",
+    '[x](https://evil.example/" onmouseover="alert(1))',
     '<div style="background:url(https://evil.example/p.gif)">x</div>',
     "`<script>alert(1)</script>`",
     "```html\n<script>alert(1)</script>\n```",

@@ -20,7 +20,6 @@ from postroom.conversations.ingest import message_ingest
 from postroom.conversations.models import Conversation, Direction
 from postroom.conversations.tests.conftest import build_raw
 from postroom.mailboxes.models import Folder, FolderRole
-from postroom.mailboxes.tests.factories import make_mailbox
 from postroom.notifications import actions, selectors
 from postroom.notifications.models import Notification, NotificationKind
 from postroom.orgs import actions as org_actions
@@ -35,7 +34,9 @@ def kinds(member: Any) -> list[tuple[str, int]]:
 def reply(scene: Scene, uid: int, capture: Any, **fields: Any) -> Conversation:
     fields.setdefault("message_id", f"<reply-{uid}@customer.example>")
     with capture(execute=True):
-        conversation = ingest_into(scene.mailbox, uid, subject="Re: Shared order question", in_reply_to="<shared@customer.example>", **fields)
+        conversation = ingest_into(
+            scene.mailbox, uid, subject="Re: Shared order question", in_reply_to="<shared@customer.example>", **fields
+        )
     assert conversation.pk == scene.shared.pk
     return conversation
 
@@ -90,7 +91,9 @@ def test_private_mail_notifies_nobody(scene: Scene, django_capture_on_commit_cal
     cast = scene.cast
     conversation_actions.conversation_follow(actor=cast.alice_membership, conversation=scene.private, following=True)
     with django_capture_on_commit_callbacks(execute=True):
-        ingest_into(scene.mailbox, 13, subject="Re: Private matter", message_id="<p2@customer.example>", in_reply_to="<private@customer.example>")
+        ingest_into(
+            scene.mailbox, 13, subject="Re: Private matter", message_id="<p2@customer.example>", in_reply_to="<private@customer.example>"
+        )
     assert not Notification.objects.exists()
 
 
@@ -125,11 +128,13 @@ def test_the_bell_counts_and_lists_unread_escaped(scene: Scene, client_as, comme
     scene.shared.save(update_fields=["subject_sealed"])
     comment_as(scene.cast.alice_membership, scene.shared, f"{mention(scene.cast.bob_membership)} look")
     html = client_as(scene.cast.bob).get("/o/acme/members/").content.decode()
-    assert 'data-notification-count>1<' in html
+    assert "data-notification-count>1<" in html
     assert "Alice Owner mentioned you" in html
-    assert "&lt;img src=x onerror=alert(&#x27;subject&#x27;)&gt;" in html and "<img src=x" not in html
+    assert "&lt;img src=x onerror=alert(&#x27;subject&#x27;)&gt;" in html
+    assert "<img src=x" not in html
     quiet = client_as(scene.cast.carol).get("/o/acme/members/").content.decode()
-    assert "bell-count-zero" in quiet and "Nothing new." in quiet
+    assert "bell-count-zero" in quiet
+    assert "Nothing new." in quiet
 
 
 def test_opening_a_notification_marks_it_read_and_goes_to_the_comment(scene: Scene, client_as, comment_as: Callable[..., Comment]) -> None:  # type: ignore[no-untyped-def]
@@ -137,7 +142,8 @@ def test_opening_a_notification_marks_it_read_and_goes_to_the_comment(scene: Sce
     notification = Notification.objects.get(recipient=scene.cast.bob_membership)
     client = client_as(scene.cast.bob)
     page = client.get(reverse("notifications:list", args=["acme"]))
-    assert page.status_code == 200 and "Alice Owner mentioned you" in page.content.decode()
+    assert page.status_code == 200
+    assert "Alice Owner mentioned you" in page.content.decode()
     notification.refresh_from_db()
     assert notification.read_at is None  # looking at the list marks nothing
     opened = client.post(reverse("notifications:open", args=["acme", notification.pk]))
@@ -176,14 +182,21 @@ def test_the_notifications_api_pages_and_marks_read(scene: Scene, comment_as: Ca
         comment_as(cast.alice_membership, scene.shared, f"{mention(cast.bob_membership)} {number}")
     bob = ApiClient(cast.bob)
     first = bob.get("/orgs/acme/notifications", limit=2).json()
-    assert len(first["items"]) == 2 and first["next"] and first["unread"] == 3
-    assert first["items"][0]["summary"] == "Alice Owner mentioned you" and first["items"][0]["kind"] == "mention"
+    assert len(first["items"]) == 2
+    assert first["next"]
+    assert first["unread"] == 3
+    assert first["items"][0]["summary"] == "Alice Owner mentioned you"
+    assert first["items"][0]["kind"] == "mention"
     second = bob.get("/orgs/acme/notifications", limit=2, cursor=first["next"]).json()
-    assert len(second["items"]) == 1 and second["next"] is None
-    assert {item["id"] for item in first["items"] + second["items"]} == {str(pk) for pk in Notification.objects.values_list("pk", flat=True)}
+    assert len(second["items"]) == 1
+    assert second["next"] is None
+    assert {item["id"] for item in first["items"] + second["items"]} == {
+        str(pk) for pk in Notification.objects.values_list("pk", flat=True)
+    }
     assert bob.get("/orgs/acme/notifications", cursor="garbage!").status_code == 422
     marked = bob.patch(f"/orgs/acme/notifications/{first['items'][0]['id']}", {"read": True})
-    assert marked.status_code == 200 and marked.json()["read_at"]
+    assert marked.status_code == 200
+    assert marked.json()["read_at"]
     assert bob.get("/orgs/acme/notifications", unread=True).json()["unread"] == 2
     assert bob.post("/orgs/acme/notifications/read").json() == {"marked": 2}
     assert bob.get("/orgs/acme/notifications", unread=True).json()["items"] == []
