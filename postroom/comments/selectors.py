@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.http import Http404
 
 from postroom.comments.markdown import MENTION_MEMBER, MENTION_TEAM, MentionRef
@@ -156,14 +156,3 @@ def conversation_feed(*, actor: Membership, conversation: Conversation, messages
     ]
     order = {"message": 0, "event": 1, "comment": 2}
     return sorted(entries, key=lambda entry: (entry.at, order[entry.kind]))
-
-
-def comment_counts(*, conversation_ids: list[Any]) -> dict[Any, int]:
-    """Comments (not deleted) per conversation, for list rows; the caller has scoped the ids."""
-    rows = (
-        Comment.objects.filter(conversation_id__in=conversation_ids, deleted_at__isnull=True)
-        .values("conversation_id")
-        .annotate(total=Count("id"))
-        .order_by()
-    )
-    return {row["conversation_id"]: row["total"] for row in rows}

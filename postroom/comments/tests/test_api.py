@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
+from hypothesis import given
 
 from postroom.api.tests.helpers import API, ApiClient, checker
 from postroom.comments.models import Comment, CommentAttachment
 from postroom.comments.tests.conftest import Scene, mention, team_mention
 from postroom.notifications.models import Notification
+from postroom.orgs.tests.test_field_allowlists import extras, hypothesis_settings
 
 pytestmark = pytest.mark.django_db
 
@@ -106,3 +110,25 @@ def test_creating_through_the_api_notifies_like_the_page(scene: Scene) -> None:
         f"/orgs/acme/conversations/{scene.private.pk}/comments", {"body": f"{mention(scene.cast.bob_membership)} ?"}
     )
     assert Notification.objects.filter(recipient=scene.cast.bob_membership, kind="mention").count() == 1
+
+
+@pytest.mark.django_db
+@hypothesis_settings
+@given(extra=extras)
+def test_r23_comment_writes_take_only_the_body(scene: Scene, extra: dict[str, Any]) -> None:
+    with transaction.atomic():
+        alice = ApiClient(scene.cast.alice)
+        created = alice.post(f"/orgs/acme/conversations/{scene.shared.pk}/comments", {**extra, "body": "mine"})
+        assert created.status_code == 201
+        comment = Comment.objects.get()
+        assert (comment.organization_id, comment.conversation_id, comment.author_id) == (
+            scene.cast.org_a.pk,
+            scene.shared.pk,
+            scene.cast.alice_membership.pk,
+        )
+        assert (comment.edited_at, comment.deleted_at) == (None, None)
+        edited = alice.patch(f"/orgs/acme/comments/{comment.pk}", {**extra, "body": "edited"})
+        assert edited.status_code == 200
+        comment.refresh_from_db()
+        assert (comment.body, comment.author_id, comment.deleted_at) == ("edited", scene.cast.alice_membership.pk, None)
+        transaction.set_rollback(True)

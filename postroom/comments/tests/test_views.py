@@ -164,3 +164,45 @@ def test_a_deleted_comments_attachment_is_gone(
     with django_capture_on_commit_callbacks(execute=True):
         actions.comment_delete(actor=scene.cast.alice_membership, comment=comment)
     assert client_as(scene.cast.alice).get(attachment_url).status_code == 404
+
+
+def test_a_page_can_interleave_comments_with_messages_and_events(scene: Scene, rf, comment_as: Callable[..., Comment]) -> None:  # type: ignore[no-untyped-def]
+    """``conversation_feed`` + ``{% comment_entry %}``: what a conversation page needs to show the
+    thread in time order; the tag shows nothing to someone who cannot see the conversation."""
+    from django.template import Context, Template
+
+    from postroom.comments.selectors import conversation_feed
+
+    comment = comment_as(scene.cast.bob_membership, scene.shared, "**between**")
+    feed = conversation_feed(actor=scene.cast.alice_membership, conversation=scene.shared)
+    assert [entry.kind for entry in feed] == ["message", "event", "comment"]  # received, shared, commented
+    assert feed[-1].item == comment
+    template = Template(
+        "{% load comments %}{% for entry in feed %}{% if entry.kind == 'comment' %}{% comment_entry entry.item %}{% endif %}{% endfor %}"
+    )
+    request = rf.get("/")
+    request.user = scene.cast.alice
+    assert "<strong>between</strong>" in template.render(Context({"feed": feed, "request": request}))
+    request.user = scene.cast.charlie
+    assert "between" not in template.render(Context({"feed": feed, "request": request}))
+
+
+def test_the_thread_costs_the_same_queries_with_two_comments_or_twenty(scene: Scene, client_as, comment_as: Callable[..., Comment]) -> None:  # type: ignore[no-untyped-def]
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = client_as(scene.cast.alice)
+    url = reverse("comments:thread", args=["acme", scene.shared.pk])
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(url).status_code == 200
+        return len(captured)
+
+    attachment = [actions.Upload(filename="a.txt", content_type="text/plain", content=b"a")]
+    for number in range(2):
+        comment_as(scene.cast.bob_membership, scene.shared, f"{mention(scene.cast.alice_membership)} {number}", attachments=attachment)
+    few = queries()
+    for number in range(18):
+        comment_as(scene.cast.carol_membership, scene.shared, f"{mention(scene.cast.bob_membership)} {number}", attachments=attachment)
+    assert queries() == few
