@@ -106,6 +106,8 @@ INSTALLED_APPS = [
     "postroom.conversations",
     "postroom.imageproxy",
     "postroom.outbox",
+    "postroom.comments",
+    "postroom.notifications",
     "postroom.sync",
     "postroom.web",
     "postroom.ops",

@@ -16,6 +16,8 @@ urlpatterns = [
     path("o/<slug:slug>/conversations/", include("postroom.conversations.urls")),
     path("o/<slug:slug>/outbox/", include("postroom.outbox.urls")),
     path("o/<slug:slug>/images/", include("postroom.imageproxy.urls")),
+    path("o/<slug:slug>/comments/", include("postroom.comments.urls")),
+    path("o/<slug:slug>/notifications/", include("postroom.notifications.urls")),
     path("o/<slug:slug>/mailboxes/", include("postroom.mailboxes.urls")),
     path("invitations/", include("postroom.orgs.invitation_urls")),
     path("api/v1/", include("postroom.api.urls")),

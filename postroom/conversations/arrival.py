@@ -79,12 +79,15 @@ def copies_stored(*, copies: Iterable[MessageCopy], new_message_ids: Iterable[An
     if newly_shared:
         Message.objects.filter(pk__in=[message.pk for message in newly_shared]).update(shared=True)
 
+    arrived: dict[Any, list[str]] = {conversation_id: [] for conversation_id in conversation_ids}
     for message in newly_shared:
         if message.pk in new_ids:
             authors = {mailboxes[copy.mailbox_id].owner_id for copy in copies if copy.message_id == message.pk}
             _shared_message_arrived(message, authors if message.direction == Direction.OUTBOUND else set())
+            arrived[message.conversation_id].append(str(message.pk))
     for conversation_id in conversation_ids:
-        _publish_after_commit(conversation_id, messages, "message_added")
+        # message_ids: the new messages that reached the conversation's share (notifications).
+        _publish_after_commit(conversation_id, messages, "message_added", message_ids=arrived[conversation_id])
 
 
 def _shared_message_arrived(message: Message, authors: set[int]) -> None:
@@ -115,10 +118,10 @@ def copies_changed(copy_ids: Iterable[int]) -> None:
         access.access_refresh(conversation_ids)
 
 
-def _publish_after_commit(conversation_id: Any, messages: dict[Any, Message], kind: str) -> None:
+def _publish_after_commit(conversation_id: Any, messages: dict[Any, Message], kind: str, **details: Any) -> None:
     organization_id = next(message.organization_id for message in messages.values() if message.conversation_id == conversation_id)
     transaction.on_commit(
         lambda: conversation_event.send(
-            sender=Conversation, conversation_id=conversation_id, organization_id=organization_id, kind=kind, actor_id=None, details={}
+            sender=Conversation, conversation_id=conversation_id, organization_id=organization_id, kind=kind, actor_id=None, details=details
         )
     )

@@ -21,9 +21,10 @@ syncing it, rather than retrying credentials the server refuses; so does an OAut
 token endpoint revoked (an access token about to expire is renewed before each connection). SIGTERM stops every thread
 and releases the leases, so another service takes over at once.
 
-The main thread also wakes snoozed conversations and repairs the outbox queue every minute (``snoozes_wake``, ``outgoing_sweep``): the sync
-service is the one long-running Postroom process with a loop of its own (the task worker runs
-only queued tasks, and a lost task is exactly what it cannot see).
+The main thread also wakes snoozed conversations, repairs the outbox queue and sends the
+notification digests that are due, every minute (``snoozes_wake``, ``outgoing_sweep``,
+``digests_send_due``): the sync service is the one long-running Postroom process with a loop of
+its own (the task worker runs only queued tasks, and a lost task is exactly what it cannot see).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from postroom.mailboxes.actions import mailbox_mark_needs_reconnect, mailbox_rec
 from postroom.mailboxes.connection import AuthenticationFailed, MailConnectionError
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox
 from postroom.mailboxes.oauth import OAuthGrantRevoked, OAuthRefreshFailed, access_token_renew_at
+from postroom.notifications.actions import digests_send_due
 from postroom.outbox.actions import outgoing_sweep
 from postroom.sync.engine import MailboxSync, imap_open_for
 from postroom.sync.leases import LEASE_SECONDS, lease_claim, lease_release, lease_renew, service_identity
@@ -258,6 +260,10 @@ class SyncService:
             woken = snoozes_wake()
             if woken:
                 logger.info("%d snoozed conversations came back", woken)
+            # Each digest is claimed in the database, so several sync services send it once.
+            digests = digests_send_due()
+            if digests:
+                logger.info("notifications: %d email digest(s) queued", digests)
 
     def shutdown(self) -> None:
         for worker in self.workers.values():

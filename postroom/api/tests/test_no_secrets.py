@@ -18,9 +18,13 @@ from postroom.accounts.api_tokens import api_token_create
 from postroom.accounts.tests.session_helpers import enable_totp
 from postroom.api.tests.helpers import ApiClient, checker
 from postroom.audit.actions import audit_record
+from postroom.comments import actions as comment_actions
 from postroom.conftest import Cast
+from postroom.conversations import actions as conversation_actions
+from postroom.conversations.ingest import message_ingest
+from postroom.conversations.tests.conftest import build_raw
 from postroom.core.tokens import token_hash
-from postroom.mailboxes.models import AuthKind
+from postroom.mailboxes.models import AuthKind, Folder, FolderRole
 from postroom.mailboxes.tests.factories import STORED_PASSWORD, make_mailbox
 from postroom.orgs import actions
 from postroom.orgs.models import Invitation
@@ -66,7 +70,14 @@ def test_r23_no_answer_of_any_get_operation_carries_a_secret(cast: Cast) -> None
         cast.alice.password,
         *(str(value) for authenticator in Authenticator.objects.all() for value in authenticator.data.values()),
     ]
+    # A conversation both clients can see (Alice's, shared with Bob by name), with a comment.
+    inbox = Folder.objects.create(mailbox=oauth, name="INBOX", role=FolderRole.INBOX, uidvalidity=7)
+    message = message_ingest(mailbox=oauth, folder=inbox, uidvalidity=7, uid=1, raw=build_raw(to="alice@mail.test")).message
+    conversation_actions.conversation_share(actor=cast.alice_membership, conversation=message.conversation, member=cast.bob_membership)
+    comment = comment_actions.comment_create(actor=cast.alice_membership, conversation=message.conversation, body="Have a look")
     values = {
+        "conversation_id": message.conversation_id,
+        "comment_id": comment.pk,
         "slug": "acme",
         "membership_id": cast.bob_membership.pk,
         "team_id": team.pk,

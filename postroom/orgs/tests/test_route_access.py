@@ -21,12 +21,15 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
 from postroom.api.tests.helpers import ApiClient
+from postroom.comments import actions as comment_actions
+from postroom.comments.models import Comment, CommentAttachment
 from postroom.conftest import Cast
 from postroom.conversations.ingest import message_ingest
-from postroom.conversations.models import Message
+from postroom.conversations.models import ConversationShare, Message
 from postroom.conversations.tests.conftest import build_raw, inbox_of
 from postroom.mailboxes.models import Mailbox
 from postroom.mailboxes.tests.factories import make_mailbox
+from postroom.notifications.models import Notification, NotificationKind
 from postroom.orgs import actions
 from postroom.orgs.models import Invitation, Membership, Organization, Team, TeamMembership
 from postroom.orgs.policy import Role
@@ -113,6 +116,20 @@ def _sample_message(owner: Membership) -> Message:
     return message_ingest(mailbox=mailbox, folder=inbox_of(mailbox), uidvalidity=1, uid=1, raw=raw).message
 
 
+def _sample_comment(owner: Membership, message: Message) -> tuple[Comment, Notification]:
+    """A comment with an attachment by ``owner`` in the sample conversation, and a notification of theirs."""
+    comment = Comment.objects.filter(organization_id=owner.organization_id).first()
+    if comment is None:
+        comment = comment_actions.comment_create(
+            actor=owner, conversation=message.conversation, body="sample comment",
+            attachments=[comment_actions.Upload(filename="c.txt", content_type="text/plain", content=b"comment file")],
+        )  # fmt: skip
+    notification = Notification.objects.filter(recipient=owner).first() or Notification.objects.create(
+        organization_id=owner.organization_id, recipient=owner, kind=NotificationKind.MENTION, conversation=message.conversation
+    )
+    return comment, notification
+
+
 def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
     """Real ids of the chosen organization's objects, so that a 404 is not just a missing row."""
     org = cast.org_a if organization == "a" else cast.org_b
@@ -122,12 +139,16 @@ def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
     if invitation is None:
         invitation, _token = actions.invitation_create(actor=owner, email=f"someone@{org.slug}.test", role=Role.MEMBER)
     message = _sample_message(owner)
+    comment, notification = _sample_comment(owner, message)
     return {
         "slug": org.slug, "membership_id": owner.pk, "team_id": team.pk, "invitation_id": invitation.pk,
         "conversation_id": message.conversation_id, "message_id": message.pk, "attachment_id": message.attachments.get().pk,
         "mailbox_id": (Mailbox.objects.filter(organization=org).first() or make_mailbox(owner)).pk,
         "pk": 1, "session_id": 1, "token_id": 1, "key": "x", "uidb36": "1", "token": "not-a-token", "provider_id": "test",
         "outgoing_id": "00000000-0000-7000-8000-000000000002",
+        "comment_id": comment.pk,
+        "comment_attachment_id": comment.attachments.get().pk,
+        "notification_id": notification.pk,
     }
 
 
@@ -146,6 +167,10 @@ def snapshot() -> dict[str, list[tuple[Any, ...]]]:
         "teams": list(Team.objects.order_by("pk").values_list("pk", "organization_id", "name")),
         "team_memberships": list(TeamMembership.objects.order_by("pk").values_list("pk", "team_id", "membership_id")),
         "invitations": list(Invitation.objects.order_by("pk").values_list("pk", "organization_id", "email", "role", "accepted_at", "revoked_at")),
+        "comments": list(Comment.objects.order_by("pk").values_list("pk", "conversation_id", "body_sealed", "edited_at", "deleted_at")),
+        "comment_attachments": list(CommentAttachment.objects.order_by("pk").values_list("pk", "comment_id")),
+        "notifications": list(Notification.objects.order_by("pk").values_list("pk", "recipient_id", "read_at")),
+        "shares": list(ConversationShare.objects.order_by("pk").values_list("pk", "conversation_id", "team_id", "membership_id")),
     }
 
 
@@ -180,10 +205,19 @@ def test_r20_unnamed_allauth_routes_only_redirect(cast: Cast) -> None:
 
 
 # --- R21 -------------------------------------------------------------------------------------------
-ID_PARAMETERS = {"membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id", "mailbox_id"}
+ID_PARAMETERS = {
+    "membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id", "mailbox_id",
+    "comment_id", "comment_attachment_id", "notification_id",
+}  # fmt: skip
 # A body that would be accepted if the ids were ours: so a 404 means the id was refused.
-FORM_BODY = {"role": "member", "name": "Hijacked", "operation": "rename", "email": "intruder@example.test", "require_two_factor": "on"}
-JSON_BODY = {"role": "member", "name": "Hijacked", "email": "intruder@example.test", "import_since": None, "since": None}
+FORM_BODY = {
+    "role": "member", "name": "Hijacked", "operation": "rename", "email": "intruder@example.test", "require_two_factor": "on",
+    "body": "Hijacked", "read": "1", "digest": "off",
+}  # fmt: skip
+JSON_BODY = {
+    "role": "member", "name": "Hijacked", "email": "intruder@example.test", "import_since": None, "since": None,
+    "body": "Hijacked", "read": True, "digest": "off",
+}  # fmt: skip
 
 
 def _organization_routes(with_ids: bool) -> list[Route]:
