@@ -247,8 +247,6 @@ def view_page(
     return page
 
 
-
-
 def view_counts(*, actor: Membership, teams: list[Team]) -> dict[str, int]:
     """Unread conversations in the inbox views, open ones in the work lists; one query each."""
     counts = {}
@@ -328,9 +326,7 @@ def assigned_counts(*, actor: Membership) -> list[dict[str, Any]]:
     )
 
 
-def view_filter_get(
-    *, actor: Membership, view: str, team_id: Any = None, label_id: Any = None, assignee_id: Any = None
-) -> ViewFilter:
+def view_filter_get(*, actor: Membership, view: str, team_id: Any = None, label_id: Any = None, assignee_id: Any = None) -> ViewFilter:
     """The view a request names, with its team, label or assignee checked against the actor
     (404 for anything of another organization, a team they are not in, or someone else's label)."""
     if view not in VIEW_TITLES and view not in (View.TEAM, View.LABEL):

@@ -189,8 +189,14 @@ def nav_context(actor: Membership, current: str) -> dict[str, Any]:
     return {
         "nav_main": main,
         "nav_teams": [
-            entry(f"team:{team.pk}", team.name, reverse("conversations:team", args=[slug, team.pk]), "teams", counts[f"team:{team.pk}"],
-                  "unread")
+            entry(
+                f"team:{team.pk}",
+                team.name,
+                reverse("conversations:team", args=[slug, team.pk]),
+                "teams",
+                counts[f"team:{team.pk}"],
+                "unread",
+            )
             for team in teams
         ],
         "nav_work": work,
@@ -214,7 +220,9 @@ def _label_tone(label: Label) -> int:
 def inbox_nav(request: HttpRequest, slug: str) -> HttpResponse:
     """The sidebar's views and counts alone, for a page that refreshes them (live updates)."""
     actor = _actor(request, slug)
-    return render(request, "conversations/_nav.html", {"organization": actor.organization, **nav_context(actor, request.GET.get("current", ""))})
+    return render(
+        request, "conversations/_nav.html", {"organization": actor.organization, **nav_context(actor, request.GET.get("current", ""))}
+    )
 
 
 # --- Lists ---------------------------------------------------------------------------------------------
@@ -289,7 +297,9 @@ def _conversation_context(actor: Membership, conversation: Conversation) -> dict
         "assignees": assignees,
         "labels": labels,
         "shares": shares,
-        "members": [{"member": member, "assigned": member.pk in assignee_ids, "shared": member.pk in shared_member_ids} for member in members],
+        "members": [
+            {"member": member, "assigned": member.pk in assignee_ids, "shared": member.pk in shared_member_ids} for member in members
+        ],
         "all_labels": [{"label": label, "on": label.pk in label_ids} for label in selectors.labels_visible(actor=actor)],
         "teams": [{"team": team, "shared": team.pk in shared_team_ids} for team in organization_teams(actor=actor)],
         "snooze_presets": SNOOZE_PRESETS,
@@ -363,7 +373,9 @@ def _respond(request: HttpRequest, actor: Membership, conversation: Conversation
     return redirect("conversations:detail", slug=actor.organization.slug, conversation_id=conversation.pk)
 
 
-def _refused(request: HttpRequest, actor: Membership, conversation: Conversation | None, error: ValidationError | PermissionDenied) -> HttpResponse:
+def _refused(
+    request: HttpRequest, actor: Membership, conversation: Conversation | None, error: ValidationError | PermissionDenied
+) -> HttpResponse:
     """A clear answer to an action that could not be done: 422 for bad input, 403 for a role
     that does not allow it. htmx shows it as a toast; a plain form gets the message on the page."""
     text = _error_text(error)
@@ -586,10 +598,8 @@ def _share_phrase(target: dict[str, Any]) -> str:
 @login_required
 @require_POST
 def conversation_share(request: HttpRequest, slug: str, conversation_id: str) -> HttpResponse:
-    actor = _actor(request, slug)
-    target = _share_target(actor, request)  # ids first: a foreign one is a 404 before anything happens
-
     def change(actor: Membership, conversation: Conversation) -> str:
+        target = _share_target(actor, request)  # a team or member of another organization is a 404
         shared = actions.conversation_share(actor=actor, conversation=conversation, request=request, **target)
         return f"Shared with {_share_phrase(target)}." if shared else f"Already shared with {_share_phrase(target)}."
 
@@ -599,10 +609,8 @@ def conversation_share(request: HttpRequest, slug: str, conversation_id: str) ->
 @login_required
 @require_POST
 def conversation_unshare(request: HttpRequest, slug: str, conversation_id: str) -> HttpResponse:
-    actor = _actor(request, slug)
-    target = _share_target(actor, request)
-
     def change(actor: Membership, conversation: Conversation) -> str:
+        target = _share_target(actor, request)  # a team or member of another organization is a 404
         unshared = actions.conversation_unshare(actor=actor, conversation=conversation, request=request, **target)
         return f"No longer shared with {_share_phrase(target)}." if unshared else f"It was not shared with {_share_phrase(target)}."
 

@@ -134,6 +134,7 @@ class MailboxStatusRow:
     last_synced_at: datetime | None
     unreachable_since: datetime | None
     progress: MailboxProgress
+    team_id: int | None = None  # a team mailbox shares everything it receives with this team
 
     @property
     def state(self) -> str:
@@ -163,6 +164,7 @@ def mailbox_status_rows(*, actor: Membership, mailboxes: QuerySet[Mailbox]) -> l
             last_synced_at=mailbox.last_synced_at,
             unreachable_since=mailbox.unreachable_since,
             progress=mailbox_progress(mailbox, now=now),
+            team_id=mailbox.team_id,
         )
         for mailbox in mailboxes
     ]

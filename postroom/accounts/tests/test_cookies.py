@@ -111,6 +111,8 @@ def test_r15_the_session_id_never_appears_in_a_url_or_page(cast, client_as) -> N
             "message_id": "1",
             "attachment_id": "1",
             "outgoing_id": "1",
+            "label_id": "1",
+            "draft_id": "1",
             "mailbox_id": make_mailbox(cast.alice_membership).pk,
         }
     )

@@ -76,6 +76,8 @@ def _values(cast) -> dict[str, Any]:
         "message_id": "1",
         "attachment_id": "1",
         "outgoing_id": "1",
+        "label_id": "1",
+        "draft_id": "1",
         "mailbox_id": make_mailbox(cast.alice_membership).pk,
     }
 

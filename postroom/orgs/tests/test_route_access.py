@@ -22,14 +22,17 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
 from postroom.api.tests.helpers import ApiClient
 from postroom.conftest import Cast
+from postroom.conversations.actions import label_create
 from postroom.conversations.ingest import message_ingest
-from postroom.conversations.models import Message
+from postroom.conversations.models import Label, Message
 from postroom.conversations.tests.conftest import build_raw, inbox_of
 from postroom.mailboxes.models import Mailbox
 from postroom.mailboxes.tests.factories import make_mailbox
 from postroom.orgs import actions
 from postroom.orgs.models import Invitation, Membership, Organization, Team, TeamMembership
 from postroom.orgs.policy import Role
+from postroom.outbox.actions import Typed, draft_save
+from postroom.outbox.models import Draft, OutgoingKind
 from postroom.testing.factories import TeamFactory
 
 pytestmark = pytest.mark.django_db
@@ -118,6 +121,22 @@ def _sample_message(owner: Membership) -> Message:
     return message_ingest(mailbox=mailbox, folder=inbox_of(mailbox), uidvalidity=1, uid=1, raw=raw).message
 
 
+def _sample_label(owner: Membership) -> Label:
+    return Label.objects.filter(organization_id=owner.organization_id, owner__isnull=True).first() or label_create(
+        actor=owner, name="Urgent", personal=False
+    )
+
+
+def _sample_draft(owner: Membership, message: Message) -> Draft:
+    existing = Draft.objects.filter(author=owner).first()
+    if existing is not None:
+        return existing
+    return draft_save(
+        actor=owner, draft=None, kind=OutgoingKind.REPLY, conversation=message.conversation, mailbox=None,
+        typed=Typed(to="dana@customer.example", text="A reply in progress"),
+    )  # fmt: skip
+
+
 def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
     """Real ids of the chosen organization's objects, so that a 404 is not just a missing row."""
     org = cast.org_a if organization == "a" else cast.org_b
@@ -143,6 +162,8 @@ def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
         "token": "not-a-token",
         "provider_id": "test",
         "outgoing_id": "00000000-0000-7000-8000-000000000002",
+        "label_id": _sample_label(owner).pk,
+        "draft_id": _sample_draft(owner, message).pk,
     }
 
 
@@ -197,7 +218,9 @@ def test_r20_unnamed_allauth_routes_only_redirect(cast: Cast) -> None:
 
 
 # --- R21 -------------------------------------------------------------------------------------------
-ID_PARAMETERS = {"membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id", "mailbox_id"}
+ID_PARAMETERS = {
+    "membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id", "mailbox_id", "label_id", "draft_id",
+}  # fmt: skip
 # A body that would be accepted if the ids were ours: so a 404 means the id was refused.
 FORM_BODY = {"role": "member", "name": "Hijacked", "operation": "rename", "email": "intruder@example.test", "require_two_factor": "on"}
 JSON_BODY = {"role": "member", "name": "Hijacked", "email": "intruder@example.test"}

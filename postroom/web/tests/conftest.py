@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from postroom.conftest import Cast
+from postroom.conversations.actions import label_create
 from postroom.core.logs import SafeFormatter
 from postroom.mailboxes.tests.factories import make_mailbox
 from postroom.orgs.actions import invitation_create
@@ -31,6 +32,8 @@ def routes(cast: Cast) -> list[Route]:
         "provider_id": "no-such-provider",
         "conversation_id": "00000000-0000-7000-8000-000000000001",
         "outgoing_id": "00000000-0000-7000-8000-000000000002",
+        "label_id": str(label_create(actor=cast.alice_membership, name="Urgent", personal=False).pk),
+        "draft_id": "00000000-0000-7000-8000-000000000003",
     }
     return all_routes(values)
 
