@@ -182,12 +182,12 @@ def draft_save(request: HttpRequest, slug: str) -> HttpResponse:
     """Save what the composer holds (the page calls it while the member types, and when files
     are chosen); answers the composer's save status, its draft id and its attachment list."""
     actor = membership_get(user=request.user, slug=slug)
+    draft = _draft_from(request, actor)  # someone else's draft is a 404 before anything is read
     form = DraftForm(request.POST, mailboxes=selectors.sending_mailboxes(actor=actor))
     if not form.is_valid():
         text = " ".join(message for field_messages in form.errors.values() for message in field_messages)
         return render(request, "outbox/_draft_saved.html", {"error": text, "organization": actor.organization}, status=422)
     data = form.cleaned_data
-    draft = _draft_from(request, actor, data)
     conversation = None
     if draft is None and data.get("conversation"):
         conversation = selectors.conversation_get(actor=actor, conversation_id=data["conversation"])
