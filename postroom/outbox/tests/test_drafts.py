@@ -15,7 +15,7 @@ from django.urls import reverse
 from postroom.audit.models import AuditEvent
 from postroom.conftest import Cast
 from postroom.conversations.models import Conversation, ConversationStatus, Message
-from postroom.conversations.tests.conftest import TeamInbox, alice_mailbox, team_inbox  # noqa: F401 (fixtures)
+from postroom.conversations.tests.conftest import TeamInbox
 from postroom.mailboxes.models import Mailbox
 from postroom.mailboxes.tests.factories import make_mailbox
 from postroom.outbox.models import Draft, OutgoingMessage
@@ -44,7 +44,7 @@ def test_a_draft_is_saved_sealed_as_typed_and_saved_again_in_place(  # type: ign
     cast: Cast,
     client_as,
     team_inbox: TeamInbox,
-    bobs_mailbox: Mailbox,  # noqa: F811
+    bobs_mailbox: Mailbox,
 ) -> None:
     conversation = team_inbox.deliver().conversation
     bob = client_as(cast.bob)
@@ -67,7 +67,7 @@ def test_a_draft_is_saved_sealed_as_typed_and_saved_again_in_place(  # type: ign
     assert 'id="composer-form"' in page
 
 
-def test_r21_drafts_are_their_authors_alone(cast: Cast, client_as, team_inbox: TeamInbox, bobs_mailbox: Mailbox) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_r21_drafts_are_their_authors_alone(cast: Cast, client_as, team_inbox: TeamInbox, bobs_mailbox: Mailbox) -> None:  # type: ignore[no-untyped-def]
     conversation = team_inbox.deliver().conversation
     client_as(cast.bob).post(SAVE, typed(bobs_mailbox, conversation, text="Bob's private words"), **HTMX)
     draft = Draft.objects.get()
@@ -94,7 +94,7 @@ def test_attachments_join_the_draft_go_out_with_it_and_the_draft_is_gone_after_s
     cast: Cast,
     client_as,
     team_inbox: TeamInbox,
-    bobs_mailbox: Mailbox,  # noqa: F811
+    bobs_mailbox: Mailbox,
 ) -> None:
     conversation = team_inbox.deliver(sender="Dana Customer <dana@customer.example>").conversation
     bob = client_as(cast.bob)
@@ -124,7 +124,7 @@ def test_a_failed_send_keeps_what_was_typed_and_the_draft(  # type: ignore[no-un
     cast: Cast,
     client_as,
     team_inbox: TeamInbox,
-    bobs_mailbox: Mailbox,  # noqa: F811
+    bobs_mailbox: Mailbox,
 ) -> None:
     conversation = team_inbox.deliver().conversation
     bob = client_as(cast.bob)
@@ -145,7 +145,7 @@ def test_the_reply_quotes_only_what_the_writer_can_see(  # type: ignore[no-untyp
     cast: Cast,
     client_as,
     team_inbox: TeamInbox,
-    bobs_mailbox: Mailbox,  # noqa: F811
+    bobs_mailbox: Mailbox,
 ) -> None:
     from django.utils import timezone
 
@@ -164,7 +164,7 @@ def test_the_reply_quotes_only_what_the_writer_can_see(  # type: ignore[no-untyp
     assert "dana@customer.example" in html
 
 
-def test_discarding_deletes_the_draft(cast: Cast, client_as, team_inbox: TeamInbox, bobs_mailbox: Mailbox) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_discarding_deletes_the_draft(cast: Cast, client_as, team_inbox: TeamInbox, bobs_mailbox: Mailbox) -> None:  # type: ignore[no-untyped-def]
     conversation = team_inbox.deliver().conversation
     bob = client_as(cast.bob)
     bob.post(SAVE, typed(bobs_mailbox, conversation), **HTMX)
