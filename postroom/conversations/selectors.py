@@ -231,7 +231,7 @@ def view_page(
     assignments = Prefetch("conversation__assignments", queryset=Assignment.objects.select_related("membership__user"))
     latest = _visible_in_row(actor).order_by(F("sent_at").desc(nulls_last=True), "-created_at").values("pk")[:1]
     counted = _visible_in_row(actor).order_by().values("conversation_id").annotate(total=Count("pk")).values("total")
-    page = list(
+    page: list[ConversationMember] = list(
         rows.select_related("conversation")
         .prefetch_related(labels, assignments)
         .annotate(

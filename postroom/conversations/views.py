@@ -48,6 +48,7 @@ from postroom.conversations.forms import LABEL_COLOR_NAMES, SNOOZE_PRESETS, Labe
 from postroom.conversations.models import Conversation, ConversationStatus, Label, Place
 from postroom.conversations.selectors import VIEW_TITLES, View, ViewFilter
 from postroom.core.blobs import blob_get
+from postroom.core.http import wants_partial
 from postroom.mime.filenames import content_disposition, served_content_type
 from postroom.mime.sanitize import sanitize_html
 from postroom.orgs.models import Membership
@@ -257,7 +258,7 @@ def conversation_list(request: HttpRequest, slug: str, view: str, team_id: int |
         return HttpResponseBadRequest("This page link is broken: go back to the first page of the list.", content_type="text/plain")
     context: dict[str, Any] = {"organization": actor.organization, "actor": actor, "selected": selected, "title": _title(selected),
                                "empty_text": EMPTY_TEXT.get(selected.view, ""), **_page_context(actor, selected, before)}  # fmt: skip
-    if request.htmx and not request.htmx.boosted:
+    if wants_partial(request):
         return render(request, "conversations/_rows.html" if before else "conversations/_list.html", context)
     context.update(_list_tools(actor, selected))
     context.update(nav_context(actor, context["list_key"] if selected.assignee is None else View.TASKS))
@@ -330,7 +331,7 @@ def conversation_detail(request: HttpRequest, slug: str, conversation_id: str) -
     context = _conversation_context(actor, conversation)
     selected = _list_from_query(actor, request.GET.get("list", ""))
     context.update(list_key=list_key(selected), list_url=_list_url(actor, selected), list_title=_title(selected))
-    if request.htmx and not request.htmx.boosted:
+    if wants_partial(request):
         return render(request, "conversations/_state.html", context)
     context["compose"] = request.GET.get("compose", "")
     context.update(nav_context(actor, list_key(selected)))
@@ -345,7 +346,7 @@ def _respond(request: HttpRequest, actor: Membership, conversation: Conversation
     key = request.POST.get("list", "")
     if request.POST.get("quiet"):
         note = ""  # the page's own "read once shown": no toast
-    if request.htmx:
+    if wants_partial(request):
         if key:
             selected = _filter_from_key(actor, key)
             rows = selectors.view_page(actor=actor, selected=selected, conversation_ids=[conversation.pk]) if visible else []
@@ -380,7 +381,7 @@ def _refused(
     that does not allow it. htmx shows it as a toast; a plain form gets the message on the page."""
     text = _error_text(error)
     status = 403 if isinstance(error, PermissionDenied) else 422
-    if request.htmx:
+    if wants_partial(request):
         response = render(request, "conversations/_toast.html", {"text": text, "tone": "error"}, status=status)
         response["HX-Retarget"] = "#toasts"
         response["HX-Reswap"] = "beforeend"
@@ -493,7 +494,7 @@ def conversation_snooze(request: HttpRequest, slug: str, conversation_id: str) -
 
     def change(actor: Membership, conversation: Conversation) -> str:
         if not form.is_valid():
-            raise ValidationError([message for messages_ in form.errors.values() for message in messages_])
+            raise ValidationError([str(message) for messages_ in form.errors.values() for message in messages_])
         until = form.until_time()
         actions.conversation_snooze(actor=actor, conversation=conversation, until=until, request=request)
         return "Snoozed. It comes back to your inbox when the time comes, or sooner when someone writes."
@@ -574,7 +575,7 @@ def conversation_unlabel(request: HttpRequest, slug: str, conversation_id: str) 
 def _share_target(actor: Membership, request: HttpRequest) -> dict[str, Any]:
     form = ShareForm(request.POST)
     if not form.is_valid():
-        raise ValidationError([message for messages_ in form.errors.values() for message in messages_])
+        raise ValidationError([str(message) for messages_ in form.errors.values() for message in messages_])
     data = form.cleaned_data
     if data.get("team") is not None:
         return {"team": organization_teams(actor=actor).filter(pk=data["team"]).first() or _missing()}
@@ -644,7 +645,7 @@ def conversation_bulk(request: HttpRequest, slug: str) -> HttpResponse:
     except (ValidationError, PermissionDenied) as error:
         return _refused(request, actor, None, error)
     note = f"{len(conversations)} conversation{'s' if len(conversations) != 1 else ''} updated."
-    if request.htmx:
+    if wants_partial(request):
         context = {"organization": actor.organization, "actor": actor, "selected": selected, "title": _title(selected),
                    "empty_text": EMPTY_TEXT.get(selected.view, ""), "note": note, **_page_context(actor, selected, None)}  # fmt: skip
         context.update(nav_context(actor, key))
@@ -714,7 +715,7 @@ def label_update(request: HttpRequest, slug: str, label_id: str) -> HttpResponse
     label = selectors.label_get(actor=actor, label_id=label_id)
     form = LabelForm(request.POST)
     if not form.is_valid():
-        messages.error(request, " ".join(message for messages_ in form.errors.values() for message in messages_))
+        messages.error(request, " ".join(str(message) for messages_ in form.errors.values() for message in messages_))
         return redirect("conversations:labels", slug=actor.organization.slug)
     try:
         actions.label_update(actor=actor, label=label, name=form.cleaned_data["name"], color=form.cleaned_data["color"], request=request)

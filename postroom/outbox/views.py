@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from postroom.conversations import actions as conversation_actions
 from postroom.conversations.models import Conversation
 from postroom.conversations.views import nav_context
+from postroom.core.http import wants_partial
 from postroom.mime.build import OutgoingAttachment
 from postroom.orgs.models import Membership
 from postroom.orgs.selectors import membership_get
@@ -89,7 +90,7 @@ def _sent_response(request: HttpRequest, actor: Membership, conversation: Conver
         target = reverse("conversations:detail", args=[slug, conversation.pk])
     else:
         target = reverse("outbox:list", args=[slug])
-    if request.htmx:
+    if wants_partial(request):
         response = HttpResponse(status=204)
         response["HX-Redirect"] = target
         return response
@@ -142,12 +143,12 @@ def _compose(request: HttpRequest, actor: Membership, kind: str, conversation: C
                 closed = bool(request.POST.get("close")) and conversation is not None
                 if closed and conversation is not None:
                     conversation_actions.conversation_close(actor=actor, conversation=conversation, request=request)
-                if not request.htmx:
+                if not wants_partial(request):
                     messages.success(request, "Sent and closed." if closed else "Your message is queued for sending.")
                 return _sent_response(request, actor, conversation, closed)
-        status = 422 if request.htmx else 200
+        status = 422 if wants_partial(request) else 200
     context = composer_context(request, actor, kind, conversation, draft, form)
-    if request.htmx and not request.htmx.boosted:
+    if wants_partial(request):
         return render(request, "outbox/_composer_form.html", context, status=status)
     return render(request, "outbox/compose.html", {**context, "nav": "outbox"}, status=status)
 
@@ -185,7 +186,7 @@ def draft_save(request: HttpRequest, slug: str) -> HttpResponse:
     draft = _draft_from(request, actor)  # someone else's draft is a 404 before anything is read
     form = DraftForm(request.POST, mailboxes=selectors.sending_mailboxes(actor=actor))
     if not form.is_valid():
-        text = " ".join(message for field_messages in form.errors.values() for message in field_messages)
+        text = " ".join(str(message) for field_messages in form.errors.values() for message in field_messages)
         return render(request, "outbox/_draft_saved.html", {"error": text, "organization": actor.organization}, status=422)
     data = form.cleaned_data
     conversation = None
@@ -201,7 +202,7 @@ def draft_save(request: HttpRequest, slug: str) -> HttpResponse:
         text = " ".join(error.messages) if isinstance(error, ValidationError) else str(error)
         return render(request, "outbox/_draft_saved.html", {"error": text, "organization": actor.organization}, status=422)
     return render(request, "outbox/_draft_saved.html", {
-        "organization": actor.organization, "draft": draft, "draft_attachments": list(enumerate(draft.content.get("attachments", []))),
+        "organization": actor.organization, "draft": draft, "draft_attachments": list(enumerate((draft.content or {}).get("attachments", []))),
     })  # fmt: skip
 
 
@@ -214,7 +215,7 @@ def draft_discard(request: HttpRequest, slug: str) -> HttpResponse:
     if draft is not None:
         actions.draft_delete(actor=actor, draft=draft)
     target = _next_url(request) or reverse("outbox:drafts", args=[slug])
-    if request.htmx:
+    if wants_partial(request):
         response = HttpResponse(status=204)
         response["HX-Redirect"] = target
         return response
@@ -263,13 +264,13 @@ def draft_detach(request: HttpRequest, slug: str, draft_id: str) -> HttpResponse
         draft = actions.draft_detach(actor=actor, draft=draft, index=index)
     except (ValueError, ValidationError):
         text = "That attachment is no longer on the draft."
-        if request.htmx:
+        if wants_partial(request):
             return render(request, "outbox/_draft_saved.html", {"error": text, "organization": actor.organization}, status=422)
         messages.error(request, text)
         return HttpResponseRedirect(reverse("outbox:draft", args=[slug, draft.pk]))
-    if request.htmx:
+    if wants_partial(request):
         return render(request, "outbox/_draft_saved.html", {
-            "organization": actor.organization, "draft": draft, "draft_attachments": list(enumerate(draft.content.get("attachments", []))),
+            "organization": actor.organization, "draft": draft, "draft_attachments": list(enumerate((draft.content or {}).get("attachments", []))),
         })  # fmt: skip
     return HttpResponseRedirect(reverse("outbox:draft", args=[slug, draft.pk]))
 

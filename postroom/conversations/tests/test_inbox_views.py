@@ -82,7 +82,7 @@ def state(conversation_id: Any) -> dict[str, Any]:
 
 
 def body_for(name: str, cast: Cast, label: Label) -> dict[str, Any]:
-    body = dict(ACTIONS[name])
+    body: dict[str, Any] = dict(ACTIONS[name])
     if name in ("assign", "unassign"):
         body["member"] = cast.bob_membership.pk
     if name in ("label_add", "label_remove"):
