@@ -85,7 +85,8 @@
   }
 
   function selectedRow() {
-    return $("#conversation-list [data-row].is-selected");
+    const row = $("#conversation-list [data-row].is-selected");
+    return row && !row.classList.contains("row-hidden") ? row : null;
   }
 
   function selectRow(row, focus = true) {
@@ -134,10 +135,24 @@
     const values = { list: region ? region.dataset.listKey : "inbox" };
     if (action === "read" || action === "unread") values.state = action;
     const path = action === "unread" ? "read" : action;
-    return htmx.ajax("POST", `${row.dataset.url}${path}/`, { source: row, target: row, swap: "outerHTML", values }).then(() => {
-      const after = listRows();
-      if (after.length) selectRow(after[Math.min(index, after.length - 1)]);
-      rememberList();
+    return htmx.ajax("POST", `${row.dataset.url}${path}/`, { source: row, target: row, swap: "outerHTML", values })
+      .then(() => whenGone(row))
+      .then(() => {
+        const after = listRows();
+        if (after.length) selectRow(after[Math.min(index, after.length - 1)]);
+        rememberList();
+      });
+  }
+
+  // The promise of htmx.ajax can settle before its swap: wait until the old row has left the page
+  // (replaced by its new version, or removed because it left the view).
+  function whenGone(element, tries = 40) {
+    return new Promise((resolve) => {
+      const check = (left) => {
+        if (!element.isConnected || left <= 0) resolve();
+        else setTimeout(() => check(left - 1), 25);
+      };
+      check(tries);
     });
   }
 
@@ -161,6 +176,7 @@
       const haystack = row.textContent.toLowerCase();
       row.classList.toggle("row-hidden", !words.every((word) => haystack.includes(word)));
     });
+    if (!selectedRow()) selectRow(listRows()[0] || null, false);
   }
 
   // --- the conversation page ------------------------------------------------------------------------
@@ -419,6 +435,12 @@
       if (open) {
         open.open = false;
         $("summary", open).focus();
+        event.preventDefault();
+        return;
+      }
+      if (event.target.matches && event.target.matches("[data-list-filter]") && event.target.value) {
+        event.target.value = "";  // the first Escape clears the filter, the second leaves the field
+        filterList("");
         event.preventDefault();
         return;
       }
