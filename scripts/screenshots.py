@@ -4,7 +4,8 @@
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--only NAME ...]
 
 It creates a throwaway data directory, fills it with a believable organization (people, teams,
-invitations, two-factor authentication for some, an audit trail made by the real actions), starts
+invitations, two-factor authentication for some, a team inbox with customer conversations,
+assignees, labels and a timeline, an audit trail made by the real actions), starts
 ``postroom run`` on a free port and walks the pages with Playwright. Nothing touches ./data.
 """
 
@@ -87,7 +88,8 @@ def seed() -> dict[str, Any]:
         TOTP.activate(users[key], secrets[key])
         RecoveryCodes.activate(users[key])
     alice_codes = RecoveryCodes(Authenticator.objects.get(user=users["alice"], type=Authenticator.Type.RECOVERY_CODES)).get_unused_codes()
-    return {"alice_secret": secrets["alice"], "alice_codes": alice_codes, "org": acme.slug, "team": teams["Support"].pk, "second_org": northwind.slug}
+    return {"alice_secret": secrets["alice"], "alice_codes": alice_codes, "org": acme.slug, "team": teams["Support"].pk, "second_org": northwind.slug,
+            **seed_inbox(acme.slug)}
 
 
 # The demo team inbox: customers writing to the Support team's mailbox, some answered, with
@@ -362,14 +364,25 @@ def run(out: Path, only: set[str]) -> None:
             ]
             for name, path in pages:
                 shooter.shot(page, f"{name}-light", path)
+            # The team inbox: Alice's inbox (she connected the Support mailbox) and a conversation.
+            inbox_pages = [("inbox", f"/o/{org}/conversations/"), ("conversation", f"/o/{org}/conversations/{demo['conversation']}/"),
+                           ("team-inbox", f"/o/{org}/conversations/team/{demo['support_team']}/"), ("labels", f"/o/{org}/conversations/labels/")]
+            for name, path in inbox_pages:
+                shooter.shot(page, f"{name}-light", path)
+            page.goto(base + f"/o/{org}/conversations/{demo['inbox_conversation']}/")
+            page.wait_for_load_state("networkidle")
+            page.keyboard.press("a")
+            page.wait_for_timeout(300)
+            shooter.shot(page, "assign-picker-light")
+            page.keyboard.press("Escape")
             shooter.shot(page, "teams-empty-light", f"/o/{demo['second_org']}/teams/")
             shooter.shot(page, "not-found-light", "/o/no-such-organization/members/")
             state = alice.storage_state()
             dark = browser.new_context(viewport=viewport, color_scheme="dark", user_agent=DESKTOP_AGENT, storage_state=state)
             dark_page = dark.new_page()
             shooter.watch(dark_page)
-            for name, path in pages:
-                if name in {"home", "members", "security", "two-factor", "sessions", "audit-log"}:
+            for name, path in pages + inbox_pages:
+                if name in {"home", "members", "security", "two-factor", "sessions", "audit-log", "inbox", "conversation"}:
                     shooter.shot(dark_page, f"{name}-dark", path)
             dark.close()
             alice.close()

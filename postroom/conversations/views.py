@@ -339,16 +339,16 @@ def conversation_detail(request: HttpRequest, slug: str, conversation_id: str) -
 
 
 # --- Actions -------------------------------------------------------------------------------------------
-def _respond(request: HttpRequest, actor: Membership, conversation: Conversation, note: str) -> HttpResponse:
-    """After an action: the changed parts for htmx (the list row, or the conversation page's
-    header, details and newest timeline entries, with the sidebar counts), else a redirect."""
+def _respond(request: HttpRequest, actor: Membership, conversation: Conversation, note: str, selected: ViewFilter | None) -> HttpResponse:
+    """After an action: the changed parts for htmx (the list row of ``selected``, or the
+    conversation page's header, details and newest timeline entries, with the sidebar counts),
+    else a redirect."""
     visible = selectors.conversations_visible(actor=actor).filter(pk=conversation.pk).first()
-    key = request.POST.get("list", "")
+    key = list_key(selected) if selected is not None else ""
     if request.POST.get("quiet"):
         note = ""  # the page's own "read once shown": no toast
     if wants_partial(request):
-        if key:
-            selected = _filter_from_key(actor, key)
+        if selected is not None:
             rows = selectors.view_page(actor=actor, selected=selected, conversation_ids=[conversation.pk]) if visible else []
             return render(request, "conversations/_row_response.html", {
                 "organization": actor.organization, "items": _list_items(rows), "list_key": key, "note": note,
@@ -360,9 +360,9 @@ def _respond(request: HttpRequest, actor: Membership, conversation: Conversation
             response["HX-Redirect"] = reverse("conversations:list", args=[actor.organization.slug])
             return response
         context = _conversation_context(actor, visible)
-        selected = _list_from_query(actor, request.POST.get("from", ""))
-        context.update(note=note, list_key=list_key(selected), list_url=_list_url(actor, selected), list_title=_title(selected))
-        context.update(nav_context(actor, list_key(selected)))
+        origin = _list_from_query(actor, request.POST.get("from", ""))
+        context.update(note=note, list_key=list_key(origin), list_url=_list_url(actor, origin), list_title=_title(origin))
+        context.update(nav_context(actor, list_key(origin)))
         return render(request, "conversations/_state.html", context)
     if note:
         messages.success(request, note)
@@ -404,11 +404,14 @@ def _act(request: HttpRequest, slug: str, conversation_id: str, change: Change) 
     """Access, then one action: ``change`` calls it and says what happened."""
     actor = _actor(request, slug)
     conversation = selectors.conversation_get(actor=actor, conversation_id=conversation_id)
+    # The list the row is redrawn for: a team or label the actor cannot name is a 404 before any change.
+    key = request.POST.get("list", "")
+    selected = _filter_from_key(actor, key) if key else None
     try:
         note = change(actor, conversation)
     except (ValidationError, PermissionDenied) as error:
         return _refused(request, actor, conversation, error)
-    return _respond(request, actor, conversation, note)
+    return _respond(request, actor, conversation, note, selected)
 
 
 @login_required

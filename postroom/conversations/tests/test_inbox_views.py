@@ -387,7 +387,9 @@ def test_an_action_from_a_list_redraws_its_row_or_removes_it(cast: Cast, client_
     still = alice.post(url("read", message), {"state": "unread", "list": "all"}, **HTMX).content.decode()
     assert f'id="row-{message.conversation_id}"' in still
     foreign_team = TeamFactory(organization=cast.org_b)
+    before = state(message.conversation_id)
     assert alice.post(url("read", message), {"state": "read", "list": f"team:{foreign_team.pk}"}, **HTMX).status_code == 404
+    assert state(message.conversation_id) == before
 
 
 def test_lists_and_the_conversation_page_answer_htmx_with_partials(cast: Cast, client_as, team_inbox: TeamInbox) -> None:  # type: ignore[no-untyped-def]

@@ -147,7 +147,7 @@ def test_a_failed_send_keeps_what_was_typed_and_the_draft(  # type: ignore[no-un
     assert not OutgoingMessage.objects.exists()
 
 
-def test_the_reply_quotes_only_what_the_writer_can_see(  # type: ignore[no-untyped-def]
+def test_r21_the_reply_quotes_only_what_the_writer_can_see(  # type: ignore[no-untyped-def]
     cast: Cast,
     client_as,
     team_inbox: TeamInbox,
