@@ -77,6 +77,17 @@
   function fillTimezoneOffsets(root) {
     const offset = String(new Date().getTimezoneOffset());
     $$("input[data-timezone-offset]", root).forEach((input) => { input.value = offset; });
+    // When each snooze preset ends, computed as the server does (conversations.forms).
+    const now = new Date();
+    const hints = {
+      later_today: new Date(now.getFullYear(), now.getMonth(), now.getDate(), now.getHours() + 3),
+      tomorrow: new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1, 9),
+      next_week: new Date(now.getFullYear(), now.getMonth(), now.getDate() + (7 - ((now.getDay() + 6) % 7)), 9),
+    };
+    $$("[data-snooze-hint]", root).forEach((hint) => {
+      const moment = hints[hint.dataset.snoozeHint];
+      if (moment) hint.textContent = sameDay(moment, now) ? timeFormat.format(moment) : longFormat.format(moment);
+    });
   }
 
   // --- lists --------------------------------------------------------------------------------------
