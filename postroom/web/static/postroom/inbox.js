@@ -407,6 +407,18 @@
     setUp(event.detail.elt);
   });
 
+  // A composer that was just asked for (a reply button or r, R, f) takes the keyboard.
+  document.addEventListener("htmx:afterSwap", (event) => {
+    if (event.detail.target && event.detail.target.id === "composer-slot") {
+      const body = $("#composer-body", event.detail.target);
+      if (body) {
+        body.focus();
+        body.setSelectionRange(0, 0);
+        body.scrollIntoView({ block: "center" });
+      }
+    }
+  });
+
   // --- clicks -----------------------------------------------------------------------------------------
   document.addEventListener("click", (event) => {
     const opener = event.target.closest("[data-shortcuts-open]");
