@@ -4,7 +4,8 @@
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--only NAME ...]
 
 It creates a throwaway data directory, fills it with a believable organization (people, teams,
-invitations, two-factor authentication for some, an audit trail made by the real actions), starts
+invitations, two-factor authentication for some, a team inbox with customer conversations,
+assignees, labels and a timeline, an audit trail made by the real actions), starts
 ``postroom run`` on a free port and walks the pages with Playwright. Nothing touches ./data.
 """
 
@@ -87,7 +88,148 @@ def seed() -> dict[str, Any]:
         TOTP.activate(users[key], secrets[key])
         RecoveryCodes.activate(users[key])
     alice_codes = RecoveryCodes(Authenticator.objects.get(user=users["alice"], type=Authenticator.Type.RECOVERY_CODES)).get_unused_codes()
-    return {"alice_secret": secrets["alice"], "alice_codes": alice_codes, "org": acme.slug, "team": teams["Support"].pk, "second_org": northwind.slug}
+    return {"alice_secret": secrets["alice"], "alice_codes": alice_codes, "org": acme.slug, "team": teams["Support"].pk, "second_org": northwind.slug,
+            **seed_inbox(acme.slug)}
+
+
+# The demo team inbox: customers writing to the Support team's mailbox, some answered, with
+# assignees, labels and a timeline made by the real actions. Times are relative to now.
+CONVERSATIONS = [
+    # (subject, customer name, customer address, minutes ago, body, replies from us, attachment)
+    ("Order #4821 arrived damaged", "Nora Lindqvist", "nora@lindqvist.example", 12,
+     "Hi,\n\nthe espresso machine from order #4821 arrived today with a cracked water tank. Photos attached.\nCan you send a replacement part, or should I return the whole machine?\n\nThanks,\nNora", 0, "damage-photo.jpg"),
+    ("Invoice for March is missing our VAT number", "Tomás Ferreira", "tomas@ferreira-design.example", 47,
+     "Hello,\n\nour accountant noticed that invoice INV-2291 does not show our VAT number (PT509876543).\nCould you reissue it?\n\nBest regards,\nTomás", 1, "INV-2291.pdf"),
+    ("Can't sign in after the password reset", "Priya Raman", "priya.raman@northwind.example", 95,
+     "Hi team,\n\nI reset my password yesterday and now the app says my account is locked.\nI tried twice from two browsers. Could you have a look? It is a bit urgent, our team uses it every morning.\n\nPriya", 0, None),
+    ("Feature request: export reports to CSV", "Jonas Weber", "jonas@weber-logistik.example", 180,
+     "Hello,\n\nwe would love to export the monthly delivery report as CSV for our own dashboards.\nIs that on your roadmap?\n\nViele Grüße\nJonas Weber", 1, None),
+    ("Refund for a duplicate charge", "Aisha Bello", "aisha.bello@example.org", 260,
+     "Hi,\n\nmy card was charged twice for the annual plan on the 3rd (two charges of 240.00 EUR).\nPlease refund one of them.\n\nThank you,\nAisha", 2, "bank-statement.pdf"),
+    ("Do you ship to Norway?", "Erik Solberg", "erik.solberg@example.no", 410,
+     "Hei,\n\ndo you ship to Norway, and if so, are customs fees included in the price?\n\nErik", 0, None),
+    ("API rate limits for the bulk endpoint", "Mei Tanaka", "mei@tanaka.dev", 700,
+     "Hi,\n\nour nightly import hits HTTP 429 after about 500 requests to /v2/bulk.\nWhat are the documented limits, and can they be raised for our plan?\n\nMei", 1, None),
+    ("Thank you for the quick help!", "Louis Martin", "louis.martin@example.fr", 1500,
+     "Bonjour,\n\njust wanted to say thanks — the replacement arrived this morning and works perfectly.\n\nLouis", 0, None),
+    ("Change of billing address", "Sofia Rossi", "sofia@rossi-studio.example", 2900,
+     "Hello,\n\nwe moved! Please use Via Tortona 27, 20144 Milano for future invoices.\n\nSofia", 0, None),
+    ("Question about the enterprise plan", "Daniel Okafor", "daniel.okafor@example.com", 4300,
+     "Hi,\n\nwe are 40 people in three offices. Does the enterprise plan include SSO and an audit log export?\n\nDaniel", 1, None),
+    ("Wrong size delivered", "Hannah Becker", "hannah.becker@example.de", 6000,
+     "Hallo,\n\nI ordered the jacket in M and received an L. How do I exchange it?\n\nHannah", 1, None),
+    ("Newsletter unsubscribe not working", "Ravi Kapoor", "ravi@kapoor.example", 8200,
+     "Hi,\n\nthe unsubscribe link in your newsletter leads to a 404.\n\nRavi", 0, None),
+]
+REPLIES = [
+    "Hi {first},\n\nthanks for letting us know. I have forwarded this to the right people and will get back to you today.\n\nBest,\n{agent}",
+    "Hi {first},\n\nquick update: this is now fixed on our side. Could you check again and tell us if it works for you?\n\nBest,\n{agent}",
+]
+
+
+def _raw_message(*, subject: str, sender: str, to: str, when: Any, body: str, message_id: str, in_reply_to: str | None = None,
+                 attachment: str | None = None) -> bytes:  # fmt: skip
+    from email.message import EmailMessage
+    from email.utils import format_datetime
+
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = sender
+    message["To"] = to
+    message["Message-ID"] = message_id
+    if in_reply_to:
+        message["In-Reply-To"] = in_reply_to
+        message["References"] = in_reply_to
+    message["Date"] = format_datetime(when)
+    message.set_content(body)
+    if attachment:
+        kind = ("image", "jpeg") if attachment.endswith(".jpg") else ("application", "pdf")
+        message.add_attachment(b"demo attachment " * 400, maintype=kind[0], subtype=kind[1], filename=attachment)
+    return message.as_bytes()
+
+
+def seed_inbox(org_slug: str) -> dict[str, Any]:
+    """Mailboxes, conversations and the team's work on them, through the product's own code."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from postroom.conversations import actions
+    from postroom.conversations.ingest import message_ingest
+    from postroom.conversations.models import Conversation, Direction
+    from postroom.mailboxes.models import Folder, Mailbox
+    from postroom.orgs.models import Membership, Team
+
+    members = {key: Membership.objects.get(organization__slug=org_slug, user__email=email) for key, (_name, email) in PEOPLE.items()}
+    support = Team.objects.get(organization__slug=org_slug, name="Support")
+    sales = Team.objects.get(organization__slug=org_slug, name="Sales")
+
+    def mailbox(owner: Membership, name: str, address: str, team: Team | None = None) -> tuple[Mailbox, Folder, Folder]:
+        box = Mailbox(organization_id=owner.organization_id, owner=owner, name=name, email_address=address, team=team,
+                      imap_host="imap.acme.example", imap_port=993, smtp_host="smtp.acme.example", smtp_port=465)  # fmt: skip
+        box.credentials = {"username": address, "password": "not a real password"}
+        box.save()
+        inbox = Folder.objects.create(mailbox=box, name="INBOX", role="inbox", uidvalidity=1)
+        sent = Folder.objects.create(mailbox=box, name="Sent", role="sent", uidvalidity=1)
+        for role, name_ in (("archive", "Archive"), ("trash", "Trash"), ("junk", "Junk")):
+            Folder.objects.create(mailbox=box, name=name_, role=role, uidvalidity=1)
+        return box, inbox, sent
+
+    support_box, support_inbox, support_sent = mailbox(members["alice"], "Acme Support", "support@acme.example", team=support)
+    now = timezone.now()
+    conversations = []
+    uid = 0
+    for index, (subject, name, address, minutes, body, replies, attachment) in enumerate(CONVERSATIONS):
+        uid += 1
+        when = now - timedelta(minutes=minutes + 30 * replies)
+        first_id = f"<c{index}@customer.example>"
+        raw = _raw_message(subject=subject, sender=f"{name} <{address}>", to="Acme Support <support@acme.example>", when=when,
+                           body=body, message_id=first_id, attachment=attachment)  # fmt: skip
+        copy = message_ingest(mailbox=support_box, folder=support_inbox, uidvalidity=1, uid=uid, raw=raw)
+        conversation = copy.message.conversation
+        previous = first_id
+        for reply in range(replies):
+            uid += 1
+            agent = ("Alice Martin", "Bob Kim")[reply % 2]
+            reply_id = f"<r{index}-{reply}@acme.example>"
+            text = REPLIES[reply % len(REPLIES)].format(first=name.split()[0], agent=agent.split()[0])
+            reply_raw = _raw_message(subject=f"Re: {subject}", sender="Acme Support <support@acme.example>", to=f"{name} <{address}>",
+                                     when=when + timedelta(minutes=20 * (reply + 1)), body=text, message_id=reply_id,
+                                     in_reply_to=previous)  # fmt: skip
+            message_ingest(mailbox=support_box, folder=support_sent, uidvalidity=1, uid=uid, raw=reply_raw, flags=[b"\\Seen"],
+                           direction=Direction.OUTBOUND)  # fmt: skip
+            previous = reply_id
+        conversations.append(Conversation.objects.get(pk=conversation.pk))
+
+    alice, bob, dana, carol = members["alice"], members["bob"], members["dana"], members["carol"]
+    urgent = actions.label_create(actor=alice, name="Urgent", personal=False, color="#dc2626")
+    billing = actions.label_create(actor=alice, name="Billing", personal=False, color="#2563eb")
+    bug = actions.label_create(actor=alice, name="Bug", personal=False, color="#ea580c")
+    actions.label_create(actor=alice, name="VIP", personal=False, color="#7c3aed")
+    follow_up = actions.label_create(actor=alice, name="Follow up", personal=True, color="#16a34a")
+    damaged, vat, login, csv_request, refund, norway, api, thanks, address_change, enterprise, size, newsletter = conversations
+    actions.conversation_assign(actor=alice, conversation=damaged, assignee=dana)
+    actions.conversation_label(actor=alice, conversation=damaged, label=urgent)
+    actions.conversation_assign(actor=bob, conversation=vat, assignee=alice)
+    actions.conversation_label(actor=bob, conversation=vat, label=billing)
+    actions.conversation_assign(actor=alice, conversation=login, assignee=bob)
+    actions.conversation_label(actor=alice, conversation=login, label=urgent)
+    actions.conversation_label(actor=alice, conversation=login, label=bug)
+    actions.conversation_share(actor=alice, conversation=login, member=carol)
+    actions.conversation_label(actor=alice, conversation=csv_request, label=follow_up)
+    actions.conversation_assign(actor=alice, conversation=refund, assignee=alice)
+    actions.conversation_assign(actor=alice, conversation=refund, assignee=bob)
+    actions.conversation_label(actor=alice, conversation=refund, label=billing)
+    actions.conversation_share(actor=alice, conversation=enterprise, team=sales)
+    actions.conversation_assign(actor=alice, conversation=api, assignee=bob)
+    actions.conversation_label(actor=bob, conversation=api, label=bug)
+    actions.conversation_snooze(actor=alice, conversation=norway, until=now + timedelta(days=1))
+    for done in (thanks, address_change, newsletter):
+        actions.conversation_close(actor=alice, conversation=done)
+    actions.conversation_assign(actor=alice, conversation=size, assignee=dana)
+    for read in (csv_request, api, enterprise, size, refund):
+        actions.conversation_mark_read(actor=alice, conversation=read, read=True)
+    return {"conversation": str(refund.pk), "inbox_conversation": str(login.pk), "support_team": support.pk}
 
 
 class Shooter:
@@ -222,14 +364,25 @@ def run(out: Path, only: set[str]) -> None:
             ]
             for name, path in pages:
                 shooter.shot(page, f"{name}-light", path)
+            # The team inbox: Alice's inbox (she connected the Support mailbox) and a conversation.
+            inbox_pages = [("inbox", f"/o/{org}/conversations/"), ("conversation", f"/o/{org}/conversations/{demo['conversation']}/"),
+                           ("team-inbox", f"/o/{org}/conversations/team/{demo['support_team']}/"), ("labels", f"/o/{org}/conversations/labels/")]
+            for name, path in inbox_pages:
+                shooter.shot(page, f"{name}-light", path)
+            page.goto(base + f"/o/{org}/conversations/{demo['inbox_conversation']}/")
+            page.wait_for_load_state("networkidle")
+            page.keyboard.press("a")
+            page.wait_for_timeout(300)
+            shooter.shot(page, "assign-picker-light")
+            page.keyboard.press("Escape")
             shooter.shot(page, "teams-empty-light", f"/o/{demo['second_org']}/teams/")
             shooter.shot(page, "not-found-light", "/o/no-such-organization/members/")
             state = alice.storage_state()
             dark = browser.new_context(viewport=viewport, color_scheme="dark", user_agent=DESKTOP_AGENT, storage_state=state)
             dark_page = dark.new_page()
             shooter.watch(dark_page)
-            for name, path in pages:
-                if name in {"home", "members", "security", "two-factor", "sessions", "audit-log"}:
+            for name, path in pages + inbox_pages:
+                if name in {"home", "members", "security", "two-factor", "sessions", "audit-log", "inbox", "conversation"}:
                     shooter.shot(dark_page, f"{name}-dark", path)
             dark.close()
             alice.close()

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
@@ -198,20 +198,53 @@ def view_rows(*, actor: Membership, selected: ViewFilter) -> QuerySet[Conversati
     return rows.order_by("-last_activity_at", "-conversation_id")
 
 
+def _visible_in_row(actor: Membership) -> QuerySet[Message]:
+    """The actor's visible messages of the conversation of the outer ``ConversationMember`` row."""
+    return messages_visible(actor=actor).filter(conversation_id=OuterRef("conversation_id"))
+
+
+# What a list row reads of its conversation's latest message: nothing else is fetched.
+_ROW_MESSAGE_FIELDS = ("id", "organization_id", "conversation_id", "direction", "sent_at", "created_at", "addresses_sealed",
+                       "snippet_sealed")  # fmt: skip
+
+
 def view_page(
-    *, actor: Membership, selected: ViewFilter, limit: int = 50, before: tuple[Any, Any] | None = None
-) -> list[ConversationMember]:
-    """One page of a view with everything a list row shows, in a fixed number of queries."""
+    *, actor: Membership, selected: ViewFilter, limit: int = 50, before: tuple[Any, Any] | None = None,
+    conversation_ids: list[Any] | None = None,
+) -> list[ConversationMember]:  # fmt: skip
+    """One page of a view with everything a list row shows, in a fixed number of queries.
+
+    Each row also carries, from the messages the actor can see (never a teammate's private
+    one): ``last_message`` (sender and snippet), ``visible_messages`` and ``with_attachments``.
+    ``conversation_ids`` limits the page to those conversations (a row re-drawn after an action).
+    """
     rows = view_rows(actor=actor, selected=selected)
     if before is not None:
         activity, conversation_id = before
         rows = rows.filter(Q(last_activity_at__lt=activity) | Q(last_activity_at=activity, conversation_id__lt=conversation_id))
+    if conversation_ids is not None:
+        rows = rows.filter(conversation_id__in=conversation_ids)
     labels = Prefetch(
         "conversation__label_rows",
         queryset=ConversationLabel.objects.filter(label__in=labels_visible(actor=actor)).select_related("label"),
     )
     assignments = Prefetch("conversation__assignments", queryset=Assignment.objects.select_related("membership__user"))
-    return list(rows.select_related("conversation").prefetch_related(labels, assignments)[:limit])
+    latest = _visible_in_row(actor).order_by(F("sent_at").desc(nulls_last=True), "-created_at").values("pk")[:1]
+    counted = _visible_in_row(actor).order_by().values("conversation_id").annotate(total=Count("pk")).values("total")
+    page: list[ConversationMember] = list(
+        rows.select_related("conversation")
+        .prefetch_related(labels, assignments)
+        .annotate(
+            last_message_id=Subquery(latest),
+            visible_messages=Subquery(counted),
+            with_attachments=Exists(_visible_in_row(actor).filter(has_attachments=True)),
+        )[:limit]
+    )
+    wanted = [row.last_message_id for row in page if row.last_message_id is not None]  # type: ignore[attr-defined]
+    messages = {message.pk: message for message in Message.objects.filter(pk__in=wanted).only(*_ROW_MESSAGE_FIELDS)} if wanted else {}
+    for row in page:
+        row.last_message = messages.get(row.last_message_id)  # type: ignore[attr-defined]
+    return page
 
 
 def view_counts(*, actor: Membership, teams: list[Team]) -> dict[str, int]:
@@ -291,3 +324,30 @@ def assigned_counts(*, actor: Membership) -> list[dict[str, Any]]:
         .annotate(open=Count("id"))
         .order_by("membership__user__email")
     )
+
+
+def view_filter_get(*, actor: Membership, view: str, team_id: Any = None, label_id: Any = None, assignee_id: Any = None) -> ViewFilter:
+    """The view a request names, with its team, label or assignee checked against the actor
+    (404 for anything of another organization, a team they are not in, or someone else's label)."""
+    if view not in VIEW_TITLES and view not in (View.TEAM, View.LABEL):
+        raise Http404
+    team = team_get(actor=actor, team_id=team_id) if view == View.TEAM else None
+    label = label_get(actor=actor, label_id=label_id) if view == View.LABEL else None
+    assignee = member_get(actor=actor, membership_id=assignee_id) if view == View.TASKS and assignee_id else None
+    return ViewFilter(view, team=team, label=label, assignee=assignee)
+
+
+def timeline_names(*, actor: Membership, events: list[TimelineEvent]) -> dict[str, dict[Any, Any]]:
+    """The members, teams and labels that timeline events name, in one query each (labels only
+    when the actor can see them)."""
+    member_ids = {event.details.get("membership_id") for event in events} - {None}
+    team_ids = {event.details.get("team_id") for event in events} - {None}
+    label_ids = {event.details.get("label_id") for event in events} - {None}
+    members = Membership.objects.filter(organization_id=actor.organization_id, pk__in=member_ids).select_related("user")
+    teams = Team.objects.filter(organization_id=actor.organization_id, pk__in=team_ids)
+    labels = labels_visible(actor=actor).filter(pk__in=[_uuid(label_id) for label_id in label_ids])
+    return {
+        "members": {member.pk: member for member in members} if member_ids else {},
+        "teams": {team.pk: team for team in teams} if team_ids else {},
+        "labels": {str(label.pk): label for label in labels} if label_ids else {},
+    }

@@ -24,3 +24,9 @@ def client_ip(request: HttpRequest) -> str | None:
         return str(ipaddress.ip_address(address))
     except ValueError:
         return None
+
+
+def wants_partial(request: HttpRequest) -> bool:
+    """An htmx request that swaps part of the page (not a boosted one, which wants the page)."""
+    details = getattr(request, "htmx", None)
+    return bool(details) and not getattr(details, "boosted", False)

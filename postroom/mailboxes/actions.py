@@ -39,7 +39,7 @@ from postroom.mailboxes.connection import (
 from postroom.mailboxes.models import AuthKind, Folder, Mailbox, MailboxStatus
 from postroom.mailboxes.oauth import OAuthError, TokenAnswer, mailbox_sign_in_credentials, refresh_access_token
 from postroom.mailboxes.selectors import mailbox_servers
-from postroom.orgs.models import Membership, Team
+from postroom.orgs.models import Membership, Team, TeamMembership
 from postroom.orgs.policy import Permission, role_allows
 
 # Which form field an error of connection.py is about, per error code: "host", "port" and "tls"
@@ -432,6 +432,10 @@ def mailbox_team_set(*, actor: Membership, mailbox: Mailbox, team: Team | None, 
         raise PermissionDenied("Only the mailbox's owner or an admin can change this.")
     if team is not None and team.organization_id != actor.organization_id:
         raise PermissionDenied("not in this organization")
+    if team is not None and not TeamMembership.objects.filter(team=team, membership_id=mailbox.owner_id).exists():
+        raise ValidationError(f"The mailbox's owner must be in the team {team.name} first.")
+    if mailbox.team_id == (team.pk if team is not None else None):
+        return
     mailbox.team = team
     mailbox.save(update_fields=["team"])
     audit_record(

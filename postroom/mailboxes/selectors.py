@@ -134,6 +134,7 @@ class MailboxStatusRow:
     last_synced_at: datetime | None
     unreachable_since: datetime | None
     progress: MailboxProgress
+    team_id: int | None = None  # a team mailbox shares everything it receives with this team
 
     @property
     def state(self) -> str:
@@ -154,7 +155,7 @@ def mailbox_status_rows(*, actor: Membership, mailboxes: QuerySet[Mailbox]) -> l
             status_reason=mailbox.status_reason,
             insecure=TlsModeChoice.INSECURE_PLAINTEXT in {mailbox.imap_tls, mailbox.smtp_tls},
             auth_label=mailbox.get_auth_kind_display(), import_since=mailbox.import_since, last_synced_at=mailbox.last_synced_at,
-            unreachable_since=mailbox.unreachable_since, progress=mailbox_progress(mailbox, now=now),
+            unreachable_since=mailbox.unreachable_since, progress=mailbox_progress(mailbox, now=now), team_id=mailbox.team_id,
         )
         for mailbox in mailboxes
     ]

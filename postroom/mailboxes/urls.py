@@ -13,4 +13,5 @@ urlpatterns = [
     path("<uuid:mailbox_id>/remove/", views.mailbox_remove, name="remove"),
     path("<uuid:mailbox_id>/import-range/", views.mailbox_import_range, name="import_range"),
     path("<uuid:mailbox_id>/reimport/", views.mailbox_reimport, name="reimport"),
+    path("<uuid:mailbox_id>/team/", views.mailbox_team, name="team"),
 ]

@@ -12,8 +12,8 @@ import uuid
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -25,7 +25,7 @@ from postroom.mailboxes.forms import ConnectForm, ImportRangeForm, ReconnectForm
 from postroom.mailboxes.models import Mailbox
 from postroom.mailboxes.presets import PRESETS
 from postroom.orgs.models import Membership
-from postroom.orgs.selectors import membership_get
+from postroom.orgs.selectors import membership_get, organization_teams
 
 POLL_SECONDS = 3
 
@@ -42,7 +42,7 @@ def _status_context(actor: Membership) -> dict[str, object]:
         if oversee else []
     )
     return {
-        "own_rows": own, "other_rows": others, "can_oversee": oversee,
+        "own_rows": own, "other_rows": others, "teams": list(organization_teams(actor=actor)), "can_oversee": oversee,
         # Poll only while something changes by itself: an import in progress.
         "polling": any(row.state in {"syncing", "waiting"} for row in [*own, *others]), "poll_seconds": POLL_SECONDS,
     }
@@ -188,4 +188,28 @@ def mailbox_reimport(request: HttpRequest, slug: str, mailbox_id: uuid.UUID) -> 
         messages.success(request, f"{mailbox.email_address} will be imported again.")
     else:
         messages.error(request, "Enter a valid date, or leave it empty to import everything.")
+    return HttpResponseRedirect(_list_url(slug))
+
+
+@login_required
+@require_POST
+def mailbox_team(request: HttpRequest, slug: str, mailbox_id: uuid.UUID) -> HttpResponse:
+    """Make a mailbox a team mailbox (``team`` = a team's id) or a personal one again (empty)."""
+    actor = membership_get(user=request.user, slug=slug)
+    mailbox = selectors.mailbox_get(actor=actor, mailbox_id=mailbox_id)
+    team_id = request.POST.get("team", "")
+    team = None
+    if team_id:
+        team = organization_teams(actor=actor).filter(pk=int(team_id) if team_id.isdigit() else 0).first()
+        if team is None:
+            raise Http404
+    try:
+        actions.mailbox_team_set(actor=actor, mailbox=mailbox, team=team, request=request)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        if team is None:
+            messages.success(request, f"{mailbox.email_address} is a personal mailbox: new mail in it stays private to its owner.")
+        else:
+            messages.success(request, f"{mailbox.email_address} is a team mailbox: new mail in it is shared with {team.name}.")
     return HttpResponseRedirect(_list_url(slug))

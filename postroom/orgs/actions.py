@@ -217,6 +217,15 @@ def team_member_add(
     elif link.observer != observer:
         link.observer = observer
         link.save(update_fields=["observer"])
+        audit_record(
+            action="team.member_observer_set",
+            actor=actor.user,
+            organization=actor.organization,
+            request=request,
+            target=team,
+            target_label=membership.user.email,
+            details={"team": team.name, "observer": observer},
+        )
     return link
 
 

@@ -31,6 +31,8 @@ class TeamForm(forms.Form):
 
 class TeamMemberForm(forms.Form):
     membership = forms.IntegerField(widget=forms.HiddenInput)
+    # Observers see the team's conversations but are not notified of them.
+    observer = forms.BooleanField(required=False, label="Observer")
 
 
 class OrganizationSettingsForm(forms.Form):

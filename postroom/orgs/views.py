@@ -134,13 +134,22 @@ def team_update(request: HttpRequest, slug: str, team_id: int) -> HttpResponse:
             actions.team_delete(actor=actor, team=team_, request=request)
             messages.success(request, f"Team {team_.name} deleted.")
             return HttpResponseRedirect(reverse("orgs:teams", args=[slug]))
-        elif operation in {"add", "remove"}:
+        elif operation in {"add", "remove", "observer", "active"}:
             member_form = TeamMemberForm(request.POST)
             if not member_form.is_valid():
                 raise ValidationError("Choose a member.")
             target = selectors.member_get(actor=actor, membership_id=member_form.cleaned_data["membership"])
             if operation == "add":
-                actions.team_member_add(actor=actor, team=team_, membership=target, request=request)
+                observer = member_form.cleaned_data["observer"]
+                actions.team_member_add(actor=actor, team=team_, membership=target, observer=observer, request=request)
+            elif operation in {"observer", "active"}:
+                # Changes how someone already in the team takes part (never adds them).
+                if not selectors.team_members(actor=actor, team=team_).filter(membership=target).exists():
+                    raise ValidationError(f"{target.user.display_name} is not in this team.")
+                actions.team_member_add(actor=actor, team=team_, membership=target, observer=operation == "observer", request=request)
+                messages.success(
+                    request, f"{target.user.display_name} is now {'an observer' if operation == 'observer' else 'active'} in {team_.name}."
+                )
             else:
                 actions.team_member_remove(actor=actor, team=team_, membership=target, request=request)
         else:

@@ -35,6 +35,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from postroom.audit.actions import audit_record
+from postroom.conversations import selectors as conversation_selectors
 from postroom.conversations.models import Conversation, Message
 from postroom.core.blobs import blob_get, blob_put
 from postroom.core.keys import keyring
@@ -42,7 +43,7 @@ from postroom.mailboxes.models import Mailbox
 from postroom.mime.build import OutgoingAttachment, build_message, envelope_recipients
 from postroom.orgs.models import Membership
 from postroom.outbox import compose, tasks
-from postroom.outbox.models import OutgoingKind, OutgoingMessage, OutgoingStatus, SentCopy
+from postroom.outbox.models import Draft, OutgoingKind, OutgoingMessage, OutgoingStatus, SentCopy
 
 # Waits after the 1st, 2nd, … failed attempt; after the last one the failure is permanent.
 RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(minutes=60))
@@ -86,11 +87,14 @@ def _field_error(error: ValueError) -> ValidationError:
     return ValidationError({field: [text[:1].upper() + text[1:]]})
 
 
-def _check_access(actor: Membership, mailbox: Mailbox, conversation: Conversation | None) -> None:
-    if mailbox.organization_id != actor.organization_id or mailbox.owner_id != actor.pk:
+def _check_access(actor: Membership, mailbox: Mailbox | None, conversation: Conversation | None) -> None:
+    if mailbox is not None and (mailbox.organization_id != actor.organization_id or mailbox.owner_id != actor.pk):
         raise PermissionDenied("You can send only from your own mailboxes.")
-    if conversation is not None and conversation.organization_id != actor.organization_id:
-        raise PermissionDenied("This conversation is not in your organization.")
+    if conversation is not None:
+        if conversation.organization_id != actor.organization_id:
+            raise PermissionDenied("This conversation is not in your organization.")
+        # One the actor can see (their own mail, or shared with them): 404 otherwise.
+        conversation_selectors.conversation_get(actor=actor, conversation_id=conversation.pk)
 
 
 def outgoing_create(
@@ -106,9 +110,11 @@ def outgoing_create(
     text: str,
     html: str | None = None,
     attachments: Sequence[OutgoingAttachment] = (),
+    draft: Draft | None = None,
     request: HttpRequest | None = None,
 ) -> OutgoingMessage:
-    """Build the message, store it sealed and queue it for sending after the commit.
+    """Build the message, store it sealed and queue it for sending after the commit; the
+    ``draft`` it was written in is deleted in the same transaction.
 
     Raises ``ValidationError`` (keyed by form field) for anything that cannot be sent as given.
     """
@@ -119,14 +125,14 @@ def outgoing_create(
     _check_access(actor, mailbox, conversation)
     if sum(len(attachment.content) for attachment in attachments) > MAX_ATTACHMENTS_BYTES:
         raise ValidationError({"attachments": [f"Attachments may total at most {MAX_ATTACHMENTS_BYTES // (1024 * 1024)} MB."]})
-    draft = compose.draft_for(mailbox=mailbox, conversation=conversation, kind=kind)
+    start = compose.draft_for(actor=actor, mailbox=mailbox, conversation=conversation, kind=kind)
     if not (to or cc or bcc) and kind in (OutgoingKind.REPLY, OutgoingKind.REPLY_ALL):
-        to, cc = draft.to, draft.cc
-    subject = subject or draft.subject
+        to, cc = start.to, start.cc
+    subject = subject or start.subject
     all_attachments = list(attachments)
-    if kind == OutgoingKind.FORWARD and draft.original is not None:
+    if kind == OutgoingKind.FORWARD and start.original is not None:
         # The original travels whole, with its own attachments, as message/rfc822.
-        original_raw = blob_get(draft.original.key_scope(), draft.original.raw_blob)
+        original_raw = blob_get(start.original.key_scope(), start.original.raw_blob)
         all_attachments.append(OutgoingAttachment(filename="forwarded-message.eml", content_type="message/rfc822", content=original_raw))
     domain = mailbox.email_address.rpartition("@")[2]
     try:
@@ -140,8 +146,8 @@ def outgoing_create(
             text=text,
             html=html,
             attachments=all_attachments,
-            in_reply_to=draft.in_reply_to,
-            references=draft.references,
+            in_reply_to=start.in_reply_to,
+            references=start.references,
             message_id_domain=domain,
         )
     except UnicodeError as error:
@@ -177,12 +183,14 @@ def outgoing_create(
         "text": text,
         "html": html,
         "message_id": message_id,
-        "in_reply_to": draft.in_reply_to,
-        "references": draft.references,
+        "in_reply_to": start.in_reply_to,
+        "references": start.references,
         "attachments": stored_attachments,
     }
     with transaction.atomic():
         outgoing.save()
+        if draft is not None:
+            Draft.objects.filter(pk=draft.pk, author=actor).delete()
         audit_record(
             action="outbox.message_queued", actor=actor.user, organization=actor.organization, request=request,
             target=outgoing, target_label=outgoing.get_kind_display(),
@@ -322,3 +330,103 @@ def outgoing_sweep() -> SweepOutcome:
             )  # fmt: skip
             interrupted += 1
     return SweepOutcome(requeued=requeued, interrupted=interrupted)
+
+
+# --- drafts ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Typed:
+    """What the member typed into the composer, as text: a draft keeps addresses that cannot be
+    read yet, so that nothing typed is lost; they are checked when the message is sent."""
+
+    to: str = ""
+    cc: str = ""
+    bcc: str = ""
+    subject: str = ""
+    text: str = ""
+
+
+def _stored_attachments(scope: str, attachments: Sequence[OutgoingAttachment]) -> list[dict[str, Any]]:
+    return [
+        {"filename": attachment.filename, "content_type": attachment.content_type, "size": len(attachment.content),
+         "blob": blob_put(scope, attachment.content)}
+        for attachment in attachments
+    ]  # fmt: skip
+
+
+def draft_save(
+    *,
+    actor: Membership,
+    draft: Draft | None,
+    kind: str,
+    conversation: Conversation | None,
+    mailbox: Mailbox | None,
+    typed: Typed,
+    attachments: Sequence[OutgoingAttachment] = (),
+) -> Draft:
+    """Create the actor's draft, or save what they typed into it, adding ``attachments``.
+
+    A draft is the actor's alone: another member's draft is refused, and so are a mailbox that
+    is not the actor's and a conversation they cannot see (404). Saving is not audited: it
+    happens every few seconds while someone types, and says nothing about access."""
+    if kind not in OutgoingKind.values:
+        raise ValidationError({"__all__": ["Unknown kind of message."]})
+    if draft is not None:
+        if draft.author_id != actor.pk or draft.organization_id != actor.organization_id:
+            raise PermissionDenied("This is not your draft.")
+        conversation = draft.conversation
+    if (kind == OutgoingKind.NEW) != (conversation is None):
+        raise ValidationError({"__all__": ["A reply or forward needs a conversation; a new message has none."]})
+    _check_access(actor, mailbox, conversation)
+    added = sum(len(attachment.content) for attachment in attachments)
+    already = sum(int(item.get("size", 0)) for item in ((draft.content or {}).get("attachments", []) if draft else []))
+    if added + already > MAX_ATTACHMENTS_BYTES:
+        raise ValidationError({"attachments": [f"Attachments may total at most {MAX_ATTACHMENTS_BYTES // (1024 * 1024)} MB."]})
+    # Blobs first, outside the transaction (slow I/O); an orphan after a rollback is harmless.
+    stored = _stored_attachments(f"org:{actor.organization_id}", attachments)
+    with transaction.atomic():
+        if draft is None:
+            draft = Draft(organization_id=actor.organization_id, author=actor, conversation=conversation)
+            kept: list[dict[str, Any]] = []
+        else:
+            # Locked and read again: two saves racing must not drop each other's attachments.
+            draft = Draft.objects.select_for_update().get(pk=draft.pk)
+            kept = list((draft.content or {}).get("attachments", []))
+        draft.kind = kind
+        draft.mailbox = mailbox
+        draft.content = {
+            "to": typed.to, "cc": typed.cc, "bcc": typed.bcc, "subject": typed.subject, "text": typed.text,
+            "attachments": kept + stored,
+        }  # fmt: skip
+        draft.save()
+    return draft
+
+
+def draft_attachments(*, draft: Draft) -> list[OutgoingAttachment]:
+    """The draft's attachments with their content, to send them."""
+    return [
+        OutgoingAttachment(filename=item["filename"], content_type=item["content_type"], content=blob_get(draft.key_scope(), item["blob"]))
+        for item in (draft.content or {}).get("attachments", [])
+    ]
+
+
+def draft_detach(*, actor: Membership, draft: Draft, index: int) -> Draft:
+    """Take the ``index``-th attachment off the draft."""
+    if draft.author_id != actor.pk or draft.organization_id != actor.organization_id:
+        raise PermissionDenied("This is not your draft.")
+    with transaction.atomic():
+        draft = Draft.objects.select_for_update().get(pk=draft.pk)
+        content = dict(draft.content or {})
+        attachments = list(content.get("attachments", []))
+        if not 0 <= index < len(attachments):
+            raise ValidationError("That attachment is no longer on the draft.")
+        del attachments[index]
+        content["attachments"] = attachments
+        draft.content = content
+        draft.save(update_fields=["content_sealed", "updated_at"])
+    return draft
+
+
+def draft_delete(*, actor: Membership, draft: Draft) -> None:
+    if draft.author_id != actor.pk or draft.organization_id != actor.organization_id:
+        raise PermissionDenied("This is not your draft.")
+    Draft.objects.filter(pk=draft.pk).delete()

@@ -1,7 +1,8 @@
 """What a reply, reply-all or forward starts from: recipients, subject, threading headers, quote.
 
-Everything here is derived from the conversation's last message, which an outsider wrote: its
-addresses, subject and Message-IDs are attacker-controlled. Nothing is trusted for its shape:
+Everything here is derived from the conversation's last message that the writer can see (never a
+teammate's private message threaded into a shared conversation: its text would be quoted), which
+an outsider wrote: its addresses, subject and Message-IDs are attacker-controlled. Nothing is trusted for its shape:
 Message-IDs that are not plain ``<id@domain>`` are dropped (a malformed one in a received mail
 must not make replying impossible), the References chain is capped, and every value still goes
 through ``postroom.mime.build.build_message``, which refuses control characters in any header.
@@ -12,10 +13,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from django.db.models import F
+
 from postroom.conversations.models import Conversation, Direction, Message
+from postroom.conversations.selectors import messages_visible
 from postroom.core.blobs import blob_get
 from postroom.mailboxes.models import Mailbox
 from postroom.mime.parse import ParsedMessage, Quarantined, parse_message
+from postroom.orgs.models import Membership
 from postroom.outbox.models import OutgoingKind
 
 _PLAIN_MESSAGE_ID = re.compile(r"<[!-;=?-~]{1,250}@[!-;=?-~]{1,250}>")
@@ -39,8 +44,9 @@ class Draft:
     original: Message | None = None
 
 
-def last_message(conversation: Conversation) -> Message | None:
-    return conversation.messages.order_by("-sent_at", "-created_at").first()
+def last_message(conversation: Conversation, actor: Membership) -> Message | None:
+    visible = messages_visible(actor=actor).filter(conversation=conversation)
+    return visible.order_by(F("sent_at").desc(nulls_last=True), "-created_at").first()
 
 
 def _parsed(message: Message) -> ParsedMessage | None:
@@ -85,7 +91,7 @@ def _quote(parsed: ParsedMessage, kind: str) -> str:
     return f"{who} wrote:\n{quoted}" if who else quoted
 
 
-def draft_for(*, mailbox: Mailbox, conversation: Conversation | None, kind: str) -> Draft:
+def draft_for(*, actor: Membership, mailbox: Mailbox, conversation: Conversation | None, kind: str) -> Draft:
     """Recipients, subject and threading headers for ``kind`` on ``conversation``'s last message.
 
     Reply goes to Reply-To (else From) of the last message, or, when that message is our own,
@@ -95,7 +101,7 @@ def draft_for(*, mailbox: Mailbox, conversation: Conversation | None, kind: str)
     """
     if kind == OutgoingKind.NEW or conversation is None:
         return Draft()
-    original = last_message(conversation)
+    original = last_message(conversation, actor)
     if original is None:
         return Draft(subject=subject_for(kind, conversation.subject or ""))
     parsed = _parsed(original)

@@ -93,3 +93,34 @@ class OutgoingMessage(models.Model):
     @property
     def can_retry(self) -> bool:
         return self.status == OutgoingStatus.FAILED_PERMANENT
+
+
+class Draft(models.Model):
+    """A message being written, saved as the member types (and kept when sending fails).
+
+    Everything the member wrote is one sealed JSON value, as typed (addresses are kept as text
+    even when they cannot be read yet, so nothing typed is lost): ``{"to", "cc", "bcc",
+    "subject", "text", "attachments": [{"filename", "content_type", "size", "blob"}]}``; the
+    attachments themselves are encrypted blobs. Only its author ever sees a draft.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="+")
+    author = models.ForeignKey("orgs.Membership", on_delete=models.CASCADE, related_name="drafts")
+    conversation = models.ForeignKey("conversations.Conversation", on_delete=models.CASCADE, null=True, blank=True, related_name="drafts")
+    kind = models.CharField(max_length=10, choices=OutgoingKind.choices)
+    mailbox = models.ForeignKey("mailboxes.Mailbox", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    content_sealed = models.BinaryField(null=True)
+    content: Sealed[dict[str, Any]] = Sealed("json")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["author", "-updated_at"], name="draft_author_updated")]
+
+    def __str__(self) -> str:
+        return f"Draft {self.pk}"
+
+    def key_scope(self) -> str:
+        return org_scope(self.organization_id)

@@ -1,9 +1,10 @@
 """Reads for the outbox, always scoped to the acting membership.
 
-Attacker: a member (or an outsider) who guesses the id of a mailbox, conversation or outgoing
-message in another organization, or of a teammate's. Every query starts from the actor: only
-mailboxes the actor owns, conversations of the actor's organization that reached one of those
-mailboxes, and messages the actor wrote. Missing and foreign give the same 404.
+Attacker: a member (or an outsider) who guesses the id of a mailbox, conversation, draft or
+outgoing message in another organization, or of a teammate's. Every query starts from the actor:
+only mailboxes the actor owns, conversations the actor can see (``conversations.selectors``: their
+own mail, or shared with them), and messages and drafts the actor wrote. Missing and foreign give
+the same 404.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from uuid import UUID
 from django.db.models import QuerySet
 from django.http import Http404
 
+from postroom.conversations import selectors as conversation_selectors
 from postroom.conversations.models import Conversation
 from postroom.mailboxes.models import Mailbox
 from postroom.orgs.models import Membership
-from postroom.outbox.models import OutgoingMessage
+from postroom.outbox.models import Draft, OutgoingMessage
 
 
 def sending_mailboxes(*, actor: Membership) -> QuerySet[Mailbox]:
@@ -30,16 +32,10 @@ def sending_mailbox_get(*, actor: Membership, mailbox_id: UUID | str) -> Mailbox
     return mailbox
 
 
-def conversation_get(*, actor: Membership, conversation_id: UUID) -> Conversation:
-    """A conversation the actor can answer: in their organization, with a copy in a mailbox of theirs."""
-    conversation = (
-        Conversation.objects.filter(pk=conversation_id, organization_id=actor.organization_id, messages__copies__mailbox__owner=actor)
-        .distinct()
-        .first()
-    )
-    if conversation is None:
-        raise Http404
-    return conversation
+def conversation_get(*, actor: Membership, conversation_id: UUID | str) -> Conversation:
+    """A conversation the actor can answer: one they can see (their own mail, or shared with
+    them); they answer it from a mailbox of their own."""
+    return conversation_selectors.conversation_get(actor=actor, conversation_id=conversation_id)
 
 
 def outgoing_messages(*, actor: Membership, conversation: Conversation | None = None) -> QuerySet[OutgoingMessage]:
@@ -54,3 +50,24 @@ def outgoing_get(*, actor: Membership, outgoing_id: UUID) -> OutgoingMessage:
     if outgoing is None:
         raise Http404
     return outgoing
+
+
+def drafts_of(*, actor: Membership) -> QuerySet[Draft]:
+    """The actor's drafts, most recently edited first (others' drafts are never listed)."""
+    return Draft.objects.filter(organization_id=actor.organization_id, author=actor).order_by("-updated_at")
+
+
+def draft_get(*, actor: Membership, draft_id: UUID | str) -> Draft:
+    try:
+        draft_uuid = draft_id if isinstance(draft_id, UUID) else UUID(str(draft_id))
+    except ValueError:
+        raise Http404 from None
+    draft = drafts_of(actor=actor).filter(pk=draft_uuid).select_related("conversation", "mailbox").first()
+    if draft is None:
+        raise Http404
+    return draft
+
+
+def draft_of_conversation(*, actor: Membership, conversation: Conversation) -> Draft | None:
+    """The actor's latest draft in a conversation, which its page opens in the composer."""
+    return drafts_of(actor=actor).filter(conversation=conversation).first()

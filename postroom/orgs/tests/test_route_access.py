@@ -24,8 +24,9 @@ from postroom.api.tests.helpers import ApiClient
 from postroom.comments import actions as comment_actions
 from postroom.comments.models import Comment, CommentAttachment
 from postroom.conftest import Cast
+from postroom.conversations.actions import label_create
 from postroom.conversations.ingest import message_ingest
-from postroom.conversations.models import ConversationShare, Message
+from postroom.conversations.models import ConversationShare, Label, Message
 from postroom.conversations.tests.conftest import build_raw, inbox_of
 from postroom.mailboxes.models import Mailbox
 from postroom.mailboxes.tests.factories import make_mailbox
@@ -33,6 +34,8 @@ from postroom.notifications.models import Notification, NotificationKind
 from postroom.orgs import actions
 from postroom.orgs.models import Invitation, Membership, Organization, Team, TeamMembership
 from postroom.orgs.policy import Role
+from postroom.outbox.actions import Typed, draft_save
+from postroom.outbox.models import Draft, OutgoingKind
 from postroom.testing.factories import TeamFactory
 
 pytestmark = pytest.mark.django_db
@@ -130,6 +133,22 @@ def _sample_comment(owner: Membership, message: Message) -> tuple[Comment, Notif
     return comment, notification
 
 
+def _sample_label(owner: Membership) -> Label:
+    return Label.objects.filter(organization_id=owner.organization_id, owner__isnull=True).first() or label_create(
+        actor=owner, name="Urgent", personal=False
+    )
+
+
+def _sample_draft(owner: Membership, message: Message) -> Draft:
+    existing = Draft.objects.filter(author=owner).first()
+    if existing is not None:
+        return existing
+    return draft_save(
+        actor=owner, draft=None, kind=OutgoingKind.REPLY, conversation=message.conversation, mailbox=None,
+        typed=Typed(to="dana@customer.example", text="A reply in progress"),
+    )  # fmt: skip
+
+
 def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
     """Real ids of the chosen organization's objects, so that a 404 is not just a missing row."""
     org = cast.org_a if organization == "a" else cast.org_b
@@ -149,6 +168,8 @@ def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
         "comment_id": comment.pk,
         "comment_attachment_id": comment.attachments.get().pk,
         "notification_id": notification.pk,
+        "label_id": _sample_label(owner).pk,
+        "draft_id": _sample_draft(owner, message).pk,
     }
 
 
@@ -207,7 +228,7 @@ def test_r20_unnamed_allauth_routes_only_redirect(cast: Cast) -> None:
 # --- R21 -------------------------------------------------------------------------------------------
 ID_PARAMETERS = {
     "membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id", "mailbox_id",
-    "comment_id", "comment_attachment_id", "notification_id",
+    "comment_id", "comment_attachment_id", "notification_id", "label_id", "draft_id",
 }  # fmt: skip
 # A body that would be accepted if the ids were ours: so a 404 means the id was refused.
 FORM_BODY = {

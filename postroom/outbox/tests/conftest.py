@@ -14,7 +14,7 @@ from django_tasks.backends.dummy import DummyBackend
 from postroom.conftest import Cast
 from postroom.conversations.ingest import message_ingest
 from postroom.conversations.models import Conversation
-from postroom.conversations.tests.conftest import build_raw
+from postroom.conversations.tests.conftest import alice_mailbox, build_raw, team_inbox  # noqa: F401 (fixtures for test_drafts)
 from postroom.mailboxes.models import AuthKind, Folder, FolderRole, Mailbox, TlsModeChoice
 from postroom.testing.dovecot import Dovecot, MailUser
 from postroom.testing.smtp import SmtpPeer

@@ -119,6 +119,7 @@ ACTIVITY_PHRASES = {
     "team.deleted": "deleted the team {target}",
     "team.member_added": "added {target} to a team",
     "team.member_removed": "removed {target} from a team",
+    "team.member_observer_set": "changed how {target} takes part in a team",
     "audit.exported": "exported the audit log",
 }
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from postroom.conftest import Cast
+from postroom.conversations.actions import label_create
 from postroom.core.logs import SafeFormatter
 from postroom.mailboxes.tests.factories import make_mailbox
 from postroom.orgs.actions import invitation_create
@@ -34,6 +35,8 @@ def routes(cast: Cast) -> list[Route]:
         "comment_id": "00000000-0000-7000-8000-000000000003",
         "comment_attachment_id": "00000000-0000-7000-8000-000000000004",
         "notification_id": "00000000-0000-7000-8000-000000000005",
+        "label_id": str(label_create(actor=cast.alice_membership, name="Urgent", personal=False).pk),
+        "draft_id": "00000000-0000-7000-8000-000000000006",
     }
     return all_routes(values)
 

@@ -110,19 +110,20 @@ class Server:
     base_url: str
     log_path: Path
     environment: dict[str, str] = field(default_factory=dict)
-
-    def manage_shell(self, code: str) -> str:
-        """Run Python in the server's Django (its database and data directory) and return what it
-        prints: for tests that need data no page creates yet, such as received mail."""
-        result = subprocess.run(
-            [sys.executable, "-m", "postroom", "manage", "shell", "-c", code],
-            env=self.environment, cwd=self.log_path.parent, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr[-3000:]
-        return result.stdout
+    data_dir: Path | None = None
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def run_python(self, code: str) -> str:
+        """Run ``code`` in ``postroom manage shell`` against the server's own database and keys
+        (to put data in place the way sync would, without a mail server); its printed output."""
+        completed = subprocess.run(
+            [sys.executable, "-m", "postroom", "manage", "shell", "-c", code],
+            env=self.environment, cwd=self.data_dir, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        return completed.stdout
 
     def setup_link(self) -> str:
         found = re.search(r"(http://\S+/setup/\?token=\S+)", self.log())
@@ -157,7 +158,7 @@ def _run_server(mailbox: Mailbox, database_url: str | None) -> Iterator[Server]:
     log_path = data_dir / "console.log"
     log_file = log_path.open("wb")
     process = subprocess.Popen([sys.executable, "-m", "postroom", "run", "--port", str(port)], env=environment, stdout=log_file, stderr=subprocess.STDOUT, cwd=data_dir)
-    running = Server(base_url=base_url, log_path=log_path, environment=environment)
+    running = Server(base_url=base_url, log_path=log_path, environment=environment, data_dir=data_dir)
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while True:

@@ -46,7 +46,7 @@ def expect(target: Any) -> Any:
 def test_a_mention_chosen_in_the_autocomplete_reaches_the_bell(browsing: Browsing, owner: Person) -> None:
     token = secrets.token_hex(3)
     bob = Person(email=f"bob-{token}@example.test", password=f"quiet meadow {token} lantern", name="Bob Teammate")
-    conversation_id = browsing.server.manage_shell(
+    conversation_id = browsing.server.run_python(
         SEED.format(
             owner=owner.email, email=bob.email, password=bob.password, inbox=f"inbox-{token}@acme.test",
             message_id=f"<order-77-{token}@customer.example>",

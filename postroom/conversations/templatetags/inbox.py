@@ -1,0 +1,49 @@
+"""Presentation helpers of the inbox templates (no data access here)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from django import template
+from django.utils import timezone
+from django.utils.dateformat import format as date_format
+
+from postroom.conversations.actions import LABEL_COLORS
+
+register = template.Library()
+
+
+@register.filter
+def label_tone(label: Any) -> int:
+    """The colour class of a label (``label-tone-<n>``): CSP allows no inline styles."""
+    color = getattr(label, "color", label)
+    return LABEL_COLORS.index(color) if color in LABEL_COLORS else 0
+
+
+@register.filter
+def short_time(value: datetime | None) -> str:
+    """A list's time column: the time today, the day this year, else the date (UTC; the page
+    shows it in the reader's own time zone when scripts run)."""
+    if value is None:
+        return ""
+    now = timezone.now()
+    if value.date() == now.date():
+        return date_format(value, "H:i")
+    if value.year == now.year:
+        return date_format(value, "M j")
+    return date_format(value, "M j, Y")
+
+
+_PREFIX = re.compile(r"^\s*((re|fwd?|aw|wg|tr|sv)\s*:\s*)+", re.IGNORECASE)
+
+
+@register.filter
+def subject_differs(subject: Any, conversation_subject: Any) -> bool:
+    """Whether a message's subject says more than the conversation's (not just "Re:" added)."""
+
+    def bare(value: Any) -> str:
+        return _PREFIX.sub("", str(value or "")).strip().casefold()
+
+    return bare(subject) != bare(conversation_subject)
