@@ -582,14 +582,14 @@ def _share_target(actor: Membership, request: HttpRequest) -> dict[str, Any]:
         raise ValidationError([str(message) for messages_ in form.errors.values() for message in messages_])
     data = form.cleaned_data
     if data.get("team") is not None:
-        return {"team": organization_teams(actor=actor).filter(pk=data["team"]).first() or _missing()}
+        # Any team of the organization (sharing with a team one is not in is how work is handed over).
+        team = organization_teams(actor=actor).filter(pk=data["team"]).first()
+        if team is None:
+            raise Http404
+        return {"team": team}
     if data.get("member") is not None:
         return {"member": selectors.member_get(actor=actor, membership_id=data["member"])}
     return {"organization": True}
-
-
-def _missing() -> Any:
-    raise Http404
 
 
 def _share_phrase(target: dict[str, Any]) -> str:
