@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_GET
@@ -64,12 +64,13 @@ def foreign_request(request: HttpRequest) -> bool:
 
 
 @require_GET
-@login_required
 async def event_stream(request: HttpRequest, slug: str) -> HttpResponseBase:
     # The origin first: a foreign page learns nothing, not even whether the member is signed in.
     if foreign_request(request):
         return HttpResponseForbidden("Live updates are only for Postroom's own pages.", content_type="text/plain")
     user = await request.auser()
+    if not user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
     membership = await sync_to_async(membership_get)(user=user, slug=slug)
     user_id = int(membership.user_id)
     session_key = request.session.session_key or ""
