@@ -27,7 +27,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.utils.crypto import salted_hmac
 
-KIND = re.compile(r"[a-z][a-z_]{0,39}")
+KIND = re.compile(r"[a-z][a-z0-9_]{0,39}")
 CONTROL_KIND = "session"
 
 
@@ -83,7 +83,7 @@ class Event:
 
 def conversation_event(*, organization_id: int, conversation_id: Any, kind: str, audience: Any = None) -> Event:
     if not KIND.fullmatch(kind):
-        raise InvalidEventError("a kind is lowercase letters and underscores")
+        raise InvalidEventError("a kind is lowercase letters, digits and underscores")
     try:
         conversation = conversation_id if isinstance(conversation_id, uuid.UUID) else uuid.UUID(str(conversation_id))
     except ValueError:
