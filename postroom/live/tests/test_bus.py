@@ -43,6 +43,11 @@ async def collect(listener: buses.Listener, count: int) -> list[Event]:
     return received
 
 
+def publish_all(bus: buses.Bus, events: list[Event]) -> None:
+    for item in events:
+        bus.publish(item)
+
+
 async def run_sync(function: Any, *arguments: Any, **keywords: Any) -> Any:
     return await in_thread(lambda: function(*arguments, **keywords))
 
@@ -88,7 +93,7 @@ def test_the_database_log_hands_over_events_in_commit_order_from_another_thread(
         listener = bus.listener(run_sync)
         start = await listener.open()
         # Published from other threads, as the sync service and the worker do from other processes.
-        publisher = threading.Thread(target=lambda: [bus.publish(item) for item in sent])
+        publisher = threading.Thread(target=publish_all, args=(bus, sent))
         publisher.start()
         received = await collect(listener, len(sent))
         publisher.join()
@@ -126,7 +131,7 @@ def test_the_memory_bus_reaches_every_listener_from_any_thread() -> None:
         listeners = [bus.listener(run_sync), bus.listener(run_sync)]
         for listener in listeners:
             await listener.open()
-        publisher = threading.Thread(target=lambda: [bus.publish(item) for item in sent])
+        publisher = threading.Thread(target=publish_all, args=(bus, sent))
         publisher.start()
         publisher.join()
         for listener in listeners:
@@ -190,7 +195,7 @@ def test_redis_pub_sub_reaches_subscribers_on_separate_connections() -> None:
         listeners = [bus.listener(run_sync), bus.listener(run_sync)]
         for listener in listeners:
             await listener.open()
-        publisher = threading.Thread(target=lambda: [bus.publish(item) for item in sent])
+        publisher = threading.Thread(target=publish_all, args=(bus, sent))
         publisher.start()
         publisher.join()
         for listener in listeners:
