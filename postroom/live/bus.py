@@ -103,7 +103,7 @@ def _rows_after(cursor: int, limit: int, upto: int | None = None) -> list[Event]
     return events
 
 
-def _last_id() -> int:
+def last_event_id() -> int:
     return LiveEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
 
 
@@ -169,7 +169,7 @@ class DatabaseListener:
         self._full = False
 
     async def open(self) -> int:
-        self.cursor = await self.run_sync(_last_id)
+        self.cursor = await self.run_sync(last_event_id)
         return int(self.cursor)
 
     async def receive(self) -> list[Event] | None:

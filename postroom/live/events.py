@@ -8,7 +8,7 @@ which is what makes resuming after a reconnect possible.
 
 The stream sends each event as ``event: conversation`` with ``{"conversation": id, "kind": kind}``.
 Its ``id:`` field is an opaque cursor: the position encrypted (AES-GCM, key derived from the
-secret key, bound to the membership), because the plain row id would tell every member how much
+secret key, bound to the user and the organization), because the plain row id would tell every member how much
 happens elsewhere on the server — in other members' private mail and in other organizations.
 """
 
@@ -119,19 +119,19 @@ def _cursor_key() -> bytes:
     return salted_hmac("postroom.live.cursor", "key", algorithm="sha256").digest()
 
 
-def cursor_encode(sequence: int, *, membership_id: int) -> str:
+def cursor_encode(sequence: int, *, user_id: int, organization_id: int) -> str:
     nonce = secrets.token_bytes(_NONCE)
-    sealed = AESGCM(_cursor_key()).encrypt(nonce, struct.pack(">Q", sequence), _CURSOR_AAD.format(membership_id).encode())
+    sealed = AESGCM(_cursor_key()).encrypt(nonce, struct.pack(">Q", sequence), _CURSOR_AAD.format(f"{user_id}:{organization_id}").encode())
     return base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
 
 
-def cursor_decode(token: str, *, membership_id: int) -> int | None:
-    """The position a stream of this membership reached, or None for anything else."""
+def cursor_decode(token: str, *, user_id: int, organization_id: int) -> int | None:
+    """The position a stream of this user in this organization reached, or None for anything else."""
     if not token or len(token) > 100:
         return None
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        plain = AESGCM(_cursor_key()).decrypt(raw[:_NONCE], raw[_NONCE:], _CURSOR_AAD.format(membership_id).encode())
+        plain = AESGCM(_cursor_key()).decrypt(raw[:_NONCE], raw[_NONCE:], _CURSOR_AAD.format(f"{user_id}:{organization_id}").encode())
         (sequence,) = struct.unpack(">Q", plain)
     except (ValueError, InvalidTag, struct.error):
         return None

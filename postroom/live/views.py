@@ -28,7 +28,7 @@ proxies and dead peers are noticed, and ``event: end`` when the session ends.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
@@ -78,7 +78,9 @@ async def event_stream(request: HttpRequest, slug: str) -> HttpResponseBase:
     if hub.streams_of(user_id) >= hubs.MAX_STREAMS_PER_USER:
         return HttpResponse("Too many open live-update streams; close some tabs.", status=429, content_type="text/plain")
     grant = StreamGrant(session_key=session_key, user_id=user_id, membership_id=membership.pk)
-    last_event_id = request.headers.get("Last-Event-ID")
+    # The browser sends Last-Event-ID when it reconnects; a page opening its stream passes the
+    # position it was rendered at (``?after=``, see ``live.templatetags.live``).
+    last_event_id = request.headers.get("Last-Event-ID") or request.GET.get("after")
     response = StreamingHttpResponse(
         _stream(hub, grant, membership.organization_id, last_event_id), content_type="text/event-stream; charset=utf-8"
     )
@@ -86,11 +88,11 @@ async def event_stream(request: HttpRequest, slug: str) -> HttpResponseBase:
     return response
 
 
-def _message(item: hubs.Item, membership_id: int) -> str:
+def _message(item: hubs.Item, cursor: Callable[[int], str]) -> str:
     if isinstance(item, Event):
-        return sse_message(event="conversation", data=sse_payload(item), cursor=cursor_encode(item.sequence, membership_id=membership_id))
+        return sse_message(event="conversation", data=sse_payload(item), cursor=cursor(item.sequence))
     if isinstance(item, hubs.Resync):
-        return sse_message(event="resync", data={}, cursor=cursor_encode(item.position, membership_id=membership_id))
+        return sse_message(event="resync", data={}, cursor=cursor(item.position))
     return sse_message(event="end", data={})
 
 
@@ -98,10 +100,14 @@ async def _stream(hub: hubs.Hub, grant: StreamGrant, organization_id: int, last_
     # The response has passed the middleware (which saved the session): the request's thread
     # needs its database connection no more, and a stream lasts for hours.
     await sync_to_async(close_thread_connections)()
+
+    def cursor(sequence: int) -> str:
+        return cursor_encode(sequence, user_id=grant.user_id, organization_id=organization_id)
+
     resume_from = None
-    if last_event_id is not None:
+    if last_event_id:
         # An unreadable cursor means "I missed something, I do not know what": resync.
-        resume_from = cursor_decode(last_event_id, membership_id=grant.membership_id)
+        resume_from = cursor_decode(last_event_id, user_id=grant.user_id, organization_id=organization_id)
         resume_from = -1 if resume_from is None else resume_from
     try:
         opening = await hub.subscribe(grant=grant, organization_id=organization_id, resume_from=resume_from)
@@ -112,15 +118,15 @@ async def _stream(hub: hubs.Hub, grant: StreamGrant, organization_id: int, last_
     try:
         yield f"retry: {RETRY_MILLISECONDS}\n\n"
         for item in opening.first:
-            yield _message(item, grant.membership_id)
-        yield sse_message(event="ready", data={}, cursor=cursor_encode(opening.position, membership_id=grant.membership_id))
+            yield _message(item, cursor)
+        yield sse_message(event="ready", data={}, cursor=cursor(opening.position))
         while True:
             try:
                 item = await asyncio.wait_for(subscriber.queue.get(), timeout=HEARTBEAT_SECONDS)
             except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue
-            yield _message(item, grant.membership_id)
+            yield _message(item, cursor)
             if isinstance(item, hubs.End):
                 return
     finally:

@@ -75,12 +75,13 @@ def test_a_kind_cannot_smuggle_anything_into_the_stream(kind: str) -> None:
         conversation_event(organization_id=1, conversation_id=uuid.uuid4(), kind=kind)
 
 
-def test_a_cursor_opens_only_for_its_member() -> None:
-    token = cursor_encode(12345, membership_id=7)
-    assert cursor_decode(token, membership_id=7) == 12345
-    assert cursor_decode(token, membership_id=8) is None
-    assert cursor_decode(token[:-2] + ("AA" if token[-2:] != "AA" else "BB"), membership_id=7) is None
-    assert cursor_encode(12345, membership_id=7) != token  # a fresh nonce each time: equal positions do not show
+def test_a_cursor_opens_only_for_its_user_in_its_organization() -> None:
+    token = cursor_encode(12345, user_id=7, organization_id=1)
+    assert cursor_decode(token, user_id=7, organization_id=1) == 12345
+    assert cursor_decode(token, user_id=8, organization_id=1) is None
+    assert cursor_decode(token, user_id=7, organization_id=2) is None
+    assert cursor_decode(token[:-2] + ("AA" if token[-2:] != "AA" else "BB"), user_id=7, organization_id=1) is None
+    assert cursor_encode(12345, user_id=7, organization_id=1) != token  # a fresh nonce each time: equal positions do not show
 
 
 # --- The database log ------------------------------------------------------------------------------

@@ -9,9 +9,11 @@ is the second one. No assertion waits for something not to happen.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 
@@ -129,7 +131,7 @@ def test_the_sites_own_origin_is_accepted(cast: Cast, settings: Any) -> None:
 def test_logging_out_ends_the_stream(cast: Cast, bob_mailbox: Mailbox) -> None:
     browser = Client()
     browser.force_login(cast.bob, backend="allauth.account.auth_backends.AuthenticationBackend")
-    cookie = f"{browser.cookies['postroom-session'].key}={browser.cookies['postroom-session'].value}"
+    cookie = f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"
 
     async def scenario() -> None:
         stream = await open_stream(ACME, cookie=cookie)
@@ -214,6 +216,28 @@ def test_a_reconnecting_page_gets_what_it_missed(cast: Cast, alice_mailbox: Mail
         assert following.event == "ready", (following, str(first.pk), str(missed.pk), str(marker.pk))
         await again.close()
         await alices.close()
+
+    run(scenario)
+
+
+def test_a_page_hears_of_what_happened_between_its_rendering_and_its_stream(cast: Cast, bob_mailbox: Mailbox) -> None:
+    browser = Client()
+    browser.force_login(cast.bob, backend="allauth.account.auth_backends.AuthenticationBackend")
+    page = browser.get(reverse("conversations:list", args=["acme"])).content.decode()
+    found = re.search(r'data-live-events="([^"]+)" data-live-after="([^"]+)"', page)
+    assert found is not None
+    url, after = found.groups()
+    assert url == ACME
+    cookie = f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"
+    arrived = deliver(bob_mailbox)  # after the page was rendered, before its stream opens
+
+    async def scenario() -> None:
+        stream = await open_stream(f"{url}?after={after}", cookie=cookie)
+        replayed = await stream.next_event()
+        assert replayed is not None
+        assert (replayed.event, payload(replayed)) == ("conversation", {"conversation": str(arrived.pk), "kind": "message_added"})
+        await stream.until("ready")
+        await stream.close()
 
     run(scenario)
 
