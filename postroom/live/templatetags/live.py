@@ -13,6 +13,7 @@ from django.urls import reverse
 
 from postroom.live.bus import DatabaseBus, get_bus, last_event_id
 from postroom.live.events import cursor_encode
+from postroom.orgs.models import Organization
 
 register = template.Library()
 
@@ -21,7 +22,7 @@ register = template.Library()
 def live_stream(context: template.Context) -> dict[str, str] | None:
     organization = context.get("organization")
     user = context.get("user")
-    if getattr(organization, "pk", None) is None or user is None or not user.is_authenticated:
+    if not isinstance(organization, Organization) or user is None or not user.is_authenticated:
         return None
     after = ""
     if isinstance(get_bus(), DatabaseBus):
