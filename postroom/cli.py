@@ -96,6 +96,9 @@ def command_web(arguments: argparse.Namespace) -> int:
         forwarded_allow_ips=os.environ.get("POSTROOM_FORWARDED_ALLOW_IPS", "127.0.0.1"),
         log_level="warning",
         lifespan="off",
+        # Live-update streams never finish on their own: on shutdown, give requests a moment,
+        # then close the streams (pages reconnect to the next server and resume).
+        timeout_graceful_shutdown=3,
     )
     return 0
 

@@ -117,6 +117,17 @@ def mailbox() -> Iterator[Mailbox]:
 class Server:
     base_url: str
     log_path: Path
+    environment: dict[str, str] = field(default_factory=dict)
+
+    def command(self, *arguments: str, stdin: str | None = None) -> str:
+        """Run ``postroom <arguments>`` against this server's data (another process, as an
+        operator would); its output, or AssertionError with it when it fails."""
+        done = subprocess.run(
+            [sys.executable, "-m", "postroom", *arguments],
+            env=self.environment, cwd=self.log_path.parent, input=stdin, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"postroom {' '.join(arguments)} failed:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -192,7 +203,7 @@ def _run_server(mailbox: Mailbox, database_url: str | None) -> Iterator[Server]:
         stderr=subprocess.STDOUT,
         cwd=data_dir,
     )
-    running = Server(base_url=base_url, log_path=log_path)
+    running = Server(base_url=base_url, log_path=log_path, environment=environment)
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
