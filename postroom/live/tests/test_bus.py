@@ -70,12 +70,12 @@ def test_a_malformed_event_is_rejected(wire: bytes) -> None:
 
 
 @pytest.mark.parametrize("kind", ["", "Assigned", "message added", "x" * 41, "kind\nevent: forged"])
-def test_a_kind_cannot_smuggle_anything_into_the_stream(kind: str) -> None:
+def test_r19_a_kind_cannot_smuggle_anything_into_the_stream(kind: str) -> None:
     with pytest.raises(InvalidEventError):
         conversation_event(organization_id=1, conversation_id=uuid.uuid4(), kind=kind)
 
 
-def test_a_cursor_opens_only_for_its_user_in_its_organization() -> None:
+def test_r19_a_cursor_opens_only_for_its_user_in_its_organization() -> None:
     token = cursor_encode(12345, user_id=7, organization_id=1)
     assert cursor_decode(token, user_id=7, organization_id=1) == 12345
     assert cursor_decode(token, user_id=8, organization_id=1) is None
@@ -144,7 +144,9 @@ def test_the_memory_bus_reaches_every_listener_from_any_thread() -> None:
 
 # --- The hub ---------------------------------------------------------------------------------------
 @pytest.mark.django_db(transaction=True)
-def test_the_hub_delivers_only_what_each_member_may_see(cast: Cast, alice_mailbox: Mailbox, bob_mailbox: Mailbox, settings: Any) -> None:
+def test_r19_the_hub_delivers_only_what_each_member_may_see(
+    cast: Cast, alice_mailbox: Mailbox, bob_mailbox: Mailbox, settings: Any
+) -> None:
     settings.LIVE_BUS = "memory"
     alices_conversation, bobs_conversation = deliver(alice_mailbox), deliver(bob_mailbox)
 

@@ -38,7 +38,7 @@ def payload(event: ServerEvent) -> dict[str, Any]:
     return dict(json.loads(event.data))
 
 
-def test_a_member_hears_only_of_conversations_they_can_see(cast: Cast, alice_mailbox: Mailbox, bob_mailbox: Mailbox) -> None:
+def test_r19_a_member_hears_only_of_conversations_they_can_see(cast: Cast, alice_mailbox: Mailbox, bob_mailbox: Mailbox) -> None:
     bob = session_cookie(cast.bob)
 
     async def scenario() -> None:
@@ -60,7 +60,7 @@ def test_a_member_hears_only_of_conversations_they_can_see(cast: Cast, alice_mai
     run(scenario)
 
 
-def test_another_organization_never_hears_of_acme(cast: Cast, alice_mailbox: Mailbox, charlie_mailbox: Mailbox) -> None:
+def test_r19_another_organization_never_hears_of_acme(cast: Cast, alice_mailbox: Mailbox, charlie_mailbox: Mailbox) -> None:
     charlie = session_cookie(cast.charlie)
 
     async def scenario() -> None:
@@ -77,7 +77,7 @@ def test_another_organization_never_hears_of_acme(cast: Cast, alice_mailbox: Mai
     run(scenario)
 
 
-def test_an_outsider_gets_404_and_a_stranger_is_sent_to_sign_in(cast: Cast) -> None:
+def test_r19_an_outsider_gets_404_and_a_stranger_is_sent_to_sign_in(cast: Cast) -> None:
     charlie = session_cookie(cast.charlie)
 
     async def scenario() -> None:
@@ -105,7 +105,7 @@ def test_an_outsider_gets_404_and_a_stranger_is_sent_to_sign_in(cast: Cast) -> N
         {"sec_fetch_site": "same-site"},
     ],
 )
-def test_a_foreign_origin_is_refused(cast: Cast, headers: dict[str, str]) -> None:
+def test_r19_a_foreign_origin_is_refused(cast: Cast, headers: dict[str, str]) -> None:
     bob = session_cookie(cast.bob)
 
     async def scenario() -> None:
@@ -116,7 +116,7 @@ def test_a_foreign_origin_is_refused(cast: Cast, headers: dict[str, str]) -> Non
     run(scenario)
 
 
-def test_the_sites_own_origin_is_accepted(cast: Cast, settings: Any) -> None:
+def test_r19_the_sites_own_origin_is_accepted(cast: Cast, settings: Any) -> None:
     bob = session_cookie(cast.bob)
 
     async def scenario() -> None:
@@ -128,7 +128,7 @@ def test_the_sites_own_origin_is_accepted(cast: Cast, settings: Any) -> None:
     run(scenario)
 
 
-def test_logging_out_ends_the_stream(cast: Cast, bob_mailbox: Mailbox) -> None:
+def test_r19_logging_out_ends_the_stream(cast: Cast, bob_mailbox: Mailbox) -> None:
     browser = Client()
     browser.force_login(cast.bob, backend="allauth.account.auth_backends.AuthenticationBackend")
     cookie = f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"
@@ -143,7 +143,7 @@ def test_logging_out_ends_the_stream(cast: Cast, bob_mailbox: Mailbox) -> None:
     run(scenario)
 
 
-def test_a_credential_change_elsewhere_ends_the_stream(cast: Cast) -> None:
+def test_r19_a_credential_change_elsewhere_ends_the_stream(cast: Cast) -> None:
     bob = session_cookie(cast.bob)
 
     async def scenario() -> None:
@@ -156,7 +156,7 @@ def test_a_credential_change_elsewhere_ends_the_stream(cast: Cast) -> None:
     run(scenario)
 
 
-def test_removal_from_the_organization_ends_the_stream(cast: Cast) -> None:
+def test_r19_removal_from_the_organization_ends_the_stream(cast: Cast) -> None:
     bob = session_cookie(cast.bob)
 
     async def scenario() -> None:
@@ -168,7 +168,7 @@ def test_removal_from_the_organization_ends_the_stream(cast: Cast) -> None:
     run(scenario)
 
 
-def test_the_periodic_check_ends_a_stream_whose_session_changed_silently(
+def test_r19_the_periodic_check_ends_a_stream_whose_session_changed_silently(
     cast: Cast, alice_mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Changes made without signals (a bulk update, another tool) are caught by the periodic check."""
@@ -254,7 +254,7 @@ def test_an_unknown_position_asks_the_page_to_resync(cast: Cast, last_event_id: 
     run(scenario)
 
 
-def test_a_cursor_is_opaque_and_bound_to_its_member(cast: Cast, bob_mailbox: Mailbox) -> None:
+def test_r19_a_cursor_is_opaque_and_bound_to_its_member(cast: Cast, bob_mailbox: Mailbox) -> None:
     """Event ids reveal nothing about activity elsewhere, and Alice cannot replay Bob's."""
     bob, alice = session_cookie(cast.bob), session_cookie(cast.alice)
 
@@ -271,7 +271,7 @@ def test_a_cursor_is_opaque_and_bound_to_its_member(cast: Cast, bob_mailbox: Mai
     run(scenario)
 
 
-def test_streams_per_user_are_limited(cast: Cast, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_r19_streams_per_user_are_limited(cast: Cast, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hubs, "MAX_STREAMS_PER_USER", 2)
     bob, alice = session_cookie(cast.bob), session_cookie(cast.alice)
 
@@ -293,7 +293,7 @@ def test_streams_per_user_are_limited(cast: Cast, monkeypatch: pytest.MonkeyPatc
     run(scenario)
 
 
-def test_a_personal_label_is_heard_by_its_owner_alone(cast: Cast, alice_mailbox: Mailbox) -> None:
+def test_r19_a_personal_label_is_heard_by_its_owner_alone(cast: Cast, alice_mailbox: Mailbox) -> None:
     bob, alice = session_cookie(cast.bob), session_cookie(cast.alice)
     conversation = deliver(alice_mailbox)
     actions.conversation_share(actor=cast.alice_membership, conversation=conversation, member=cast.bob_membership)
@@ -319,7 +319,7 @@ def test_a_personal_label_is_heard_by_its_owner_alone(cast: Cast, alice_mailbox:
     run(scenario)
 
 
-def test_an_event_for_chosen_members_reaches_only_them(cast: Cast, alice_mailbox: Mailbox) -> None:
+def test_r19_an_event_for_chosen_members_reaches_only_them(cast: Cast, alice_mailbox: Mailbox) -> None:
     """``details["audience"]`` (notifications use it) narrows delivery to those members."""
     from postroom.conversations.models import Conversation
     from postroom.conversations.signals import conversation_event

@@ -86,6 +86,13 @@
     if (timer === null) timer = setTimeout(flush, FLUSH_MS);
   }
 
+  // Re-fetches this file triggers are not the person's activity: they must not keep an idle
+  // session alive (accounts/middleware.py).
+  document.body.addEventListener("htmx:configRequest", (event) => {
+    const trigger = event.detail.triggeringEvent;
+    if (trigger && trigger.type.startsWith("postroom:")) event.detail.headers["X-Postroom-Automatic"] = "live";
+  });
+
   const channel = "BroadcastChannel" in window ? new BroadcastChannel(`postroom-live ${url}`) : null;
   if (channel) channel.onmessage = (event) => handle(event.data);
 
