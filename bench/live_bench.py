@@ -14,9 +14,9 @@ sync service, a separate process — :
    conversation of its own, and measures the commit of the message (an ``on_commit``
    callback registered before the ingest's own) → the ``conversation`` event parsed by the
    stream client: p50, p95, max;
-2. measures the CPU time of the web process over ``--idle-seconds`` with no stream open,
-   with one, and with ``--streams`` (heartbeats every 15 s; on the database bus, the poll every
-   ``LIVE_POLL_SECONDS``), from ``/proc/<pid>/stat``.
+2. measures the CPU time of the web process over ``--idle-seconds`` with no stream open (before
+   any was, so its hub has not started), with one, and with ``--streams`` (heartbeats every
+   15 s; on the database bus, the poll every ``LIVE_POLL_SECONDS``), from ``/proc/<pid>/stat``.
 
 Each latency is set against the poll interval (the database bus cannot do better than half of
 it on average), and the Redis bus is the reference for the same run.
@@ -141,7 +141,7 @@ def start_web(data_dir: Path, port: int, redis_url: str | None) -> subprocess.Po
     deadline = time.monotonic() + 60
     while True:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):  # noqa: S310 (loopback)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
                 return process
         except OSError:
             if time.monotonic() > deadline or process.poll() is not None:
@@ -160,6 +160,12 @@ class StreamClient:
 
     async def run(self) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        try:
+            await self._read(reader, writer)
+        finally:
+            writer.close()
+
+    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(
             f"GET /o/{self.slug}/events/ HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nAccept: text/event-stream\r\n"
             f"Cookie: {self.cookie}\r\n\r\n".encode()
@@ -201,8 +207,8 @@ class StreamClient:
 
 
 # --- the measurements -------------------------------------------------------------------------------
-async def latency(setup: Setup, port: int, events: int, rng: random.Random) -> list[float]:
-    client = StreamClient(port, setup.organization.slug, setup.cookie(setup.members[0]))
+async def latency(setup: Setup, port: int, events: int, rng: random.Random, cookie: str) -> list[float]:
+    client = StreamClient(port, setup.organization.slug, cookie)
     client.start()
     await asyncio.wait_for(client.ready.wait(), 30)
     loop = asyncio.get_running_loop()
@@ -214,12 +220,12 @@ async def latency(setup: Setup, port: int, events: int, rng: random.Random) -> l
         samples.append(await client.arrival_of(conversation) - committed)
     assert client.task is not None
     client.task.cancel()
+    await asyncio.gather(client.task, return_exceptions=True)
     database_thread.shutdown()
     return samples
 
 
-async def idle_cpu(setup: Setup, port: int, pid: int, streams: int, seconds: float) -> float:
-    cookies = [setup.cookie(setup.members[index % len(setup.members)]) for index in range(streams)]
+async def idle_cpu(setup: Setup, port: int, pid: int, cookies: list[str], seconds: float) -> float:
     clients = [StreamClient(port, setup.organization.slug, cookie) for cookie in cookies]
     for client in clients:
         client.start()
@@ -232,6 +238,7 @@ async def idle_cpu(setup: Setup, port: int, pid: int, streams: int, seconds: flo
     for client in clients:
         assert client.task is not None
         client.task.cancel()
+    await asyncio.gather(*(client.task for client in clients if client.task), return_exceptions=True)
     return used / seconds
 
 
@@ -253,11 +260,13 @@ def run_shape(name: str, redis_url: str | None, arguments: argparse.Namespace, r
     arguments.setup = setup
     web = start_web(data_dir, port, redis_url)
     try:
-        samples = asyncio.run(latency(setup, port, arguments.events, rng))
-        cpu = {
-            str(count): asyncio.run(idle_cpu(setup, port, web.pid, count, arguments.idle_seconds))
-            for count in (0, 1, arguments.streams)
-        }
+        # No stream has been opened yet: the web process has not started its hub.
+        cpu = {"0": asyncio.run(idle_cpu(setup, port, web.pid, [], arguments.idle_seconds))}
+        samples = asyncio.run(latency(setup, port, arguments.events, rng, setup.cookie(setup.members[0])))
+        for count in (1, arguments.streams):
+            # Ten members, so that no one exceeds the streams allowed per user.
+            cookies = [setup.cookie(setup.members[index % len(setup.members)]) for index in range(count)]
+            cpu[str(count)] = asyncio.run(idle_cpu(setup, port, web.pid, cookies, arguments.idle_seconds))
     finally:
         web.terminate()
         web.wait(timeout=30)
