@@ -32,7 +32,8 @@ Hooking a page in (templates)
 
     - the notification bell: ``hx-trigger="postroom:notification from:body"``.
 
-    ``postroom:list`` is fired at most once every 150 ms whatever the number of events;
+    ``postroom:list`` is fired 150 ms after a change and at most once a second during a burst,
+    whatever the number of events;
     ``postroom:conversation`` carries ``detail.conversation`` and ``detail.kinds``;
     ``postroom:resync`` (after a long disconnect) also fires the others for every element, so no
     element needs to listen to it. ``postroom:event`` gives every event as it comes. A fragment

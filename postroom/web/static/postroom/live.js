@@ -13,7 +13,8 @@
 //
 // What pages listen to (dispatched on <body>; none of them bubbles):
 //   postroom:list           something changed in a conversation the member can see
-//                           (coalesced: at most one every 150 ms) — lists, counts, view menus:
+//                           (coalesced: 150 ms after the first change, then at most once a
+//                           second during a burst) — lists, counts, view menus:
 //                             hx-trigger="postroom:list from:body"
 //   postroom:conversation   detail {conversation: "<uuid>", kinds: [...]} for each conversation
 //                           that changed; also dispatched on every element that declares
@@ -35,7 +36,11 @@
   const root = document.documentElement;
   const url = holder.dataset.liveEvents;
   let lastId = holder.dataset.liveAfter || "";
+  // The first change shows after FLUSH_MS; during a burst (an import, a bulk action) pages
+  // refresh at most once every GAP_MS, however many events come.
   const FLUSH_MS = 150;
+  const GAP_MS = 1000;
+  let flushedAt = 0;
 
   // Coalescing: a burst of events (an import, a bulk action) becomes one refresh per target.
   const pending = new Map();
@@ -54,6 +59,7 @@
 
   function flush() {
     timer = null;
+    flushedAt = Date.now();
     for (const [conversation, kinds] of pending) {
       const detail = { conversation: conversation, kinds: Array.from(kinds) };
       fire(document.body, "postroom:conversation", detail);
@@ -83,7 +89,7 @@
     } else {
       return;
     }
-    if (timer === null) timer = setTimeout(flush, FLUSH_MS);
+    if (timer === null) timer = setTimeout(flush, Math.max(FLUSH_MS, flushedAt + GAP_MS - Date.now()));
   }
 
   // Re-fetches this file triggers are not the person's activity: they must not keep an idle
