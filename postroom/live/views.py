@@ -72,11 +72,11 @@ async def event_stream(request: HttpRequest, slug: str) -> HttpResponseBase:
     user = await request.auser()
     if not user.is_authenticated:
         return redirect_to_login(request.get_full_path())
+    membership = await sync_to_async(membership_get)(user=user, slug=slug)
     if not isinstance(request, ASGIRequest):
         # Under WSGI an endless stream would hold a worker thread for good: Postroom serves
         # through uvicorn (``postroom web``); Django's test client lands here too.
         return HttpResponse("Live updates need Postroom's ASGI server.", status=501, content_type="text/plain")
-    membership = await sync_to_async(membership_get)(user=user, slug=slug)
     user_id = int(membership.user_id)
     session_key = request.session.session_key or ""
     hub = hubs.get_hub()
