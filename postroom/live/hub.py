@@ -129,7 +129,7 @@ class Hub:
         async with self._lock:
             if self.streams_of(grant.user_id) >= MAX_STREAMS_PER_USER:
                 raise TooManyStreamsError
-            if self._task is None:
+            if self._task is None or self._task.done():
                 listener = self.bus.listener(self.run_sync)
                 self.cursor = await listener.open()
                 self._listener = listener
@@ -190,8 +190,11 @@ class Hub:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    # A poisoned batch or a failing database must not stop every page's updates.
+                    # A poisoned batch or a failing database must not stop every page's updates;
+                    # what this batch held is lost to the streams, so they re-fetch.
                     logger.exception("live: delivering events failed; continuing")
+                    for subscriber in list(self.subscribers):
+                        subscriber.offer(Resync(self.cursor), self.cursor)
                     await asyncio.sleep(1.0)
                 if self.subscribers:
                     idle_since = None

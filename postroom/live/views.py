@@ -28,6 +28,7 @@ proxies and dead peers are noticed, and ``event: end`` when the session ends.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
@@ -45,8 +46,11 @@ from postroom.live.events import Event, cursor_decode, cursor_encode, sse_messag
 from postroom.live.selectors import StreamGrant
 from postroom.orgs.selectors import membership_get
 
+logger = logging.getLogger(__name__)
+
 HEARTBEAT_SECONDS = 15.0
 RETRY_MILLISECONDS = 2000
+UNAVAILABLE_RETRY_MILLISECONDS = 15000
 _SAME_SITE_FETCHES = frozenset({"same-origin", "none"})
 
 
@@ -118,6 +122,11 @@ async def _stream(hub: hubs.Hub, grant: StreamGrant, organization_id: int, last_
         opening = await hub.subscribe(grant=grant, organization_id=organization_id, resume_from=resume_from)
     except hubs.TooManyStreamsError:
         yield sse_message(event="end", data={"reason": "too_many_streams"})
+        return
+    except Exception as error:
+        # The bus cannot be reached (Redis down, the database busy): the page tries again later.
+        logger.warning("live: a stream could not start (%s)", type(error).__name__)
+        yield f"retry: {UNAVAILABLE_RETRY_MILLISECONDS}\n\n"
         return
     subscriber = opening.subscriber
     try:

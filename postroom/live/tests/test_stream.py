@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from typing import Any
 
 import pytest
@@ -346,5 +347,22 @@ def test_r19_an_event_for_chosen_members_reaches_only_them(cast: Cast, alice_mai
         assert payload(await carols.until("conversation")) == {"conversation": str(for_carol.pk), "kind": "notification"}
         await bobs.close()
         await carols.close()
+
+    run(scenario)
+
+
+def test_a_stream_without_its_bus_asks_the_page_to_come_back_later(cast: Cast, settings: Any) -> None:
+    """Redis down: the page is told to retry in a while, and nothing else breaks."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    settings.LIVE_BUS, settings.REDIS_URL = "redis", f"redis://127.0.0.1:{port}/0"
+    bob = session_cookie(cast.bob)
+
+    async def scenario() -> None:
+        stream = await open_stream(ACME, cookie=bob)
+        assert stream.status == 200
+        assert await stream.next_event() is None
+        assert stream.body == "retry: 15000\n\n"
 
     run(scenario)
