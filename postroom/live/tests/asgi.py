@@ -150,6 +150,20 @@ class Stream:
 
         return await asyncio.wait_for(skip(), WAIT_SECONDS)
 
+    async def comment(self, text: str) -> None:
+        """Wait for the next comment line ``text`` (bounded), consuming the events before it."""
+
+        async def wait() -> None:
+            while True:
+                while "\n\n" not in self._buffer:
+                    assert not self.finished, f"the stream ended before {text!r}"
+                    assert await self._read(), f"the stream ended before {text!r}"
+                block, self._buffer = self._buffer.split("\n\n", 1)
+                if block == text:
+                    return
+
+        await asyncio.wait_for(wait(), WAIT_SECONDS)
+
     async def close(self) -> None:
         self._disconnect.set()
         if self._task is not None:

@@ -366,3 +366,22 @@ def test_a_stream_without_its_bus_asks_the_page_to_come_back_later(cast: Cast, s
         assert stream.body == "retry: 15000\n\n"
 
     run(scenario)
+
+
+def test_a_quiet_stream_sends_heartbeats(cast: Cast, bob_mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    from postroom.live import views
+
+    monkeypatch.setattr(views, "HEARTBEAT_SECONDS", 0.05)
+    bob = session_cookie(cast.bob)
+
+    async def scenario() -> None:
+        stream = await open_stream(ACME, cookie=bob)
+        await stream.until("ready")
+        await stream.comment(": keep-alive")
+        await stream.comment(": keep-alive")
+        # and the stream still delivers
+        conversation = await in_thread(lambda: deliver(bob_mailbox))
+        assert payload(await stream.until("conversation"))["conversation"] == str(conversation.pk)
+        await stream.close()
+
+    run(scenario)
