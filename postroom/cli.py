@@ -93,6 +93,9 @@ def command_web(arguments: argparse.Namespace) -> int:
         log_level="warning",
         lifespan="off",
         workers=getattr(arguments, "workers", 1),
+        # Live-update streams never finish on their own: on shutdown, give requests a moment,
+        # then close the streams (pages reconnect to the next server and resume).
+        timeout_graceful_shutdown=3,
     )
     return 0
 

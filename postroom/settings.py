@@ -105,6 +105,7 @@ INSTALLED_APPS = [
     "postroom.mailboxes",
     "postroom.conversations",
     "postroom.imageproxy",
+    "postroom.live",
     "postroom.outbox",
     "postroom.comments",
     "postroom.notifications",
@@ -197,6 +198,11 @@ if REDIS_URL:
     TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}
 else:
     TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+# Live updates (postroom.live.bus): Redis pub/sub when there is Redis, else the database's event
+# log, polled by each web process (one query per interval for all its open pages).
+LIVE_BUS = "redis" if REDIS_URL else "database"
+LIVE_REDIS_CHANNEL = "postroom:live"
+LIVE_POLL_SECONDS = 0.25
 
 # --- Outgoing system mail (verification, reset, invitations, security notices) -----------------
 _smtp_url = env.secret("POSTROOM_SMTP_URL")

@@ -17,7 +17,10 @@ The defences (SECURITY.md R17):
   expired rather than given a fresh start. Neither limit is a setting a member can change.
 
 Both are checked on the server: the cookie's own Max-Age is a convenience for the browser and
-is never relied upon.
+is never relied upon. Requests a page makes by itself are not activity: the live-update stream
+(``Accept: text/event-stream``) and the re-fetches it triggers (``live.js`` marks them with
+``X-Postroom-Automatic``) never move the idle expiry, so a tab left open on a busy inbox does not
+keep its session alive for ever.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ LOGIN_AT = "postroom_login_at"
 REFRESHED_AT = "postroom_refreshed_at"
 # Tells the browser to drop everything it kept for this origin once a session ends (R16).
 CLEAR_SITE_DATA = '"cache", "cookies", "storage"'
+AUTOMATIC_HEADER = "X-Postroom-Automatic"
 
 
 def mark_session_login(request: HttpRequest) -> None:
@@ -52,6 +56,10 @@ def _stored_time(request: HttpRequest, key: str) -> datetime | None:
     except ValueError:
         return None
     return moment if timezone.is_aware(moment) else None
+
+
+def _by_the_person(request: HttpRequest) -> bool:
+    return AUTOMATIC_HEADER not in request.headers and not request.headers.get("Accept", "").startswith("text/event-stream")
 
 
 def end_session_response(request: HttpRequest) -> HttpResponse:
@@ -73,7 +81,7 @@ class SessionLifetimeMiddleware:
             if login_at is None or now - login_at > settings.SESSION_ABSOLUTE_LIFETIME:
                 return end_session_response(request)
             refreshed_at = _stored_time(request, REFRESHED_AT)
-            if refreshed_at is None or now - refreshed_at >= settings.SESSION_REFRESH_INTERVAL:
+            if _by_the_person(request) and (refreshed_at is None or now - refreshed_at >= settings.SESSION_REFRESH_INTERVAL):
                 self.refresh(request, now)
         return self.get_response(request)
 

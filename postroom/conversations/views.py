@@ -332,7 +332,7 @@ def conversation_detail(request: HttpRequest, slug: str, conversation_id: str) -
     context = _conversation_context(request, actor, conversation)
     selected = _list_from_query(actor, request.GET.get("list", ""))
     context.update(list_key=list_key(selected), list_url=_list_url(actor, selected), list_title=_title(selected))
-    if wants_partial(request):
+    if wants_partial(request) and not request.GET.get("live"):  # ?live=1: the whole page, to select its thread from
         return render(request, "conversations/_state.html", context)
     context["compose"] = request.GET.get("compose", "")
     context.update(nav_context(actor, list_key(selected)))

@@ -112,6 +112,16 @@ class Server:
     environment: dict[str, str] = field(default_factory=dict)
     data_dir: Path | None = None
 
+    def command(self, *arguments: str, stdin: str | None = None) -> str:
+        """Run ``postroom <arguments>`` against this server's data (another process, as an
+        operator would); its output, or AssertionError with it when it fails."""
+        done = subprocess.run(
+            [sys.executable, "-m", "postroom", *arguments],
+            env=self.environment, cwd=self.log_path.parent, input=stdin, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"postroom {' '.join(arguments)} failed:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
