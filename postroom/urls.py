@@ -14,6 +14,7 @@ urlpatterns = [
     path("o/<slug:slug>/", include("postroom.orgs.urls")),
     path("o/<slug:slug>/audit/", include("postroom.audit.urls")),
     path("o/<slug:slug>/conversations/", include("postroom.conversations.urls")),
+    path("o/<slug:slug>/contacts/", include("postroom.contacts.urls")),
     path("o/<slug:slug>/outbox/", include("postroom.outbox.urls")),
     path("o/<slug:slug>/images/", include("postroom.imageproxy.urls")),
     path("o/<slug:slug>/mailboxes/", include("postroom.mailboxes.urls")),
