@@ -163,7 +163,6 @@ def _card(values: dict[str, Any]) -> Card:
 @router.get("/orgs/{slug}/contact-books", response={200: BookPage, **ERRORS}, summary="List the contact books you can see")
 def book_list(request: HttpRequest, slug: str, page: Query[PageParams]) -> BookPage:
     actor = membership_get(user=request.user, slug=slug)
-    actions.book_default(actor=actor)
     paged = paginate(selectors.books_visible(actor=actor), order=("created_at", "id"), params=page, key="contact-books")
     return BookPage(items=[_book_out(actor, book) for book in paged.items], next=paged.next)
 

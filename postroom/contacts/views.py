@@ -69,11 +69,11 @@ def book_list(request: HttpRequest, slug: str) -> HttpResponse:
         else:
             messages.success(request, "Book created.")
             return _book_url(book, slug)
-    actions.book_default(actor=actor)
     books = list(selectors.books_visible(actor=actor).select_related("owner__user", "team"))
     for book in books:
         book.access = selectors.book_access(actor=actor, book=book)  # type: ignore[attr-defined]
-    return render(request, "contacts/books.html", _context(actor, books=books, form=form))
+    has_default = any(book.is_default and book.owner_id == actor.pk for book in books)
+    return render(request, "contacts/books.html", _context(actor, books=books, form=form, has_default=has_default))
 
 
 @login_required
@@ -236,8 +236,9 @@ def book_import(request: HttpRequest, slug: str, book_id: str) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_POST
 def book_export(request: HttpRequest, slug: str, book_id: str) -> HttpResponse:
+    """A POST (a button), not a link: the export is audited, and a GET changes nothing (R52)."""
     actor = membership_get(user=request.user, slug=slug)
     book = selectors.book_get(actor=actor, book_id=book_id)
     response = StreamingHttpResponse(transfer.book_export_rows(actor=actor, book=book, request=request), content_type="text/csv; charset=utf-8")

@@ -100,6 +100,11 @@ WRITABLE = {
     "OrganizationPatch": {"name", "require_two_factor"},
     "ImportRangeIn": {"import_since"},
     "ReimportIn": {"since"},
+    "BookIn": {"name", "kind", "team_id"},
+    "BookPatch": {"name"},
+    "BookShareIn": {"team_id", "can_write"},
+    "ContactIn": {"name", "emails", "phones", "company", "job_title", "notes", "fields"},
+    "ContactPatch": {"name", "emails", "phones", "company", "job_title", "notes", "fields"},
 }
 
 

@@ -22,6 +22,9 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
 from postroom.api.tests.helpers import ApiClient
 from postroom.conftest import Cast
+from postroom.contacts.actions import book_default, contact_create
+from postroom.contacts.cards import card_clean
+from postroom.contacts.models import BookShare, Contact, ContactBook
 from postroom.conversations.ingest import message_ingest
 from postroom.conversations.models import Message
 from postroom.conversations.tests.conftest import build_raw, inbox_of
@@ -122,12 +125,17 @@ def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
     if invitation is None:
         invitation, _token = actions.invitation_create(actor=owner, email=f"someone@{org.slug}.test", role=Role.MEMBER)
     message = _sample_message(owner)
+    book = book_default(actor=owner)
+    contact = Contact.objects.filter(book=book).first() or contact_create(
+        actor=owner, book=book, card=card_clean(name="Dana", emails=[f"dana@{org.slug}.example"])
+    )
     return {
         "slug": org.slug, "membership_id": owner.pk, "team_id": team.pk, "invitation_id": invitation.pk,
         "conversation_id": message.conversation_id, "message_id": message.pk, "attachment_id": message.attachments.get().pk,
         "mailbox_id": (Mailbox.objects.filter(organization=org).first() or make_mailbox(owner)).pk,
         "pk": 1, "session_id": 1, "token_id": 1, "key": "x", "uidb36": "1", "token": "not-a-token", "provider_id": "test",
         "outgoing_id": "00000000-0000-7000-8000-000000000002",
+        "book_id": book.pk, "contact_id": contact.pk,
     }
 
 
@@ -146,6 +154,9 @@ def snapshot() -> dict[str, list[tuple[Any, ...]]]:
         "teams": list(Team.objects.order_by("pk").values_list("pk", "organization_id", "name")),
         "team_memberships": list(TeamMembership.objects.order_by("pk").values_list("pk", "team_id", "membership_id")),
         "invitations": list(Invitation.objects.order_by("pk").values_list("pk", "organization_id", "email", "role", "accepted_at", "revoked_at")),
+        "contact_books": list(ContactBook.objects.order_by("pk").values_list("pk", "organization_id", "name", "kind")),
+        "contact_book_shares": list(BookShare.objects.order_by("pk").values_list("pk", "book_id", "team_id", "can_write")),
+        "contacts": list(Contact.objects.order_by("pk").values_list("pk", "book_id", "updated_at", "name_index")),
     }
 
 
@@ -180,7 +191,9 @@ def test_r20_unnamed_allauth_routes_only_redirect(cast: Cast) -> None:
 
 
 # --- R21 -------------------------------------------------------------------------------------------
-ID_PARAMETERS = {"membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id", "mailbox_id"}
+ID_PARAMETERS = {
+    "membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id", "mailbox_id", "book_id", "contact_id",
+}
 # A body that would be accepted if the ids were ours: so a 404 means the id was refused.
 FORM_BODY = {"role": "member", "name": "Hijacked", "operation": "rename", "email": "intruder@example.test", "require_two_factor": "on"}
 JSON_BODY = {"role": "member", "name": "Hijacked", "email": "intruder@example.test", "import_since": None, "since": None}

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from postroom.conftest import Cast
+from postroom.contacts.actions import book_default, contact_create
+from postroom.contacts.cards import card_clean
 from postroom.core.logs import SafeFormatter
 from postroom.mailboxes.tests.factories import make_mailbox
 from postroom.orgs.actions import invitation_create
@@ -19,6 +21,8 @@ def routes(cast: Cast) -> list[Route]:
     """Every route, with parameters that name real objects of organization A."""
     team = TeamFactory(organization=cast.org_a, name="Support")
     invitation, token = invitation_create(actor=cast.alice_membership, email="dana@acme.test", role="member")
+    book = book_default(actor=cast.alice_membership)
+    contact = contact_create(actor=cast.alice_membership, book=book, card=card_clean(name="Dana", emails=["dana@customer.example"]))
     values = {
         "slug": cast.org_a.slug,
         "membership_id": str(cast.bob_membership.pk),
@@ -31,6 +35,8 @@ def routes(cast: Cast) -> list[Route]:
         "provider_id": "no-such-provider",
         "conversation_id": "00000000-0000-7000-8000-000000000001",
         "outgoing_id": "00000000-0000-7000-8000-000000000002",
+        "book_id": str(book.pk),
+        "contact_id": str(contact.pk),
     }
     return all_routes(values)
 
