@@ -153,7 +153,9 @@ def _new_contact(
     contact.card = card.as_json()
     contact.name_index = name_index(book.organization_id, card.name)
     emails = [
-        ContactEmail(contact=contact, book=book, organization_id=book.organization_id, address_index=address_index(book.organization_id, email))
+        ContactEmail(
+            contact=contact, book=book, organization_id=book.organization_id, address_index=address_index(book.organization_id, email)
+        )
         for email in card.emails or []
     ]
     return contact, emails
@@ -291,9 +293,9 @@ def _automatic_contacts(recipients: dict[int, dict[str, str]], organization_of: 
         for address, name in chosen.items():
             wanted[(book.pk, address_index(organization_of[author_id], address))] = (name, address)
     existing = set(
-        ContactEmail.objects.filter(book_id__in=[book.pk for book in books.values()], address_index__in={index for _book, index in wanted}).values_list(
-            "book_id", "address_index"
-        )
+        ContactEmail.objects.filter(
+            book_id__in=[book.pk for book in books.values()], address_index__in={index for _book, index in wanted}
+        ).values_list("book_id", "address_index")
     )
     book_by_id = {book.pk: book for book in books.values()}
     contacts: list[Contact] = []

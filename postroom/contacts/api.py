@@ -130,7 +130,11 @@ class AutocompleteOut(Schema):
 
 def _book_out(actor: Membership, book: ContactBook) -> BookOut:
     access = selectors.book_access(actor=actor, book=book)
-    shares = [ShareOut(team_id=share.team_id, can_write=share.can_write) for share in BookShare.objects.filter(book=book)] if access.manage else []
+    shares = (
+        [ShareOut(team_id=share.team_id, can_write=share.can_write) for share in BookShare.objects.filter(book=book)]
+        if access.manage
+        else []
+    )
     return BookOut(
         id=book.pk, name=book.name, kind=BookKind(book.kind), owner_id=book.owner_id, team_id=book.team_id, is_default=book.is_default,
         can_write=access.write, can_manage=access.manage, shares=shares, created_at=book.created_at,
@@ -189,7 +193,9 @@ def book_update(request: HttpRequest, slug: str, book_id: uuid.UUID, payload: Bo
     return _book_out(actor, book)
 
 
-@router.delete("/orgs/{slug}/contact-books/{uuid:book_id}", response={204: None, **ERRORS}, summary="Delete a contact book and its contacts")
+@router.delete(
+    "/orgs/{slug}/contact-books/{uuid:book_id}", response={204: None, **ERRORS}, summary="Delete a contact book and its contacts"
+)
 def book_delete(request: HttpRequest, slug: str, book_id: uuid.UUID) -> Status[None]:
     actor = membership_get(user=request.user, slug=slug)
     book = selectors.book_get(actor=actor, book_id=book_id)
@@ -199,7 +205,11 @@ def book_delete(request: HttpRequest, slug: str, book_id: uuid.UUID) -> Status[N
     return Status(204, None)
 
 
-@router.post("/orgs/{slug}/contact-books/{uuid:book_id}/shares", response={200: BookOut, **ERRORS}, summary="Share a book with a team or the organization")
+@router.post(
+    "/orgs/{slug}/contact-books/{uuid:book_id}/shares",
+    response={200: BookOut, **ERRORS},
+    summary="Share a book with a team or the organization",
+)
 def book_share(request: HttpRequest, slug: str, book_id: uuid.UUID, payload: BookShareIn) -> BookOut:
     actor = membership_get(user=request.user, slug=slug)
     book = selectors.book_get(actor=actor, book_id=book_id)
@@ -231,7 +241,9 @@ def contact_create(request: HttpRequest, slug: str, book_id: uuid.UUID, payload:
     return Status(201, _contact_out(contact))
 
 
-@router.get("/orgs/{slug}/contacts/autocomplete", response={200: AutocompleteOut, **ERRORS}, summary="Recipients starting with q, from your books")
+@router.get(
+    "/orgs/{slug}/contacts/autocomplete", response={200: AutocompleteOut, **ERRORS}, summary="Recipients starting with q, from your books"
+)
 def contact_autocomplete(request: HttpRequest, slug: str, q: Query[str] = "") -> AutocompleteOut:
     actor = membership_get(user=request.user, slug=slug)
     suggestions, truncated = selectors.contacts_autocomplete(actor=actor, query=q[:100])

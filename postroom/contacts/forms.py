@@ -21,7 +21,7 @@ class BookForm(forms.Form):
 
     def __init__(self, *args: Any, teams: list[tuple[int, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["team"].choices = [("", "—"), *teams]
+        self.fields["team"].choices = [("", "—"), *teams]  # type: ignore[attr-defined]
 
 
 class RenameForm(forms.Form):
@@ -34,7 +34,7 @@ class ShareForm(forms.Form):
 
     def __init__(self, *args: Any, teams: list[tuple[int, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["team"].choices = [("", "The whole organization"), *teams]
+        self.fields["team"].choices = [("", "The whole organization"), *teams]  # type: ignore[attr-defined]
 
 
 def _lines(value: str) -> list[str]:

@@ -22,6 +22,7 @@ the conversation show up on the contact page.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -34,12 +35,14 @@ from postroom.contacts.cards import Card, address_index, normalise_address
 from postroom.contacts.models import BookKind, BookShare, Contact, ContactBook, ContactEmail, MessageAddress
 from postroom.conversations.models import Conversation
 from postroom.conversations.selectors import messages_visible
+from postroom.core.crypto import Field
+from postroom.core.keys import keyring, org_scope
 from postroom.orgs.models import Membership, TeamMembership
 from postroom.orgs.policy import Permission, role_allows
 
 # Autocomplete decrypts the cards of the books the member can see, most recently changed first,
 # up to this many per request (see ``contacts_autocomplete``).
-AUTOCOMPLETE_SCAN_LIMIT = 5_000
+AUTOCOMPLETE_SCAN_LIMIT = 2_000
 AUTOCOMPLETE_RESULTS = 10
 CONTACT_PAGE_CONVERSATIONS = 100
 
@@ -78,7 +81,9 @@ def books_visible(*, actor: Membership) -> QuerySet[ContactBook]:
 
 def books_writable(*, actor: Membership) -> QuerySet[ContactBook]:
     """Every book the actor may add contacts to or change contacts in."""
-    scope = Q(kind=BookKind.PERSONAL, owner=actor) | Q(kind=BookKind.TEAM, team__in=TeamMembership.objects.filter(membership=actor).values("team_id"))
+    scope = Q(kind=BookKind.PERSONAL, owner=actor) | Q(
+        kind=BookKind.TEAM, team__in=TeamMembership.objects.filter(membership=actor).values("team_id")
+    )
     if role_allows(actor.role, Permission.MANAGE_SETTINGS):
         scope |= Q(kind=BookKind.ORGANIZATION)
     return ContactBook.objects.filter(organization_id=actor.organization_id).filter(scope | _shared_with(actor, writable=True))
@@ -97,7 +102,7 @@ def book_access(*, actor: Membership, book: ContactBook) -> BookAccess:
     if book.kind == BookKind.PERSONAL:
         manage = book.owner_id == actor.pk
     elif book.kind == BookKind.TEAM:
-        manage = TeamMembership.objects.filter(team_id=book.team_id, membership=actor).exists()
+        manage = book.team_id is not None and TeamMembership.objects.filter(team_id=book.team_id, membership=actor).exists()
     else:
         manage = role_allows(actor.role, Permission.MANAGE_SETTINGS)
     if manage:
@@ -189,22 +194,31 @@ def contacts_autocomplete(*, actor: Membership, query: str, limit: int = AUTOCOM
     if not query:
         return [], False
     visible = contacts_visible(actor=actor)
-    exact = visible.filter(email_rows__address_index=address_index(actor.organization_id, query)) if "@" in query else visible.none()
-    scanned = list(visible.order_by("-updated_at", "-pk")[: AUTOCOMPLETE_SCAN_LIMIT + 1])
+    columns = ("pk", "book_id", "card_sealed")
+    exact = (
+        visible.filter(email_rows__address_index=address_index(actor.organization_id, query)).values_list(*columns) if "@" in query else []
+    )
+    scanned = list(visible.order_by("-updated_at", "-pk").values_list(*columns)[: AUTOCOMPLETE_SCAN_LIMIT + 1])
     truncated = len(scanned) > AUTOCOMPLETE_SCAN_LIMIT
-    candidates = {contact.pk: contact for contact in [*exact, *scanned[:AUTOCOMPLETE_SCAN_LIMIT]]}
+    # Rows, not model instances, decrypted here directly: half the time of building instances.
+    candidates = {pk: (book_id, sealed) for pk, book_id, sealed in [*exact, *scanned[:AUTOCOMPLETE_SCAN_LIMIT]]}
+    scope, table, ring = org_scope(actor.organization_id), Contact._meta.db_table, keyring()
     suggestions: list[Suggestion] = []
     seen: set[str] = set()
-    for contact in candidates.values():
-        card = Card.from_json(contact.card)
+    for pk, (book_id, sealed) in candidates.items():
+        if sealed is None:
+            continue
+        card = Card.from_json(json.loads(ring.decrypt(scope, Field(table=table, column="card_sealed", row=str(pk)), bytes(sealed))))
         if not _matches(card, query):
             continue
         for email in card.emails or []:
             if email in seen:
                 continue
             seen.add(email)
-            suggestions.append(Suggestion(contact_id=contact.pk, book_id=contact.book_id, name=card.name, email=email))
-    suggestions.sort(key=lambda item: (not item.email.startswith(query), not item.name.casefold().startswith(query), item.name.casefold(), item.email))
+            suggestions.append(Suggestion(contact_id=pk, book_id=book_id, name=card.name, email=email))
+    suggestions.sort(
+        key=lambda item: (not item.email.startswith(query), not item.name.casefold().startswith(query), item.name.casefold(), item.email)
+    )
     return suggestions[:limit], truncated
 
 
@@ -218,9 +232,16 @@ def book_duplicates(*, actor: Membership, book: ContactBook) -> list[list[Contac
     """Groups of contacts of the book that share an address or a normalised name."""
     contacts = book_contacts(actor=actor, book=book)
     same_address = (
-        ContactEmail.objects.filter(book=book).values("address_index").annotate(count=Count("contact_id", distinct=True)).filter(count__gt=1)
+        ContactEmail.objects.filter(book=book)
+        .values("address_index")
+        .annotate(count=Count("contact_id", distinct=True))
+        .filter(count__gt=1)
     )
-    pairs = list(ContactEmail.objects.filter(book=book, address_index__in=same_address.values("address_index")).values_list("address_index", "contact_id"))
+    pairs = list(
+        ContactEmail.objects.filter(book=book, address_index__in=same_address.values("address_index")).values_list(
+            "address_index", "contact_id"
+        )
+    )
     same_name = contacts.exclude(name_index="").values("name_index").annotate(count=Count("pk")).filter(count__gt=1)
     pairs += list(contacts.filter(name_index__in=same_name.values("name_index")).values_list("name_index", "pk"))
     groups: dict[str, set[Any]] = defaultdict(set)

@@ -42,7 +42,7 @@ from postroom.core.ids import uuid7
 from postroom.orgs.models import Membership
 
 MAX_IMPORT_BYTES = 10 * 1024 * 1024
-MAX_IMPORT_ROWS = 50_000
+MAX_IMPORT_ROWS = 20_000
 EXPORT_HEADER = ["name", "emails", "phones", "company", "job_title", "notes", "custom_fields"]
 _LIST_SEPARATOR = re.compile(r"[;,\s]+")
 
@@ -58,7 +58,7 @@ class ImportReport:
         return self.created + self.merged + len(self.rejected)
 
 
-class ImportRefused(ValidationError):
+class ImportRefusedError(ValidationError):
     """The whole file is unusable (too big, not text, no columns we know)."""
 
 
@@ -88,9 +88,9 @@ def book_export_rows(*, actor: Membership, book: ContactBook, request: HttpReque
 
 def _text_of(content: bytes) -> str:
     if len(content) > MAX_IMPORT_BYTES:
-        raise ImportRefused(f"The file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB; split it and import the parts.")
+        raise ImportRefusedError(f"The file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB; split it and import the parts.")
     if b"\x00" in content[:4096]:
-        raise ImportRefused("This is not a text file: export the contacts as CSV or vCard and try again.")
+        raise ImportRefusedError("This is not a text file: export the contacts as CSV or vCard and try again.")
     try:
         return content.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -132,10 +132,10 @@ def _csv_cards(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
     try:
         header = next(reader)
     except (StopIteration, csv.Error):
-        raise ImportRefused("The file is empty or not CSV.") from None
+        raise ImportRefusedError("The file is empty or not CSV.") from None
     kinds = [_column_kind(column) for column in header]
     if not {"name", "first", "last", "emails"} & set(kinds):
-        raise ImportRefused("The first row must name the columns; none is a name or an email column.")
+        raise ImportRefusedError("The first row must name the columns; none is a name or an email column.")
     row_number = 1
     while True:
         try:
@@ -224,7 +224,9 @@ def _vcard_cards(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
         if "QUOTED-PRINTABLE" in parameter_text:
             charset = re.search(r"CHARSET=([\w-]+)", parameter_text)
             try:
-                value = quopri.decodestring(value.encode("latin-1", errors="replace")).decode(charset[1] if charset else "utf-8", errors="replace")
+                value = quopri.decodestring(value.encode("latin-1", errors="replace")).decode(
+                    charset[1] if charset else "utf-8", errors="replace"
+                )
             except LookupError:
                 value = quopri.decodestring(value.encode("latin-1", errors="replace")).decode("utf-8", errors="replace")
         if name == "BEGIN" and value.strip().upper() == "VCARD":
@@ -260,7 +262,7 @@ def _vcard_cards(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
     if current is not None:
         yield number, "the card has no END:VCARD line"
     if not saw_card:
-        raise ImportRefused("No BEGIN:VCARD found: this is not a vCard file.")
+        raise ImportRefusedError("No BEGIN:VCARD found: this is not a vCard file.")
 
 
 def book_import(
@@ -274,7 +276,7 @@ def book_import(
     cards: list[tuple[int, Card]] = []
     for number, values in entries:
         if len(cards) + len(report.rejected) >= MAX_IMPORT_ROWS:
-            raise ImportRefused(f"The file has more than {MAX_IMPORT_ROWS} contacts; split it and import the parts.")
+            raise ImportRefusedError(f"The file has more than {MAX_IMPORT_ROWS} contacts; split it and import the parts.")
         if isinstance(values, str):
             report.rejected.append((number, values))
             continue

@@ -127,7 +127,9 @@ def book_settings(request: HttpRequest, slug: str, book_id: str) -> HttpResponse
         except (ValueError, ValidationError) as error:
             messages.error(request, " ".join(getattr(error, "messages", [str(error)])))
     shares = list(BookShare.objects.filter(book=book).select_related("team"))
-    return render(request, "contacts/book_settings.html", _context(actor, book=book, access=access, rename=rename, share=share, shares=shares))
+    return render(
+        request, "contacts/book_settings.html", _context(actor, book=book, access=access, rename=rename, share=share, shares=shares)
+    )
 
 
 @login_required
@@ -207,7 +209,10 @@ def contact_merge(request: HttpRequest, slug: str, contact_id: str) -> HttpRespo
 def book_duplicates(request: HttpRequest, slug: str, book_id: str) -> HttpResponse:
     actor = membership_get(user=request.user, slug=slug)
     book = selectors.book_get(actor=actor, book_id=book_id)
-    groups = [[{"contact": contact, "card": Card.from_json(contact.card)} for contact in group] for group in selectors.book_duplicates(actor=actor, book=book)]
+    groups = [
+        [{"contact": contact, "card": Card.from_json(contact.card)} for contact in group]
+        for group in selectors.book_duplicates(actor=actor, book=book)
+    ]
     access = selectors.book_access(actor=actor, book=book)
     return render(request, "contacts/duplicates.html", _context(actor, book=book, groups=groups, access=access))
 
@@ -224,24 +229,30 @@ def book_import(request: HttpRequest, slug: str, book_id: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         if upload.size > transfer.MAX_IMPORT_BYTES:
-            form.add_error("file", f"The file is larger than {transfer.MAX_IMPORT_BYTES // (1024 * 1024)} MB; split it and import the parts.")
+            form.add_error(
+                "file", f"The file is larger than {transfer.MAX_IMPORT_BYTES // (1024 * 1024)} MB; split it and import the parts."
+            )
         else:
             content = upload.read()
             is_vcard = upload.name.lower().endswith((".vcf", ".vcard")) or content.lstrip()[:11].upper() == b"BEGIN:VCARD"
             try:
-                report = transfer.book_import(actor=actor, book=book, content=content, file_format="vcard" if is_vcard else "csv", request=request)
-            except transfer.ImportRefused as error:
+                report = transfer.book_import(
+                    actor=actor, book=book, content=content, file_format="vcard" if is_vcard else "csv", request=request
+                )
+            except transfer.ImportRefusedError as error:
                 form.add_error("file", error.messages)
     return render(request, "contacts/import.html", _context(actor, book=book, form=form, report=report))
 
 
 @login_required
 @require_POST
-def book_export(request: HttpRequest, slug: str, book_id: str) -> HttpResponse:
+def book_export(request: HttpRequest, slug: str, book_id: str) -> StreamingHttpResponse:
     """A POST (a button), not a link: the export is audited, and a GET changes nothing (R52)."""
     actor = membership_get(user=request.user, slug=slug)
     book = selectors.book_get(actor=actor, book_id=book_id)
-    response = StreamingHttpResponse(transfer.book_export_rows(actor=actor, book=book, request=request), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(
+        transfer.book_export_rows(actor=actor, book=book, request=request), content_type="text/csv; charset=utf-8"
+    )
     response["Content-Disposition"] = 'attachment; filename="contacts.csv"'
     response["X-Content-Type-Options"] = "nosniff"
     return response
@@ -273,4 +284,3 @@ def autocomplete(request: HttpRequest, slug: str) -> JsonResponse:
         ],
         "truncated": truncated,
     })  # fmt: skip
-

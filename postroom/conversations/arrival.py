@@ -89,12 +89,14 @@ def copies_stored(*, copies: Iterable[MessageCopy], new_message_ids: Iterable[An
 
     # Contacts: index who took part in each new message, and add the recipients of mail a member
     # sent from their own mailbox to their contacts (see ``contacts.actions``).
-    authors = {
+    senders = {
         copy.message_id: mailboxes[copy.mailbox_id].owner_id
         for copy in copies
-        if copy.message_id in new_ids and messages[copy.message_id].direction == Direction.OUTBOUND and mailboxes[copy.mailbox_id].team_id is None
+        if copy.message_id in new_ids
+        and messages[copy.message_id].direction == Direction.OUTBOUND
+        and mailboxes[copy.mailbox_id].team_id is None
     }
-    contacts_actions.messages_stored(new_message_ids=new_ids, authors=authors)
+    contacts_actions.messages_stored(new_message_ids=new_ids, authors=senders)
 
 
 def _shared_message_arrived(message: Message, authors: set[int]) -> None:

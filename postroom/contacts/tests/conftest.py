@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-from postroom.conftest import Cast
 from postroom.conversations.ingest import message_ingest
 from postroom.conversations.models import Direction, Message
 from postroom.conversations.tests.conftest import alice_mailbox, bob_mailbox, build_raw, charlie_mailbox, inbox_of  # noqa: F401
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox
-from postroom.orgs.models import Team, TeamMembership
-from postroom.testing.factories import TeamFactory
 
 
 def sent_of(mailbox: Mailbox) -> Folder:
@@ -27,12 +22,6 @@ def store(mailbox: Mailbox, *, outbound: bool = False, **fields: Any) -> Message
     folder = sent_of(mailbox) if outbound else inbox_of(mailbox)
     uid = _uids[folder.pk] = _uids.get(folder.pk, 0) + 1
     direction = Direction.OUTBOUND if outbound else Direction.INBOUND
-    return message_ingest(mailbox=mailbox, folder=folder, uidvalidity=folder.uidvalidity or 1, uid=uid, raw=build_raw(**fields), direction=direction).message
-
-
-@pytest.fixture
-def support(cast: Cast) -> Team:
-    """Team "Support" of A with Alice; Bob and Carol are not in it."""
-    team = TeamFactory(organization=cast.org_a, name="Support")
-    TeamMembership.objects.create(team=team, membership=cast.alice_membership)
-    return team
+    return message_ingest(
+        mailbox=mailbox, folder=folder, uidvalidity=folder.uidvalidity or 1, uid=uid, raw=build_raw(**fields), direction=direction
+    ).message

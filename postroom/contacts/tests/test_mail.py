@@ -22,7 +22,9 @@ pytestmark = pytest.mark.django_db
 
 
 def _cards(membership) -> list[Card]:  # type: ignore[no-untyped-def]
-    return sorted((Card.from_json(contact.card) for contact in Contact.objects.filter(book__owner=membership)), key=lambda card: card.emails or [])
+    return sorted(
+        (Card.from_json(contact.card) for contact in Contact.objects.filter(book__owner=membership)), key=lambda card: card.emails or []
+    )
 
 
 def test_recipients_of_sent_mail_become_contacts_once(cast: Cast, alice_mailbox: Mailbox) -> None:
@@ -53,7 +55,14 @@ def test_a_batch_costs_a_constant_number_of_queries(cast: Cast, alice_mailbox: M
 
     def queries(recipients: int) -> int:
         to = ", ".join(f"r{recipients}-{number}@example.org" for number in range(recipients))
-        message = store(alice_mailbox, outbound=True, sender="alice@acme.test", to=to, subject=f"To {recipients}", message_id=f"<q{recipients}@acme.test>")
+        message = store(
+            alice_mailbox,
+            outbound=True,
+            sender="alice@acme.test",
+            to=to,
+            subject=f"To {recipients}",
+            message_id=f"<q{recipients}@acme.test>",
+        )
         with CaptureQueriesContext(connection) as captured:
             actions.messages_stored(new_message_ids=[message.pk], authors={message.pk: cast.alice_membership.pk})
         return len(captured.captured_queries)
@@ -79,7 +88,8 @@ def test_create_a_contact_from_a_sender(cast: Cast, client_as, alice_mailbox: Ma
     assert f"/o/acme/contacts/from-message/{message.pk}/" in detail
     response = alice.post(f"/o/acme/contacts/from-message/{message.pk}/")
     contact = Contact.objects.get()
-    assert response.status_code == 302 and response["Location"] == f"/o/acme/contacts/people/{contact.pk}/"
+    assert response.status_code == 302
+    assert response["Location"] == f"/o/acme/contacts/people/{contact.pk}/"
     assert (Card.from_json(contact.card).name, contact.source) == ("Dana Customer", ContactSource.SENDER)
     assert alice.post(f"/o/acme/contacts/from-message/{message.pk}/").status_code == 302
     assert Contact.objects.count() == 1
@@ -91,8 +101,12 @@ def test_create_a_contact_from_a_sender(cast: Cast, client_as, alice_mailbox: Ma
 def test_the_contact_page_shows_only_conversations_the_viewer_can_see(
     cast: Cast, client_as, alice_mailbox: Mailbox, bob_mailbox: Mailbox
 ) -> None:
-    alices = store(alice_mailbox, sender="Dana <dana@customer.example>", to="alice@acme.test", subject="Private to Alice", message_id="<a1@c.example>")
-    bobs_old = store(bob_mailbox, sender="Dana <dana@customer.example>", to="bob@acme.test", subject="Bob's first", message_id="<b1@c.example>")
+    alices = store(
+        alice_mailbox, sender="Dana <dana@customer.example>", to="alice@acme.test", subject="Private to Alice", message_id="<a1@c.example>"
+    )
+    bobs_old = store(
+        bob_mailbox, sender="Dana <dana@customer.example>", to="bob@acme.test", subject="Bob's first", message_id="<b1@c.example>"
+    )
     bobs_new = store(bob_mailbox, sender="bob@acme.test", to="dana@customer.example", subject="Bob's reply", message_id="<b2@c.example>",
                      outbound=True)  # fmt: skip
     store(bob_mailbox, sender="Zed <zed@example.org>", to="bob@acme.test", subject="Unrelated", message_id="<z1@c.example>")
@@ -102,15 +116,23 @@ def test_the_contact_page_shows_only_conversations_the_viewer_can_see(
 
     seen_by_bob = selectors.contact_conversations(actor=cast.bob_membership, contact=contact)
     assert [conversation.pk for conversation in seen_by_bob] == [bobs_new.conversation_id, bobs_old.conversation_id]
-    assert [conversation.pk for conversation in selectors.contact_conversations(actor=cast.alice_membership, contact=contact)] == [alices.conversation_id]
+    assert [conversation.pk for conversation in selectors.contact_conversations(actor=cast.alice_membership, contact=contact)] == [
+        alices.conversation_id
+    ]
     page = client_as(cast.bob).get(f"/o/acme/contacts/people/{contact.pk}/").content.decode()
-    assert "Bob&#x27;s first" in page and "Private to Alice" not in page and "Unrelated" not in page
+    assert "Bob&#x27;s first" in page
+    assert "Private to Alice" not in page
+    assert "Unrelated" not in page
 
     # Shared with Bob by Alice: now his to see.
-    ConversationShare.objects.create(conversation_id=alices.conversation_id, membership=cast.bob_membership, created_by=cast.alice_membership)
+    ConversationShare.objects.create(
+        conversation_id=alices.conversation_id, membership=cast.bob_membership, created_by=cast.alice_membership
+    )
     type(alices).objects.filter(pk=alices.pk).update(shared=True)
     access.access_refresh([alices.conversation_id])
-    assert alices.conversation_id in {conversation.pk for conversation in selectors.contact_conversations(actor=cast.bob_membership, contact=contact)}
+    assert alices.conversation_id in {
+        conversation.pk for conversation in selectors.contact_conversations(actor=cast.bob_membership, contact=contact)
+    }
 
     with CaptureQueriesContext(connection) as captured:
         selectors.contact_conversations(actor=cast.bob_membership, contact=contact)
