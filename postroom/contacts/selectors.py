@@ -166,13 +166,13 @@ def contact_conversations(*, actor: Membership, contact: Contact, limit: int = C
     )
 
 
+def _name_matches(card: Card, query: str) -> bool:
+    name = card.name.casefold()
+    return name.startswith(query) or any(word.startswith(query) for word in name.split())
+
+
 def _matches(card: Card, query: str) -> bool:
-    words = card.name.casefold().split()
-    return (
-        card.name.casefold().startswith(query)
-        or any(word.startswith(query) for word in words)
-        or any(email.startswith(query) for email in card.emails or [])
-    )
+    return _name_matches(card, query) or any(email.startswith(query) for email in card.emails or [])
 
 
 @dataclass(frozen=True)
@@ -211,8 +211,10 @@ def contacts_autocomplete(*, actor: Membership, query: str, limit: int = AUTOCOM
         card = Card.from_json(json.loads(ring.decrypt(scope, Field(table=table, column="card_sealed", row=str(pk)), bytes(sealed))))
         if not _matches(card, query):
             continue
+        name_matches = _name_matches(card, query)
         for email in card.emails or []:
-            if email in seen:
+            # Found by its name: every address; found by an address: that one.
+            if email in seen or not (name_matches or email.startswith(query)):
                 continue
             seen.add(email)
             suggestions.append(Suggestion(contact_id=pk, book_id=book_id, name=card.name, email=email))
