@@ -91,13 +91,15 @@ def book_create(
     if kind == BookKind.PERSONAL:
         owner, team = actor, None
     elif kind == BookKind.TEAM:
-        if team is None or team.organization_id != actor.organization_id:
+        if team is None:
+            raise ValidationError({"team": "Choose the team the book belongs to."})
+        if team.organization_id != actor.organization_id:
             raise Http404
         if not TeamMembership.objects.filter(team=team, membership=actor).exists():
             raise PermissionDenied("Only the team's members create its books.")
         owner = None
     elif kind == BookKind.ORGANIZATION:
-        if not role_allows(actor.role, Permission.MANAGE_SETTINGS):
+        if not role_allows(actor.role, Permission.MANAGE_ORGANIZATION_CONTACTS):
             raise PermissionDenied("Only admins create the organization's books.")
         owner, team = None, None
     else:

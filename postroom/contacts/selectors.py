@@ -84,7 +84,7 @@ def books_writable(*, actor: Membership) -> QuerySet[ContactBook]:
     scope = Q(kind=BookKind.PERSONAL, owner=actor) | Q(
         kind=BookKind.TEAM, team__in=TeamMembership.objects.filter(membership=actor).values("team_id")
     )
-    if role_allows(actor.role, Permission.MANAGE_SETTINGS):
+    if role_allows(actor.role, Permission.MANAGE_ORGANIZATION_CONTACTS):
         scope |= Q(kind=BookKind.ORGANIZATION)
     return ContactBook.objects.filter(organization_id=actor.organization_id).filter(scope | _shared_with(actor, writable=True))
 
@@ -104,7 +104,7 @@ def book_access(*, actor: Membership, book: ContactBook) -> BookAccess:
     elif book.kind == BookKind.TEAM:
         manage = book.team_id is not None and TeamMembership.objects.filter(team_id=book.team_id, membership=actor).exists()
     else:
-        manage = role_allows(actor.role, Permission.MANAGE_SETTINGS)
+        manage = role_allows(actor.role, Permission.MANAGE_ORGANIZATION_CONTACTS)
     if manage:
         return BookAccess(True, True, True)
     shares = BookShare.objects.filter(book=book).filter(
