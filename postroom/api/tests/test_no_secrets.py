@@ -19,6 +19,9 @@ from postroom.accounts.tests.session_helpers import enable_totp
 from postroom.api.tests.helpers import ApiClient, checker
 from postroom.audit.actions import audit_record
 from postroom.conftest import Cast
+from postroom.contacts.actions import book_create, contact_create
+from postroom.contacts.cards import card_clean
+from postroom.contacts.models import BookKind
 from postroom.core.tokens import token_hash
 from postroom.mailboxes.models import AuthKind
 from postroom.mailboxes.tests.factories import STORED_PASSWORD, make_mailbox
@@ -66,12 +69,16 @@ def test_r23_no_answer_of_any_get_operation_carries_a_secret(cast: Cast) -> None
         cast.alice.password,
         *(str(value) for authenticator in Authenticator.objects.all() for value in authenticator.data.values()),
     ]
+    book = book_create(actor=cast.alice_membership, name="Shared", kind=BookKind.ORGANIZATION)
+    contact = contact_create(actor=cast.alice_membership, book=book, card=card_clean(name="Dana", emails=["dana@example.test"]))
     values = {
         "slug": "acme",
         "membership_id": cast.bob_membership.pk,
         "team_id": team.pk,
         "invitation_id": invitation.pk,
         "mailbox_id": bobs.pk,
+        "book_id": book.pk,
+        "contact_id": contact.pk,
     }
 
     document = checker().document
