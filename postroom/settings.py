@@ -104,6 +104,7 @@ INSTALLED_APPS = [
     "postroom.accounts",
     "postroom.mailboxes",
     "postroom.conversations",
+    "postroom.contacts",
     "postroom.imageproxy",
     "postroom.live",
     "postroom.outbox",

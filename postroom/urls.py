@@ -15,6 +15,7 @@ urlpatterns = [
     path("o/<slug:slug>/audit/", include("postroom.audit.urls")),
     path("o/<slug:slug>/conversations/", include("postroom.conversations.urls")),
     path("o/<slug:slug>/events/", include("postroom.live.urls")),
+    path("o/<slug:slug>/contacts/", include("postroom.contacts.urls")),
     path("o/<slug:slug>/outbox/", include("postroom.outbox.urls")),
     path("o/<slug:slug>/images/", include("postroom.imageproxy.urls")),
     path("o/<slug:slug>/comments/", include("postroom.comments.urls")),

@@ -24,6 +24,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from postroom.contacts import actions as contacts_actions
 from postroom.conversations import access
 from postroom.conversations.models import (
     Assignment,
@@ -88,6 +89,17 @@ def copies_stored(*, copies: Iterable[MessageCopy], new_message_ids: Iterable[An
     for conversation_id in conversation_ids:
         # message_ids: the new messages that reached the conversation's share (notifications).
         _publish_after_commit(conversation_id, messages, "message_added", message_ids=arrived[conversation_id])
+
+    # Contacts: index who took part in each new message, and add the recipients of mail a member
+    # sent from their own mailbox to their contacts (see ``contacts.actions``).
+    senders = {
+        copy.message_id: mailboxes[copy.mailbox_id].owner_id
+        for copy in copies
+        if copy.message_id in new_ids
+        and messages[copy.message_id].direction == Direction.OUTBOUND
+        and mailboxes[copy.mailbox_id].team_id is None
+    }
+    contacts_actions.messages_stored(new_message_ids=new_ids, authors=senders)
 
 
 def _shared_message_arrived(message: Message, authors: set[int]) -> None:

@@ -31,6 +31,7 @@ class Permission(StrEnum):
     VIEW_AUDIT_LOG = "view_audit_log"
     MANAGE_SETTINGS = "manage_settings"
     MANAGE_OWNERS = "manage_owners"
+    MANAGE_ORGANIZATION_CONTACTS = "manage_organization_contacts"
 
 
 POLICY: dict[Permission, frozenset[Role]] = {
@@ -41,6 +42,7 @@ POLICY: dict[Permission, frozenset[Role]] = {
     Permission.VIEW_AUDIT_LOG: frozenset({Role.OWNER, Role.ADMIN}),
     Permission.MANAGE_SETTINGS: frozenset({Role.OWNER, Role.ADMIN}),
     Permission.MANAGE_OWNERS: frozenset({Role.OWNER}),
+    Permission.MANAGE_ORGANIZATION_CONTACTS: frozenset({Role.OWNER, Role.ADMIN}),
 }
 
 DESCRIPTIONS: dict[Permission, str] = {
@@ -51,6 +53,8 @@ DESCRIPTIONS: dict[Permission, str] = {
     Permission.VIEW_AUDIT_LOG: "Read, filter and export (CSV) the organization's audit log.",
     Permission.MANAGE_SETTINGS: "Rename the organization and turn the two-factor requirement on or off.",
     Permission.MANAGE_OWNERS: "Make someone an owner, and change the role of or remove an owner.",
+    Permission.MANAGE_ORGANIZATION_CONTACTS: "Create, change, share and delete the organization's contact books and their contacts "
+    "(everyone reads them; personal and team books belong to their member or team).",
 }
 
 RULES: tuple[str, ...] = (

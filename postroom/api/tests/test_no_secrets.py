@@ -20,6 +20,9 @@ from postroom.api.tests.helpers import ApiClient, checker
 from postroom.audit.actions import audit_record
 from postroom.comments import actions as comment_actions
 from postroom.conftest import Cast
+from postroom.contacts.actions import book_create, contact_create
+from postroom.contacts.cards import card_clean
+from postroom.contacts.models import BookKind
 from postroom.conversations import actions as conversation_actions
 from postroom.conversations.ingest import message_ingest
 from postroom.conversations.tests.conftest import build_raw
@@ -75,6 +78,8 @@ def test_r23_no_answer_of_any_get_operation_carries_a_secret(cast: Cast) -> None
     message = message_ingest(mailbox=oauth, folder=inbox, uidvalidity=7, uid=1, raw=build_raw(to="alice@mail.test")).message
     conversation_actions.conversation_share(actor=cast.alice_membership, conversation=message.conversation, member=cast.bob_membership)
     comment = comment_actions.comment_create(actor=cast.alice_membership, conversation=message.conversation, body="Have a look")
+    book = book_create(actor=cast.alice_membership, name="Shared", kind=BookKind.ORGANIZATION)
+    contact = contact_create(actor=cast.alice_membership, book=book, card=card_clean(name="Dana", emails=["dana@example.test"]))
     values = {
         "conversation_id": message.conversation_id,
         "comment_id": comment.pk,
@@ -83,6 +88,8 @@ def test_r23_no_answer_of_any_get_operation_carries_a_secret(cast: Cast) -> None
         "team_id": team.pk,
         "invitation_id": invitation.pk,
         "mailbox_id": bobs.pk,
+        "book_id": book.pk,
+        "contact_id": contact.pk,
     }
 
     document = checker().document

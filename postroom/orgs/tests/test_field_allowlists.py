@@ -104,6 +104,11 @@ WRITABLE = {
     "NotificationPatch": {"read"},
     "PreferenceIn": {"digest"},
     "multipart /api/v1/orgs/{slug}/comments/{comment_id}/attachments": {"files"},
+    "BookIn": {"name", "kind", "team_id"},
+    "BookPatch": {"name"},
+    "BookShareIn": {"team_id", "can_write"},
+    "ContactIn": {"name", "emails", "phones", "company", "job_title", "notes", "fields"},
+    "ContactPatch": {"name", "emails", "phones", "company", "job_title", "notes", "fields"},
 }
 
 

@@ -22,6 +22,7 @@ from postroom.accounts.models import User
 from postroom.api.tests.helpers import ApiClient
 from postroom.audit.models import AuditEvent
 from postroom.conftest import Cast
+from postroom.contacts.models import ContactBook
 from postroom.orgs import actions
 from postroom.orgs.management.commands.permissions_doc import DOC_PATH
 from postroom.orgs.models import Invitation, Membership, Organization, Team, TeamMembership
@@ -155,6 +156,12 @@ CASES = [
         lambda s: ("POST", reverse("orgs:settings", args=["acme"]), {"name": "Acme Support", "require_two_factor": "on"}),
         None,
         lambda s: Organization.objects.get(pk=s.cast.org_a.pk).require_two_factor,
+    ),
+    Case(
+        "create an organization contact book", Permission.MANAGE_ORGANIZATION_CONTACTS,
+        lambda s: ("POST", reverse("contacts:books", args=["acme"]), {"name": "Everyone", "kind": "organization"}),
+        lambda s: ("POST", "/orgs/acme/contact-books", {"name": "Everyone", "kind": "organization"}),
+        lambda s: ContactBook.objects.filter(name="Everyone", kind="organization", organization=s.cast.org_a).exists(),
     ),
 ]
 WHO = ["owner", "admin", "member", "outsider"]

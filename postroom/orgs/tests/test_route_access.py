@@ -24,6 +24,9 @@ from postroom.api.tests.helpers import ApiClient
 from postroom.comments import actions as comment_actions
 from postroom.comments.models import Comment, CommentAttachment
 from postroom.conftest import Cast
+from postroom.contacts.actions import book_default, contact_create
+from postroom.contacts.cards import card_clean
+from postroom.contacts.models import BookShare, Contact, ContactBook
 from postroom.conversations.actions import label_create
 from postroom.conversations.ingest import message_ingest
 from postroom.conversations.models import ConversationShare, Label, Message
@@ -159,6 +162,10 @@ def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
         invitation, _token = actions.invitation_create(actor=owner, email=f"someone@{org.slug}.test", role=Role.MEMBER)
     message = _sample_message(owner)
     comment, notification = _sample_comment(owner, message)
+    book = book_default(actor=owner)
+    contact = Contact.objects.filter(book=book).first() or contact_create(
+        actor=owner, book=book, card=card_clean(name="Dana", emails=[f"dana@{org.slug}.example"])
+    )
     return {
         "slug": org.slug, "membership_id": owner.pk, "team_id": team.pk, "invitation_id": invitation.pk,
         "conversation_id": message.conversation_id, "message_id": message.pk, "attachment_id": message.attachments.get().pk,
@@ -170,6 +177,7 @@ def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
         "notification_id": notification.pk,
         "label_id": _sample_label(owner).pk,
         "draft_id": _sample_draft(owner, message).pk,
+        "book_id": book.pk, "contact_id": contact.pk,
     }
 
 
@@ -192,6 +200,9 @@ def snapshot() -> dict[str, list[tuple[Any, ...]]]:
         "comment_attachments": list(CommentAttachment.objects.order_by("pk").values_list("pk", "comment_id")),
         "notifications": list(Notification.objects.order_by("pk").values_list("pk", "recipient_id", "read_at")),
         "shares": list(ConversationShare.objects.order_by("pk").values_list("pk", "conversation_id", "team_id", "membership_id")),
+        "contact_books": list(ContactBook.objects.order_by("pk").values_list("pk", "organization_id", "name", "kind")),
+        "contact_book_shares": list(BookShare.objects.order_by("pk").values_list("pk", "book_id", "team_id", "can_write")),
+        "contacts": list(Contact.objects.order_by("pk").values_list("pk", "book_id", "updated_at", "name_index")),
     }
 
 
@@ -228,7 +239,7 @@ def test_r20_unnamed_allauth_routes_only_redirect(cast: Cast) -> None:
 # --- R21 -------------------------------------------------------------------------------------------
 ID_PARAMETERS = {
     "membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id", "mailbox_id",
-    "comment_id", "comment_attachment_id", "notification_id", "label_id", "draft_id",
+    "comment_id", "comment_attachment_id", "notification_id", "label_id", "draft_id", "book_id", "contact_id",
 }  # fmt: skip
 # A body that would be accepted if the ids were ours: so a 404 means the id was refused.
 FORM_BODY = {

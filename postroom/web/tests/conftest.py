@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from postroom.conftest import Cast
+from postroom.contacts.actions import book_default, contact_create
+from postroom.contacts.cards import card_clean
 from postroom.conversations.actions import label_create
 from postroom.core.logs import SafeFormatter
 from postroom.mailboxes.tests.factories import make_mailbox
@@ -20,6 +22,8 @@ def routes(cast: Cast) -> list[Route]:
     """Every route, with parameters that name real objects of organization A."""
     team = TeamFactory(organization=cast.org_a, name="Support")
     invitation, token = invitation_create(actor=cast.alice_membership, email="dana@acme.test", role="member")
+    book = book_default(actor=cast.alice_membership)
+    contact = contact_create(actor=cast.alice_membership, book=book, card=card_clean(name="Dana", emails=["dana@customer.example"]))
     values = {
         "slug": cast.org_a.slug,
         "membership_id": str(cast.bob_membership.pk),
@@ -37,6 +41,8 @@ def routes(cast: Cast) -> list[Route]:
         "notification_id": "00000000-0000-7000-8000-000000000005",
         "label_id": str(label_create(actor=cast.alice_membership, name="Urgent", personal=False).pk),
         "draft_id": "00000000-0000-7000-8000-000000000006",
+        "book_id": str(book.pk),
+        "contact_id": str(contact.pk),
     }
     return all_routes(values)
 
