@@ -15,6 +15,7 @@ urlpatterns = [
     path("o/<slug:slug>/audit/", include("postroom.audit.urls")),
     path("o/<slug:slug>/conversations/", include("postroom.conversations.urls")),
     path("o/<slug:slug>/outbox/", include("postroom.outbox.urls")),
+    path("o/<slug:slug>/responses/", include("postroom.responses.urls")),
     path("o/<slug:slug>/images/", include("postroom.imageproxy.urls")),
     path("o/<slug:slug>/mailboxes/", include("postroom.mailboxes.urls")),
     path("invitations/", include("postroom.orgs.invitation_urls")),

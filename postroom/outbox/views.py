@@ -23,6 +23,8 @@ from postroom.orgs.selectors import membership_get
 from postroom.outbox import actions, compose, selectors
 from postroom.outbox.forms import ComposeForm
 from postroom.outbox.models import OutgoingKind
+from postroom.responses import selectors as response_selectors
+from postroom.responses.actions import response_attachment_content
 
 MAX_ATTACHMENT_FILES = 20
 REPLY_KINDS = (OutgoingKind.REPLY, OutgoingKind.REPLY_ALL, OutgoingKind.FORWARD)
@@ -32,14 +34,27 @@ def _addresses(pairs: list[tuple[str, str]]) -> str:
     return ", ".join(f'"{name}" <{address}>' if name else address for name, address in pairs)
 
 
-def _attachments(request: HttpRequest) -> list[OutgoingAttachment]:
+def _attachments(request: HttpRequest, actor: Membership) -> list[OutgoingAttachment]:
+    """Uploaded files, then the files of responses the member inserted (the picker's hidden
+    ``response_attachment`` inputs; see postroom/responses/static/responses/picker.js), resolved
+    again here through the responses selectors: only attachments of responses the member can
+    use are sent, and one that is gone is an error, not a silent omission."""
     files = request.FILES.getlist("attachments")[:MAX_ATTACHMENT_FILES]
-    return [
+    uploaded = [
         OutgoingAttachment(
             filename=upload.name or "attachment", content_type=upload.content_type or "application/octet-stream", content=upload.read()
         )
         for upload in files
     ]
+    wanted = list(dict.fromkeys(request.POST.getlist("response_attachment")))[:MAX_ATTACHMENT_FILES]
+    stored = response_selectors.attachments_for_sending(actor=actor, attachment_ids=wanted)
+    if len(stored) != len(wanted):
+        raise ValidationError({"attachments": ["An attachment of an inserted response is no longer available; insert the response again."]})
+    return uploaded + [
+        OutgoingAttachment(filename=attachment.filename or "attachment", content_type=attachment.content_type,
+                           content=response_attachment_content(attachment))
+        for attachment in stored
+    ]  # fmt: skip
 
 
 def _compose(request: HttpRequest, actor: Membership, kind: str, conversation: Conversation | None) -> HttpResponse:
@@ -52,7 +67,7 @@ def _compose(request: HttpRequest, actor: Membership, kind: str, conversation: C
                 actions.outgoing_create(
                     actor=actor, mailbox=data["mailbox"], kind=kind, conversation=conversation,
                     to=data["to"], cc=data["cc"], bcc=data["bcc"], subject=data["subject"], text=data["text"],
-                    attachments=_attachments(request), request=request,
+                    attachments=_attachments(request, actor), request=request,
                 )  # fmt: skip
             except ValidationError as error:
                 for field, field_messages in error.message_dict.items():
