@@ -51,7 +51,7 @@ def _values(cast) -> dict[str, Any]:
         "slug": cast.org_a.slug, "membership_id": cast.bob_membership.pk, "team_id": team.pk,
         "invitation_id": 1, "token": "not-a-token", "pk": 1,
         "provider_id": "corp", "key": "not-a-key", "uidb36": "1", "session_id": 1, "token_id": 1,
-        "conversation_id": "1", "message_id": "1", "attachment_id": "1", "outgoing_id": "1",
+        "conversation_id": "1", "message_id": "1", "attachment_id": "1", "outgoing_id": "1", "response_id": "00000000-0000-7000-8000-000000000003",
         "mailbox_id": make_mailbox(cast.alice_membership).pk,
     }
 

@@ -100,6 +100,9 @@ WRITABLE = {
     "OrganizationPatch": {"name", "require_two_factor"},
     "ImportRangeIn": {"import_since"},
     "ReimportIn": {"since"},
+    "ResponseIn": {"name", "scope", "team_id", "subject", "body"},
+    "ResponsePatch": {"name", "scope", "team_id", "subject", "body"},
+    "RenderIn": {"to", "conversation_id", "inputs"},
 }
 
 

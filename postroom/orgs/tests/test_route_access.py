@@ -30,6 +30,8 @@ from postroom.mailboxes.tests.factories import make_mailbox
 from postroom.orgs import actions
 from postroom.orgs.models import Invitation, Membership, Organization, Team, TeamMembership
 from postroom.orgs.policy import Role
+from postroom.responses.actions import ResponseContent, response_create
+from postroom.responses.models import Response, Scope
 from postroom.testing.factories import TeamFactory
 
 pytestmark = pytest.mark.django_db
@@ -113,6 +115,14 @@ def _sample_message(owner: Membership) -> Message:
     return message_ingest(mailbox=mailbox, folder=inbox_of(mailbox), uidvalidity=1, uid=1, raw=raw).message
 
 
+def _sample_response(owner: Membership) -> Response:
+    """An organization-wide response (so every member of its organization can reach it)."""
+    existing = Response.objects.filter(organization_id=owner.organization_id).first()
+    if existing is not None:
+        return existing
+    return response_create(actor=owner, scope=Scope.ORGANIZATION, content=ResponseContent(name="Welcome", body="<p>Hi</p>"))
+
+
 def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
     """Real ids of the chosen organization's objects, so that a 404 is not just a missing row."""
     org = cast.org_a if organization == "a" else cast.org_b
@@ -128,6 +138,7 @@ def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
         "mailbox_id": (Mailbox.objects.filter(organization=org).first() or make_mailbox(owner)).pk,
         "pk": 1, "session_id": 1, "token_id": 1, "key": "x", "uidb36": "1", "token": "not-a-token", "provider_id": "test",
         "outgoing_id": "00000000-0000-7000-8000-000000000002",
+        "response_id": _sample_response(owner).pk,
     }
 
 
@@ -146,6 +157,7 @@ def snapshot() -> dict[str, list[tuple[Any, ...]]]:
         "teams": list(Team.objects.order_by("pk").values_list("pk", "organization_id", "name")),
         "team_memberships": list(TeamMembership.objects.order_by("pk").values_list("pk", "team_id", "membership_id")),
         "invitations": list(Invitation.objects.order_by("pk").values_list("pk", "organization_id", "email", "role", "accepted_at", "revoked_at")),
+        "responses": list(Response.objects.order_by("pk").values_list("pk", "organization_id", "scope", "owner_id", "team_id", "updated_at")),
     }
 
 
@@ -180,7 +192,7 @@ def test_r20_unnamed_allauth_routes_only_redirect(cast: Cast) -> None:
 
 
 # --- R21 -------------------------------------------------------------------------------------------
-ID_PARAMETERS = {"membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id", "mailbox_id"}
+ID_PARAMETERS = {"membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id", "mailbox_id", "response_id"}
 # A body that would be accepted if the ids were ours: so a 404 means the id was refused.
 FORM_BODY = {"role": "member", "name": "Hijacked", "operation": "rename", "email": "intruder@example.test", "require_two_factor": "on"}
 JSON_BODY = {"role": "member", "name": "Hijacked", "email": "intruder@example.test", "import_since": None, "since": None}
@@ -214,7 +226,8 @@ def test_r21_other_organizations_ids_are_404_on_every_page_and_endpoint(cast: Ca
     routes = _organization_routes(with_ids=True)
     assert {"orgs:member_role", "orgs:member_remove", "orgs:team", "orgs:team_update", "orgs:invitation_revoke", "api:member_detail",
             "api:team_detail", "api:team_member_add", "api:team_member_remove", "api:invitation_revoke", "api:mailbox_detail",
-            "api:mailbox_test", "api:mailbox_reimport"} <= {route.name for route in routes}
+            "api:mailbox_test", "api:mailbox_reimport", "responses:edit", "responses:delete", "api:response_detail",
+            "api:response_render"} <= {route.name for route in routes}
     client = Client()
     client.force_login(cast.alice, backend="allauth.account.auth_backends.AuthenticationBackend")
     _assert_only_404(client, routes, values, {"membership": b_values["membership_id"], "membership_id": b_values["membership_id"]})

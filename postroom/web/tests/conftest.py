@@ -10,6 +10,8 @@ from postroom.conftest import Cast
 from postroom.core.logs import SafeFormatter
 from postroom.mailboxes.tests.factories import make_mailbox
 from postroom.orgs.actions import invitation_create
+from postroom.responses.actions import ResponseContent, response_create
+from postroom.responses.models import Scope
 from postroom.testing.factories import TeamFactory
 from postroom.web.tests.routes import Route, all_routes
 
@@ -31,6 +33,9 @@ def routes(cast: Cast) -> list[Route]:
         "provider_id": "no-such-provider",
         "conversation_id": "00000000-0000-7000-8000-000000000001",
         "outgoing_id": "00000000-0000-7000-8000-000000000002",
+        "response_id": str(response_create(
+            actor=cast.alice_membership, scope=Scope.ORGANIZATION, content=ResponseContent(name="Welcome", body="<p>Hi</p>")
+        ).pk),
     }
     return all_routes(values)
 
