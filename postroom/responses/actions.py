@@ -305,9 +305,7 @@ def response_render(*, actor: Membership, response: Response, context: RenderCon
         raise PermissionDenied("This response is not available to this member.")
     values = variable_values(actor=actor, recipient=context.recipient, today=context.today)
     inputs = {
-        label[: variables.MAX_INPUT_LABEL].strip(): value[: variables.MAX_INPUT_VALUE]
-        for label, value in context.inputs.items()
-        if value
+        label[: variables.MAX_INPUT_LABEL].strip(): value[: variables.MAX_INPUT_VALUE] for label, value in context.inputs.items() if value
     }
     subject = variables.fill(response.subject or "", values, inputs, html=False)
     html = sanitize_response_html(variables.fill(response.body or "", values, inputs, html=True))

@@ -84,7 +84,9 @@ class RenderedOut(Schema):
 
 
 def _attachment_out(attachment: ResponseAttachment) -> ResponseAttachmentOut:
-    return ResponseAttachmentOut(id=attachment.pk, filename=attachment.filename or "", content_type=attachment.content_type, size=attachment.size)
+    return ResponseAttachmentOut(
+        id=attachment.pk, filename=attachment.filename or "", content_type=attachment.content_type, size=attachment.size
+    )
 
 
 def _response_out(response: Response, *, actor: Membership) -> ResponseOut:
@@ -124,7 +126,9 @@ def response_list(request: HttpRequest, slug: str, page: Query[PageParams], scop
 def response_create(request: HttpRequest, slug: str, payload: ResponseIn) -> Status[ResponseOut]:
     actor = membership_get(user=request.user, slug=slug)
     content = actions.ResponseContent(name=payload.name, subject=payload.subject, body=payload.body)
-    response = actions.response_create(actor=actor, scope=payload.scope, team=_team(actor, payload.team_id), content=content, request=request)
+    response = actions.response_create(
+        actor=actor, scope=payload.scope, team=_team(actor, payload.team_id), content=content, request=request
+    )
     return Status(201, _response_out(response, actor=actor))
 
 

@@ -16,10 +16,16 @@ class ResponseForm(forms.Form):
     name = forms.CharField(max_length=MAX_NAME, help_text="Shown in the picker; only members who can see the response see it.")
     scope = forms.ChoiceField(choices=Scope.choices, label="Who can use it", initial=Scope.PERSONAL)
     team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, help_text="For a team response.")
-    subject = forms.CharField(max_length=MAX_SUBJECT, required=False, strip=False, help_text="Optional: replaces the subject when inserted into an empty one.")
-    body = forms.CharField(max_length=MAX_BODY, required=False, strip=False, widget=forms.Textarea(attrs={"rows": 12, "data-rich-editor": ""}))
+    subject = forms.CharField(
+        max_length=MAX_SUBJECT, required=False, strip=False, help_text="Optional: replaces the subject when inserted into an empty one."
+    )
+    body = forms.CharField(
+        max_length=MAX_BODY, required=False, strip=False, widget=forms.Textarea(attrs={"rows": 12, "data-rich-editor": ""})
+    )
 
     def __init__(self, *args: Any, teams: QuerySet[Team], scopes: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["team"].queryset = teams  # type: ignore[attr-defined]
-        self.fields["scope"].choices = scopes  # type: ignore[attr-defined]
+        # Any scope is accepted here and checked by the action (403 for one the role does not
+        # allow, like the API); only the allowed ones are offered.
+        self.fields["scope"].widget.choices = scopes

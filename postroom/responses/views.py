@@ -112,7 +112,9 @@ def response_edit(request: HttpRequest, slug: str, response_id: UUID) -> HttpRes
             data = form.cleaned_data
             content = actions.ResponseContent(name=data["name"], subject=data["subject"], body=data["body"])
             try:
-                actions.response_update(actor=actor, response=response, content=content, scope=data["scope"], team=data["team"], request=request)
+                actions.response_update(
+                    actor=actor, response=response, content=content, scope=data["scope"], team=data["team"], request=request
+                )
                 actions.response_attachments_add(actor=actor, response=response, files=_uploads(request), request=request)
             except ValidationError as error:
                 _add_errors(form, error)
@@ -142,7 +144,8 @@ def response_delete(request: HttpRequest, slug: str, response_id: UUID) -> HttpR
 def response_attachment_remove(request: HttpRequest, slug: str, response_id: UUID) -> HttpResponse:
     actor = membership_get(user=request.user, slug=slug)
     response = selectors.response_get(actor=actor, response_id=response_id)
-    attachment = response.attachments.filter(pk=_uuid_or_none(request.POST.get("attachment", ""))).first()
+    attachment_id = _uuid_or_none(request.POST.get("attachment", ""))
+    attachment = response.attachments.filter(pk=attachment_id).first() if attachment_id is not None else None
     if attachment is None:
         messages.error(request, "That file is no longer attached.")
     else:

@@ -39,8 +39,7 @@ def response_picker(
         "request": request,
         "organization": organization,
         "choices": [
-            {"response": response, "inputs": json.dumps(actions.response_inputs(response)), "team": response.team}
-            for response in responses
+            {"response": response, "inputs": json.dumps(actions.response_inputs(response)), "team": response.team} for response in responses
         ],
         "attached": selectors.attachments_for_sending(actor=actor, attachment_ids=attached_ids),
         "target": target,

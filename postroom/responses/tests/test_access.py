@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 
 
 def visible_names(membership: Any) -> set[str]:
-    return {response.name for response in selectors.responses_visible_to(actor=membership)}
+    return {response.name or "" for response in selectors.responses_visible_to(actor=membership)}
 
 
 def test_who_sees_what(cast: Cast, responses: Responses) -> None:
@@ -79,7 +79,12 @@ def test_a_member_cannot_create_or_edit_organization_responses(cast: Cast, respo
     assert bob.delete(f"/orgs/acme/responses/{responses.organization.pk}").status_code == 403
     page = client_as(cast.bob)
     assert page.get(reverse("responses:edit", args=["acme", responses.organization.pk])).status_code == 200  # to read it
-    assert page.post(reverse("responses:edit", args=["acme", responses.organization.pk]), {"name": "Changed", "scope": "organization"}).status_code == 403
+    assert (
+        page.post(
+            reverse("responses:edit", args=["acme", responses.organization.pk]), {"name": "Changed", "scope": "organization"}
+        ).status_code
+        == 403
+    )
     assert page.post(reverse("responses:delete", args=["acme", responses.organization.pk])).status_code == 403
     # A member cannot promote a personal response to the organization either.
     assert bob.patch(f"/orgs/acme/responses/{responses.bob_personal.pk}", {"scope": "organization"}).status_code == 403

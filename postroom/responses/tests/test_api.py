@@ -17,7 +17,10 @@ pytestmark = pytest.mark.django_db
 
 def test_create_read_update_delete(cast: Cast) -> None:
     bob = ApiClient(cast.bob)
-    created = bob.post("/orgs/acme/responses", {"name": " Thanks ", "subject": "Thanks, {{ recipient_first_name }}", "body": "<p onclick=x>Hi {{ input:Ticket }}</p>"})
+    created = bob.post(
+        "/orgs/acme/responses",
+        {"name": " Thanks ", "subject": "Thanks, {{ recipient_first_name }}", "body": "<p onclick=x>Hi {{ input:Ticket }}</p>"},
+    )
     assert created.status_code == 201
     body = created.json()
     assert body["name"] == "Thanks"
@@ -26,7 +29,12 @@ def test_create_read_update_delete(cast: Cast) -> None:
     assert body["inputs"] == ["Ticket"]
     assert body["can_manage"] is True
     response = Response.objects.get(pk=body["id"])
-    assert (response.organization_id, response.owner_id, response.created_by_id, response.team_id) == (cast.org_a.pk, cast.bob_membership.pk, cast.bob_membership.pk, None)
+    assert (response.organization_id, response.owner_id, response.created_by_id, response.team_id) == (
+        cast.org_a.pk,
+        cast.bob_membership.pk,
+        cast.bob_membership.pk,
+        None,
+    )
     assert bob.get(f"/orgs/acme/responses/{response.pk}").json()["subject"] == "Thanks, {{ recipient_first_name }}"
     patched = bob.patch(f"/orgs/acme/responses/{response.pk}", {"subject": "Merci"})
     assert patched.status_code == 200
@@ -37,7 +45,8 @@ def test_create_read_update_delete(cast: Cast) -> None:
     assert actions == ["responses.created", "responses.updated", "responses.deleted"]
     # The audit trail holds no content: neither the name nor the subject.
     for event in AuditEvent.objects.filter(action__startswith="responses."):
-        assert "Thanks" not in f"{event.target_label}{event.details}" and "Merci" not in f"{event.target_label}{event.details}"
+        assert "Thanks" not in f"{event.target_label}{event.details}"
+        assert "Merci" not in f"{event.target_label}{event.details}"
 
 
 def test_invalid_input_names_the_field(cast: Cast) -> None:
@@ -58,7 +67,8 @@ def test_invalid_input_names_the_field(cast: Cast) -> None:
 def test_list_pages_with_a_cursor_and_filters_by_scope(cast: Cast, responses: Responses) -> None:
     alice = ApiClient(cast.alice)
     first = alice.get("/orgs/acme/responses", limit=2).json()
-    assert len(first["items"]) == 2 and first["next"]
+    assert len(first["items"]) == 2
+    assert first["next"]
     rest = alice.get("/orgs/acme/responses", limit=2, cursor=first["next"]).json()
     more = alice.get("/orgs/acme/responses", limit=2, cursor=rest["next"]).json() if rest["next"] else {"items": [], "next": None}
     names = [item["name"] for item in first["items"] + rest["items"] + more["items"]]
@@ -92,7 +102,9 @@ def test_render_with_inputs_recipient_and_attachments(cast: Cast, responses: Res
 
 
 def test_render_for_a_conversation_the_member_cannot_answer_is_404(cast: Cast, responses: Responses) -> None:
-    answer = ApiClient(cast.bob).post(f"/orgs/acme/responses/{responses.organization.pk}/render", {"conversation_id": "00000000-0000-7000-8000-000000000001"})
+    answer = ApiClient(cast.bob).post(
+        f"/orgs/acme/responses/{responses.organization.pk}/render", {"conversation_id": "00000000-0000-7000-8000-000000000001"}
+    )
     assert answer.status_code == 404
 
 

@@ -49,7 +49,11 @@ def test_editor_formatting_and_safe_links_survive() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from([*"<>/=\"' abpisuolhref:javscript&#;{}", "<a href=", "<script>", "<p>", "<ul><li>", "onerror="]), max_size=60).map("".join))
+@given(
+    st.lists(
+        st.sampled_from([*"<>/=\"' abpisuolhref:javscript&#;{}", "<a href=", "<script>", "<p>", "<ul><li>", "onerror="]), max_size=60
+    ).map("".join)
+)
 def test_the_sanitiser_is_a_fixed_point(html: str) -> None:
     once = sanitize_response_html(html)
     assert sanitize_response_html(once) == once
@@ -60,7 +64,9 @@ def test_r27_sanitised_on_save(cast: Cast) -> None:
     response = make(cast.bob_membership, Scope.PERSONAL, "X", body='<p onclick="x()">Hi</p><script>alert(1)</script>')
     stored = Response.objects.get(pk=response.pk)
     assert stored.body == "<p>Hi</p>"
-    updated = actions.response_update(actor=cast.bob_membership, response=stored, content=actions.ResponseContent(name="X", body='<a href="javascript:x">y</a>'))
+    updated = actions.response_update(
+        actor=cast.bob_membership, response=stored, content=actions.ResponseContent(name="X", body='<a href="javascript:x">y</a>')
+    )
     assert Response.objects.get(pk=updated.pk).body == '<a rel="noopener noreferrer nofollow">y</a>'
 
 
@@ -70,7 +76,9 @@ def test_r27_sanitised_again_on_render_even_if_the_stored_body_was_not(cast: Cas
     # A row written some other way (an older version, a restore): render must not trust it.
     response.body = '<p>{{ recipient_first_name }}</p><img src="https://tracker.example/p.gif"><script>alert(1)</script>'
     response.save()
-    rendered = actions.response_render(actor=cast.bob_membership, response=response, context=actions.RenderContext(recipient=("<b>Dana</b>", "d@x.test")))
+    rendered = actions.response_render(
+        actor=cast.bob_membership, response=response, context=actions.RenderContext(recipient=("<b>Dana</b>", "d@x.test"))
+    )
     assert rendered.html == "<p>&lt;b&gt;Dana&lt;/b&gt;</p>"
     assert rendered.text == "<b>Dana</b>"
 

@@ -35,14 +35,19 @@ def test_a_team_response_is_inserted_into_a_reply_and_its_attachment_arrives(
     client = client_as(cast.alice)
     reply_url = reverse("outbox:reply", args=["acme", conversation.pk])
     page = client.get(reply_url).content.decode()
-    assert "data-response-picker" in page and "Refund" in page  # the picker lists the team's response
+    assert "data-response-picker" in page
+    assert "Refund" in page
     assert 'data-target="#id_text"' in page
 
     # What the picker does: render for the conversation (no To typed yet), then insert the text.
-    rendered = ApiClient(cast.alice).post(
-        f"/orgs/acme/responses/{responses.support_team.pk}/render",
-        {"conversation_id": str(conversation.pk), "inputs": {"Order number": "4711"}},
-    ).json()
+    rendered = (
+        ApiClient(cast.alice)
+        .post(
+            f"/orgs/acme/responses/{responses.support_team.pk}/render",
+            {"conversation_id": str(conversation.pk), "inputs": {"Order number": "4711"}},
+        )
+        .json()
+    )
     assert rendered["text"] == "Hi Dana, order 4711."
     [attachment] = rendered["attachments"]
 
@@ -56,7 +61,8 @@ def test_a_team_response_is_inserted_into_a_reply_and_its_attachment_arrives(
     [received] = smtp_peer_requiring_auth.messages
     message = parsed(received.content)
     body = message.get_body(preferencelist=("plain",))
-    assert body is not None and body.get_content().strip() == "Hi Dana, order 4711."
+    assert body is not None
+    assert body.get_content().strip() == "Hi Dana, order 4711."
     [arrived] = list(message.iter_attachments())
     assert arrived.get_filename() == "Refund policy.pdf"
     assert arrived.get_content() == POLICY_PDF

@@ -58,7 +58,8 @@ def test_r33_values_lose_their_line_breaks_in_a_subject() -> None:
 
 def test_input_labels_in_order_and_unescaped_from_html() -> None:
     assert variables.input_labels(("{{ input:Order }} {{input: Customer &quot;id&quot; }}", True), ("{{ input:Order }}", False)) == [
-        "Order", 'Customer "id"'
+        "Order",
+        'Customer "id"',
     ]
 
 
@@ -94,14 +95,18 @@ def test_all_variables(cast: Cast) -> None:
 def test_r39_payloads_render_literally_and_no_secret_appears(cast: Cast) -> None:
     body = "".join(f"<p>{payload}</p>" for payload in R39_PAYLOADS)
     response = make(cast.bob_membership, Scope.PERSONAL, "Injection", subject="{{ settings.SECRET_KEY }} {% debug %} {{7*7}}", body=body)
-    rendered = actions.response_render(actor=cast.bob_membership, response=response, context=actions.RenderContext(recipient=("A B", "a@b.test")))
+    rendered = actions.response_render(
+        actor=cast.bob_membership, response=response, context=actions.RenderContext(recipient=("A B", "a@b.test"))
+    )
     assert rendered.subject == "{{ settings.SECRET_KEY }} {% debug %} {{7*7}}"
     for payload in R39_PAYLOADS[:5]:
         assert payload in rendered.text
     assert "49" not in rendered.text
     output = rendered.subject + rendered.html + rendered.text
     assert settings.SECRET_KEY not in output
-    assert "root:" not in output and "HTTP_" not in output and "SECRET_KEY'" not in output
+    assert "root:" not in output
+    assert "HTTP_" not in output
+    assert "SECRET_KEY'" not in output
 
 
 def test_rendering_rechecks_access(cast: Cast, responses: Responses) -> None:

@@ -21,6 +21,9 @@ def routes(cast: Cast) -> list[Route]:
     """Every route, with parameters that name real objects of organization A."""
     team = TeamFactory(organization=cast.org_a, name="Support")
     invitation, token = invitation_create(actor=cast.alice_membership, email="dana@acme.test", role="member")
+    response = response_create(
+        actor=cast.alice_membership, scope=Scope.ORGANIZATION, content=ResponseContent(name="Welcome", body="<p>Hi</p>")
+    )
     values = {
         "slug": cast.org_a.slug,
         "membership_id": str(cast.bob_membership.pk),
@@ -33,9 +36,7 @@ def routes(cast: Cast) -> list[Route]:
         "provider_id": "no-such-provider",
         "conversation_id": "00000000-0000-7000-8000-000000000001",
         "outgoing_id": "00000000-0000-7000-8000-000000000002",
-        "response_id": str(response_create(
-            actor=cast.alice_membership, scope=Scope.ORGANIZATION, content=ResponseContent(name="Welcome", body="<p>Hi</p>")
-        ).pk),
+        "response_id": str(response.pk),
     }
     return all_routes(values)
 
