@@ -52,7 +52,7 @@ def responses_visible_to(*, actor: Membership, scope: str | None = None) -> Quer
 def response_get(*, actor: Membership, response_id: UUID | str) -> Response:
     try:
         response = responses_visible_to(actor=actor).filter(pk=response_id).first()
-    except (ValueError, TypeError):  # not a UUID: the same 404 as a missing one
+    except (ValueError, TypeError, ValidationError):  # not a UUID: the same 404 as a missing one
         response = None
     if response is None:
         raise Http404
