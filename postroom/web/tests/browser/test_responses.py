@@ -70,8 +70,10 @@ def test_a_response_is_written_picked_with_the_keyboard_filled_in_and_sent_with_
     assert "<b>{{ recipient_first_name }}</b>" in page.locator("#id_body").input_value()
 
     # Compose a message and insert it with the keyboard only.
-    connect_mailbox(page, owner, dovecot, user, smtp)
+    # Other browser tests of the session may have connected mailboxes of their own: send from this one.
+    connect_mailbox(page, owner, dovecot, user, smtp, name="Responses mail")
     page.goto(f"/o/{slug}/outbox/new/")
+    page.select_option("[name=mailbox]", label="Responses mail")
     page.fill("[name=to]", "Dana Customer <dana@customer.example>")
     page.get_by_role("button", name="Insert a response").focus()
     page.keyboard.press("Enter")
