@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     "postroom.outbox",
     "postroom.comments",
     "postroom.notifications",
+    "postroom.responses",
     "postroom.sync",
     "postroom.web",
     "postroom.ops",

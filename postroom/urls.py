@@ -17,6 +17,7 @@ urlpatterns = [
     path("o/<slug:slug>/events/", include("postroom.live.urls")),
     path("o/<slug:slug>/contacts/", include("postroom.contacts.urls")),
     path("o/<slug:slug>/outbox/", include("postroom.outbox.urls")),
+    path("o/<slug:slug>/responses/", include("postroom.responses.urls")),
     path("o/<slug:slug>/images/", include("postroom.imageproxy.urls")),
     path("o/<slug:slug>/comments/", include("postroom.comments.urls")),
     path("o/<slug:slug>/notifications/", include("postroom.notifications.urls")),

@@ -7,8 +7,10 @@ hold encrypted content nobody needs, and they take space. But a blob must never 
 a row references it, or while a transaction that is about to reference it has not committed.
 
 What counts as a reference, per organization: ``Message.raw_blob``, ``Attachment.blob``,
-``OutgoingMessage.raw_blob``, and the attachment blobs listed in an ``OutgoingMessage``'s sealed
-envelope. A module that starts writing blobs for another model must be added here
+``OutgoingMessage.raw_blob``, the attachment blobs listed in an ``OutgoingMessage``'s sealed
+envelope, ``ResponseAttachment.blob`` (the files of canned responses) and
+``CommentAttachment.blob`` (files attached to comments). A module that starts
+writing blobs for another model must be added here
 (``test_every_module_that_writes_blobs_is_known_to_the_sweep`` fails until it is).
 
 How a blob of a transaction still in flight is spared:
@@ -46,11 +48,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from postroom.comments.models import CommentAttachment
 from postroom.conversations.models import Attachment, Message
 from postroom.core.blobs import blob_root, blob_scope_directory
 from postroom.core.keys import org_scope
 from postroom.core.models import DataKey
 from postroom.outbox.models import OutgoingMessage
+from postroom.responses.models import ResponseAttachment
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +205,9 @@ def _remove_unless_reused(path: Path, cutoff: float) -> bool:
 def _referenced_names(organization_id: str, *, among: set[str] | None = None) -> set[str]:
     """The blob names the organization's rows reference (only those in ``among`` when given)."""
     names: set[str] = set()
-    columns = ((Message, "raw_blob"), (Attachment, "blob"), (OutgoingMessage, "raw_blob"))
+    columns = (
+        (Message, "raw_blob"), (Attachment, "blob"), (OutgoingMessage, "raw_blob"), (ResponseAttachment, "blob"), (CommentAttachment, "blob"),
+    )  # fmt: skip
     for model, column in columns:
         rows = model.objects.filter(organization_id=organization_id)
         if among is not None:

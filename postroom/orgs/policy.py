@@ -32,6 +32,7 @@ class Permission(StrEnum):
     MANAGE_SETTINGS = "manage_settings"
     MANAGE_OWNERS = "manage_owners"
     MANAGE_ORGANIZATION_CONTACTS = "manage_organization_contacts"
+    MANAGE_ORGANIZATION_RESPONSES = "manage_organization_responses"
 
 
 POLICY: dict[Permission, frozenset[Role]] = {
@@ -43,6 +44,7 @@ POLICY: dict[Permission, frozenset[Role]] = {
     Permission.MANAGE_SETTINGS: frozenset({Role.OWNER, Role.ADMIN}),
     Permission.MANAGE_OWNERS: frozenset({Role.OWNER}),
     Permission.MANAGE_ORGANIZATION_CONTACTS: frozenset({Role.OWNER, Role.ADMIN}),
+    Permission.MANAGE_ORGANIZATION_RESPONSES: frozenset({Role.OWNER, Role.ADMIN}),
 }
 
 DESCRIPTIONS: dict[Permission, str] = {
@@ -55,6 +57,8 @@ DESCRIPTIONS: dict[Permission, str] = {
     Permission.MANAGE_OWNERS: "Make someone an owner, and change the role of or remove an owner.",
     Permission.MANAGE_ORGANIZATION_CONTACTS: "Create, change, share and delete the organization's contact books and their contacts "
     "(everyone reads them; personal and team books belong to their member or team).",
+    Permission.MANAGE_ORGANIZATION_RESPONSES: "Create, edit and delete the organization's responses (canned replies), and "
+    "those of every team. Any member manages their own personal responses and those of the teams they belong to.",
 }
 
 RULES: tuple[str, ...] = (
@@ -65,6 +69,7 @@ RULES: tuple[str, ...] = (
     "Roles are read from the database on every request: a change applies to the very next request.",
     "Someone who is not a member sees every page and API endpoint of the organization as missing (404); "
     "a member whose role does not allow an action gets 403.",
+    "A personal response is seen and managed by its owner only; a team's by the team's members (observers only read it).",
     "An invitation works once, only for the verified address it was sent to, for 7 days, and can be revoked.",
 )
 

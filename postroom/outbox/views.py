@@ -30,19 +30,34 @@ from postroom.orgs.selectors import membership_get
 from postroom.outbox import actions, selectors
 from postroom.outbox.forms import ComposeForm, DraftForm, composer_initial
 from postroom.outbox.models import Draft, OutgoingKind
+from postroom.responses import selectors as response_selectors
+from postroom.responses.actions import response_attachment_content
 
 MAX_ATTACHMENT_FILES = 20
 REPLY_KINDS = (OutgoingKind.REPLY, OutgoingKind.REPLY_ALL, OutgoingKind.FORWARD)
 
 
-def _attachments(request: HttpRequest) -> list[OutgoingAttachment]:
+def _attachments(request: HttpRequest, actor: Membership) -> list[OutgoingAttachment]:
+    """Uploaded files, then the files of responses the member inserted (the picker's hidden
+    ``response_attachment`` inputs; see postroom/responses/static/responses/picker.js), resolved
+    again here through the responses selectors: only attachments of responses the member can
+    use are sent, and one that is gone is an error, not a silent omission."""
     files = request.FILES.getlist("attachments")[:MAX_ATTACHMENT_FILES]
-    return [
+    uploaded = [
         OutgoingAttachment(
             filename=upload.name or "attachment", content_type=upload.content_type or "application/octet-stream", content=upload.read()
         )
         for upload in files
     ]
+    wanted = list(dict.fromkeys(request.POST.getlist("response_attachment")))[:MAX_ATTACHMENT_FILES]
+    stored = response_selectors.attachments_for_sending(actor=actor, attachment_ids=wanted)
+    if len(stored) != len(wanted):
+        raise ValidationError({"attachments": ["An attachment of an inserted response is no longer available; insert the response again."]})
+    return uploaded + [
+        OutgoingAttachment(filename=attachment.filename or "attachment", content_type=attachment.content_type,
+                           content=response_attachment_content(attachment))
+        for attachment in stored
+    ]  # fmt: skip
 
 
 def _kind(request: HttpRequest, default: str) -> str:
@@ -106,7 +121,7 @@ def _save_typed(request: HttpRequest, actor: Membership, kind: str, conversation
     return actions.draft_save(
         actor=actor, draft=_draft_from(request, actor, data), kind=kind, conversation=conversation, mailbox=data["mailbox"],
         typed=actions.Typed(to=data["to"], cc=data["cc"], bcc=data["bcc"], subject=data["subject"], text=data["text"]),
-        attachments=_attachments(request),
+        attachments=_attachments(request, actor),
     )  # fmt: skip
 
 
@@ -130,7 +145,7 @@ def _compose(request: HttpRequest, actor: Membership, kind: str, conversation: C
         if form.is_valid():
             data = form.cleaned_data
             try:
-                attachments = [*(actions.draft_attachments(draft=draft) if draft is not None else []), *_attachments(request)]
+                attachments = [*(actions.draft_attachments(draft=draft) if draft is not None else []), *_attachments(request, actor)]
                 actions.outgoing_create(
                     actor=actor, mailbox=data["mailbox"], kind=kind, conversation=conversation,
                     to=data["to"], cc=data["cc"], bcc=data["bcc"], subject=data["subject"], text=data["text"],
@@ -196,7 +211,7 @@ def draft_save(request: HttpRequest, slug: str) -> HttpResponse:
         draft = actions.draft_save(
             actor=actor, draft=draft, kind=data["kind"], conversation=conversation, mailbox=data["mailbox"],
             typed=actions.Typed(to=data["to"], cc=data["cc"], bcc=data["bcc"], subject=data["subject"], text=data["text"]),
-            attachments=_attachments(request),
+            attachments=_attachments(request, actor),
         )  # fmt: skip
     except (ValidationError, PermissionDenied) as error:
         text = " ".join(error.messages) if isinstance(error, ValidationError) else str(error)

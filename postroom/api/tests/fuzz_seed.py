@@ -75,6 +75,12 @@ def _mailbox(owner, *, address: str, closed_port: int, text: str, uid: int):  # 
     return mailbox
 
 
+def _response(actor, scope: str, text: str):  # type: ignore[no-untyped-def]
+    from postroom.responses.actions import ResponseContent, response_create
+
+    return response_create(actor=actor, scope=scope, content=ResponseContent(name=text[:100], subject=text, body=f"<p>{text}</p>"))
+
+
 def seed(canary: str, closed_port: int) -> dict[str, object]:
     from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
     from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
@@ -83,6 +89,7 @@ def seed(canary: str, closed_port: int) -> dict[str, object]:
     from postroom.audit.actions import audit_record
     from postroom.orgs import actions
     from postroom.orgs.policy import Role
+    from postroom.responses.models import Scope
 
     acme, (owner, _admin, member) = _organization(
         name="Acme Support",
@@ -101,6 +108,8 @@ def seed(canary: str, closed_port: int) -> dict[str, object]:
     actions.invitation_create(actor=owner, email="newcomer@example.test", role=Role.MEMBER)
     _mailbox(owner, address="support@acme.test", closed_port=closed_port, text="a late order", uid=1)
     _mailbox(member, address="mia@acme.test", closed_port=closed_port, text="a refund", uid=2)
+    _response(owner, Scope.ORGANIZATION, "Welcome to {{ organization_name }}")
+    _response(member, Scope.PERSONAL, "Mia's refund {{ input:Order }}")
 
     label = canary.lower()
     beta, (charlie, bea) = _organization(
@@ -115,6 +124,7 @@ def seed(canary: str, closed_port: int) -> dict[str, object]:
     actions.team_member_add(actor=charlie, team=team, membership=bea)
     actions.invitation_create(actor=charlie, email=f"{label}.invited@beta.test", role=Role.MEMBER)
     _mailbox(charlie, address=f"{label}.inbox@beta.test", closed_port=closed_port, text=canary, uid=3)
+    _response(charlie, Scope.ORGANIZATION, canary)
     audit_record(action="test.canary", actor=charlie.user, organization=beta, target_label=canary, details={"note": canary})
 
     token = api_token_create(user=owner.user, name="Schemathesis", scope="write", expires_at=None).token
@@ -125,12 +135,14 @@ def _ids(organization) -> dict[str, list[object]]:  # type: ignore[no-untyped-de
     """The ids of an organization's objects, by the name of the URL parameter that takes them."""
     from postroom.mailboxes.models import Mailbox
     from postroom.orgs.models import Invitation, Membership, Team
+    from postroom.responses.models import Response
 
     return {
         "membership_id": list(Membership.objects.filter(organization=organization).values_list("pk", flat=True)),
         "team_id": list(Team.objects.filter(organization=organization).values_list("pk", flat=True)),
         "invitation_id": list(Invitation.objects.filter(organization=organization).values_list("pk", flat=True)),
         "mailbox_id": [str(pk) for pk in Mailbox.objects.filter(organization=organization).values_list("pk", flat=True)],
+        "response_id": [str(pk) for pk in Response.objects.filter(organization=organization).values_list("pk", flat=True)],
     }
 
 

@@ -32,6 +32,8 @@ from postroom.mailboxes.tests.factories import STORED_PASSWORD, make_mailbox
 from postroom.orgs import actions
 from postroom.orgs.models import Invitation
 from postroom.orgs.policy import Role
+from postroom.responses.actions import ResponseContent, response_create
+from postroom.responses.models import Scope
 from postroom.testing.factories import TeamFactory
 
 pytestmark = pytest.mark.django_db
@@ -90,6 +92,9 @@ def test_r23_no_answer_of_any_get_operation_carries_a_secret(cast: Cast) -> None
         "mailbox_id": bobs.pk,
         "book_id": book.pk,
         "contact_id": contact.pk,
+        "response_id": response_create(
+            actor=cast.alice_membership, scope=Scope.ORGANIZATION, content=ResponseContent(name="Welcome", body="<p>Hi</p>")
+        ).pk,
     }
 
     document = checker().document

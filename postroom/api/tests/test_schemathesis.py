@@ -41,7 +41,7 @@ from postroom.core.tests.processes import REPOSITORY, clean_environment, free_po
 pytestmark = pytest.mark.fuzz
 
 MAX_EXAMPLES = 20
-ID_PARAMETERS = ("membership_id", "team_id", "invitation_id", "mailbox_id")
+ID_PARAMETERS = ("membership_id", "team_id", "invitation_id", "mailbox_id", "response_id")
 
 
 @dataclass

@@ -28,6 +28,8 @@ from postroom.ops import blobs as sweep_module
 from postroom.ops.blobs import SweepReport
 from postroom.outbox.actions import outgoing_create
 from postroom.outbox.models import OutgoingKind
+from postroom.responses.actions import NewAttachment, ResponseContent, response_attachments_add, response_create, response_delete
+from postroom.responses.models import Scope
 
 pytestmark = pytest.mark.django_db
 
@@ -103,6 +105,20 @@ def test_unreferenced_blobs_older_than_the_grace_period_are_removed_and_referenc
     assert not blob_exists(org_scope(cast.org_b.pk), other_orphan)
     assert all(blob_exists(scope, name) for name in [*kept, young_orphan])
     assert sweep().removed == 0  # nothing left to do
+
+
+def test_the_files_of_responses_are_kept_while_their_response_exists(cast: Cast) -> None:
+    response = response_create(actor=cast.bob_membership, scope=Scope.PERSONAL, content=ResponseContent(name="Policy"))
+    [attachment] = response_attachments_add(
+        actor=cast.bob_membership, response=response, files=[NewAttachment("policy.pdf", "application/pdf", b"%PDF policy")]
+    )
+    scope = org_scope(cast.org_a.pk)
+    age(blob_path(scope, attachment.blob))
+    assert sweep().removed == 0
+    assert blob_exists(scope, attachment.blob)
+    response_delete(actor=cast.bob_membership, response=response)
+    assert sweep().removed == 1
+    assert not blob_exists(scope, attachment.blob)
 
 
 def test_a_blob_reused_by_a_transaction_still_running_is_spared(cast: Cast) -> None:
@@ -224,7 +240,7 @@ def test_progress_is_reported_while_scanning(cast: Cast) -> None:
 def test_every_module_that_writes_blobs_is_known_to_the_sweep() -> None:
     # A blob whose references the sweep does not know would be removed as unreferenced: a module
     # that starts writing blobs must have its references added to postroom.ops.blobs first.
-    known = {"postroom/conversations/ingest.py", "postroom/outbox/actions.py"}
+    known = {"postroom/conversations/ingest.py", "postroom/outbox/actions.py", "postroom/responses/actions.py", "postroom/comments/actions.py"}
     root = Path(__file__).resolve().parents[3]
     writers = {
         str(path.relative_to(root))

@@ -109,6 +109,9 @@ WRITABLE = {
     "BookShareIn": {"team_id", "can_write"},
     "ContactIn": {"name", "emails", "phones", "company", "job_title", "notes", "fields"},
     "ContactPatch": {"name", "emails", "phones", "company", "job_title", "notes", "fields"},
+    "ResponseIn": {"name", "scope", "team_id", "subject", "body"},
+    "ResponsePatch": {"name", "scope", "team_id", "subject", "body"},
+    "RenderIn": {"to", "conversation_id", "inputs"},
 }
 
 

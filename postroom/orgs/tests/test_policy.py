@@ -27,6 +27,8 @@ from postroom.orgs import actions
 from postroom.orgs.management.commands.permissions_doc import DOC_PATH
 from postroom.orgs.models import Invitation, Membership, Organization, Team, TeamMembership
 from postroom.orgs.policy import POLICY, Permission, Role, permissions_markdown
+from postroom.responses.actions import ResponseContent, response_create
+from postroom.responses.models import Response, Scope
 from postroom.testing.factories import MembershipFactory, TeamFactory
 
 pytestmark = pytest.mark.django_db
@@ -68,6 +70,14 @@ class Case:
 
 def _eve_role(scene: Scene) -> str:
     return Membership.objects.get(pk=scene.eve.pk).role
+
+
+def _organization_response(scene: Scene) -> Response:
+    """The organization's one response (made by its owner the first time it is asked for)."""
+    existing = Response.objects.filter(organization=scene.cast.org_a, scope=Scope.ORGANIZATION).first()
+    return existing or response_create(
+        actor=scene.cast.alice_membership, scope=Scope.ORGANIZATION, content=ResponseContent(name="Greeting", body="<p>Hi</p>")
+    )
 
 
 CASES = [
@@ -162,6 +172,24 @@ CASES = [
         lambda s: ("POST", reverse("contacts:books", args=["acme"]), {"name": "Everyone", "kind": "organization"}),
         lambda s: ("POST", "/orgs/acme/contact-books", {"name": "Everyone", "kind": "organization"}),
         lambda s: ContactBook.objects.filter(name="Everyone", kind="organization", organization=s.cast.org_a).exists(),
+    ),
+    Case(
+        "create an organization response", Permission.MANAGE_ORGANIZATION_RESPONSES,
+        lambda s: ("POST", reverse("responses:new", args=["acme"]), {"name": "Greeting", "scope": "organization"}),
+        lambda s: ("POST", "/orgs/acme/responses", {"name": "Greeting", "scope": "organization"}),
+        lambda s: Response.objects.filter(organization=s.cast.org_a, scope=Scope.ORGANIZATION).exists(),
+    ),
+    Case(
+        "change an organization response", Permission.MANAGE_ORGANIZATION_RESPONSES,
+        lambda s: ("POST", reverse("responses:edit", args=["acme", _organization_response(s).pk]), {"name": "Changed", "scope": "organization"}),
+        lambda s: ("PATCH", f"/orgs/acme/responses/{_organization_response(s).pk}", {"name": "Changed"}),
+        lambda s: _organization_response(s).name == "Changed",
+    ),
+    Case(
+        "delete an organization response", Permission.MANAGE_ORGANIZATION_RESPONSES,
+        lambda s: ("POST", reverse("responses:delete", args=["acme", _organization_response(s).pk]), {}),
+        lambda s: ("DELETE", f"/orgs/acme/responses/{_organization_response(s).pk}", None),
+        lambda s: not Response.objects.filter(organization=s.cast.org_a).exists(),
     ),
 ]
 WHO = ["owner", "admin", "member", "outsider"]

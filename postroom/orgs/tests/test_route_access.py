@@ -39,6 +39,8 @@ from postroom.orgs.models import Invitation, Membership, Organization, Team, Tea
 from postroom.orgs.policy import Role
 from postroom.outbox.actions import Typed, draft_save
 from postroom.outbox.models import Draft, OutgoingKind
+from postroom.responses.actions import ResponseContent, response_create
+from postroom.responses.models import Response, Scope
 from postroom.testing.factories import TeamFactory
 
 pytestmark = pytest.mark.django_db
@@ -152,6 +154,14 @@ def _sample_draft(owner: Membership, message: Message) -> Draft:
     )  # fmt: skip
 
 
+def _sample_response(owner: Membership) -> Response:
+    """An organization-wide response (so every member of its organization can reach it)."""
+    existing = Response.objects.filter(organization_id=owner.organization_id).first()
+    if existing is not None:
+        return existing
+    return response_create(actor=owner, scope=Scope.ORGANIZATION, content=ResponseContent(name="Welcome", body="<p>Hi</p>"))
+
+
 def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
     """Real ids of the chosen organization's objects, so that a 404 is not just a missing row."""
     org = cast.org_a if organization == "a" else cast.org_b
@@ -178,6 +188,7 @@ def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
         "label_id": _sample_label(owner).pk,
         "draft_id": _sample_draft(owner, message).pk,
         "book_id": book.pk, "contact_id": contact.pk,
+        "response_id": _sample_response(owner).pk,
     }
 
 
@@ -203,6 +214,7 @@ def snapshot() -> dict[str, list[tuple[Any, ...]]]:
         "contact_books": list(ContactBook.objects.order_by("pk").values_list("pk", "organization_id", "name", "kind")),
         "contact_book_shares": list(BookShare.objects.order_by("pk").values_list("pk", "book_id", "team_id", "can_write")),
         "contacts": list(Contact.objects.order_by("pk").values_list("pk", "book_id", "updated_at", "name_index")),
+        "responses": list(Response.objects.order_by("pk").values_list("pk", "organization_id", "scope", "owner_id", "team_id", "updated_at")),
     }
 
 
@@ -239,7 +251,7 @@ def test_r20_unnamed_allauth_routes_only_redirect(cast: Cast) -> None:
 # --- R21 -------------------------------------------------------------------------------------------
 ID_PARAMETERS = {
     "membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id", "mailbox_id",
-    "comment_id", "comment_attachment_id", "notification_id", "label_id", "draft_id", "book_id", "contact_id",
+    "comment_id", "comment_attachment_id", "notification_id", "label_id", "draft_id", "book_id", "contact_id", "response_id",
 }  # fmt: skip
 # A body that would be accepted if the ids were ours: so a 404 means the id was refused.
 FORM_BODY = {
@@ -280,7 +292,8 @@ def test_r21_other_organizations_ids_are_404_on_every_page_and_endpoint(cast: Ca
     routes = _organization_routes(with_ids=True)
     assert {"orgs:member_role", "orgs:member_remove", "orgs:team", "orgs:team_update", "orgs:invitation_revoke", "api:member_detail",
             "api:team_detail", "api:team_member_add", "api:team_member_remove", "api:invitation_revoke", "api:mailbox_detail",
-            "api:mailbox_test", "api:mailbox_reimport"} <= {route.name for route in routes}
+            "api:mailbox_test", "api:mailbox_reimport", "responses:edit", "responses:delete", "api:response_detail",
+            "api:response_render"} <= {route.name for route in routes}
     client = Client()
     client.force_login(cast.alice, backend="allauth.account.auth_backends.AuthenticationBackend")
     _assert_only_404(client, routes, values, {"membership": b_values["membership_id"], "membership_id": b_values["membership_id"]})

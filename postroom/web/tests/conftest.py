@@ -13,6 +13,8 @@ from postroom.conversations.actions import label_create
 from postroom.core.logs import SafeFormatter
 from postroom.mailboxes.tests.factories import make_mailbox
 from postroom.orgs.actions import invitation_create
+from postroom.responses.actions import ResponseContent, response_create
+from postroom.responses.models import Scope
 from postroom.testing.factories import TeamFactory
 from postroom.web.tests.routes import Route, all_routes
 
@@ -24,6 +26,9 @@ def routes(cast: Cast) -> list[Route]:
     invitation, token = invitation_create(actor=cast.alice_membership, email="dana@acme.test", role="member")
     book = book_default(actor=cast.alice_membership)
     contact = contact_create(actor=cast.alice_membership, book=book, card=card_clean(name="Dana", emails=["dana@customer.example"]))
+    response = response_create(
+        actor=cast.alice_membership, scope=Scope.ORGANIZATION, content=ResponseContent(name="Welcome", body="<p>Hi</p>")
+    )
     values = {
         "slug": cast.org_a.slug,
         "membership_id": str(cast.bob_membership.pk),
@@ -43,6 +48,7 @@ def routes(cast: Cast) -> list[Route]:
         "draft_id": "00000000-0000-7000-8000-000000000006",
         "book_id": str(book.pk),
         "contact_id": str(contact.pk),
+        "response_id": str(response.pk),
     }
     return all_routes(values)
 

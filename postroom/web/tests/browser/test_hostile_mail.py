@@ -134,10 +134,10 @@ def hostile_mailbox(dovecot: Dovecot, mail_test_ca: trustme.CA, canary: Connecti
     smtp.stop()
 
 
-def connect_mailbox(page: Any, person: Person, dovecot: Dovecot, user: MailUser, smtp: SmtpPeer) -> None:
+def connect_mailbox(page: Any, person: Person, dovecot: Dovecot, user: MailUser, smtp: SmtpPeer, *, name: str = "Hostile mail") -> None:
     page.goto(f"/o/{person.organization_slug}/mailboxes/connect/")
     fields = {
-        "email_address": user.address, "name": "Hostile mail", "imap_host": dovecot.host, "imap_port": str(dovecot.imaps_port),
+        "email_address": user.address, "name": name, "imap_host": dovecot.host, "imap_port": str(dovecot.imaps_port),
         "smtp_host": smtp.host, "smtp_port": str(smtp.port), "private_ca_pem": dovecot.ca_pem, "username": user.name,
         "password": user.password,
     }  # fmt: skip
