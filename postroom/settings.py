@@ -106,6 +106,7 @@ INSTALLED_APPS = [
     "postroom.conversations",
     "postroom.imageproxy",
     "postroom.outbox",
+    "postroom.rules",
     "postroom.sync",
     "postroom.web",
     "postroom.ops",
