@@ -100,6 +100,9 @@ WRITABLE = {
     "OrganizationPatch": {"name", "require_two_factor"},
     "ImportRangeIn": {"import_since"},
     "ReimportIn": {"since"},
+    "RuleIn": {"scope", "name", "trigger", "match", "conditions", "actions", "stop_processing", "enabled"},
+    "RulePatch": {"name", "trigger", "match", "conditions", "actions", "stop_processing", "enabled"},
+    "ReorderIn": {"scope", "rule_ids"},
 }
 
 
