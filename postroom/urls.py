@@ -17,6 +17,7 @@ urlpatterns = [
     path("o/<slug:slug>/outbox/", include("postroom.outbox.urls")),
     path("o/<slug:slug>/images/", include("postroom.imageproxy.urls")),
     path("o/<slug:slug>/mailboxes/", include("postroom.mailboxes.urls")),
+    path("o/<slug:slug>/rules/", include("postroom.rules.urls")),
     path("invitations/", include("postroom.orgs.invitation_urls")),
     path("api/v1/", include("postroom.api.urls")),
     path(".well-known/security.txt", web_views.security_txt, name="security_txt"),

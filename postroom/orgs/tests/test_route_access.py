@@ -30,6 +30,8 @@ from postroom.mailboxes.tests.factories import make_mailbox
 from postroom.orgs import actions
 from postroom.orgs.models import Invitation, Membership, Organization, Team, TeamMembership
 from postroom.orgs.policy import Role
+from postroom.rules.actions import rule_create
+from postroom.rules.models import Rule
 from postroom.testing.factories import TeamFactory
 
 pytestmark = pytest.mark.django_db
@@ -65,7 +67,12 @@ ANONYMOUS_ALLOWLIST = {
     "health": "liveness for load balancers",
 }
 # allauth's old /accounts/social/ paths, unnamed: they only redirect to /accounts/3rdparty/.
-UNNAMED_REDIRECTS = {"accounts/social/login/cancelled/", "accounts/social/login/error/", "accounts/social/signup/", "accounts/social/connections/"}
+UNNAMED_REDIRECTS = {
+    "accounts/social/login/cancelled/",
+    "accounts/social/login/error/",
+    "accounts/social/signup/",
+    "accounts/social/connections/",
+}
 
 
 PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>|\(\?P<(\w+)>")
@@ -113,6 +120,13 @@ def _sample_message(owner: Membership) -> Message:
     return message_ingest(mailbox=mailbox, folder=inbox_of(mailbox), uidvalidity=1, uid=1, raw=raw).message
 
 
+def _sample_rule(owner: Membership) -> Rule:
+    """An organization rule of ``owner``'s organization (made once per test)."""
+    return Rule.objects.filter(organization_id=owner.organization_id).first() or rule_create(
+        actor=owner, organization=True, name="Close everything", trigger="incoming", conditions=[], actions=[{"kind": "close"}]
+    )
+
+
 def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
     """Real ids of the chosen organization's objects, so that a 404 is not just a missing row."""
     org = cast.org_a if organization == "a" else cast.org_b
@@ -123,11 +137,23 @@ def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
         invitation, _token = actions.invitation_create(actor=owner, email=f"someone@{org.slug}.test", role=Role.MEMBER)
     message = _sample_message(owner)
     return {
-        "slug": org.slug, "membership_id": owner.pk, "team_id": team.pk, "invitation_id": invitation.pk,
-        "conversation_id": message.conversation_id, "message_id": message.pk, "attachment_id": message.attachments.get().pk,
+        "slug": org.slug,
+        "membership_id": owner.pk,
+        "team_id": team.pk,
+        "invitation_id": invitation.pk,
+        "conversation_id": message.conversation_id,
+        "message_id": message.pk,
+        "attachment_id": message.attachments.get().pk,
         "mailbox_id": (Mailbox.objects.filter(organization=org).first() or make_mailbox(owner)).pk,
-        "pk": 1, "session_id": 1, "token_id": 1, "key": "x", "uidb36": "1", "token": "not-a-token", "provider_id": "test",
+        "pk": 1,
+        "session_id": 1,
+        "token_id": 1,
+        "key": "x",
+        "uidb36": "1",
+        "token": "not-a-token",
+        "provider_id": "test",
         "outgoing_id": "00000000-0000-7000-8000-000000000002",
+        "rule_id": _sample_rule(owner).pk,
     }
 
 
@@ -145,7 +171,10 @@ def snapshot() -> dict[str, list[tuple[Any, ...]]]:
         "memberships": list(Membership.objects.order_by("pk").values_list("pk", "organization_id", "user_id", "role")),
         "teams": list(Team.objects.order_by("pk").values_list("pk", "organization_id", "name")),
         "team_memberships": list(TeamMembership.objects.order_by("pk").values_list("pk", "team_id", "membership_id")),
-        "invitations": list(Invitation.objects.order_by("pk").values_list("pk", "organization_id", "email", "role", "accepted_at", "revoked_at")),
+        "invitations": list(
+            Invitation.objects.order_by("pk").values_list("pk", "organization_id", "email", "role", "accepted_at", "revoked_at")
+        ),
+        "rules": list(Rule.objects.order_by("pk").values_list("pk", "organization_id", "owner_id", "name", "position", "enabled")),
     }
 
 
@@ -180,7 +209,7 @@ def test_r20_unnamed_allauth_routes_only_redirect(cast: Cast) -> None:
 
 
 # --- R21 -------------------------------------------------------------------------------------------
-ID_PARAMETERS = {"membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id", "mailbox_id"}
+ID_PARAMETERS = {"membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id", "mailbox_id", "rule_id"}
 # A body that would be accepted if the ids were ours: so a 404 means the id was refused.
 FORM_BODY = {"role": "member", "name": "Hijacked", "operation": "rename", "email": "intruder@example.test", "require_two_factor": "on"}
 JSON_BODY = {"role": "member", "name": "Hijacked", "email": "intruder@example.test", "import_since": None, "since": None}
@@ -199,7 +228,11 @@ def _assert_only_404(client: Client, routes: list[Route], values: dict[str, Any]
         url = route.url(values)
         statuses = {}
         for method in METHODS:
-            data = None if method in {"GET", "HEAD", "OPTIONS"} else ({**JSON_BODY, **body_ids} if url.startswith("/api/") else {**FORM_BODY, **body_ids})
+            data = (
+                None
+                if method in {"GET", "HEAD", "OPTIONS"}
+                else ({**JSON_BODY, **body_ids} if url.startswith("/api/") else {**FORM_BODY, **body_ids})
+            )
             statuses[method] = _call(client, method, url, data)
         wrong = {method: status for method, status in statuses.items() if status not in {404, 405}}
         assert not wrong, f"{url}: {wrong}"
@@ -212,9 +245,21 @@ def test_r21_other_organizations_ids_are_404_on_every_page_and_endpoint(cast: Ca
     b_values = sample_values(cast, "b")
     values = {**sample_values(cast, "a"), **{name: b_values[name] for name in ID_PARAMETERS}}
     routes = _organization_routes(with_ids=True)
-    assert {"orgs:member_role", "orgs:member_remove", "orgs:team", "orgs:team_update", "orgs:invitation_revoke", "api:member_detail",
-            "api:team_detail", "api:team_member_add", "api:team_member_remove", "api:invitation_revoke", "api:mailbox_detail",
-            "api:mailbox_test", "api:mailbox_reimport"} <= {route.name for route in routes}
+    assert {
+        "orgs:member_role",
+        "orgs:member_remove",
+        "orgs:team",
+        "orgs:team_update",
+        "orgs:invitation_revoke",
+        "api:member_detail",
+        "api:team_detail",
+        "api:team_member_add",
+        "api:team_member_remove",
+        "api:invitation_revoke",
+        "api:mailbox_detail",
+        "api:mailbox_test",
+        "api:mailbox_reimport",
+    } <= {route.name for route in routes}
     client = Client()
     client.force_login(cast.alice, backend="allauth.account.auth_backends.AuthenticationBackend")
     _assert_only_404(client, routes, values, {"membership": b_values["membership_id"], "membership_id": b_values["membership_id"]})
