@@ -47,11 +47,7 @@ def _attributes(line: str) -> dict[str, str]:
 
 
 def _https_client() -> Client:
-    return Client(
-        enforce_csrf_checks=True,
-        HTTP_HOST=PUBLIC_HOST,
-        headers={"Origin": f"https://{PUBLIC_HOST}", "Referer": f"https://{PUBLIC_HOST}/accounts/login/"},
-    )
+    return Client(enforce_csrf_checks=True, HTTP_HOST=PUBLIC_HOST, headers={"Origin": f"https://{PUBLIC_HOST}", "Referer": f"https://{PUBLIC_HOST}/accounts/login/"})
 
 
 def test_r15_session_and_csrf_cookies_under_production_settings(cast, production_settings) -> None:
@@ -62,9 +58,7 @@ def test_r15_session_and_csrf_cookies_under_production_settings(cast, production
     csrf_line = _set_cookies(page)["__Host-postroom-csrf"]
     token = SimpleCookie(csrf_line)["__Host-postroom-csrf"].value
 
-    response = client.post(
-        "/accounts/login/", {"login": cast.alice.email, "password": DEFAULT_PASSWORD, "csrfmiddlewaretoken": token}, secure=True
-    )
+    response = client.post("/accounts/login/", {"login": cast.alice.email, "password": DEFAULT_PASSWORD, "csrfmiddlewaretoken": token}, secure=True)
     assert response.status_code == 302
     assert response.wsgi_request.user == cast.alice
     cookies = _set_cookies(response)
@@ -95,27 +89,12 @@ def test_r15_the_session_id_never_appears_in_a_url_or_page(cast, client_as) -> N
     client = client_as(cast.alice)
     key = client.session.session_key
     assert key
-    paths = every_path(
-        {
-            "slug": cast.org_a.slug,
-            "membership_id": cast.bob_membership.pk,
-            "team_id": 1,
-            "invitation_id": 1,
-            "token": "not-a-token",
-            "pk": 1,
-            "provider_id": "corp",
-            "key": "not-a-key",
-            "uidb36": "1",
-            "session_id": 1,
-            "token_id": 1,
-            "conversation_id": "1",
-            "message_id": "1",
-            "attachment_id": "1",
-            "outgoing_id": "1",
-            "rule_id": "00000000-0000-7000-8000-000000000003",
-            "mailbox_id": make_mailbox(cast.alice_membership).pk,
-        }
-    )
+    paths = every_path({
+        "slug": cast.org_a.slug, "membership_id": cast.bob_membership.pk, "team_id": 1, "invitation_id": 1,
+        "token": "not-a-token", "pk": 1, "provider_id": "corp", "key": "not-a-key", "uidb36": "1", "session_id": 1, "token_id": 1,
+        "conversation_id": "1", "message_id": "1", "attachment_id": "1", "outgoing_id": "1", "rule_id": "00000000-0000-7000-8000-000000000003",
+        "mailbox_id": make_mailbox(cast.alice_membership).pk,
+    })
     assert len(paths) > 40
     for name, path in sorted(paths.items()):
         response = client.get(path)

@@ -20,26 +20,12 @@ START = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 
 # Pages anyone may see, signed in or not; with a half-finished login they show no account data.
 PUBLIC_PAGES = {
-    "account_login",
-    "account_signup",
-    "account_reset_password",
-    "account_reset_password_done",
-    "account_email_verification_sent",
-    "account_inactive",
-    "account_confirm_login_code",
-    "account_reset_password_from_key",
-    "account_reset_password_from_key_done",
-    "account_confirm_email",
-    "mfa_authenticate",
-    "mfa_login_webauthn",
-    "account_logout",
-    "socialaccount_login_cancelled",
-    "socialaccount_login_error",
-    "web:privacy",
-    "security_txt",
-    "health",
-    "invitation_accept",
-    "csp_report",
+    "account_login", "account_signup", "account_reset_password", "account_reset_password_done",
+    "account_email_verification_sent", "account_inactive", "account_confirm_login_code",
+    "account_reset_password_from_key", "account_reset_password_from_key_done", "account_confirm_email",
+    "mfa_authenticate", "mfa_login_webauthn", "account_logout",
+    "socialaccount_login_cancelled", "socialaccount_login_error",
+    "web:privacy", "security_txt", "health", "invitation_accept", "csp_report",
 }
 
 
@@ -62,22 +48,10 @@ def pending(cast) -> tuple[Client, str]:
 def _values(cast) -> dict[str, Any]:
     team = TeamFactory(organization=cast.org_a)
     return {
-        "slug": cast.org_a.slug,
-        "membership_id": cast.bob_membership.pk,
-        "team_id": team.pk,
-        "invitation_id": 1,
-        "token": "not-a-token",
-        "pk": 1,
-        "provider_id": "corp",
-        "key": "not-a-key",
-        "uidb36": "1",
-        "session_id": 1,
-        "token_id": 1,
-        "conversation_id": "1",
-        "message_id": "1",
-        "attachment_id": "1",
-        "outgoing_id": "1",
-        "rule_id": "00000000-0000-7000-8000-000000000003",
+        "slug": cast.org_a.slug, "membership_id": cast.bob_membership.pk, "team_id": team.pk,
+        "invitation_id": 1, "token": "not-a-token", "pk": 1,
+        "provider_id": "corp", "key": "not-a-key", "uidb36": "1", "session_id": 1, "token_id": 1,
+        "conversation_id": "1", "message_id": "1", "attachment_id": "1", "outgoing_id": "1", "rule_id": "00000000-0000-7000-8000-000000000003",
         "mailbox_id": make_mailbox(cast.alice_membership).pk,
     }
 
@@ -106,11 +80,7 @@ def test_r09_a_pending_second_factor_grants_nothing(cast, pending) -> None:
             if 200 <= response.status_code < 300:
                 assert name in PUBLIC_PAGES, context
             elif response.status_code in (301, 302):
-                assert (
-                    response["Location"].split("?")[0]
-                    in ("/accounts/login/", "/accounts/2fa/authenticate/", "/setup/", path.rstrip("/") + "/")
-                    or name in PUBLIC_PAGES
-                ), context
+                assert response["Location"].split("?")[0] in ("/accounts/login/", "/accounts/2fa/authenticate/", "/setup/", path.rstrip("/") + "/") or name in PUBLIC_PAGES, context
             else:
                 assert response.status_code in (400, 401, 403, 404, 405), context
     # Still pending after all that: only the second factor finishes the login.

@@ -67,12 +67,7 @@ ANONYMOUS_ALLOWLIST = {
     "health": "liveness for load balancers",
 }
 # allauth's old /accounts/social/ paths, unnamed: they only redirect to /accounts/3rdparty/.
-UNNAMED_REDIRECTS = {
-    "accounts/social/login/cancelled/",
-    "accounts/social/login/error/",
-    "accounts/social/signup/",
-    "accounts/social/connections/",
-}
+UNNAMED_REDIRECTS = {"accounts/social/login/cancelled/", "accounts/social/login/error/", "accounts/social/signup/", "accounts/social/connections/"}
 
 
 PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>|\(\?P<(\w+)>")
@@ -137,23 +132,11 @@ def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
         invitation, _token = actions.invitation_create(actor=owner, email=f"someone@{org.slug}.test", role=Role.MEMBER)
     message = _sample_message(owner)
     return {
-        "slug": org.slug,
-        "membership_id": owner.pk,
-        "team_id": team.pk,
-        "invitation_id": invitation.pk,
-        "conversation_id": message.conversation_id,
-        "message_id": message.pk,
-        "attachment_id": message.attachments.get().pk,
+        "slug": org.slug, "membership_id": owner.pk, "team_id": team.pk, "invitation_id": invitation.pk,
+        "conversation_id": message.conversation_id, "message_id": message.pk, "attachment_id": message.attachments.get().pk,
         "mailbox_id": (Mailbox.objects.filter(organization=org).first() or make_mailbox(owner)).pk,
-        "pk": 1,
-        "session_id": 1,
-        "token_id": 1,
-        "key": "x",
-        "uidb36": "1",
-        "token": "not-a-token",
-        "provider_id": "test",
-        "outgoing_id": "00000000-0000-7000-8000-000000000002",
-        "rule_id": _sample_rule(owner).pk,
+        "pk": 1, "session_id": 1, "token_id": 1, "key": "x", "uidb36": "1", "token": "not-a-token", "provider_id": "test",
+        "outgoing_id": "00000000-0000-7000-8000-000000000002", "rule_id": _sample_rule(owner).pk,
     }
 
 
@@ -171,9 +154,7 @@ def snapshot() -> dict[str, list[tuple[Any, ...]]]:
         "memberships": list(Membership.objects.order_by("pk").values_list("pk", "organization_id", "user_id", "role")),
         "teams": list(Team.objects.order_by("pk").values_list("pk", "organization_id", "name")),
         "team_memberships": list(TeamMembership.objects.order_by("pk").values_list("pk", "team_id", "membership_id")),
-        "invitations": list(
-            Invitation.objects.order_by("pk").values_list("pk", "organization_id", "email", "role", "accepted_at", "revoked_at")
-        ),
+        "invitations": list(Invitation.objects.order_by("pk").values_list("pk", "organization_id", "email", "role", "accepted_at", "revoked_at")),
         "rules": list(Rule.objects.order_by("pk").values_list("pk", "organization_id", "owner_id", "name", "position", "enabled")),
     }
 
@@ -228,11 +209,7 @@ def _assert_only_404(client: Client, routes: list[Route], values: dict[str, Any]
         url = route.url(values)
         statuses = {}
         for method in METHODS:
-            data = (
-                None
-                if method in {"GET", "HEAD", "OPTIONS"}
-                else ({**JSON_BODY, **body_ids} if url.startswith("/api/") else {**FORM_BODY, **body_ids})
-            )
+            data = None if method in {"GET", "HEAD", "OPTIONS"} else ({**JSON_BODY, **body_ids} if url.startswith("/api/") else {**FORM_BODY, **body_ids})
             statuses[method] = _call(client, method, url, data)
         wrong = {method: status for method, status in statuses.items() if status not in {404, 405}}
         assert not wrong, f"{url}: {wrong}"
@@ -245,21 +222,9 @@ def test_r21_other_organizations_ids_are_404_on_every_page_and_endpoint(cast: Ca
     b_values = sample_values(cast, "b")
     values = {**sample_values(cast, "a"), **{name: b_values[name] for name in ID_PARAMETERS}}
     routes = _organization_routes(with_ids=True)
-    assert {
-        "orgs:member_role",
-        "orgs:member_remove",
-        "orgs:team",
-        "orgs:team_update",
-        "orgs:invitation_revoke",
-        "api:member_detail",
-        "api:team_detail",
-        "api:team_member_add",
-        "api:team_member_remove",
-        "api:invitation_revoke",
-        "api:mailbox_detail",
-        "api:mailbox_test",
-        "api:mailbox_reimport",
-    } <= {route.name for route in routes}
+    assert {"orgs:member_role", "orgs:member_remove", "orgs:team", "orgs:team_update", "orgs:invitation_revoke", "api:member_detail",
+            "api:team_detail", "api:team_member_add", "api:team_member_remove", "api:invitation_revoke", "api:mailbox_detail",
+            "api:mailbox_test", "api:mailbox_reimport"} <= {route.name for route in routes}
     client = Client()
     client.force_login(cast.alice, backend="allauth.account.auth_backends.AuthenticationBackend")
     _assert_only_404(client, routes, values, {"membership": b_values["membership_id"], "membership_id": b_values["membership_id"]})

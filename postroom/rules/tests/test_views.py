@@ -35,7 +35,8 @@ def test_an_admin_builds_an_organization_rule_that_labels_incoming_mail(place: P
         "actions": [{"kind": "label", "label_id": str(place.billing.pk)}, {"kind": "webhook", "url": "https://hooks.example/in"}],
     }
     page = client.get(f"/o/acme/rules/{rule.pk}/")
-    assert rule.signing_key and rule.signing_key in page.content.decode()  # shown to admins on the page only
+    assert rule.signing_key
+    assert rule.signing_key in page.content.decode()  # shown to admins on the page only
     message = place.deliver(place.support_mailbox)
     assert ConversationLabel.objects.filter(conversation=message.conversation, label=place.billing).exists()
     log = client.get(f"/o/acme/rules/{rule.pk}/log/").content.decode()
