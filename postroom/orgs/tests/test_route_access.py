@@ -193,7 +193,8 @@ def test_r20_unnamed_allauth_routes_only_redirect(cast: Cast) -> None:
 ID_PARAMETERS = {"membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id", "mailbox_id", "rule_id"}
 # A body that would be accepted if the ids were ours: so a 404 means the id was refused.
 FORM_BODY = {"role": "member", "name": "Hijacked", "operation": "rename", "email": "intruder@example.test", "require_two_factor": "on"}
-JSON_BODY = {"role": "member", "name": "Hijacked", "email": "intruder@example.test", "import_since": None, "since": None}
+JSON_BODY = {"role": "member", "name": "Hijacked", "email": "intruder@example.test", "import_since": None, "since": None,
+             "trigger": "incoming", "actions": [{"kind": "close"}], "rule_ids": []}
 
 
 def _organization_routes(with_ids: bool) -> list[Route]:
