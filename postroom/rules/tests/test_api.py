@@ -74,7 +74,7 @@ def test_organization_rules_are_for_admins(place: Place) -> None:
     assert carol.delete(f"/orgs/acme/rules/{mine['id']}").status_code == 404
 
 
-def test_outsiders_get_404_on_every_rules_endpoint(place: Place, make_rule: Callable[..., Rule]) -> None:
+def test_r21_outsiders_get_404_on_every_rules_endpoint(place: Place, make_rule: Callable[..., Rule]) -> None:
     rule = make_rule(place.cast.carol_membership, organization=True)
     charlie = ApiClient(place.cast.charlie)
     base = f"/orgs/acme/rules/{rule.pk}"

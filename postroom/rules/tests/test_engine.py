@@ -124,7 +124,7 @@ def test_conditions_any_and_all(place: Place, make_rule: Callable[..., Rule]) ->
     assert labels_of(both.conversation) == {"Billing"}
 
 
-def test_a_catastrophic_regex_runs_in_linear_time_and_lookarounds_are_refused(place: Place, make_rule: Callable[..., Rule]) -> None:
+def test_r38_a_catastrophic_regex_runs_in_linear_time_and_lookarounds_are_refused(place: Place, make_rule: Callable[..., Rule]) -> None:
     cast = place.cast
     make_rule(cast.carol_membership, organization=True, conditions=[{"field": "subject", "op": "regex", "value": "(a+)+$"}],
               actions_=[{"kind": "label", "label_id": str(place.billing.pk)}])  # fmt: skip
@@ -134,7 +134,7 @@ def test_a_catastrophic_regex_runs_in_linear_time_and_lookarounds_are_refused(pl
         make_rule(cast.carol_membership, organization=True, conditions=[{"field": "subject", "op": "regex", "value": "(?=x)"}])
 
 
-def test_a_personal_rule_whose_owner_left_the_team_does_nothing_and_is_flagged(place: Place, make_rule: Callable[..., Rule]) -> None:
+def test_r38_a_personal_rule_whose_owner_left_the_team_does_nothing_and_is_flagged(place: Place, make_rule: Callable[..., Rule]) -> None:
     cast = place.cast
     rule = make_rule(cast.bob_membership, conditions=FROM_DANA, actions_=[{"kind": "share_team", "team_id": place.support.pk}])
     TeamMembership.objects.filter(team=place.support, membership=cast.bob_membership).delete()
@@ -146,7 +146,7 @@ def test_a_personal_rule_whose_owner_left_the_team_does_nothing_and_is_flagged(p
     assert not TimelineEvent.objects.filter(conversation=message.conversation, kind="rule_applied").exists()
 
 
-def test_an_organization_rule_stops_when_its_editor_is_no_longer_admin(place: Place, make_rule: Callable[..., Rule]) -> None:
+def test_r38_an_organization_rule_stops_when_its_editor_is_no_longer_admin(place: Place, make_rule: Callable[..., Rule]) -> None:
     cast = place.cast
     rule = make_rule(cast.carol_membership, organization=True, actions_=[{"kind": "label", "label_id": str(place.billing.pk)}])
     Membership.objects.filter(pk=cast.carol_membership.pk).update(role=Role.MEMBER)
@@ -182,7 +182,7 @@ def test_a_rule_cannot_name_another_organizations_objects_or_what_its_owner_may_
         make_rule(cast.bob_membership, actions_=[{"kind": "webhook", "url": "https://hooks.example/x"}])
 
 
-def test_assigned_trigger_runs_after_a_member_assigns_and_rule_loops_are_capped(
+def test_r38_assigned_trigger_runs_after_a_member_assigns_and_rule_loops_are_capped(
     place: Place, make_rule: Callable[..., Rule], django_capture_on_commit_callbacks: Any
 ) -> None:
     cast = place.cast
@@ -245,3 +245,16 @@ def test_conditions_and_actions_are_sealed(place: Place, make_rule: Callable[...
     stored = bytes(Rule.objects.filter(pk=rule.pk).values_list("definition_sealed", flat=True).get())
     assert b"customer.example" not in stored
     assert (Rule.objects.get(pk=rule.pk).definition or {}).get("conditions") == FROM_DANA
+
+
+def test_r38_rules_triggered_by_rules_stop_at_the_depth_cap(place: Place, make_rule: Callable[..., Rule]) -> None:
+    from postroom.rules import engine
+
+    cast = place.cast
+    message = place.deliver(place.support_mailbox)
+    make_rule(cast.carol_membership, organization=True, trigger="closed", actions_=[{"kind": "label", "label_id": str(place.billing.pk)}])
+    conversation = message.conversation
+    engine.conversation_changed(conversation_id=conversation.pk, organization_id=cast.org_a.pk, kind="closed", depth=engine.MAX_DEPTH + 1)
+    assert labels_of(conversation) == set()
+    engine.conversation_changed(conversation_id=conversation.pk, organization_id=cast.org_a.pk, kind="closed", depth=engine.MAX_DEPTH)
+    assert labels_of(conversation) == {"Billing"}

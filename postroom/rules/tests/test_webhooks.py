@@ -99,7 +99,7 @@ def test_a_client_error_is_not_retried(
     assert not queue.results
 
 
-def test_private_addresses_are_refused_under_the_production_settings(
+def test_r30_webhooks_to_loopback_are_refused_under_the_production_settings(
     place: Place, make_rule: Callable[..., Rule], remote_site: RemoteSite, queue: Any, django_capture_on_commit_callbacks: Any,
     settings: Any,
 ) -> None:  # fmt: skip
@@ -116,7 +116,7 @@ def test_private_addresses_are_refused_under_the_production_settings(
 
 
 @pytest.mark.parametrize("resolved", ["127.0.0.1", "10.0.0.5", "169.254.169.254", "::ffff:7f00:1"])
-def test_a_name_resolving_to_a_private_address_is_never_connected_to(
+def test_r30_a_webhook_name_resolving_to_a_private_address_is_never_connected_to(
     place: Place, make_rule: Callable[..., Rule], queue: Any, django_capture_on_commit_callbacks: Any,
     monkeypatch: pytest.MonkeyPatch, resolved: str,
 ) -> None:  # fmt: skip
@@ -140,7 +140,7 @@ def test_webhook_urls_that_can_never_be_called_are_refused_on_save(place: Place,
         webhook_rule(place, make_rule, url)
 
 
-def test_a_post_is_never_redirected(fetchable_remote_site: RemoteSite) -> None:
+def test_r30_a_webhook_post_is_never_redirected(fetchable_remote_site: RemoteSite) -> None:
     url = fetchable_remote_site.redirect("/hook", fetchable_remote_site.url("/elsewhere"), status=307)
     assert fetch.post_public(url, body=b"{}", headers={"Content-Type": "application/json"}) == 307
     assert fetchable_remote_site.paths_requested() == ["/hook"]
