@@ -339,9 +339,16 @@ def messages_arrived(*, organization_id: int, messages: list[Message], copies: l
         conversation = conversations[message.conversation_id]
         holders = [mailboxes[copy.mailbox_id] for copy in copies if copy.message_id == message.pk]
         full = Message.objects.get(pk=message.pk)  # every field, for the conditions (decrypted lazily)
-        if (trigger, None) in grouped and (
-            any(mailbox.team_id is not None for mailbox in holders)
-            or ConversationShare.objects.filter(conversation=conversation, team__isnull=False).exists()
+        # Organization rules see only what the team sees: a message of a team mailbox, or one
+        # that joined a team-shared conversation's share. A member's private reply that threading
+        # put into a team conversation stays private (conversations.access), rules included.
+        if (
+            (trigger, None) in grouped
+            and message.shared
+            and (
+                any(mailbox.team_id is not None for mailbox in holders)
+                or ConversationShare.objects.filter(conversation=conversation, team__isnull=False).exists()
+            )
         ):
             team_mailboxes = [mailbox.pk for mailbox in holders if mailbox.team_id is not None]
             _run(grouped, (trigger, None), conversation=conversation, message=full, mailbox_ids=team_mailboxes, depth=1)

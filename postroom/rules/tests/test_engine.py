@@ -258,3 +258,16 @@ def test_r38_rules_triggered_by_rules_stop_at_the_depth_cap(place: Place, make_r
     assert labels_of(conversation) == set()
     engine.conversation_changed(conversation_id=conversation.pk, organization_id=cast.org_a.pk, kind="closed", depth=engine.MAX_DEPTH)
     assert labels_of(conversation) == {"Billing"}
+
+
+def test_organization_rules_do_not_read_a_private_message_threaded_into_a_team_conversation(
+    place: Place, make_rule: Callable[..., Rule]
+) -> None:
+    cast = place.cast
+    first = place.deliver(place.support_mailbox, subject="Order 77", message_id="<order77@customer.example>")
+    make_rule(cast.carol_membership, organization=True, conditions=[{"field": "body", "op": "contains", "value": "private words"}],
+              actions_=[{"kind": "label", "label_id": str(place.billing.pk)}])  # fmt: skip
+    # Alice is not in Support: her copy of a reply stays private to her, and the rule must not see it.
+    reply = place.deliver(place.alice_mailbox, subject="Re: Order 77", in_reply_to="<order77@customer.example>", text="private words\n")
+    assert reply.conversation_id == first.conversation_id
+    assert labels_of(first.conversation) == set()
