@@ -37,6 +37,12 @@ from postroom.rules.models import DeliveryStatus, Rule, WebhookDelivery
 logger = logging.getLogger(__name__)
 
 # Waits after the 1st, 2nd, … failed attempt (about 6 hours in all); then the delivery has failed.
+# Fetch failures that a later attempt may not meet; anything else (an address or port refused,
+# a malformed URL) would fail the same way again, so it is not retried.
+TRANSIENT_FAILURES = frozenset({
+    "timed out", "connection timed out", "connection refused or unreachable", "name does not resolve", "name lookup timed out",
+    "the server's answer was malformed or cut short", "TLS handshake failed or certificate not trusted",
+})  # fmt: skip
 RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=1), timedelta(hours=4))
 
 
@@ -107,7 +113,7 @@ def webhook_attempt(delivery_id: str, attempt: int) -> None:
         error = failure.reason
     duration_ms = int((time.monotonic() - started) * 1000)
     delivered = status_code is not None and 200 <= status_code < 300
-    retryable = status_code is None or status_code in (408, 429) or status_code >= 500
+    retryable = error in TRANSIENT_FAILURES if status_code is None else status_code in (408, 429) or status_code >= 500
     if not delivered and not error:
         error = f"answered {status_code}"
     if delivered:

@@ -128,6 +128,8 @@ def test_r30_a_webhook_name_resolving_to_a_private_address_is_never_connected_to
     run_queued(queue)
     delivery = WebhookDelivery.objects.get(rule=rule)
     assert delivery.last_error == "address not allowed"
+    assert delivery.status == DeliveryStatus.FAILED  # refused for good: a retry would be refused the same way
+    assert not queue.results
     assert connections == []
 
 
