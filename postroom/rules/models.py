@@ -118,3 +118,15 @@ class WebhookDelivery(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["rule", "-created_at"], name="delivery_recent")]
+
+
+class AutoReplySent(models.Model):
+    """That a rule auto-replied to a sender on a day (at most once per sender per day, RFC 3834).
+    The sender is a blind index: this table holds no address."""
+
+    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="+")
+    sender_index = models.CharField(max_length=64)
+    day = models.DateField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rule", "sender_index", "day"], name="auto_reply_once_a_day")]
