@@ -111,6 +111,7 @@ INSTALLED_APPS = [
     "postroom.comments",
     "postroom.notifications",
     "postroom.responses",
+    "postroom.rules",
     "postroom.sync",
     "postroom.web",
     "postroom.ops",

@@ -22,6 +22,7 @@ urlpatterns = [
     path("o/<slug:slug>/comments/", include("postroom.comments.urls")),
     path("o/<slug:slug>/notifications/", include("postroom.notifications.urls")),
     path("o/<slug:slug>/mailboxes/", include("postroom.mailboxes.urls")),
+    path("o/<slug:slug>/rules/", include("postroom.rules.urls")),
     path("invitations/", include("postroom.orgs.invitation_urls")),
     path("api/v1/", include("postroom.api.urls")),
     path(".well-known/security.txt", web_views.security_txt, name="security_txt"),

@@ -30,6 +30,7 @@ from postroom.mailboxes.api import router as mailboxes_router
 from postroom.notifications.api import router as notifications_router
 from postroom.orgs.api import router as orgs_router
 from postroom.responses.api import router as responses_router
+from postroom.rules.api import router as rules_router
 
 
 def _signed_in_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -72,7 +73,7 @@ def _json_method_not_allowed(view: Callable[..., HttpResponse]) -> Callable[...,
 api = NinjaAPI(
     title="Postroom API",
     version="1",
-    description="Organizations, members, teams, invitations, mailboxes, the audit log, comments, notifications, contact books and contacts, responses (canned replies). Authenticate with a "
+    description="Organizations, members, teams, invitations, mailboxes, the audit log, comments, notifications, contact books and contacts, responses (canned replies), rules. Authenticate with a "
     "personal API token (`Authorization: Bearer pr_…`, created under Login & Security → API tokens; a read-scope "
     "token may only GET) or a browser session (then send the CSRF token in the `X-CSRFToken` header on POST, PATCH "
     "and DELETE). Lists are paged: pass a page's `next` as `cursor` for the following one.",
@@ -90,6 +91,7 @@ api.add_router("", comments_router)
 api.add_router("", notifications_router)
 api.add_router("", contacts_router)
 api.add_router("", responses_router)
+api.add_router("", rules_router)
 
 
 def _patterns() -> list[URLPattern | URLResolver]:

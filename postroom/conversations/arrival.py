@@ -4,7 +4,7 @@ Called inside the transaction that stores the copies (``conversations.ingest``) 
 change found on the server (``sync.engine``), so the conversation becomes visible, with the
 right people and in the right places, at the same moment as the message itself.
 
-For a new message:
+For a new message (then the incoming and outgoing rules run, see ``rules.engine``):
 - through a team mailbox, the conversation is shared with that team;
 - in a shared conversation, it is shared when it came through the mailbox of someone who is in
   the share (a teammate's reply, a team mailbox); a message only in an outsider's private
@@ -86,6 +86,7 @@ def copies_stored(*, copies: Iterable[MessageCopy], new_message_ids: Iterable[An
             authors = {mailboxes[copy.mailbox_id].owner_id for copy in copies if copy.message_id == message.pk}
             _shared_message_arrived(message, authors if message.direction == Direction.OUTBOUND else set())
             arrived[message.conversation_id].append(str(message.pk))
+    _run_rules(copies, messages, mailboxes, new_ids)
     for conversation_id in conversation_ids:
         # message_ids: the new messages that reached the conversation's share (notifications).
         _publish_after_commit(conversation_id, messages, "message_added", message_ids=arrived[conversation_id])
@@ -100,6 +101,16 @@ def copies_stored(*, copies: Iterable[MessageCopy], new_message_ids: Iterable[An
         and mailboxes[copy.mailbox_id].team_id is None
     }
     contacts_actions.messages_stored(new_message_ids=new_ids, authors=senders)
+
+
+def _run_rules(copies: list[MessageCopy], messages: dict[Any, Message], mailboxes: dict[Any, Mailbox], new_ids: set[Any]) -> None:
+    """Incoming and outgoing rules, on new messages only, in this transaction: what they do is in
+    place when the conversation becomes visible (``rules.engine``)."""
+    from postroom.rules.engine import messages_arrived  # rules act through conversations.actions, which imports this module
+
+    new_messages = [message for message in messages.values() if message.pk in new_ids]
+    if new_messages:
+        messages_arrived(organization_id=new_messages[0].organization_id, messages=new_messages, copies=copies, mailboxes=mailboxes)
 
 
 def _shared_message_arrived(message: Message, authors: set[int]) -> None:

@@ -194,6 +194,14 @@ def _target(url: str, limits: FetchLimits) -> _Target:
     return _Target(scheme, host, port, path, None)
 
 
+def url_check(url: str, limits: FetchLimits | None = None) -> None:
+    """Refuse (``FetchError``) a URL that could never be fetched: scheme, syntax, credentials,
+    port, an address literal. A name is resolved and checked only when fetched."""
+    target = _target(url, limits or FetchLimits())
+    if target.address is not None and not _may_connect(target.address, target.port):
+        raise FetchError("address not allowed")
+
+
 _resolver_pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="fetch-resolve")
 
 
@@ -302,22 +310,29 @@ def _read_body(response: http.client.HTTPResponse, connection: http.client.HTTPC
             raise FetchError("too large")
 
 
-def _fetch_once(target: _Target, *, accept: str, limits: FetchLimits, deadline: float) -> tuple[int, str, str, bytes]:
-    """(status, Location, Content-Type, body) of one GET; the body only for a 200."""
+def _fetch_once(
+    target: _Target, *, accept: str, limits: FetchLimits, deadline: float, method: str = "GET", body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, str, str, bytes]:  # fmt: skip
+    """(status, Location, Content-Type, body) of one request; the answer's body only for a 200."""
     addresses = _checked_addresses(target, deadline)
     connection = _connect(target, addresses, limits, deadline)
     try:
-        connection.putrequest("GET", target.path, skip_accept_encoding=True)
+        connection.putrequest(method, target.path, skip_accept_encoding=True)
         connection.putheader("User-Agent", USER_AGENT)
         connection.putheader("Accept", accept)
         connection.putheader("Accept-Encoding", "identity")
         connection.putheader("Connection", "close")
-        connection.endheaders()
+        for name, value in (headers or {}).items():
+            connection.putheader(name, value)
+        if body is not None:
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
         response = connection.getresponse()
         location = response.getheader("Location") or ""
         content_type = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
-        body = _read_body(response, connection, limits, deadline) if response.status == 200 else b""
-        return response.status, location, content_type, body
+        answer = _read_body(response, connection, limits, deadline) if response.status == 200 else b""
+        return response.status, location, content_type, answer
     except TimeoutError:
         raise FetchError("timed out") from None
     except (http.client.HTTPException, OSError):
@@ -341,3 +356,29 @@ def fetch_public(url: str, *, accept: str = "*/*", limits: FetchLimits | None = 
             raise FetchError("redirect without a location")
         url = urljoin(url, location)  # checked like the first URL on the next turn
     raise FetchError("too many redirects")
+
+
+# Header names a caller may set on a POST: anything else (Host, Content-Length, Cookie,
+# Authorization, Transfer-Encoding) is ours to decide or must never be sent.
+_POST_HEADER = re.compile(r"(Content-Type|X-Postroom-[A-Za-z-]{1,40})")
+
+
+def post_public(url: str, *, body: bytes, headers: dict[str, str], limits: FetchLimits | None = None) -> int:
+    """POST ``body`` to ``url`` on a public address (webhooks) and return the answer's status.
+
+    The same checks as ``fetch_public`` (scheme, pinned and checked address, ports, time), and no
+    redirect is followed: a 3xx is an answer like any other, because replaying a POST somewhere
+    else is what a redirect-based SSRF wants. Only the answer's status is kept (its body is read
+    up to ``limits.max_bytes`` and dropped). Header values must be printable ASCII."""
+    limits = limits or FetchLimits(max_bytes=64 * 1024, total_timeout=10.0, max_redirects=0)
+    for name, value in headers.items():
+        if not _POST_HEADER.fullmatch(name) or not re.fullmatch(r"[\x20-\x7e]{0,500}", value):
+            raise FetchError("header not allowed")
+    deadline = time.monotonic() + limits.total_timeout
+    target = _target(url, limits)
+    status, _location, _content_type, _answer = _fetch_once(
+        target, accept="*/*", limits=limits, deadline=deadline, method="POST", body=body, headers=headers
+    )
+    if not 100 <= status <= 599:
+        raise FetchError("the server answered an invalid status")
+    return status

@@ -92,6 +92,8 @@ class ConnectionCounter:
 class ReceivedRequest:
     path: str
     headers: dict[str, str]
+    method: str = "GET"
+    body: bytes = b""
 
 
 @dataclass
@@ -145,9 +147,20 @@ class RemoteSite:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                with site._lock:
+                    site.requests.append(ReceivedRequest(self.path, headers, "POST", body))
+                self._answer()
+
             def do_GET(self) -> None:
                 with site._lock:
                     site.requests.append(ReceivedRequest(self.path, {name.lower(): value for name, value in self.headers.items()}))
+                self._answer()
+
+            def _answer(self) -> None:
                 answer = site.answers.get(self.path.split("?")[0], Answer(status=404, body=b"not found"))
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():

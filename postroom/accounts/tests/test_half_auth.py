@@ -54,6 +54,7 @@ def _values(cast) -> dict[str, Any]:
         "conversation_id": "1", "message_id": "1", "attachment_id": "1", "outgoing_id": "1", "comment_id": "1", "comment_attachment_id": "1", "notification_id": "1", "label_id": "1", "draft_id": "1",
         "book_id": "00000000-0000-7000-8000-000000000003", "contact_id": "00000000-0000-7000-8000-000000000004",
         "response_id": "00000000-0000-7000-8000-000000000005",
+        "rule_id": "00000000-0000-7000-8000-000000000006",
         "mailbox_id": make_mailbox(cast.alice_membership).pk,
     }
 

@@ -25,6 +25,7 @@ from postroom.contacts.cards import card_clean
 from postroom.contacts.models import BookKind
 from postroom.conversations import actions as conversation_actions
 from postroom.conversations.ingest import message_ingest
+from postroom.conversations.models import Label
 from postroom.conversations.tests.conftest import build_raw
 from postroom.core.tokens import token_hash
 from postroom.mailboxes.models import AuthKind, Folder, FolderRole
@@ -34,6 +35,7 @@ from postroom.orgs.models import Invitation
 from postroom.orgs.policy import Role
 from postroom.responses.actions import ResponseContent, response_create
 from postroom.responses.models import Scope
+from postroom.rules.actions import rule_create
 from postroom.testing.factories import TeamFactory
 
 pytestmark = pytest.mark.django_db
@@ -59,7 +61,14 @@ def test_r23_no_answer_of_any_get_operation_carries_a_secret(cast: Cast) -> None
     owner_token = api_token_create(user=cast.alice, name="Owner script", scope="read", expires_at=None)
     member_token = api_token_create(user=cast.bob, name="Member script", scope="read", expires_at=None)
 
+    label = Label.objects.create(organization=cast.org_a, name="Billing")
+    # Alice's organization rule calls a webhook: its signing key must never be answered. (Bob, a
+    # member, does not see organization rules: 404 for him on the rule's paths.)
+    rule = rule_create(actor=cast.alice_membership, organization=True, name="Hook", trigger="incoming", conditions=[],
+                       actions=[{"kind": "label", "label_id": str(label.pk)}, {"kind": "webhook", "url": "https://hooks.example/in"}])  # fmt: skip
+
     secrets = [
+        rule.signing_key or "",
         STORED_PASSWORD,
         "ya29.an-access-token-value",
         "1//a-refresh-token-value",
@@ -95,6 +104,7 @@ def test_r23_no_answer_of_any_get_operation_carries_a_secret(cast: Cast) -> None
         "response_id": response_create(
             actor=cast.alice_membership, scope=Scope.ORGANIZATION, content=ResponseContent(name="Welcome", body="<p>Hi</p>")
         ).pk,
+        "rule_id": rule.pk,
     }
 
     document = checker().document
@@ -105,7 +115,8 @@ def test_r23_no_answer_of_any_get_operation_carries_a_secret(cast: Cast) -> None
         for template in get_paths:
             path = re.sub(r"\{(\w+)\}", lambda match: str(values[match.group(1)]), template)
             response = client.get(path)  # the checker validates the schema and the keys
-            assert response.status_code in {200, 403}, (path, response.status_code)
+            rule_hidden = "{rule_id}" in template and client.headers["Authorization"].endswith(member_token.token)
+            assert response.status_code in ({404} if rule_hidden else {200, 403}), (path, response.status_code)
             answered += response.status_code == 200
             body = response.content.decode()
             for secret in secrets:

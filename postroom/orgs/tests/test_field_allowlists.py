@@ -112,6 +112,9 @@ WRITABLE = {
     "ResponseIn": {"name", "scope", "team_id", "subject", "body"},
     "ResponsePatch": {"name", "scope", "team_id", "subject", "body"},
     "RenderIn": {"to", "conversation_id", "inputs"},
+    "RuleIn": {"scope", "name", "trigger", "match", "conditions", "actions", "stop_processing", "enabled"},
+    "RulePatch": {"name", "trigger", "match", "conditions", "actions", "stop_processing", "enabled"},
+    "ReorderIn": {"scope", "rule_ids"},
 }
 
 

@@ -41,6 +41,8 @@ from postroom.outbox.actions import Typed, draft_save
 from postroom.outbox.models import Draft, OutgoingKind
 from postroom.responses.actions import ResponseContent, response_create
 from postroom.responses.models import Response, Scope
+from postroom.rules.actions import rule_create
+from postroom.rules.models import Rule
 from postroom.testing.factories import TeamFactory
 
 pytestmark = pytest.mark.django_db
@@ -162,6 +164,13 @@ def _sample_response(owner: Membership) -> Response:
     return response_create(actor=owner, scope=Scope.ORGANIZATION, content=ResponseContent(name="Welcome", body="<p>Hi</p>"))
 
 
+def _sample_rule(owner: Membership) -> Rule:
+    """An organization rule of ``owner``'s organization (made once per test)."""
+    return Rule.objects.filter(organization_id=owner.organization_id).first() or rule_create(
+        actor=owner, organization=True, name="Close everything", trigger="incoming", conditions=[], actions=[{"kind": "close"}]
+    )
+
+
 def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
     """Real ids of the chosen organization's objects, so that a 404 is not just a missing row."""
     org = cast.org_a if organization == "a" else cast.org_b
@@ -189,6 +198,7 @@ def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
         "draft_id": _sample_draft(owner, message).pk,
         "book_id": book.pk, "contact_id": contact.pk,
         "response_id": _sample_response(owner).pk,
+        "rule_id": _sample_rule(owner).pk,
     }
 
 
@@ -215,6 +225,7 @@ def snapshot() -> dict[str, list[tuple[Any, ...]]]:
         "contact_book_shares": list(BookShare.objects.order_by("pk").values_list("pk", "book_id", "team_id", "can_write")),
         "contacts": list(Contact.objects.order_by("pk").values_list("pk", "book_id", "updated_at", "name_index")),
         "responses": list(Response.objects.order_by("pk").values_list("pk", "organization_id", "scope", "owner_id", "team_id", "updated_at")),
+        "rules": list(Rule.objects.order_by("pk").values_list("pk", "organization_id", "owner_id", "name", "position", "enabled")),
     }
 
 
@@ -251,7 +262,7 @@ def test_r20_unnamed_allauth_routes_only_redirect(cast: Cast) -> None:
 # --- R21 -------------------------------------------------------------------------------------------
 ID_PARAMETERS = {
     "membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id", "mailbox_id",
-    "comment_id", "comment_attachment_id", "notification_id", "label_id", "draft_id", "book_id", "contact_id", "response_id",
+    "comment_id", "comment_attachment_id", "notification_id", "label_id", "draft_id", "book_id", "contact_id", "response_id", "rule_id",
 }  # fmt: skip
 # A body that would be accepted if the ids were ours: so a 404 means the id was refused.
 FORM_BODY = {
@@ -260,7 +271,7 @@ FORM_BODY = {
 }  # fmt: skip
 JSON_BODY = {
     "role": "member", "name": "Hijacked", "email": "intruder@example.test", "import_since": None, "since": None,
-    "body": "Hijacked", "read": True, "digest": "off",
+    "body": "Hijacked", "read": True, "digest": "off", "trigger": "incoming", "actions": [{"kind": "close"}], "rule_ids": [],
 }  # fmt: skip
 
 

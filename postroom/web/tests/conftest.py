@@ -49,6 +49,7 @@ def routes(cast: Cast) -> list[Route]:
         "book_id": str(book.pk),
         "contact_id": str(contact.pk),
         "response_id": str(response.pk),
+        "rule_id": "00000000-0000-7000-8000-000000000007",
     }
     return all_routes(values)
 
