@@ -24,6 +24,7 @@ from postroom.accounts.api_tokens import ApiTokenRefusedError
 from postroom.api.auth import ApiTokenAuth, CookieSessionAuth, authenticate_token_header
 from postroom.api.errors import NO_CREDENTIALS, install_error_handlers
 from postroom.audit.api import router as audit_router
+from postroom.conversations.api import router as conversations_router
 from postroom.mailboxes.api import router as mailboxes_router
 from postroom.orgs.api import router as orgs_router
 
@@ -68,7 +69,8 @@ def _json_method_not_allowed(view: Callable[..., HttpResponse]) -> Callable[...,
 api = NinjaAPI(
     title="Postroom API",
     version="1",
-    description="Organizations, members, teams, invitations, mailboxes and the audit log. Authenticate with a "
+    description="Organizations, members, teams, invitations, mailboxes, the audit log, and the team inbox: conversations, "
+    "their messages and attachments, labels, and sending mail. Authenticate with a "
     "personal API token (`Authorization: Bearer pr_…`, created under Login & Security → API tokens; a read-scope "
     "token may only GET) or a browser session (then send the CSRF token in the `X-CSRFToken` header on POST, PATCH "
     "and DELETE). Lists are paged: pass a page's `next` as `cursor` for the following one.",
@@ -82,6 +84,7 @@ install_error_handlers(api)
 api.add_router("", orgs_router)
 api.add_router("", audit_router)
 api.add_router("", mailboxes_router)
+api.add_router("", conversations_router)
 
 
 def _patterns() -> list[URLPattern | URLResolver]:

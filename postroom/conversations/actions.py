@@ -511,7 +511,11 @@ def label_update(*, actor: Membership, label: Label, name: str, color: str, requ
     _may_manage_label(actor, label)
     if color not in LABEL_COLORS:
         raise ValidationError("Pick one of the label colours.")
-    label.name, label.color = _label_name(name), color
+    name = _label_name(name)
+    clashes = Label.objects.filter(organization_id=label.organization_id, owner_id=label.owner_id, name__iexact=name).exclude(pk=label.pk)
+    if clashes.exists():
+        raise ValidationError("There is already a label with that name.")
+    label.name, label.color = name, color
     label.save(update_fields=["name", "color"])
     return label
 
