@@ -36,7 +36,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
 from ninja import Field, Query, Router, Schema, Status
-from pydantic import AwareDatetime, StringConstraints, model_validator
+from pydantic import AwareDatetime, ConfigDict, StringConstraints, model_validator
 
 from postroom.api.errors import ERRORS
 from postroom.api.pagination import Page, PageParams, paginate
@@ -180,6 +180,8 @@ class AttachmentOut(Schema):
 
 
 class MessageOut(Schema):
+    model_config = ConfigDict(populate_by_name=True)  # "from" is a Python keyword: the field is from_
+
     id: uuid.UUID
     conversation_id: uuid.UUID
     direction: Direction
@@ -395,7 +397,7 @@ def _message_out(actor: Membership, message: Message) -> MessageOut:
         direction=Direction(message.direction),
         subject=message.subject or "",
         sent_at=message.sent_at,
-        **{"from": _addresses(addresses.get("from"))},
+        from_=_addresses(addresses.get("from")),
         to=_addresses(addresses.get("to")),
         cc=_addresses(addresses.get("cc")),
         reply_to=_addresses(addresses.get("reply_to")),
@@ -559,12 +561,14 @@ def _own_state(actor: Membership, conversation: Conversation) -> tuple[Any, ...]
     return tuple(row.first() or ())
 
 
-def _acted(actor: Membership, conversation: Conversation, act: Callable[[], object]) -> ActionOut:
-    """Run an action; ``changed`` is its own answer when it gives one (True/False), else whether
-    the actor's view of the conversation changed."""
-    before = _own_state(actor, conversation)
+def _acted(actor: Membership, conversation: Conversation, act: Callable[[], object], *, from_state: bool = False) -> ActionOut:
+    """Run an action. ``changed`` is the action's own answer (True/False: assign, share, label and
+    their undoing say whether there was anything to do), or with ``from_state`` whether the
+    actor's place, read state, snooze, follow or the team's status changed (the other actions
+    answer a count of server copies moved, or always True, as closing a private conversation)."""
+    before = _own_state(actor, conversation) if from_state else ()
     outcome = act()
-    changed = outcome if isinstance(outcome, bool) else _own_state(actor, conversation) != before
+    changed = _own_state(actor, conversation) != before if from_state else bool(outcome)
     try:
         row = selectors.conversation_summary_row(actor=actor, conversation=conversation)
     except Http404:  # e.g. unshared from the only share that let the actor see it
@@ -604,7 +608,7 @@ def _simple_endpoint(name: str, summary: str, act: SimpleAction) -> None:
     def endpoint(request: HttpRequest, slug: str, conversation_id: uuid.UUID) -> ActionOut:
         actor = membership_get(user=request.user, slug=slug)
         conversation = selectors.conversation_get(actor=actor, conversation_id=conversation_id)
-        return _acted(actor, conversation, lambda: act(actor, conversation, request))
+        return _acted(actor, conversation, lambda: act(actor, conversation, request), from_state=True)
 
     operation = f"conversation_{name}"
     endpoint.__name__ = endpoint.__qualname__ = operation
@@ -636,7 +640,7 @@ def conversation_snooze(request: HttpRequest, slug: str, conversation_id: uuid.U
         except ValidationError as error:
             raise ValidationError({"until": error.messages}) from None
 
-    return _acted(actor, conversation, snooze)
+    return _acted(actor, conversation, snooze, from_state=True)
 
 
 @router.post(
