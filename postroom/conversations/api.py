@@ -36,7 +36,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
 from ninja import Field, Query, Router, Schema, Status
-from pydantic import AwareDatetime, ConfigDict, StringConstraints, model_validator
+from pydantic import AwareDatetime, ConfigDict, StringConstraints
 
 from postroom.api.errors import ERRORS
 from postroom.api.pagination import Page, PageParams, paginate
@@ -230,17 +230,12 @@ class AssigneeIn(Input):
 
 
 class ShareIn(Input):
-    """Exactly one of ``team_id``, ``membership_id`` and ``organization``."""
+    """Exactly one of ``team_id``, ``membership_id`` and ``organization: true`` (checked after the
+    ids, so that an id that is not the caller's is a 404 whatever else the body holds)."""
 
     team_id: int | None = None
     membership_id: int | None = None
     organization: bool = False
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> ShareIn:
-        if sum((self.team_id is not None, self.membership_id is not None, self.organization)) != 1:
-            raise ValueError("Give exactly one of team_id, membership_id, or organization: true.")
-        return self
 
 
 class LabelRefIn(Input):
@@ -673,6 +668,8 @@ def _share_target(actor: Membership, payload: ShareIn) -> dict[str, Any]:
     """The team or member of the actor's organization the body names (404 for anyone else's)."""
     team: Team | None = org_selectors.team_get(actor=actor, team_id=payload.team_id) if payload.team_id is not None else None
     member = selectors.member_get(actor=actor, membership_id=payload.membership_id) if payload.membership_id is not None else None
+    if sum((team is not None, member is not None, payload.organization)) != 1:
+        raise ValidationError("Give exactly one of team_id, membership_id, or organization: true.")
     return {"team": team, "member": member, "organization": payload.organization}
 
 

@@ -23,13 +23,22 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from postroom.api.tests.helpers import ApiClient
 from postroom.conftest import Cast
 from postroom.conversations.ingest import message_ingest
-from postroom.conversations.models import Message
+from postroom.conversations.models import (
+    Assignment,
+    Conversation,
+    ConversationLabel,
+    ConversationMember,
+    ConversationShare,
+    Label,
+    Message,
+)
 from postroom.conversations.tests.conftest import build_raw, inbox_of
 from postroom.mailboxes.models import Mailbox
 from postroom.mailboxes.tests.factories import make_mailbox
 from postroom.orgs import actions
 from postroom.orgs.models import Invitation, Membership, Organization, Team, TeamMembership
 from postroom.orgs.policy import Role
+from postroom.outbox.models import OutgoingMessage
 from postroom.testing.factories import TeamFactory
 
 pytestmark = pytest.mark.django_db
@@ -122,9 +131,11 @@ def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
     if invitation is None:
         invitation, _token = actions.invitation_create(actor=owner, email=f"someone@{org.slug}.test", role=Role.MEMBER)
     message = _sample_message(owner)
+    label = Label.objects.filter(organization=org).first() or Label.objects.create(organization=org, name=f"Label of {org.slug}")
     return {
         "slug": org.slug, "membership_id": owner.pk, "team_id": team.pk, "invitation_id": invitation.pk,
         "conversation_id": message.conversation_id, "message_id": message.pk, "attachment_id": message.attachments.get().pk,
+        "label_id": label.pk,
         "mailbox_id": (Mailbox.objects.filter(organization=org).first() or make_mailbox(owner)).pk,
         "pk": 1, "session_id": 1, "token_id": 1, "key": "x", "uidb36": "1", "token": "not-a-token", "provider_id": "test",
         "outgoing_id": "00000000-0000-7000-8000-000000000002",
@@ -146,6 +157,13 @@ def snapshot() -> dict[str, list[tuple[Any, ...]]]:
         "teams": list(Team.objects.order_by("pk").values_list("pk", "organization_id", "name")),
         "team_memberships": list(TeamMembership.objects.order_by("pk").values_list("pk", "team_id", "membership_id")),
         "invitations": list(Invitation.objects.order_by("pk").values_list("pk", "organization_id", "email", "role", "accepted_at", "revoked_at")),
+        "conversations": list(Conversation.objects.order_by("pk").values_list("pk", "status", "shared_with_organization")),
+        "conversation_members": list(ConversationMember.objects.order_by("pk").values_list("pk", "membership_id", "place", "unread", "snoozed_until", "following")),
+        "shares": list(ConversationShare.objects.order_by("pk").values_list("pk", "team_id", "membership_id")),
+        "assignments": list(Assignment.objects.order_by("pk").values_list("pk", "conversation_id", "membership_id")),
+        "labels": list(Label.objects.order_by("pk").values_list("pk", "organization_id", "owner_id", "name", "color")),
+        "conversation_labels": list(ConversationLabel.objects.order_by("pk").values_list("pk", "conversation_id", "label_id")),
+        "outgoing": list(OutgoingMessage.objects.order_by("pk").values_list("pk", "status")),
     }
 
 
@@ -180,10 +198,11 @@ def test_r20_unnamed_allauth_routes_only_redirect(cast: Cast) -> None:
 
 
 # --- R21 -------------------------------------------------------------------------------------------
-ID_PARAMETERS = {"membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id", "mailbox_id"}
+ID_PARAMETERS = {"membership_id", "team_id", "invitation_id", "conversation_id", "message_id", "attachment_id", "mailbox_id", "label_id"}
 # A body that would be accepted if the ids were ours: so a 404 means the id was refused.
 FORM_BODY = {"role": "member", "name": "Hijacked", "operation": "rename", "email": "intruder@example.test", "require_two_factor": "on"}
-JSON_BODY = {"role": "member", "name": "Hijacked", "email": "intruder@example.test", "import_since": None, "since": None}
+JSON_BODY = {"role": "member", "name": "Hijacked", "email": "intruder@example.test", "import_since": None, "since": None,
+             "until": "2099-01-01T00:00:00Z"}
 
 
 def _organization_routes(with_ids: bool) -> list[Route]:
@@ -214,10 +233,14 @@ def test_r21_other_organizations_ids_are_404_on_every_page_and_endpoint(cast: Ca
     routes = _organization_routes(with_ids=True)
     assert {"orgs:member_role", "orgs:member_remove", "orgs:team", "orgs:team_update", "orgs:invitation_revoke", "api:member_detail",
             "api:team_detail", "api:team_member_add", "api:team_member_remove", "api:invitation_revoke", "api:mailbox_detail",
-            "api:mailbox_test", "api:mailbox_reimport"} <= {route.name for route in routes}
+            "api:mailbox_test", "api:mailbox_reimport", "api:conversation_detail", "api:conversation_assign",
+            "api:conversation_message_list", "api:attachment_download", "api:message_detail", "api:label_detail"} <= {route.name for route in routes}
     client = Client()
     client.force_login(cast.alice, backend="allauth.account.auth_backends.AuthenticationBackend")
-    _assert_only_404(client, routes, values, {"membership": b_values["membership_id"], "membership_id": b_values["membership_id"]})
+    _assert_only_404(client, routes, values, {
+        "membership": b_values["membership_id"], "membership_id": b_values["membership_id"], "team_id": b_values["team_id"],
+        "label_id": str(b_values["label_id"]), "mailbox_id": str(b_values["mailbox_id"]),
+    })  # fmt: skip
 
 
 def test_r21_ids_in_the_body_are_scoped_too(cast: Cast, client_as) -> None:

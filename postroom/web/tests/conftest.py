@@ -31,6 +31,9 @@ def routes(cast: Cast) -> list[Route]:
         "provider_id": "no-such-provider",
         "conversation_id": "00000000-0000-7000-8000-000000000001",
         "outgoing_id": "00000000-0000-7000-8000-000000000002",
+        "message_id": "00000000-0000-7000-8000-000000000003",
+        "attachment_id": "00000000-0000-7000-8000-000000000004",
+        "label_id": "00000000-0000-7000-8000-000000000005",
     }
     return all_routes(values)
 
