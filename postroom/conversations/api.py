@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -36,7 +36,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
 from ninja import Field, Query, Router, Schema, Status
-from pydantic import AwareDatetime, ConfigDict, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, StringConstraints, field_validator
 
 from postroom.api.errors import ERRORS
 from postroom.api.pagination import Page, PageParams, paginate
@@ -72,9 +72,20 @@ DOWNLOAD_POLICY = "sandbox; default-src 'none'; frame-ancestors 'none'"
 CONTENT_ID_PURPOSE = "content-id"  # as in conversations.ingest
 MAX_RECIPIENTS = 100
 
+
+
+def _storable_line(value: str) -> str:
+    # Lone surrogates cannot be encoded for the database; the pattern below says the rest.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("Use text without unpaired surrogate characters.") from None
+    return value
+
+
 # Text that is stored in plain columns: no control characters (PostgreSQL refuses NUL, and a
 # label is a single line).
-SingleLine = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]*$")]
+SingleLine = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]*$"), AfterValidator(_storable_line)]
 LabelColor = Literal["#6b7280", "#dc2626", "#ea580c", "#ca8a04", "#16a34a", "#0891b2", "#2563eb", "#7c3aed", "#db2777"]
 
 
@@ -223,6 +234,14 @@ class OutgoingOut(Schema):
 # --- request bodies --------------------------------------------------------------------------------
 class SnoozeIn(Input):
     until: AwareDatetime = Field(description="When it comes back to your inbox, with a time zone; in the future.")
+
+    @field_validator("until")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:00-05:00 is in the year 10000 in UTC
+            raise ValueError("Choose a time before the year 9999.") from None
 
 
 class AssigneeIn(Input):

@@ -41,7 +41,9 @@ from postroom.core.tests.processes import REPOSITORY, clean_environment, free_po
 pytestmark = pytest.mark.fuzz
 
 MAX_EXAMPLES = 20
-ID_PARAMETERS = ("membership_id", "team_id", "invitation_id", "mailbox_id")
+ID_PARAMETERS = (
+    "membership_id", "team_id", "invitation_id", "mailbox_id", "conversation_id", "message_id", "attachment_id", "label_id", "outgoing_id",
+)  # fmt: skip
 
 
 @dataclass
@@ -111,7 +113,12 @@ def api_schema(fuzz_server: FuzzServer) -> Any:
                 "slug": {"values": ["acme", "acme", "acme", "beta"]},
                 **{name: {"values": ids[name] + ids[f"other_{name}"]} for name in ID_PARAMETERS},
             },
-            "parameters": {f"path.{name}": {"dictionary": name, "probability": 0.9} for name in ("slug", *ID_PARAMETERS)},
+            "parameters": {
+                **{f"path.{name}": {"dictionary": name, "probability": 0.9} for name in ("slug", *ID_PARAMETERS)},
+                # The conversation list's filters name real teams, labels and members too.
+                **{f"query.{name}": {"dictionary": dictionary, "probability": 0.5}
+                   for name, dictionary in (("team_id", "team_id"), ("label_id", "label_id"), ("assignee_id", "membership_id"))},
+            },  # fmt: skip
             "request-timeout": 30,
             "seed": 59,
         }

@@ -416,6 +416,7 @@ def test_snooze(cast: Cast, alices: Message) -> None:
     naive = client.post(f"{path}/snooze", {"until": "2099-01-01T10:00:00"})  # no time zone: whose 10 o'clock?
     assert naive.status_code == 422
     assert naive.json()["errors"][0]["field"] == "until"
+    assert client.post(f"{path}/snooze", {"until": "9999-12-31T23:00:00-05:00"}).status_code == 422  # past 9999 in UTC
     assert client.post(f"{path}/unsnooze").json()["conversation"]["snoozed_until"] is None
 
 
@@ -500,6 +501,8 @@ def test_labels_personal_for_everyone_organization_labels_for_admins(cast: Cast)
     assert carol.post("/orgs/acme/labels", {"name": "billing", "personal": False}).json()["errors"][0]["field"] == "name"
     assert carol.post("/orgs/acme/labels", {"name": "Red", "personal": True, "color": "red"}).status_code == 422
     assert carol.post("/orgs/acme/labels", {"name": "Bad\x00name", "personal": True}).status_code == 422
+    assert carol.post("/orgs/acme/labels", {"name": "Bad\ud800name", "personal": True}).status_code == 422
+    assert carol.post("/orgs/acme/labels", {"name": "   ", "personal": True}).status_code == 422
     # Each sees the organization's labels and their own.
     assert [label["name"] for label in items(bob.get("/orgs/acme/labels"))] == ["Billing", "Follow up"]
     assert [label["name"] for label in items(carol.get("/orgs/acme/labels"))] == ["Billing"]
