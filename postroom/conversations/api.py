@@ -36,7 +36,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
 from ninja import Field, Query, Router, Schema, Status
-from pydantic import AfterValidator, AwareDatetime, ConfigDict, StringConstraints, field_validator
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, ConfigDict, StrictBool, StrictInt, StringConstraints, field_validator
 
 from postroom.api.errors import ERRORS
 from postroom.api.pagination import Page, PageParams, paginate
@@ -73,13 +73,21 @@ CONTENT_ID_PURPOSE = "content-id"  # as in conversations.ingest
 MAX_RECIPIENTS = 100
 
 
-
 def _storable_line(value: str) -> str:
     # Lone surrogates cannot be encoded for the database; the pattern below says the rest.
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("Use text without unpaired surrogate characters.") from None
+    return value
+
+
+# Numbers, booleans and times in request bodies are taken only as JSON gives them (StrictInt,
+# StrictBool, _a_string): pydantic's lax mode would read true as the id 1, or a number as a time,
+# and act on a member or a moment the client never named.
+def _a_string(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("Write the time as text, e.g. 2026-05-01T09:00:00+02:00.")
     return value
 
 
@@ -233,7 +241,9 @@ class OutgoingOut(Schema):
 
 # --- request bodies --------------------------------------------------------------------------------
 class SnoozeIn(Input):
-    until: AwareDatetime = Field(description="When it comes back to your inbox, with a time zone; in the future.")
+    until: Annotated[AwareDatetime, BeforeValidator(_a_string)] = Field(
+        description="When it comes back to your inbox, with a time zone; in the future."
+    )
 
     @field_validator("until")
     @classmethod
@@ -245,16 +255,16 @@ class SnoozeIn(Input):
 
 
 class AssigneeIn(Input):
-    membership_id: int = Field(description="The member to (un)assign.")
+    membership_id: StrictInt = Field(description="The member to (un)assign.")
 
 
 class ShareIn(Input):
     """Exactly one of ``team_id``, ``membership_id`` and ``organization: true`` (checked after the
     ids, so that an id that is not the caller's is a 404 whatever else the body holds)."""
 
-    team_id: int | None = None
-    membership_id: int | None = None
-    organization: bool = False
+    team_id: StrictInt | None = None
+    membership_id: StrictInt | None = None
+    organization: StrictBool = False
 
 
 class LabelRefIn(Input):
@@ -264,7 +274,7 @@ class LabelRefIn(Input):
 class LabelIn(Input):
     name: SingleLine = Field(min_length=1, max_length=60)
     color: LabelColor = "#6b7280"
-    personal: bool = Field(description="True: a label of your own. False: an organization label (admins only).")
+    personal: StrictBool = Field(description="True: a label of your own. False: an organization label (admins only).")
 
 
 class LabelPatch(Input):
@@ -296,7 +306,7 @@ class ReplyIn(NewMessageIn):
     kind: ReplyKind = Field(
         ReplyKind.REPLY,
         description="reply: to the sender of the latest message; reply_all: and its other recipients; forward: the latest message "
-        "attached. Without recipients, a reply goes where the latest message says; an empty subject becomes \"Re: …\"/\"Fwd: …\".",
+        'attached. Without recipients, a reply goes where the latest message says; an empty subject becomes "Re: …"/"Fwd: …".',
     )
 
 
@@ -527,9 +537,7 @@ def conversation_detail(request: HttpRequest, slug: str, conversation_id: uuid.U
 def conversation_message_list(request: HttpRequest, slug: str, conversation_id: uuid.UUID, page: Query[PageParams]) -> MessagePage:
     actor = membership_get(user=request.user, slug=slug)
     conversation = selectors.conversation_get(actor=actor, conversation_id=conversation_id)
-    messages = selectors.conversation_messages(actor=actor, conversation=conversation).annotate(
-        sort_at=Coalesce("sent_at", "created_at")
-    )
+    messages = selectors.conversation_messages(actor=actor, conversation=conversation).annotate(sort_at=Coalesce("sent_at", "created_at"))
     paged = paginate(messages, order=("sort_at", "id"), params=page, key=f"messages:{conversation.pk}")
     return MessagePage(items=[_message_out(actor, message) for message in paged.items], next=paged.next)
 
@@ -671,15 +679,15 @@ def conversation_assign(request: HttpRequest, slug: str, conversation_id: uuid.U
     )
 
 
-@router.post(
-    "/orgs/{slug}/conversations/{uuid:conversation_id}/unassign", response={200: ActionOut, **ERRORS}, summary="Unassign a member"
-)
+@router.post("/orgs/{slug}/conversations/{uuid:conversation_id}/unassign", response={200: ActionOut, **ERRORS}, summary="Unassign a member")
 def conversation_unassign(request: HttpRequest, slug: str, conversation_id: uuid.UUID, payload: AssigneeIn) -> ActionOut:
     actor = membership_get(user=request.user, slug=slug)
     conversation = selectors.conversation_get(actor=actor, conversation_id=conversation_id)
     assignee = selectors.member_get(actor=actor, membership_id=payload.membership_id)
     return _acted(
-        actor, conversation, lambda: actions.conversation_unassign(actor=actor, conversation=conversation, assignee=assignee, request=request)
+        actor,
+        conversation,
+        lambda: actions.conversation_unassign(actor=actor, conversation=conversation, assignee=assignee, request=request),
     )
 
 
@@ -701,7 +709,9 @@ def conversation_share(request: HttpRequest, slug: str, conversation_id: uuid.UU
     actor = membership_get(user=request.user, slug=slug)
     conversation = selectors.conversation_get(actor=actor, conversation_id=conversation_id)
     target = _share_target(actor, payload)
-    return _acted(actor, conversation, lambda: actions.conversation_share(actor=actor, conversation=conversation, request=request, **target))
+    return _acted(
+        actor, conversation, lambda: actions.conversation_share(actor=actor, conversation=conversation, request=request, **target)
+    )
 
 
 @router.post(
@@ -713,7 +723,9 @@ def conversation_unshare(request: HttpRequest, slug: str, conversation_id: uuid.
     actor = membership_get(user=request.user, slug=slug)
     conversation = selectors.conversation_get(actor=actor, conversation_id=conversation_id)
     target = _share_target(actor, payload)
-    return _acted(actor, conversation, lambda: actions.conversation_unshare(actor=actor, conversation=conversation, request=request, **target))
+    return _acted(
+        actor, conversation, lambda: actions.conversation_unshare(actor=actor, conversation=conversation, request=request, **target)
+    )
 
 
 @router.post("/orgs/{slug}/conversations/{uuid:conversation_id}/label", response={200: ActionOut, **ERRORS}, summary="Add a label")
@@ -721,7 +733,9 @@ def conversation_label(request: HttpRequest, slug: str, conversation_id: uuid.UU
     actor = membership_get(user=request.user, slug=slug)
     conversation = selectors.conversation_get(actor=actor, conversation_id=conversation_id)
     label = selectors.label_get(actor=actor, label_id=payload.label_id)
-    return _acted(actor, conversation, lambda: actions.conversation_label(actor=actor, conversation=conversation, label=label, request=request))
+    return _acted(
+        actor, conversation, lambda: actions.conversation_label(actor=actor, conversation=conversation, label=label, request=request)
+    )
 
 
 @router.post("/orgs/{slug}/conversations/{uuid:conversation_id}/unlabel", response={200: ActionOut, **ERRORS}, summary="Remove a label")
@@ -759,7 +773,9 @@ def label_detail(request: HttpRequest, slug: str, label_id: uuid.UUID) -> LabelO
 
 
 @router.patch(
-    "/orgs/{slug}/labels/{uuid:label_id}", response={200: LabelOut, **ERRORS}, summary="Rename or recolour a label (organization labels: admins)"
+    "/orgs/{slug}/labels/{uuid:label_id}",
+    response={200: LabelOut, **ERRORS},
+    summary="Rename or recolour a label (organization labels: admins)",
 )
 def label_update(request: HttpRequest, slug: str, label_id: uuid.UUID, payload: LabelPatch) -> LabelOut:
     actor = membership_get(user=request.user, slug=slug)

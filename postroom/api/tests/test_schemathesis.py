@@ -44,6 +44,8 @@ MAX_EXAMPLES = 20
 ID_PARAMETERS = (
     "membership_id", "team_id", "invitation_id", "mailbox_id", "conversation_id", "message_id", "attachment_id", "label_id", "outgoing_id",
 )  # fmt: skip
+# The conversation list's filters, by the dictionary of real ids they draw from.
+QUERY_IDS = {"team_id": "team_id", "label_id": "label_id", "assignee_id": "membership_id"}
 
 
 @dataclass
@@ -115,10 +117,8 @@ def api_schema(fuzz_server: FuzzServer) -> Any:
             },
             "parameters": {
                 **{f"path.{name}": {"dictionary": name, "probability": 0.9} for name in ("slug", *ID_PARAMETERS)},
-                # The conversation list's filters name real teams, labels and members too.
-                **{f"query.{name}": {"dictionary": dictionary, "probability": 0.5}
-                   for name, dictionary in (("team_id", "team_id"), ("label_id", "label_id"), ("assignee_id", "membership_id"))},
-            },  # fmt: skip
+                **{f"query.{name}": {"dictionary": dictionary, "probability": 0.5} for name, dictionary in QUERY_IDS.items()},
+            },
             "request-timeout": 30,
             "seed": 59,
         }

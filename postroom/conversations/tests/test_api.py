@@ -233,7 +233,7 @@ def test_a_conversation_is_404_for_whoever_cannot_see_it(cast: Cast, alices: Mes
     assert alice.get(f"/orgs/acme/conversations/{charlies.conversation_id}").status_code == 404
     assert alice.get(f"/orgs/acme/messages/{charlies.pk}").status_code == 404
     assert alice.get(f"/orgs/beta/conversations/{charlies.conversation_id}").status_code == 404
-    assert "secret plan" not in json.dumps([item for item in items(alice.get("/orgs/acme/conversations", view="all"))])
+    assert "secret plan" not in json.dumps(items(alice.get("/orgs/acme/conversations", view="all")))
 
 
 # --- messages --------------------------------------------------------------------------------------
@@ -293,7 +293,9 @@ def test_messages_have_addresses_text_sanitised_html_and_attachments(cast: Cast,
     assert AuditEvent.objects.filter(action="message.attachment_downloaded", actor=cast.alice).count() == 1
     for user in (cast.bob, cast.charlie):
         assert ApiClient(user).get(pdf["download_url"]).status_code == 404
-        assert ApiClient(user).get(pdf["download_url"].replace("/acme/", f"/{user.memberships.get().organization.slug}/")).status_code == 404
+        assert (
+            ApiClient(user).get(pdf["download_url"].replace("/acme/", f"/{user.memberships.get().organization.slug}/")).status_code == 404
+        )
 
 
 def test_messages_page_oldest_first_even_without_a_date(cast: Cast, alice_mailbox: Mailbox) -> None:
@@ -433,6 +435,12 @@ def test_assign_and_unassign(cast: Cast, alices: Message, charlies: Message) -> 
     assert client.post(f"{path}/assign", {"membership_id": 999_999}).status_code == 404
     assert client.post(f"{path}/unassign", {"membership_id": cast.bob_membership.pk}).json()["conversation"]["assignees"] == []
     assert client.post(f"{path}/assign", {}).status_code == 422
+    # JSON types are taken as they are: true is not the member with id 1, "3" is not 3.
+    assert client.post(f"{path}/assign", {"membership_id": True}).status_code == 422
+    assert client.post(f"{path}/assign", {"membership_id": str(cast.carol_membership.pk)}).status_code == 422
+    assert client.post(f"{path}/share", {"organization": 1}).status_code == 422
+    assert client.post(f"{path}/snooze", {"until": 4_102_444_800}).status_code == 422  # not seconds since 1970
+    assert Assignment.objects.count() == 0
 
 
 def test_share_and_unshare(cast: Cast, alices: Message, support: Team) -> None:
@@ -473,7 +481,9 @@ def test_label_and_unlabel(cast: Cast, alices: Message) -> None:
     mine = actions.label_create(actor=cast.alice_membership, name="Later", personal=True)
     bobs = actions.label_create(actor=cast.bob_membership, name="Bob's", personal=True)
     beta = actions.label_create(actor=cast.charlie_membership, name="Beta", personal=False)
-    assert [label["name"] for label in client.post(f"{path}/label", {"label_id": str(mine.pk)}).json()["conversation"]["labels"]] == ["Later"]
+    assert [label["name"] for label in client.post(f"{path}/label", {"label_id": str(mine.pk)}).json()["conversation"]["labels"]] == [
+        "Later"
+    ]
     assert client.post(f"{path}/label", {"label_id": str(bobs.pk)}).status_code == 404
     assert client.post(f"{path}/label", {"label_id": str(beta.pk)}).status_code == 404
     assert client.post(f"{path}/label", {"label_id": "not-a-uuid"}).status_code == 422
@@ -554,7 +564,10 @@ def test_a_new_message_is_queued_from_the_callers_own_mailbox(cast: Cast, alice_
     assert (injected.status_code, injected.json()["errors"][0]["field"]) == (422, "subject")
     bad_address = {**body, "mailbox_id": str(alice_mailbox.pk), "to": [{"address": "dana@customer.example, eve@evil.example"}]}
     assert client.post("/orgs/acme/messages", bad_address).json()["errors"][0]["field"] == "to"
-    assert ApiClient(token=token(cast.alice, "read")).post("/orgs/acme/messages", {**body, "mailbox_id": str(alice_mailbox.pk)}).status_code == 403
+    assert (
+        ApiClient(token=token(cast.alice, "read")).post("/orgs/acme/messages", {**body, "mailbox_id": str(alice_mailbox.pk)}).status_code
+        == 403
+    )
     assert ApiClient(cast.alice).get(f"/orgs/acme/outgoing/{sent['id']}").json()["attempts"] == 0
     from postroom.outbox.models import OutgoingMessage
 
@@ -576,7 +589,8 @@ def test_a_reply_is_only_for_a_conversation_the_caller_can_answer(cast: Cast, al
 def test_answers_carry_no_mailbox_credentials(cast: Cast, alices: Message) -> None:
     client = ApiClient(cast.alice)
     answers = [
-        client.get("/orgs/acme/conversations"), client.get(f"/orgs/acme/conversations/{alices.conversation_id}"),
+        client.get("/orgs/acme/conversations"),
+        client.get(f"/orgs/acme/conversations/{alices.conversation_id}"),
         client.get(f"/orgs/acme/conversations/{alices.conversation_id}/messages"),
         client.post(f"/orgs/acme/conversations/{alices.conversation_id}/read"),
         client.post(f"/orgs/acme/conversations/{alices.conversation_id}/messages", {"mailbox_id": str(alices.copies.get().mailbox_id)}),

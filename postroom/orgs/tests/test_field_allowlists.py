@@ -20,8 +20,8 @@ from ninja import ModelSchema
 import postroom
 from postroom.api.tests.helpers import ApiClient, openapi_document
 from postroom.conftest import Cast
-from postroom.orgs import actions
 from postroom.conversations.models import Conversation
+from postroom.orgs import actions
 from postroom.orgs.models import Invitation, Membership, Organization, Team, TeamMembership
 from postroom.orgs.policy import Role
 from postroom.testing.factories import TeamFactory
