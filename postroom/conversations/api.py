@@ -415,13 +415,14 @@ def _message_out(actor: Membership, message: Message) -> MessageOut:
         sanitized = sanitize_html(message.html_body, allow_remote=False, inline=inline)
         html, remote_blocked, trackers_removed = sanitized.html, sanitized.remote_blocked, sanitized.trackers_removed
     addresses = message.addresses if isinstance(message.addresses, dict) else {}
+    sender: dict[str, Any] = {"from": _addresses(addresses.get("from"))}
     return MessageOut(
         id=message.pk,
         conversation_id=message.conversation_id,
         direction=Direction(message.direction),
         subject=message.subject or "",
         sent_at=message.sent_at,
-        from_=_addresses(addresses.get("from")),
+        **sender,
         to=_addresses(addresses.get("to")),
         cc=_addresses(addresses.get("cc")),
         reply_to=_addresses(addresses.get("reply_to")),

@@ -168,7 +168,7 @@ def _ids(organization) -> dict[str, list[object]]:  # type: ignore[no-untyped-de
     from postroom.orgs.models import Invitation, Membership, Team
     from postroom.outbox.models import OutgoingMessage
 
-    def uuids(model) -> list[str]:  # type: ignore[no-untyped-def]
+    def uuids(model) -> list[object]:  # type: ignore[no-untyped-def]
         return [str(pk) for pk in model.objects.filter(organization=organization).values_list("pk", flat=True)]
 
     return {

@@ -258,7 +258,7 @@ def test_messages_have_addresses_text_sanitised_html_and_attachments(cast: Cast,
     raw_message["Date"] = "Mon, 02 Mar 2026 09:30:00 +0000"
     raw_message.set_content("Hello there\n")
     raw_message.add_alternative(HOSTILE_HTML, subtype="html")
-    html_part = raw_message.get_payload()[1]  # type: ignore[index]
+    html_part = next(part for part in raw_message.iter_parts() if part.get_content_type() == "text/html")
     html_part.add_related(PNG, maintype="image", subtype="png", cid="<logo@customer.example>")
     raw_message.add_attachment(b"%PDF invoice", maintype="application", subtype="pdf", filename="../invoice\u202egnp.pdf")
     message = ingest(alice_mailbox, 1, raw_message.as_bytes())
