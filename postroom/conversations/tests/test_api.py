@@ -540,6 +540,16 @@ def test_labels_personal_for_everyone_organization_labels_for_admins(cast: Cast)
         "label.created", "label.created", "label.deleted"]  # fmt: skip
 
 
+def test_a_read_token_reads_labels_and_changes_none(cast: Cast) -> None:
+    label = actions.label_create(actor=cast.carol_membership, name="Billing", personal=False)
+    reader = ApiClient(token=token(cast.carol, "read"))
+    assert [item["name"] for item in items(reader.get("/orgs/acme/labels"))] == ["Billing"]
+    assert reader.post("/orgs/acme/labels", {"name": "New", "personal": True}).status_code == 403
+    assert reader.patch(f"/orgs/acme/labels/{label.pk}", {"name": "Changed"}).status_code == 403
+    assert reader.delete(f"/orgs/acme/labels/{label.pk}").status_code == 403
+    assert list(Label.objects.values_list("name", flat=True)) == ["Billing"]
+
+
 def test_label_colours_are_the_actions_colours() -> None:
     assert set(LabelColor.__args__) == set(actions.LABEL_COLORS)  # type: ignore[attr-defined]
 
