@@ -35,7 +35,9 @@ Use it like this::
         return ConversationPage(items=[conversation_out(c) for c in paged.items], next=paged.next)
 
 Sort fields may follow relations (``"user__email"``) and be descending (``"-created_at"``); each
-must be non-null, and the last one must be unique (``id`` is appended when it is not there).
+must be non-null, and the last one must be unique (``id`` is appended when it is not there). A
+sort field may also name an annotation of the queryset, e.g. ``Coalesce("sent_at", "created_at")``
+annotated as ``"sort_at"``, to order by a nullable column; its ``output_field`` reads the cursor.
 Endpoints that take filters keep them as their own query parameters next to ``page``; clients
 send the same filters with each cursor.
 """
@@ -88,7 +90,7 @@ class Paged(Generic[ModelT]):
 
 @dataclass(frozen=True)
 class _SortField:
-    path: str  # "user__email"
+    path: str  # "user__email", or the name of an annotation
     descending: bool
     field: Field[Any, Any]
 
@@ -116,7 +118,7 @@ def _model_field(model: type[Model], path: str) -> Field[Any, Any]:
     return field
 
 
-def _sort_fields(model: type[Model], order: Sequence[str]) -> list[_SortField]:
+def _sort_fields(queryset: QuerySet[Any], order: Sequence[str]) -> list[_SortField]:
     names = list(order)
     if not names or names[-1].lstrip("-") not in {"id", "pk"}:
         descending = bool(names) and names[-1].startswith("-")
@@ -125,7 +127,9 @@ def _sort_fields(model: type[Model], order: Sequence[str]) -> list[_SortField]:
     for name in names:
         path = name.lstrip("-")
         path = "id" if path == "pk" else path
-        fields.append(_SortField(path=path, descending=name.startswith("-"), field=_model_field(model, path)))
+        annotation = queryset.query.annotations.get(path)
+        field = annotation.output_field if annotation is not None else _model_field(queryset.model, path)
+        fields.append(_SortField(path=path, descending=name.startswith("-"), field=field))
     return fields
 
 
@@ -174,7 +178,7 @@ def _after(fields: list[_SortField], values: list[Any]) -> Q:
 
 def paginate(queryset: QuerySet[ModelT], *, order: Sequence[str], params: PageParams, key: str) -> Paged[ModelT]:
     """One page of ``queryset`` in ``order``, after ``params.cursor``; see the module docstring."""
-    fields = _sort_fields(queryset.model, order)
+    fields = _sort_fields(queryset, order)
     queryset = queryset.order_by(*[("-" if field.descending else "") + field.path for field in fields])
     if params.cursor:
         queryset = queryset.filter(_after(fields, _decode(params.cursor, key=key, fields=fields)))

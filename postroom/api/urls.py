@@ -26,6 +26,7 @@ from postroom.api.errors import NO_CREDENTIALS, install_error_handlers
 from postroom.audit.api import router as audit_router
 from postroom.comments.api import router as comments_router
 from postroom.contacts.api import router as contacts_router
+from postroom.conversations.api import router as conversations_router
 from postroom.mailboxes.api import router as mailboxes_router
 from postroom.notifications.api import router as notifications_router
 from postroom.orgs.api import router as orgs_router
@@ -73,7 +74,7 @@ def _json_method_not_allowed(view: Callable[..., HttpResponse]) -> Callable[...,
 api = NinjaAPI(
     title="Postroom API",
     version="1",
-    description="Organizations, members, teams, invitations, mailboxes, the audit log, comments, notifications, contact books and contacts, responses (canned replies), rules. Authenticate with a "
+    description="Organizations, members, teams, invitations, mailboxes, the audit log, the team inbox (conversations, their messages and attachments, labels, sending mail), comments, notifications, contact books and contacts, responses (canned replies), rules. Authenticate with a "
     "personal API token (`Authorization: Bearer pr_…`, created under Login & Security → API tokens; a read-scope "
     "token may only GET) or a browser session (then send the CSRF token in the `X-CSRFToken` header on POST, PATCH "
     "and DELETE). Lists are paged: pass a page's `next` as `cursor` for the following one.",
@@ -92,6 +93,7 @@ api.add_router("", notifications_router)
 api.add_router("", contacts_router)
 api.add_router("", responses_router)
 api.add_router("", rules_router)
+api.add_router("", conversations_router)
 
 
 def _patterns() -> list[URLPattern | URLResolver]:

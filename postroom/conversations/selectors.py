@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 
@@ -313,6 +314,114 @@ def conversation_shares(*, conversation: Conversation) -> list[ConversationShare
 
 def conversation_timeline(*, conversation: Conversation) -> QuerySet[TimelineEvent]:
     return TimelineEvent.objects.filter(conversation=conversation).select_related("actor__user")
+
+
+# Lists of conversations for the API --------------------------------------------------------------
+
+
+def view_rows_narrowed(
+    rows: QuerySet[ConversationMember], *, team: Team | None = None, label: Label | None = None,
+    assignee: Membership | None = None, unread: bool | None = None,
+) -> QuerySet[ConversationMember]:  # fmt: skip
+    """A view's rows narrowed further: shared with ``team``, carrying ``label``, assigned to
+    ``assignee``, and/or (un)read. The team, label and member must come from the selectors
+    (``team_get``, ``label_get``, ``member_get``): this only filters."""
+    if team is not None:
+        rows = rows.filter(Exists(ConversationShare.objects.filter(conversation_id=OuterRef("conversation_id"), team=team)))
+    if label is not None:
+        rows = rows.filter(Exists(ConversationLabel.objects.filter(conversation_id=OuterRef("conversation_id"), label=label)))
+    if assignee is not None:
+        rows = rows.filter(Exists(Assignment.objects.filter(conversation_id=OuterRef("conversation_id"), membership=assignee)))
+    if unread is not None:
+        rows = rows.filter(unread=unread)
+    return rows
+
+
+def _visible_of_row(actor: Membership) -> QuerySet[Message]:
+    """The actor's visible messages of the conversation of the outer ``ConversationMember`` row."""
+    return messages_visible(actor=actor).filter(conversation_id=OuterRef("conversation_id"))
+
+
+def rows_with_summary(*, actor: Membership, rows: QuerySet[ConversationMember]) -> QuerySet[ConversationMember]:
+    """``rows`` with what a list item shows, counted from the messages the actor can see (never
+    a teammate's private message threaded into a shared conversation): ``last_message_pk``,
+    ``visible_messages`` and ``with_attachments``; the conversation, its assignees and the
+    labels the actor can see come along. A fixed number of queries for any number of rows, with
+    ``attach_last_messages`` after the page is cut."""
+    labels = Prefetch(
+        "conversation__label_rows",
+        queryset=ConversationLabel.objects.filter(label__in=labels_visible(actor=actor)).select_related("label").order_by("label__name"),
+    )
+    assignments = Prefetch(
+        "conversation__assignments", queryset=Assignment.objects.select_related("membership__user").order_by("created_at", "pk")
+    )
+    latest = _visible_of_row(actor).order_by(F("sent_at").desc(nulls_last=True), "-created_at").values("pk")[:1]
+    counted = _visible_of_row(actor).order_by().values("conversation_id").annotate(total=Count("pk")).values("total")
+    return (
+        rows.select_related("conversation")
+        .prefetch_related(labels, assignments)
+        .annotate(
+            last_message_pk=Subquery(latest),
+            visible_messages=Coalesce(Subquery(counted), 0),
+            with_attachments=Exists(_visible_of_row(actor).filter(has_attachments=True)),
+        )
+    )
+
+
+# What a list item reads of its conversation's latest message: nothing else is fetched.
+_LAST_MESSAGE_FIELDS = ("id", "organization_id", "conversation_id", "sent_at", "created_at", "snippet_sealed")
+
+
+def attach_last_messages(rows: list[ConversationMember]) -> list[ConversationMember]:
+    """Set ``row.last_message`` (or None) on rows from ``rows_with_summary``, in one query."""
+    wanted = [row.last_message_pk for row in rows if row.last_message_pk is not None]  # type: ignore[attr-defined]
+    found = {message.pk: message for message in Message.objects.filter(pk__in=wanted).only(*_LAST_MESSAGE_FIELDS)} if wanted else {}
+    for row in rows:
+        row.last_message = found.get(row.last_message_pk)  # type: ignore[attr-defined]
+    return rows
+
+
+def conversation_summary_row(*, actor: Membership, conversation: Conversation) -> ConversationMember:
+    """The actor's row of a conversation they can see, as ``rows_with_summary`` gives it (404 otherwise)."""
+    rows = rows_with_summary(actor=actor, rows=ConversationMember.objects.filter(membership=actor, conversation=conversation))
+    row = next(iter(attach_last_messages(list(rows))), None)
+    if row is None:
+        raise Http404
+    return row
+
+
+@dataclass(frozen=True)
+class TimelineRefs:
+    """What timeline events name, looked up once for all of them."""
+
+    members: dict[int, Membership]
+    teams: dict[int, Team]
+    labels: dict[str, Label]
+
+
+def timeline_refs(*, actor: Membership, events: list[TimelineEvent]) -> TimelineRefs:
+    """The members, teams and labels that timeline events name, one query each (and none when
+    no event names one); labels only when the actor can see them."""
+
+    def ids(key: str) -> set[Any]:
+        return {event.details.get(key) for event in events if isinstance(event.details, dict)} - {None}
+
+    member_ids = {value for value in ids("membership_id") if isinstance(value, int)}
+    team_ids = {value for value in ids("team_id") if isinstance(value, int)}
+    label_ids = []
+    for value in ids("label_id"):
+        try:
+            label_ids.append(uuid.UUID(str(value)))
+        except ValueError:
+            continue
+    members = Membership.objects.filter(organization_id=actor.organization_id, pk__in=member_ids).select_related("user") if member_ids else []
+    teams = Team.objects.filter(organization_id=actor.organization_id, pk__in=team_ids) if team_ids else []
+    labels = labels_visible(actor=actor).filter(pk__in=label_ids) if label_ids else []
+    return TimelineRefs(
+        members={member.pk: member for member in members},
+        teams={team.pk: team for team in teams},
+        labels={str(label.pk): label for label in labels},
+    )
 
 
 def assigned_counts(*, actor: Membership) -> list[dict[str, Any]]:

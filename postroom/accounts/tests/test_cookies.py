@@ -92,7 +92,10 @@ def test_r15_the_session_id_never_appears_in_a_url_or_page(cast, client_as) -> N
     paths = every_path({
         "slug": cast.org_a.slug, "membership_id": cast.bob_membership.pk, "team_id": 1, "invitation_id": 1,
         "token": "not-a-token", "pk": 1, "provider_id": "corp", "key": "not-a-key", "uidb36": "1", "session_id": 1, "token_id": 1,
-        "conversation_id": "1", "message_id": "1", "attachment_id": "1", "outgoing_id": "1", "comment_id": "1", "comment_attachment_id": "1", "notification_id": "1", "label_id": "1", "draft_id": "1",
+        # UUIDs: the API's routes take nothing else (with "1" they would not reverse, and be skipped).
+        **{f"{name}_id": f"00000000-0000-7000-8000-00000000000{number}"
+           for number, name in enumerate(("conversation", "message", "attachment", "outgoing", "label"), start=1)},
+        "comment_id": "1", "comment_attachment_id": "1", "notification_id": "1", "draft_id": "1",
         "book_id": "00000000-0000-7000-8000-000000000003", "contact_id": "00000000-0000-7000-8000-000000000004",
         "response_id": "00000000-0000-7000-8000-000000000005",
         "rule_id": "00000000-0000-7000-8000-000000000006",

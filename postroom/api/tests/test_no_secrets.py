@@ -26,13 +26,15 @@ from postroom.contacts.models import BookKind
 from postroom.conversations import actions as conversation_actions
 from postroom.conversations.ingest import message_ingest
 from postroom.conversations.models import Label
-from postroom.conversations.tests.conftest import build_raw
+from postroom.conversations.tests.conftest import build_raw, inbox_of
 from postroom.core.tokens import token_hash
-from postroom.mailboxes.models import AuthKind, Folder, FolderRole
+from postroom.mailboxes.models import AuthKind
 from postroom.mailboxes.tests.factories import STORED_PASSWORD, make_mailbox
 from postroom.orgs import actions
 from postroom.orgs.models import Invitation
 from postroom.orgs.policy import Role
+from postroom.outbox import actions as outbox_actions
+from postroom.outbox.models import OutgoingKind
 from postroom.responses.actions import ResponseContent, response_create
 from postroom.responses.models import Scope
 from postroom.rules.actions import rule_create
@@ -84,15 +86,17 @@ def test_r23_no_answer_of_any_get_operation_carries_a_secret(cast: Cast) -> None
         cast.alice.password,
         *(str(value) for authenticator in Authenticator.objects.all() for value in authenticator.data.values()),
     ]
-    # A conversation both clients can see (Alice's, shared with Bob by name), with a comment.
-    inbox = Folder.objects.create(mailbox=oauth, name="INBOX", role=FolderRole.INBOX, uidvalidity=7)
-    message = message_ingest(mailbox=oauth, folder=inbox, uidvalidity=7, uid=1, raw=build_raw(to="alice@mail.test")).message
-    conversation_actions.conversation_share(actor=cast.alice_membership, conversation=message.conversation, member=cast.bob_membership)
+    # A conversation in Alice's OAuth mailbox, shared with Bob's team, with an attachment and a label.
+    raw = build_raw(to="alice@mail.test", attachments=(("a.txt", "text/plain", b"attached"),))
+    message = message_ingest(mailbox=oauth, folder=inbox_of(oauth), uidvalidity=1, uid=1, raw=raw).message
+    actions.team_member_add(actor=cast.alice_membership, team=team, membership=cast.alice_membership)
+    conversation_actions.conversation_share(actor=cast.alice_membership, conversation=message.conversation, team=team)
+    label = conversation_actions.label_create(actor=cast.alice_membership, name="Urgent", personal=False)
+    conversation_actions.conversation_label(actor=cast.alice_membership, conversation=message.conversation, label=label)
     comment = comment_actions.comment_create(actor=cast.alice_membership, conversation=message.conversation, body="Have a look")
     book = book_create(actor=cast.alice_membership, name="Shared", kind=BookKind.ORGANIZATION)
     contact = contact_create(actor=cast.alice_membership, book=book, card=card_clean(name="Dana", emails=["dana@example.test"]))
     values = {
-        "conversation_id": message.conversation_id,
         "comment_id": comment.pk,
         "slug": "acme",
         "membership_id": cast.bob_membership.pk,
@@ -105,12 +109,26 @@ def test_r23_no_answer_of_any_get_operation_carries_a_secret(cast: Cast) -> None
             actor=cast.alice_membership, scope=Scope.ORGANIZATION, content=ResponseContent(name="Welcome", body="<p>Hi</p>")
         ).pk,
         "rule_id": rule.pk,
+        "conversation_id": message.conversation_id,
+        "message_id": message.pk,
+        "attachment_id": message.attachments.get().pk,
+        "label_id": label.pk,
     }
+
+    def outgoing_of(membership, mailbox) -> str:  # type: ignore[no-untyped-def]
+        outgoing = outbox_actions.outgoing_create(
+            actor=membership, mailbox=mailbox, kind=OutgoingKind.NEW, to=[("", "dana@example.test")], subject="Hi", text="Hi"
+        )
+        return str(outgoing.pk)
 
     document = checker().document
     get_paths = [path for path, operations in document["paths"].items() if "get" in operations]
     assert len(get_paths) >= 9
-    for client in (ApiClient(token=owner_token.token), ApiClient(token=member_token.token)):
+    for client, outgoing_id in (
+        (ApiClient(token=owner_token.token), outgoing_of(cast.alice_membership, oauth)),
+        (ApiClient(token=member_token.token), outgoing_of(cast.bob_membership, bobs)),
+    ):
+        values["outgoing_id"] = outgoing_id
         answered = 0
         for template in get_paths:
             path = re.sub(r"\{(\w+)\}", lambda match: str(values[match.group(1)]), template)
@@ -122,4 +140,4 @@ def test_r23_no_answer_of_any_get_operation_carries_a_secret(cast: Cast) -> None
             for secret in secrets:
                 if len(secret) >= 8:
                     assert secret not in body, f"{path} answered a secret value"
-        assert answered >= 7
+        assert answered >= 15

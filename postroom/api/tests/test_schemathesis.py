@@ -14,7 +14,7 @@ with ``Allow`` for an undocumented method; 401 when the token is left out — an
 ``run_statistics`` checks that the run really reached the API (2xx answers from most operations,
 405s) and that the token never reached the server's log.
 
-Select it alone with ``pytest -m fuzz``; it is part of the default suite (well under a minute
+Select it alone with ``pytest -m fuzz``; it is part of the default suite (two to three minutes
 here). A schema-valid request may still break a business rule (a team name already taken,
 inviting someone who is already a member, the last owner leaving); Postroom answers those 422
 naming the field, so 422 counts as an accepted answer to valid input.
@@ -41,7 +41,11 @@ from postroom.core.tests.processes import REPOSITORY, clean_environment, free_po
 pytestmark = pytest.mark.fuzz
 
 MAX_EXAMPLES = 20
-ID_PARAMETERS = ("membership_id", "team_id", "invitation_id", "mailbox_id", "response_id")
+ID_PARAMETERS = (
+    "membership_id", "team_id", "invitation_id", "mailbox_id", "conversation_id", "message_id", "attachment_id", "label_id", "outgoing_id", "response_id",
+)  # fmt: skip
+# The conversation list's filters, by the dictionary of real ids they draw from.
+QUERY_IDS = {"team_id": "team_id", "label_id": "label_id", "assignee_id": "membership_id"}
 
 
 @dataclass
@@ -111,7 +115,10 @@ def api_schema(fuzz_server: FuzzServer) -> Any:
                 "slug": {"values": ["acme", "acme", "acme", "beta"]},
                 **{name: {"values": ids[name] + ids[f"other_{name}"]} for name in ID_PARAMETERS},
             },
-            "parameters": {f"path.{name}": {"dictionary": name, "probability": 0.9} for name in ("slug", *ID_PARAMETERS)},
+            "parameters": {
+                **{f"path.{name}": {"dictionary": name, "probability": 0.9} for name in ("slug", *ID_PARAMETERS)},
+                **{f"query.{name}": {"dictionary": dictionary, "probability": 0.5} for name, dictionary in QUERY_IDS.items()},
+            },
             "request-timeout": 30,
             "seed": 59,
         }
@@ -151,6 +158,9 @@ def _node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
+# One test runs every operation (about 55) with its examples: some three minutes on this machine
+# alone, more while the rest of the suite runs beside it; the default 300 s is for one test's worth.
+@pytest.mark.timeout(900)
 @schema.parametrize()
 def test_r59_the_api_survives_schemathesis(case: schemathesis.Case, fuzz_server: FuzzServer) -> None:
     case.call_and_validate(additional_checks=[canary_check(fuzz_server)])

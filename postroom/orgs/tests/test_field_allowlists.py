@@ -20,6 +20,7 @@ from ninja import ModelSchema
 import postroom
 from postroom.api.tests.helpers import ApiClient, openapi_document
 from postroom.conftest import Cast
+from postroom.conversations.models import Conversation
 from postroom.orgs import actions
 from postroom.orgs.models import Invitation, Membership, Organization, Team, TeamMembership
 from postroom.orgs.policy import Role
@@ -115,6 +116,14 @@ WRITABLE = {
     "RuleIn": {"scope", "name", "trigger", "match", "conditions", "actions", "stop_processing", "enabled"},
     "RulePatch": {"name", "trigger", "match", "conditions", "actions", "stop_processing", "enabled"},
     "ReorderIn": {"scope", "rule_ids"},
+    "SnoozeIn": {"until"},
+    "AssigneeIn": {"membership_id"},
+    "ShareIn": {"team_id", "membership_id", "organization"},
+    "LabelRefIn": {"label_id"},
+    "LabelIn": {"name", "color", "personal"},
+    "LabelPatch": {"name", "color"},
+    "NewMessageIn": {"mailbox_id", "to", "cc", "bcc", "subject", "text"},
+    "ReplyIn": {"mailbox_id", "kind", "to", "cc", "bcc", "subject", "text"},
 }
 
 
@@ -205,6 +214,78 @@ def test_r23_invitation_create_writes_only_email_and_role(cast: Cast, extra: dic
         assert before + timedelta(days=7) <= invitation.expires_at <= timezone.now() + timedelta(days=7)
         assert len(invitation.token_hash) == 64
         assert invitation.token_hash != extra.get("token_hash")
+        transaction.set_rollback(True)
+
+
+CONVERSATION_PROTECTED = [
+    *PROTECTED, "owner", "owner_id", "author", "author_id", "status", "sent_at", "attempts", "envelope", "raw_blob", "added_by",
+    "assigned_by", "created_by", "place", "unread", "conversation", "conversation_id", "mailbox", "message_id_index", "html", "kind",
+]
+conversation_extras = st.dictionaries(st.sampled_from(CONVERSATION_PROTECTED), values, min_size=1, max_size=6)
+
+
+@pytest.mark.django_db
+@hypothesis_settings
+@given(extra=conversation_extras)
+def test_r23_label_writes_take_only_name_colour_and_personal(cast: Cast, extra: dict[str, Any]) -> None:
+    from postroom.conversations.models import Label
+
+    with transaction.atomic():
+        created = ApiClient(cast.bob).post("/orgs/acme/labels", {**extra, "name": "Later", "personal": True})
+        assert created.status_code == 201
+        patched = ApiClient(cast.bob).patch(f"/orgs/acme/labels/{created.json()['id']}", {**extra, "name": "Soon"})
+        assert patched.status_code == 200
+        assert list(Label.objects.values_list("organization_id", "owner_id", "name", "color")) == [
+            (cast.org_a.pk, cast.bob_membership.pk, "Soon", "#6b7280")
+        ]
+        transaction.set_rollback(True)
+
+
+@pytest.mark.django_db
+@hypothesis_settings
+@given(extra=conversation_extras)
+def test_r23_sending_takes_only_the_message_fields(cast: Cast, extra: dict[str, Any]) -> None:
+    from postroom.mailboxes.tests.factories import make_mailbox
+    from postroom.outbox.models import OutgoingMessage
+
+    with transaction.atomic():
+        mailbox = make_mailbox(cast.bob_membership, address="bob@acme.test")
+        body = {**extra, "mailbox_id": str(mailbox.pk), "to": [{"address": "dana@example.test"}], "subject": "Hi", "text": "Hello"}
+        response = ApiClient(cast.bob).post("/orgs/acme/messages", body)
+        assert response.status_code == 202
+        outgoing = OutgoingMessage.objects.get()
+        assert (outgoing.organization_id, outgoing.author_id, outgoing.mailbox_id) == (cast.org_a.pk, cast.bob_membership.pk, mailbox.pk)
+        assert (outgoing.kind, outgoing.status, outgoing.attempts, outgoing.conversation_id) == ("new", "queued", 0, None)
+        envelope = outgoing.envelope or {}
+        assert (envelope["from"], envelope["recipients"], envelope["html"]) == (["bob@acme.test", "bob@acme.test"], ["dana@example.test"], None)
+        transaction.set_rollback(True)
+
+
+@pytest.mark.django_db
+@hypothesis_settings
+@given(extra=conversation_extras)
+def test_r23_conversation_actions_take_only_their_fields(cast: Cast, extra: dict[str, Any]) -> None:
+    from postroom.conversations.ingest import message_ingest
+    from postroom.conversations.models import Assignment, ConversationMember, ConversationShare
+    from postroom.conversations.tests.conftest import build_raw, inbox_of
+    from postroom.mailboxes.tests.factories import make_mailbox
+
+    with transaction.atomic():
+        mailbox = make_mailbox(cast.alice_membership, address="alice@acme.test")
+        message = message_ingest(mailbox=mailbox, folder=inbox_of(mailbox), uidvalidity=1, uid=1, raw=build_raw()).message
+        path = f"/orgs/acme/conversations/{message.conversation_id}"
+        client = ApiClient(cast.alice)
+        assert client.post(f"{path}/assign", {**extra, "membership_id": cast.bob_membership.pk}).status_code == 200
+        assert client.post(f"{path}/snooze", {**extra, "until": "2099-01-01T00:00:00Z"}).status_code == 200
+        assert list(Assignment.objects.values_list("conversation_id", "membership_id", "assigned_by_id")) == [
+            (message.conversation_id, cast.bob_membership.pk, cast.alice_membership.pk)
+        ]
+        assert list(ConversationShare.objects.values_list("team_id", "membership_id", "created_by_id")) == [
+            (None, cast.bob_membership.pk, cast.alice_membership.pk)
+        ]
+        rows = dict(ConversationMember.objects.values_list("membership_id", "place"))
+        assert rows == {cast.alice_membership.pk: "inbox", cast.bob_membership.pk: "inbox"}
+        assert Conversation.objects.get().status == "open"
         transaction.set_rollback(True)
 
 

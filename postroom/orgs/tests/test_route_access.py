@@ -27,9 +27,16 @@ from postroom.conftest import Cast
 from postroom.contacts.actions import book_default, contact_create
 from postroom.contacts.cards import card_clean
 from postroom.contacts.models import BookShare, Contact, ContactBook
-from postroom.conversations.actions import label_create
 from postroom.conversations.ingest import message_ingest
-from postroom.conversations.models import ConversationShare, Label, Message
+from postroom.conversations.models import (
+    Assignment,
+    Conversation,
+    ConversationLabel,
+    ConversationMember,
+    ConversationShare,
+    Label,
+    Message,
+)
 from postroom.conversations.tests.conftest import build_raw, inbox_of
 from postroom.mailboxes.models import Mailbox
 from postroom.mailboxes.tests.factories import make_mailbox
@@ -38,7 +45,7 @@ from postroom.orgs import actions
 from postroom.orgs.models import Invitation, Membership, Organization, Team, TeamMembership
 from postroom.orgs.policy import Role
 from postroom.outbox.actions import Typed, draft_save
-from postroom.outbox.models import Draft, OutgoingKind
+from postroom.outbox.models import Draft, OutgoingKind, OutgoingMessage
 from postroom.responses.actions import ResponseContent, response_create
 from postroom.responses.models import Response, Scope
 from postroom.rules.actions import rule_create
@@ -140,12 +147,6 @@ def _sample_comment(owner: Membership, message: Message) -> tuple[Comment, Notif
     return comment, notification
 
 
-def _sample_label(owner: Membership) -> Label:
-    return Label.objects.filter(organization_id=owner.organization_id, owner__isnull=True).first() or label_create(
-        actor=owner, name="Urgent", personal=False
-    )
-
-
 def _sample_draft(owner: Membership, message: Message) -> Draft:
     existing = Draft.objects.filter(author=owner).first()
     if existing is not None:
@@ -185,16 +186,17 @@ def sample_values(cast: Cast, organization: str = "a") -> dict[str, Any]:
     contact = Contact.objects.filter(book=book).first() or contact_create(
         actor=owner, book=book, card=card_clean(name="Dana", emails=[f"dana@{org.slug}.example"])
     )
+    label = Label.objects.filter(organization=org).first() or Label.objects.create(organization=org, name=f"Label of {org.slug}")
     return {
         "slug": org.slug, "membership_id": owner.pk, "team_id": team.pk, "invitation_id": invitation.pk,
         "conversation_id": message.conversation_id, "message_id": message.pk, "attachment_id": message.attachments.get().pk,
+        "label_id": label.pk,
         "mailbox_id": (Mailbox.objects.filter(organization=org).first() or make_mailbox(owner)).pk,
         "pk": 1, "session_id": 1, "token_id": 1, "key": "x", "uidb36": "1", "token": "not-a-token", "provider_id": "test",
         "outgoing_id": "00000000-0000-7000-8000-000000000002",
         "comment_id": comment.pk,
         "comment_attachment_id": comment.attachments.get().pk,
         "notification_id": notification.pk,
-        "label_id": _sample_label(owner).pk,
         "draft_id": _sample_draft(owner, message).pk,
         "book_id": book.pk, "contact_id": contact.pk,
         "response_id": _sample_response(owner).pk,
@@ -226,6 +228,12 @@ def snapshot() -> dict[str, list[tuple[Any, ...]]]:
         "contacts": list(Contact.objects.order_by("pk").values_list("pk", "book_id", "updated_at", "name_index")),
         "responses": list(Response.objects.order_by("pk").values_list("pk", "organization_id", "scope", "owner_id", "team_id", "updated_at")),
         "rules": list(Rule.objects.order_by("pk").values_list("pk", "organization_id", "owner_id", "name", "position", "enabled")),
+        "conversations": list(Conversation.objects.order_by("pk").values_list("pk", "status", "shared_with_organization")),
+        "conversation_members": list(ConversationMember.objects.order_by("pk").values_list("pk", "membership_id", "place", "unread", "snoozed_until", "following")),
+        "assignments": list(Assignment.objects.order_by("pk").values_list("pk", "conversation_id", "membership_id")),
+        "labels": list(Label.objects.order_by("pk").values_list("pk", "organization_id", "owner_id", "name", "color")),
+        "conversation_labels": list(ConversationLabel.objects.order_by("pk").values_list("pk", "conversation_id", "label_id")),
+        "outgoing": list(OutgoingMessage.objects.order_by("pk").values_list("pk", "status")),
     }
 
 
@@ -271,7 +279,7 @@ FORM_BODY = {
 }  # fmt: skip
 JSON_BODY = {
     "role": "member", "name": "Hijacked", "email": "intruder@example.test", "import_since": None, "since": None,
-    "body": "Hijacked", "read": True, "digest": "off", "trigger": "incoming", "actions": [{"kind": "close"}], "rule_ids": [],
+    "body": "Hijacked", "read": True, "digest": "off", "trigger": "incoming", "actions": [{"kind": "close"}], "rule_ids": [], "until": "2099-01-01T00:00:00Z", "personal": True,
 }  # fmt: skip
 
 
@@ -304,10 +312,14 @@ def test_r21_other_organizations_ids_are_404_on_every_page_and_endpoint(cast: Ca
     assert {"orgs:member_role", "orgs:member_remove", "orgs:team", "orgs:team_update", "orgs:invitation_revoke", "api:member_detail",
             "api:team_detail", "api:team_member_add", "api:team_member_remove", "api:invitation_revoke", "api:mailbox_detail",
             "api:mailbox_test", "api:mailbox_reimport", "responses:edit", "responses:delete", "api:response_detail",
-            "api:response_render"} <= {route.name for route in routes}
+            "api:response_render", "api:conversation_detail", "api:conversation_assign",
+            "api:conversation_message_list", "api:attachment_download", "api:message_detail", "api:label_detail"} <= {route.name for route in routes}
     client = Client()
     client.force_login(cast.alice, backend="allauth.account.auth_backends.AuthenticationBackend")
-    _assert_only_404(client, routes, values, {"membership": b_values["membership_id"], "membership_id": b_values["membership_id"]})
+    _assert_only_404(client, routes, values, {
+        "membership": b_values["membership_id"], "membership_id": b_values["membership_id"], "team_id": b_values["team_id"],
+        "label_id": str(b_values["label_id"]), "mailbox_id": str(b_values["mailbox_id"]),
+    })  # fmt: skip
 
 
 def test_r21_ids_in_the_body_are_scoped_too(cast: Cast, client_as) -> None:
@@ -328,7 +340,10 @@ def test_r21_outsider_gets_404_on_every_organization_page_and_endpoint(cast: Cas
     client = Client()
     client.force_login(cast.charlie, backend="allauth.account.auth_backends.AuthenticationBackend")
     a_values = sample_values(cast, "a")
-    _assert_only_404(client, routes, a_values, {"membership": cast.bob_membership.pk, "membership_id": cast.bob_membership.pk})
+    _assert_only_404(client, routes, a_values, {
+        "membership": cast.bob_membership.pk, "membership_id": cast.bob_membership.pk, "label_id": str(a_values["label_id"]),
+        "mailbox_id": str(a_values["mailbox_id"]),
+    })  # fmt: skip
 
 
 def test_r21_unknown_organization_slug_is_the_same_404(cast: Cast, client_as) -> None:

@@ -50,6 +50,8 @@ def routes(cast: Cast) -> list[Route]:
         "contact_id": str(contact.pk),
         "response_id": str(response.pk),
         "rule_id": "00000000-0000-7000-8000-000000000007",
+        "message_id": "00000000-0000-7000-8000-000000000003",
+        "attachment_id": "00000000-0000-7000-8000-000000000004",
     }
     return all_routes(values)
 
