@@ -27,6 +27,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 
 from postroom.conversations import actions, selectors
+from postroom.conversations.bodies import messages_with_bodies
 from postroom.conversations.models import Message
 from postroom.core.blobs import blob_get
 from postroom.mime.filenames import content_disposition, served_content_type
@@ -64,7 +65,8 @@ def conversation_list(request: HttpRequest, slug: str) -> HttpResponse:
         messages = list(selectors.conversation_messages(actor=actor, conversation=conversation))
         rows.append({
             "conversation": conversation, "participants": _participants(messages)[:4],
-            "snippet": messages[-1].snippet if messages else "", "count": len(messages),
+            # Empty until the body pass has reached the message (conversations.bodies).
+            "snippet": (messages[-1].snippet or "") if messages else "", "count": len(messages),
         })  # fmt: skip
     return render(request, "conversations/list.html", {"organization": actor.organization, "rows": rows, "nav": "conversations"})
 
@@ -75,7 +77,8 @@ def conversation_detail(request: HttpRequest, slug: str, conversation_id: str) -
     actor = membership_get(user=request.user, slug=slug)
     conversation = selectors.conversation_get(actor=actor, conversation_id=conversation_id)
     shown = []
-    for message in selectors.conversation_messages(actor=actor, conversation=conversation):
+    # Bodies the body pass has not reached yet are parsed now (stored, so once).
+    for message in messages_with_bodies(list(selectors.conversation_messages(actor=actor, conversation=conversation))):
         blocks = [] if message.html_body else [ShownBlock(block, block.kind in _FOLDED) for block in text_blocks(message.text_body or "")]
         shown.append({"message": message, "addresses": message.addresses or {}, "blocks": blocks})
     unread = selectors.conversation_has_unread(actor=actor, conversation=conversation)
@@ -114,7 +117,7 @@ def conversation_change(request: HttpRequest, slug: str, conversation_id: str) -
 @xframe_options_sameorigin
 def message_html_frame(request: HttpRequest, slug: str, message_id: str) -> HttpResponse:
     actor = membership_get(user=request.user, slug=slug)
-    message = selectors.message_get(actor=actor, message_id=message_id)
+    [message] = messages_with_bodies([selectors.message_get(actor=actor, message_id=message_id)])
     sanitized = sanitize_html(message.html_body or "")
     document = f'<!doctype html><html><head><meta charset="utf-8"></head><body>{sanitized.html}</body></html>'
     response = HttpResponse(document, content_type="text/html; charset=utf-8")

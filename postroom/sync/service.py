@@ -14,9 +14,11 @@ syncing it, rather than retrying credentials the server refuses; so does an OAut
 token endpoint revoked (an access token about to expire is renewed before each connection). SIGTERM stops every thread
 and releases the leases, so another service takes over at once.
 
-The main thread also repairs the outbox queue every minute (``outgoing_sweep``): the sync
-service is the one long-running Postroom process with a loop of its own (the task worker runs
-only queued tasks, and a lost task is exactly what it cannot see).
+The main thread also repairs the outbox queue every minute (``outgoing_sweep``) and queues the
+body pass again for messages it has not reached an hour after they were stored
+(``message_bodies_sweep``): the sync service is the one long-running Postroom process with a
+loop of its own (the task worker runs only queued tasks, and a lost task is exactly what it
+cannot see).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from django.db import OperationalError, close_old_connections, connection
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
+from postroom.conversations.bodies import message_bodies_sweep
 from postroom.mailboxes.actions import mailbox_mark_needs_reconnect, mailbox_record_reachable, mailbox_record_unreachable
 from postroom.mailboxes.connection import AuthenticationFailed, MailConnectionError
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox
@@ -49,6 +52,7 @@ IDLE_RESTART_SECONDS = 25 * 60
 IDLE_CHECK_SECONDS = 1.0
 # The outbox queue is repaired this often (see ``outgoing_sweep``).
 OUTBOX_SWEEP_SECONDS = 60.0
+BODY_SWEEP_SECONDS = 300.0
 # Network failures that a new connection (or a new request to the token endpoint) may cure.
 RETRYABLE = (MailConnectionError, OAuthRefreshFailed, imaplib.IMAP4.error, IMAPClientError, OSError)
 
@@ -183,6 +187,7 @@ class SyncService:
         self.stopping = threading.Event()
         self.workers: dict[uuid.UUID, MailboxWorker] = {}
         self.next_outbox_sweep = 0.0
+        self.next_body_sweep = 0.0
 
     def stop(self) -> None:
         self.stopping.set()
@@ -216,6 +221,11 @@ class SyncService:
             swept = outgoing_sweep()
             if swept.requeued or swept.interrupted:
                 logger.info("outbox: %d lost sends queued again, %d interrupted ones marked failed", swept.requeued, swept.interrupted)
+        if time.monotonic() >= self.next_body_sweep:
+            self.next_body_sweep = time.monotonic() + BODY_SWEEP_SECONDS
+            queued = message_bodies_sweep()
+            if queued:
+                logger.info("body pass: %d messages still waiting an hour after they were stored, queued again", queued)
 
     def shutdown(self) -> None:
         for worker in self.workers.values():

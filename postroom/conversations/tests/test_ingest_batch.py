@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
+from postroom.conversations.bodies import message_bodies_fill
 from postroom.conversations.ingest import IngestItem, message_ingest, messages_ingest_batch
 from postroom.conversations.models import Attachment, Message, MessageCopy
 from postroom.conversations.tests.conftest import build_raw, inbox_of
@@ -23,7 +24,10 @@ DEEP_MIME = (
 
 
 def batch(mailbox: Mailbox, items: list[IngestItem], folder: Folder | None = None) -> dict[int, MessageCopy]:
-    return messages_ingest_batch(mailbox=mailbox, folder=folder or inbox_of(mailbox), uidvalidity=7, items=items)
+    """The batch, then the body pass its commit queues (run here: the test's transaction never commits)."""
+    copies = messages_ingest_batch(mailbox=mailbox, folder=folder or inbox_of(mailbox), uidvalidity=7, items=items)
+    message_bodies_fill(message_ids=[copy.message_id for copy in copies.values()])
+    return {uid: MessageCopy.objects.get(pk=copy.pk) for uid, copy in copies.items()}
 
 
 def test_duplicates_inside_one_batch_are_one_message(alice_mailbox: Mailbox) -> None:
