@@ -200,27 +200,86 @@ def stored_copies(mailbox: Any) -> int:
     return int(MessageCopy.objects.filter(mailbox=mailbox, folder__role="inbox").count())
 
 
-def measure_import(mailbox: Any, count: int, log_file: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+def bodies_pending(mailbox: Any) -> int:
+    from postroom.conversations.models import Message
+
+    return int(Message.objects.filter(organization_id=mailbox.organization_id, body_pending=True).count())
+
+
+class ProcessTree:
+    """Peak RSS (VmHWM) of each Postroom process: the ones started here and their children (the
+    parser processes), sampled while they run; ``ru_maxrss`` of the started ones when reaped."""
+
+    def __init__(self) -> None:
+        self.peaks: dict[str, float] = {}
+        self.names: dict[int, str] = {}
+
+    def add(self, name: str, process: subprocess.Popen[bytes]) -> None:
+        self.names[process.pid] = name
+
+    def sample(self) -> None:
+        for pid, name in list(self.names.items()):
+            for child in children_of(pid):
+                if child not in self.names:
+                    self.names[child] = f"{name}/parser-{child}"
+        for pid, name in self.names.items():
+            peak = peak_rss_mb(pid)
+            if peak is not None:
+                self.peaks[name] = max(self.peaks.get(name, 0.0), peak)
+
+    def report(self) -> dict[str, float]:
+        return {name: round(peak, 1) for name, peak in sorted(self.peaks.items())}
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        return [
+            int(child)
+            for task in os.listdir(f"/proc/{pid}/task")
+            for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+        ]
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
+def measure_import(mailbox: Any, count: int, log_file: Path, tree: ProcessTree) -> tuple[list[subprocess.Popen[bytes]], dict[str, Any]]:
+    """``postroom sync`` and ``postroom worker`` (which runs the body pass), as ``postroom run``
+    starts them: the import is done when every message has a copy (it is in the list, threaded);
+    the bodies when the body pass has been through every message."""
     started = time.perf_counter()
     log = log_file.open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "postroom", "sync"], stdout=log, stderr=subprocess.STDOUT)
+    processes = []
+    for role in ("sync", "worker"):
+        process = subprocess.Popen([sys.executable, "-m", "postroom", role], stdout=log, stderr=subprocess.STDOUT)
+        tree.add(role, process)
+        processes.append(process)
     progress = []
+    imported_seconds = None
     while True:
         time.sleep(STORED_POLL_SECONDS)
-        if process.poll() is not None:
-            raise RuntimeError(f"postroom sync exited with {process.returncode}; see {log_file}")
-        stored = stored_copies(mailbox)
+        tree.sample()
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"postroom exited with {process.returncode}; see {log_file}")
+        stored = stored_copies(mailbox) if imported_seconds is None else count
         elapsed = time.perf_counter() - started
+        if stored >= count and imported_seconds is None:
+            imported_seconds = elapsed
+        pending = bodies_pending(mailbox)
         if not progress or elapsed - progress[-1][0] >= 10:
-            progress.append((round(elapsed, 1), stored))
-            print(f"  postroom: {stored}/{count} after {elapsed:.0f} s, peak RSS {peak_rss_mb(process.pid):.0f} MB", flush=True)
-        if stored >= count:
+            progress.append((round(elapsed, 1), stored, pending))
+            peaks = ", ".join(f"{name} {peak:.0f}" for name, peak in tree.report().items())
+            print(f"  postroom: {stored}/{count} stored, {pending} bodies pending after {elapsed:.0f} s; peak RSS MB: {peaks}", flush=True)
+        if imported_seconds is not None and pending == 0:
             break
     seconds = time.perf_counter() - started
-    return process, {
-        "seconds": round(seconds, 2),
-        "messages_per_second": round(count / seconds, 1),
-        "peak_rss_mb_after_import": round(peak_rss_mb(process.pid) or 0, 1),
+    assert imported_seconds is not None
+    return processes, {
+        "seconds": round(imported_seconds, 2),
+        "messages_per_second": round(count / imported_seconds, 1),
+        "bodies_seconds": round(seconds, 2),
+        "bodies_per_second": round(count / seconds, 1),
+        "load_average_after_import": [round(value, 2) for value in os.getloadavg()],
         "progress": progress,
     }
 
@@ -292,7 +351,7 @@ def main() -> int:
     }
     results["machine"] = machine()
     dovecot = Dovecot(ca=trustme.CA())
-    sync_process: subprocess.Popen[bytes] | None = None
+    processes: list[subprocess.Popen[bytes]] = []
     try:
         user = dovecot.create_user("bench")
         started = time.perf_counter()
@@ -311,17 +370,22 @@ def main() -> int:
         print(f"mbsync: {results['mbsync']}", flush=True)
 
         mailbox = postroom_setup(dovecot, user)
-        sync_process, results["postroom_import"] = measure_import(mailbox, arguments.messages, work / "sync.log")
+        tree = ProcessTree()
+        processes, results["postroom_import"] = measure_import(mailbox, arguments.messages, work / "sync.log", tree)
         print(f"postroom import: { {k: v for k, v in results['postroom_import'].items() if k != 'progress'} }", flush=True)
 
         if arguments.latency_samples:
             results["new_mail_latency"] = measure_latency(dovecot, user, mailbox, arguments.latency_samples, arguments.seed)
             print(f"new-mail latency: {results['new_mail_latency']}", flush=True)
 
-        results["postroom_import"]["peak_rss_mb"] = round(peak_rss_mb(sync_process.pid) or 0, 1)
-        sync_process.send_signal(signal.SIGTERM)
-        results["postroom_import"]["ru_maxrss_mb"] = round(wait_with_rusage(sync_process), 1)
-        sync_process = None
+        tree.sample()
+        results["postroom_import"]["peak_rss_mb"] = tree.report()
+        ru_maxrss = {}
+        for name, process in zip(("sync", "worker"), processes, strict=True):
+            process.send_signal(signal.SIGTERM)
+            ru_maxrss[name] = round(wait_with_rusage(process), 1)
+        results["postroom_import"]["ru_maxrss_mb"] = ru_maxrss
+        processes = []
         results["ratios"] = {
             "postroom_over_mbsync_rate": round(
                 results["postroom_import"]["messages_per_second"] / results["mbsync"]["messages_per_second"], 3
@@ -335,10 +399,10 @@ def main() -> int:
         if arguments.json:
             arguments.json.write_text(json.dumps(results, indent=2) + "\n")
     finally:
-        if sync_process is not None:
+        for process in processes:
             with contextlib.suppress(ProcessLookupError):
-                sync_process.kill()
-            sync_process.wait()
+                process.kill()
+            process.wait()
         dovecot.close()
         if arguments.keep:
             print(f"kept {work}")

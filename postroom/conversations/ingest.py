@@ -43,9 +43,11 @@ Defences and guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -162,6 +164,7 @@ def _ingest_batch(
         return copies
     incoming: list[_Incoming] = []
     blobs = BlobBatch()
+    flushed: Future[None] | None = None
     try:
         chunk: list[_Incoming] = []
         for item, parsed in zip(to_store, import_parser().headers([item.raw for item in to_store]), strict=True):
@@ -180,9 +183,28 @@ def _ingest_batch(
                 _prepare_new(organization_id, scope, chunk, direction, blobs.put)
                 chunk = []
         _prepare_new(organization_id, scope, chunk, direction, blobs.put)
-        blobs.durable()
+        # The disk writes the blobs while the transaction is prepared; it commits only once they are durable.
+        flushed = blobs.durable_soon()
+        _store(mailbox, folder, uidvalidity, incoming, copies, later, flushed)
     finally:
+        if flushed is not None:
+            with contextlib.suppress(Exception):  # its failure, if any, was raised by _store
+                flushed.result()
         blobs.discard()
+    return {item.uid: copies[item.uid] for item in items}
+
+
+def _store(
+    mailbox: Mailbox,
+    folder: Folder,
+    uidvalidity: int,
+    incoming: list[_Incoming],
+    copies: dict[int, MessageCopy],
+    later: bool,
+    flushed: Future[None],
+) -> None:
+    """The batch's rows, in one transaction that commits once ``flushed`` (its blobs) is done."""
+    organization_id = mailbox.organization_id
     with transaction.atomic():
         new = [entry for entry in incoming if entry.prepared is not None]
         # Sorted, so that two workers taking several locks cannot deadlock.
@@ -233,10 +255,10 @@ def _ingest_batch(
         MessageReference.objects.bulk_create(references)
         for copy in MessageCopy.objects.bulk_create(pending):
             copies[copy.uid] = copy
+        flushed.result()
         waiting = [message.pk for message in created if message.body_pending]
         if later and waiting:
             transaction.on_commit(lambda: bodies.message_bodies_fill_later(message_ids=waiting), robust=True)
-    return {item.uid: copies[item.uid] for item in items}
 
 
 class _KnownMessages:
