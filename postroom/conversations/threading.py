@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef
 
 from postroom.conversations.models import Conversation, Message, MessageCopy, MessageReference
 from postroom.mailboxes.models import Mailbox
@@ -139,19 +139,24 @@ class BatchThreading:
             for message_id_index, conversation_pk in references_rows.values_list("message_id_index", "message__conversation_id"):
                 self._children.setdefault(message_id_index, set()).add(conversation_pk)
         named = {holder.conversation_pk for holder in self._holders.values()} | {pk for pks in self._children.values() for pk in pks}
-        wanted = Q(pk__in=named)
+        # Whether a conversation holds a message with a copy in the mailbox: from the conversation's
+        # messages to their copies, both by index (the other way round walks the mailbox's copies).
+        in_mailbox = Exists(
+            Message.objects.filter(conversation_id=OuterRef("pk")).filter(
+                Exists(MessageCopy.objects.filter(mailbox_id=mailbox_id, message_id=OuterRef("pk")))
+            )
+        )
+        conversations = Conversation.objects.filter(organization_id=organization_id).annotate(in_mailbox=in_mailbox)
+        fields = ("pk", "created_at", "subject_index", "last_message_at", "in_mailbox")
+        rows = list(conversations.filter(pk__in=named).values_list(*fields)) if named else []
         subjects = {message.subject_index for message in messages if message.subject_index and not message.is_automated}
         if subjects:
             earliest = min(message.received_at for message in messages) - SUBJECT_WINDOW
             latest = max(message.received_at for message in messages) + SUBJECT_WINDOW
-            wanted |= Q(subject_index__in=subjects, last_message_at__gte=earliest, last_message_at__lte=latest, in_mailbox=True)
-        if named or subjects:
-            in_mailbox = Exists(MessageCopy.objects.filter(mailbox_id=mailbox_id, message__conversation_id=OuterRef("pk")))
-            conversations = Conversation.objects.filter(organization_id=organization_id).annotate(in_mailbox=in_mailbox).filter(wanted)
-            for pk, created_at, subject_index, last_message_at, is_in_mailbox in conversations.values_list(
-                "pk", "created_at", "subject_index", "last_message_at", "in_mailbox"
-            ):
-                self._threads[pk] = _Thread(pk, created_at, 0, subject_index, last_message_at, is_in_mailbox)
+            candidates = conversations.filter(subject_index__in=subjects, last_message_at__gte=earliest, last_message_at__lte=latest)
+            rows += candidates.filter(in_mailbox=True).values_list(*fields)
+        for pk, created_at, subject_index, last_message_at, is_in_mailbox in rows:
+            self._threads[pk] = _Thread(pk, created_at, 0, subject_index, last_message_at, is_in_mailbox)
 
     # -- threading, in memory --------------------------------------------------------------------
     def holder(self, message_id_index: str) -> Holder | None:
