@@ -43,7 +43,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO
@@ -65,6 +65,8 @@ _REQUEST = struct.Struct(">BI")  # operation, length of the raw message that fol
 _FRAME = struct.Struct(">I")  # length of the frame that follows
 _HEADERS, _BODY = 1, 2
 _IN_FLIGHT = 2
+# Lists at least this long are split between two processes (when a second one is free).
+_SPLIT_FROM = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,8 +461,11 @@ class IsolatedParser:
 
     def _checkout(self) -> _Process:
         with self._lock:
-            if self._idle:
-                return self._idle.pop()
+            while self._idle:
+                process = self._idle.pop()
+                if process.process.poll() is None:
+                    return process
+                process.kill()
         return _Process(self.limits, self.parse_limits)
 
     def _checkin(self, process: _Process) -> None:
@@ -471,44 +476,63 @@ class IsolatedParser:
         process.close()
 
     def _map(self, operation: int, raws: Sequence[bytes]) -> Iterator[Headers | Body | Quarantined]:
+        """Results in order. A long list is split between two processes when a second one is free."""
         if not raws:
             return
-        with self._slots:
-            process = self._checkout()
-            waiting = deque(range(len(raws)))  # not sent yet
-            sent: deque[int] = deque()  # sent and not answered yet; the first is being parsed
-            head_since = time.monotonic()
-            try:
-                while waiting or sent:
-                    while waiting and len(sent) < _IN_FLIGHT:
-                        if not sent:
-                            head_since = time.monotonic()
-                        index = waiting.popleft()
-                        process.send(operation, raws[index])
-                        sent.append(index)
-                    outcome: Headers | Body | Quarantined
-                    try:
-                        payload, blobs = process.answer(head_since + self.limits.wall_seconds)
-                        outcome = _result(operation, payload, blobs)
-                        fresh_process = process.process.poll() is not None  # it answered, then ended (out of memory)
-                    except (TimeoutError, _ProcessDied) as failure:
-                        reason = QuarantineReason.PARSER_TIMEOUT if isinstance(failure, TimeoutError) else process.death_reason()
-                        outcome = Quarantined(reason, _DEATH_DETAIL[reason])
-                        fresh_process = True
-                    sent.popleft()
-                    if fresh_process:
-                        # The message being parsed was to blame; the others go to a new process.
-                        process.kill()
-                        waiting.extendleft(reversed(sent))
-                        sent.clear()
-                        process = _Process(self.limits, self.parse_limits)
-                    head_since = time.monotonic()
-                    yield outcome
-            finally:
-                if sent or process.outgoing or process.received:
-                    process.kill()  # the caller stopped early: answers are still owed
-                else:
-                    self._checkin(process)
+        self._slots.acquire()
+        slots = 1
+        try:
+            if len(raws) >= _SPLIT_FROM and self._slots.acquire(blocking=False):
+                slots = 2
+                halves = [self._run(operation, raws[0::2]), self._run(operation, raws[1::2])]
+                try:
+                    for index in range(len(raws)):
+                        yield next(halves[index % 2])
+                finally:
+                    for half in halves:
+                        half.close()
+            else:
+                yield from self._run(operation, raws)
+        finally:
+            for _ in range(slots):
+                self._slots.release()
+
+    def _run(self, operation: int, raws: Sequence[bytes]) -> Generator[Headers | Body | Quarantined, None, None]:
+        process = self._checkout()
+        waiting = deque(range(len(raws)))  # not sent yet
+        sent: deque[int] = deque()  # sent and not answered yet; the first is being parsed
+        head_since = time.monotonic()
+        try:
+            while waiting or sent:
+                while waiting and len(sent) < _IN_FLIGHT:
+                    if not sent:
+                        head_since = time.monotonic()
+                    index = waiting.popleft()
+                    process.send(operation, raws[index])
+                    sent.append(index)
+                outcome: Headers | Body | Quarantined
+                try:
+                    payload, blobs = process.answer(head_since + self.limits.wall_seconds)
+                    outcome = _result(operation, payload, blobs)
+                    fresh_process = process.process.poll() is not None  # it answered, then ended (out of memory)
+                except (TimeoutError, _ProcessDied) as failure:
+                    reason = QuarantineReason.PARSER_TIMEOUT if isinstance(failure, TimeoutError) else process.death_reason()
+                    outcome = Quarantined(reason, _DEATH_DETAIL[reason])
+                    fresh_process = True
+                sent.popleft()
+                if fresh_process:
+                    # The message being parsed was to blame; the others go to a new process.
+                    process.kill()
+                    waiting.extendleft(reversed(sent))
+                    sent.clear()
+                    process = _Process(self.limits, self.parse_limits)
+                head_since = time.monotonic()
+                yield outcome
+        finally:
+            if sent or process.outgoing or process.received or process.process.poll() is not None:
+                process.kill()  # gone, or the caller stopped early and answers are still owed
+            else:
+                self._checkin(process)
 
 
 _parsers: dict[str, IsolatedParser] = {}
