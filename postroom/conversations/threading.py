@@ -148,14 +148,14 @@ class BatchThreading:
         )
         conversations = Conversation.objects.filter(organization_id=organization_id).annotate(in_mailbox=in_mailbox)
         fields = ("pk", "created_at", "subject_index", "last_message_at", "in_mailbox")
-        rows = list(conversations.filter(pk__in=named).values_list(*fields)) if named else []
+        found: list[tuple[Any, ...]] = list(conversations.filter(pk__in=named).values_list(*fields)) if named else []
         subjects = {message.subject_index for message in messages if message.subject_index and not message.is_automated}
         if subjects:
             earliest = min(message.received_at for message in messages) - SUBJECT_WINDOW
             latest = max(message.received_at for message in messages) + SUBJECT_WINDOW
             candidates = conversations.filter(subject_index__in=subjects, last_message_at__gte=earliest, last_message_at__lte=latest)
-            rows += candidates.filter(in_mailbox=True).values_list(*fields)
-        for pk, created_at, subject_index, last_message_at, is_in_mailbox in rows:
+            found += candidates.filter(in_mailbox=True).values_list(*fields)
+        for pk, created_at, subject_index, last_message_at, is_in_mailbox in found:
             self._threads[pk] = _Thread(pk, created_at, 0, subject_index, last_message_at, is_in_mailbox)
 
     # -- threading, in memory --------------------------------------------------------------------
