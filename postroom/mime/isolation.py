@@ -514,7 +514,10 @@ class IsolatedParser:
                 try:
                     payload, blobs = process.answer(head_since + self.limits.wall_seconds)
                     outcome = _result(operation, payload, blobs)
-                    fresh_process = process.process.poll() is not None  # it answered, then ended (out of memory)
+                    # After running out of memory it answers and ends: the next message gets a new process.
+                    fresh_process = process.process.poll() is not None or (
+                        isinstance(outcome, Quarantined) and outcome.reason is QuarantineReason.PARSER_MEMORY_LIMIT
+                    )
                 except (TimeoutError, _ProcessDied) as failure:
                     reason = QuarantineReason.PARSER_TIMEOUT if isinstance(failure, TimeoutError) else process.death_reason()
                     outcome = Quarantined(reason, _DEATH_DETAIL[reason])
