@@ -11,11 +11,14 @@ What it does, in one run:
    Maildir of a new user of a throwaway Dovecot on loopback (``postroom.testing.dovecot``),
    then lets Dovecot index it once (``doveadm mailbox status``) so neither client pays for that.
 2. Times ``mbsync`` (isync, default ``FSync yes``) pulling INBOX into a Maildir over IMAPS,
-   and then ``postroom sync`` (a subprocess, its own ``POSTROOM_DATA_DIR``, SQLite unless
-   ``--database-url`` is given) importing the same INBOX: wall time from process start until
-   every message has a stored copy, messages per second, and the peak resident set size of the
-   process (``VmHWM``, and ``ru_maxrss`` from ``wait4``).
-3. With that same sync process idling on INBOX, appends ``--latency-samples`` messages over
+   and then Postroom importing the same INBOX with ``postroom sync`` and ``postroom worker``
+   (subprocesses, as ``postroom run`` starts them; their own ``POSTROOM_DATA_DIR``, SQLite unless
+   ``--database-url`` is given): the import is done when every message has a stored copy (it is
+   threaded and in the conversation list); the body pass (texts, snippets, attachments, run by
+   the worker) when no message is left waiting for it. Reports both rates, and the peak resident
+   set size of every Postroom process (``VmHWM``, sampled, of sync, worker and their parser
+   processes; ``ru_maxrss`` from ``wait4`` for sync and worker).
+3. With those same processes idling on INBOX, appends ``--latency-samples`` messages over
    IMAP one at a time, at random intervals, and measures APPEND sent → copy stored in the
    database (polled every 5 ms): p50 and p95.
 4. Prints the figures and ratios and writes them as JSON.
