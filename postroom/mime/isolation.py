@@ -78,6 +78,9 @@ class ProcessLimits:
     memory_bytes: int = 1024 * MIB
     # Niceness of the process (0: as the parent). The body pass runs below the import.
     nice: int = 0
+    # A process is replaced after this many messages, so that whatever its heap keeps (caches,
+    # fragmentation) stays bounded however many messages a long import brings.
+    messages_per_process: int = 5_000
 
 
 class ParserUnavailable(Exception):  # noqa: N818 (a state the caller retries, not a message's fault)
@@ -269,6 +272,7 @@ class _Process:
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.stdout, selectors.EVENT_READ)
         self.writing = False
+        self.sent = 0
         self.ready = False
         try:
             ready, _ = self._next_answer(deadline=time.monotonic() + 60)
@@ -280,6 +284,7 @@ class _Process:
         self.ready = True
 
     def send(self, operation: int, raw: bytes) -> None:
+        self.sent += 1
         self.outgoing += _REQUEST.pack(operation, len(raw))
         self.outgoing += raw
 
@@ -470,7 +475,7 @@ class IsolatedParser:
 
     def _checkin(self, process: _Process) -> None:
         with self._lock:
-            if not self._closed:
+            if not self._closed and process.sent < self.limits.messages_per_process:
                 self._idle.append(process)
                 return
         process.close()

@@ -53,6 +53,9 @@ IDLE_CHECK_SECONDS = 1.0
 # The outbox queue is repaired this often (see ``outgoing_sweep``).
 OUTBOX_SWEEP_SECONDS = 60.0
 BODY_SWEEP_SECONDS = 300.0
+# How long the first import runs between two looks for new mail, in batches of at most this many.
+IMPORT_SLICE_SECONDS = 1.0
+MAX_IMPORT_BATCHES = 20
 # Network failures that a new connection (or a new request to the token endpoint) may cure.
 RETRYABLE = (MailConnectionError, OAuthRefreshFailed, imaplib.IMAP4.error, IMAPClientError, OSError)
 
@@ -121,6 +124,7 @@ class MailboxWorker(threading.Thread):
         mailbox_record_reachable(mailbox_id=self.mailbox_id)
         inbox = next((folder for folder in folders if folder.role == FolderRole.INBOX), None)
         next_poll = 0.0
+        import_batches = 1
         while not self.stopping.is_set():
             if time.monotonic() >= next_poll:
                 for folder in folders:
@@ -129,9 +133,14 @@ class MailboxWorker(threading.Thread):
                 mailbox_record_reachable(mailbox_id=self.mailbox_id)
             importing = [folder for folder in folders if folder.backfill_below_uid is not None]
             if importing:
-                # One batch of the backlog, then new mail again: recent mail never waits for the import.
-                sync.sync_folder(importing[0], backfill_batches=1)
-                if inbox is not None:
+                # About a second of the backlog, then new mail again: recent mail never waits long for
+                # the import, and the folder's checks for new mail and flag changes (which cost the
+                # more the larger the folder is) are not repeated for every batch.
+                started = time.monotonic()
+                sync.sync_folder(importing[0], backfill_batches=import_batches)
+                per_batch = (time.monotonic() - started) / import_batches
+                import_batches = max(1, min(MAX_IMPORT_BATCHES, int(IMPORT_SLICE_SECONDS / max(per_batch, 0.001))))
+                if inbox is not None and inbox.pk != importing[0].pk:  # (the INBOX import looked for new mail first)
                     sync.sync_folder(inbox, backfill_batches=0)
                 continue
             if inbox is None or not client.has_capability("IDLE"):

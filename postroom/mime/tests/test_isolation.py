@@ -155,3 +155,13 @@ def test_r31_a_parser_that_cannot_start_blames_no_message(make_parser: type[Isol
     monkeypatch.setattr("sys.executable", "/nonexistent/python")
     with pytest.raises(ParserUnavailable):
         list(make_parser().headers([FINE]))
+
+
+def test_a_process_is_replaced_after_its_share_of_messages(make_parser: type[IsolatedParser]) -> None:
+    parser = make_parser(limits=ProcessLimits(messages_per_process=2))
+    list(parser.headers([FINE]))
+    [first] = _parser_processes()
+    list(parser.headers([FINE]))  # its second message: then it is retired
+    assert _parser_processes() == []
+    list(parser.headers([FINE]))
+    assert _parser_processes() not in ([], [first])
