@@ -118,7 +118,7 @@ def test_subject_normalisation(subject: str, expected: str) -> None:
     assert normalised_subject(subject) == expected
 
 
-def test_subject_fallback_never_joins_another_members_mailbox(alice_mailbox: Mailbox, bob_mailbox: Mailbox) -> None:
+def test_r22_subject_fallback_never_joins_another_members_mailbox(alice_mailbox: Mailbox, bob_mailbox: Mailbox) -> None:
     # Dana writes to Alice, and separately to Bob with the same subject and no references: a
     # subject is no proof that the two belong together, and Bob's mailbox is private to Bob.
     to_alice = ingest(alice_mailbox, 1, build_raw())

@@ -132,20 +132,32 @@ def _parser_processes() -> set[int]:
     return found
 
 
-@pytest.mark.timeout(60)
+def _bytes_read(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.timeout(120)
 def test_r31_a_message_that_kills_the_parser_is_quarantined(make_parser: type[IsolatedParser]) -> None:
     parser = make_parser(limits=ProcessLimits(wall_seconds=60, cpu_seconds=60))
     others = _parser_processes()
     list(parser.bodies([FINE]))  # the process is started, and idle
     [process] = _parser_processes() - others
 
+    slow = slow_message(40)
+
     def crash_it_while_it_parses() -> None:
-        time.sleep(0.2)
+        # Once it has read the whole message (a loaded machine may take its time to send it).
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _bytes_read(process) < len(slow):
+            time.sleep(0.01)
         os.kill(process, signal.SIGSEGV)
 
     crasher = threading.Thread(target=crash_it_while_it_parses)
     crasher.start()
-    results = list(parser.bodies([slow_message(40), FINE]))
+    results = list(parser.bodies([slow, FINE]))
     crasher.join()
     assert isinstance(results[0], Quarantined)
     assert results[0].reason == QuarantineReason.PARSER_CRASHED
