@@ -75,12 +75,21 @@ def build_message(rng: random.Random, number: int, thread_start: int, sent_at: d
     return bytes(message)
 
 
-def write_maildir(dovecot: Dovecot, user: MailUser, count: int, seed: int) -> int:
-    """The user's INBOX as a Maildir written before Dovecot first looks at it; returns its bytes."""
+def write_maildir(dovecot: Dovecot, user: MailUser, count: int, seed: int, source: Path | None = None) -> int:
+    """The user's INBOX as a Maildir written before Dovecot first looks at it; returns its bytes.
+
+    With ``source``, the messages are copied from the ``cur`` folder of a Maildir an earlier run
+    wrote (with the same N and seed): generating them takes minutes on a busy machine."""
     home = dovecot.root / "mail" / user.name
     maildir = home / "Maildir"
     for sub in ("cur", "new", "tmp"):
         (maildir / sub).mkdir(parents=True, exist_ok=True)
+    if source is not None:
+        names = sorted(os.listdir(source / "cur"))[:count]
+        for name in names:
+            shutil.copy2(source / "cur" / name, maildir / "cur" / name)
+        _give_to_dovecot(dovecot, home)
+        return sum((maildir / "cur" / name).stat().st_size for name in names)
     rng = random.Random(seed)
     total = 0
     thread_start = 0
@@ -96,12 +105,16 @@ def write_maildir(dovecot: Dovecot, user: MailUser, count: int, seed: int) -> in
         path.write_bytes(raw)
         os.utime(path, (sent_at.timestamp(), sent_at.timestamp()))  # Maildir's INTERNALDATE
         total += len(raw)
+    _give_to_dovecot(dovecot, home)
+    return total
+
+
+def _give_to_dovecot(dovecot: Dovecot, home: Path) -> None:
     uid, gid = dovecot._mail_uid, dovecot._mail_gid
     for directory, _subdirectories, files in os.walk(home):
         os.chown(directory, uid, gid)
         for name in files:
             os.chown(os.path.join(directory, name), uid, gid)
-    return total
 
 
 def new_mail(rng: random.Random, number: int, seed: int) -> bytes:
@@ -341,6 +354,7 @@ def main() -> int:
     parser.add_argument("--database-url", default="", help="PostgreSQL for Postroom (default: SQLite in the temporary data directory)")
     parser.add_argument("--json", type=Path, help="where to write the results (default: print only)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (the sync log is in it)")
+    parser.add_argument("--maildir-from", type=Path, help="copy the messages from this Maildir (an earlier run's, same N and seed)")
     parser.add_argument("--no-mbsync", action="store_true", help="measure Postroom alone (e.g. for its RSS at a large N)")
     arguments = parser.parse_args()
 
@@ -363,7 +377,7 @@ def main() -> int:
     try:
         user = dovecot.create_user("bench")
         started = time.perf_counter()
-        size = write_maildir(dovecot, user, arguments.messages, arguments.seed)
+        size = write_maildir(dovecot, user, arguments.messages, arguments.seed, arguments.maildir_from)
         results["mailbox_bytes"] = size
         results["average_message_kb"] = round(size / arguments.messages / 1024, 1)
         print(
