@@ -236,7 +236,8 @@ class ProcessTree:
     def sample(self) -> None:
         for pid, name in list(self.names.items()):
             for child in children_of(pid):
-                if child not in self.names:
+                # Only once it runs the parser: between fork and exec a child still shows its parent's peak.
+                if child not in self.names and b"postroom.mime.isolation" in _command_line(child):
                     self.names[child] = f"{name}/parser-{child}"
         for pid, name in self.names.items():
             peak = peak_rss_mb(pid)
@@ -245,6 +246,13 @@ class ProcessTree:
 
     def report(self) -> dict[str, float]:
         return {name: round(peak, 1) for name, peak in sorted(self.peaks.items())}
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
 
 
 def children_of(pid: int) -> list[int]:
