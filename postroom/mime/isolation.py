@@ -376,6 +376,14 @@ class _Process:
         self.process.wait()
         self.close_pipes()
 
+    def retire(self) -> None:
+        """End its input: it exits once it has read that. Not waited for (the subprocess module
+        reaps it later): a sync thread has better things to do than watch a process exit."""
+        with contextlib.suppress(OSError):
+            os.close(self.stdin)
+        self.process.stdin = None
+        self.close_pipes()
+
     def close(self) -> None:
         """Ask the process to finish (end of its input) and reap it."""
         with contextlib.suppress(OSError):
@@ -478,7 +486,7 @@ class IsolatedParser:
             if not self._closed and process.sent < self.limits.messages_per_process:
                 self._idle.append(process)
                 return
-        process.close()
+        process.retire()
 
     def _map(self, operation: int, raws: Sequence[bytes]) -> Iterator[Headers | Body | Quarantined]:
         """Results in order. A long list is split between two processes when a second one is free."""
