@@ -11,11 +11,14 @@ What it does, in one run:
    Maildir of a new user of a throwaway Dovecot on loopback (``postroom.testing.dovecot``),
    then lets Dovecot index it once (``doveadm mailbox status``) so neither client pays for that.
 2. Times ``mbsync`` (isync, default ``FSync yes``) pulling INBOX into a Maildir over IMAPS,
-   and then ``postroom sync`` (a subprocess, its own ``POSTROOM_DATA_DIR``, SQLite unless
-   ``--database-url`` is given) importing the same INBOX: wall time from process start until
-   every message has a stored copy, messages per second, and the peak resident set size of the
-   process (``VmHWM``, and ``ru_maxrss`` from ``wait4``).
-3. With that same sync process idling on INBOX, appends ``--latency-samples`` messages over
+   and then Postroom importing the same INBOX with ``postroom sync`` and ``postroom worker``
+   (subprocesses, as ``postroom run`` starts them; their own ``POSTROOM_DATA_DIR``, SQLite unless
+   ``--database-url`` is given): the import is done when every message has a stored copy (it is
+   threaded and in the conversation list); the body pass (texts, snippets, attachments, run by
+   the worker) when no message is left waiting for it. Reports both rates, and the peak resident
+   set size of every Postroom process (``VmHWM``, sampled, of sync, worker and their parser
+   processes; ``ru_maxrss`` from ``wait4`` for sync and worker).
+3. With those same processes idling on INBOX, appends ``--latency-samples`` messages over
    IMAP one at a time, at random intervals, and measures APPEND sent → copy stored in the
    database (polled every 5 ms): p50 and p95.
 4. Prints the figures and ratios and writes them as JSON.
@@ -72,12 +75,21 @@ def build_message(rng: random.Random, number: int, thread_start: int, sent_at: d
     return bytes(message)
 
 
-def write_maildir(dovecot: Dovecot, user: MailUser, count: int, seed: int) -> int:
-    """The user's INBOX as a Maildir written before Dovecot first looks at it; returns its bytes."""
+def write_maildir(dovecot: Dovecot, user: MailUser, count: int, seed: int, source: Path | None = None) -> int:
+    """The user's INBOX as a Maildir written before Dovecot first looks at it; returns its bytes.
+
+    With ``source``, the messages are copied from the ``cur`` folder of a Maildir an earlier run
+    wrote (with the same N and seed): generating them takes minutes on a busy machine."""
     home = dovecot.root / "mail" / user.name
     maildir = home / "Maildir"
     for sub in ("cur", "new", "tmp"):
         (maildir / sub).mkdir(parents=True, exist_ok=True)
+    if source is not None:
+        names = sorted(os.listdir(source / "cur"))[:count]
+        for name in names:
+            shutil.copy2(source / "cur" / name, maildir / "cur" / name)
+        _give_to_dovecot(dovecot, home)
+        return sum((maildir / "cur" / name).stat().st_size for name in names)
     rng = random.Random(seed)
     total = 0
     thread_start = 0
@@ -93,12 +105,16 @@ def write_maildir(dovecot: Dovecot, user: MailUser, count: int, seed: int) -> in
         path.write_bytes(raw)
         os.utime(path, (sent_at.timestamp(), sent_at.timestamp()))  # Maildir's INTERNALDATE
         total += len(raw)
+    _give_to_dovecot(dovecot, home)
+    return total
+
+
+def _give_to_dovecot(dovecot: Dovecot, home: Path) -> None:
     uid, gid = dovecot._mail_uid, dovecot._mail_gid
     for directory, _subdirectories, files in os.walk(home):
         os.chown(directory, uid, gid)
         for name in files:
             os.chown(os.path.join(directory, name), uid, gid)
-    return total
 
 
 def new_mail(rng: random.Random, number: int, seed: int) -> bytes:
@@ -200,36 +216,107 @@ def stored_copies(mailbox: Any) -> int:
     return int(MessageCopy.objects.filter(mailbox=mailbox, folder__role="inbox").count())
 
 
-def measure_import(mailbox: Any, count: int, log_file: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+def bodies_pending(mailbox: Any) -> int:
+    from postroom.conversations.models import Message
+
+    return int(Message.objects.filter(organization_id=mailbox.organization_id, body_pending=True).count())
+
+
+class ProcessTree:
+    """Peak RSS (VmHWM) of each Postroom process: the ones started here and their children (the
+    parser processes), sampled while they run; ``ru_maxrss`` of the started ones when reaped."""
+
+    def __init__(self) -> None:
+        self.peaks: dict[str, float] = {}
+        self.names: dict[int, str] = {}
+
+    def add(self, name: str, process: subprocess.Popen[bytes]) -> None:
+        self.names[process.pid] = name
+
+    def sample(self) -> None:
+        for pid, name in list(self.names.items()):
+            for child in children_of(pid):
+                # Only once it runs the parser: between fork and exec a child still shows its parent's peak.
+                if child not in self.names and b"postroom.mime.isolation" in _command_line(child):
+                    self.names[child] = f"{name}/parser-{child}"
+        for pid, name in self.names.items():
+            peak = peak_rss_mb(pid)
+            if peak is not None:
+                self.peaks[name] = max(self.peaks.get(name, 0.0), peak)
+
+    def report(self) -> dict[str, float]:
+        return {name: round(peak, 1) for name, peak in sorted(self.peaks.items())}
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        return [
+            int(child)
+            for task in os.listdir(f"/proc/{pid}/task")
+            for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+        ]
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
+def measure_import(mailbox: Any, count: int, log_file: Path, tree: ProcessTree) -> tuple[list[subprocess.Popen[bytes]], dict[str, Any]]:
+    """``postroom sync`` and ``postroom worker`` (which runs the body pass), as ``postroom run``
+    starts them: the import is done when every message has a copy (it is in the list, threaded);
+    the bodies when the body pass has been through every message."""
     started = time.perf_counter()
     log = log_file.open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "postroom", "sync"], stdout=log, stderr=subprocess.STDOUT)
+    processes = []
+    for role in ("sync", "worker"):
+        process = subprocess.Popen([sys.executable, "-m", "postroom", role], stdout=log, stderr=subprocess.STDOUT)
+        tree.add(role, process)
+        processes.append(process)
     progress = []
+    imported_seconds = None
     while True:
         time.sleep(STORED_POLL_SECONDS)
-        if process.poll() is not None:
-            raise RuntimeError(f"postroom sync exited with {process.returncode}; see {log_file}")
-        stored = stored_copies(mailbox)
+        tree.sample()
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"postroom exited with {process.returncode}; see {log_file}")
+        stored = stored_copies(mailbox) if imported_seconds is None else count
         elapsed = time.perf_counter() - started
+        if stored >= count and imported_seconds is None:
+            imported_seconds = elapsed
+        pending = bodies_pending(mailbox)
         if not progress or elapsed - progress[-1][0] >= 10:
-            progress.append((round(elapsed, 1), stored))
-            print(f"  postroom: {stored}/{count} after {elapsed:.0f} s, peak RSS {peak_rss_mb(process.pid):.0f} MB", flush=True)
-        if stored >= count:
+            progress.append((round(elapsed, 1), stored, pending))
+            peaks = ", ".join(f"{name} {peak:.0f}" for name, peak in tree.report().items())
+            print(f"  postroom: {stored}/{count} stored, {pending} bodies pending after {elapsed:.0f} s; peak RSS MB: {peaks}", flush=True)
+        if imported_seconds is not None and pending == 0:
             break
     seconds = time.perf_counter() - started
-    return process, {
-        "seconds": round(seconds, 2),
-        "messages_per_second": round(count / seconds, 1),
-        "peak_rss_mb_after_import": round(peak_rss_mb(process.pid) or 0, 1),
+    assert imported_seconds is not None
+    return processes, {
+        "seconds": round(imported_seconds, 2),
+        "messages_per_second": round(count / imported_seconds, 1),
+        "bodies_seconds": round(seconds, 2),
+        "bodies_per_second": round(count / seconds, 1),
+        "load_average_after_import": [round(value, 2) for value in os.getloadavg()],
         "progress": progress,
     }
 
 
 def measure_latency(dovecot: Dovecot, user: MailUser, mailbox: Any, samples: int, seed: int) -> dict[str, Any]:
     from postroom.conversations.models import MessageCopy
+    from postroom.mailboxes.models import Folder
 
     rng = random.Random(seed + 1)
     latencies = []
+    # By folder and UID: the unique index answers at once, however many copies there are (this
+    # runs every 5 ms beside the process being measured).
+    inbox = Folder.objects.get(mailbox=mailbox, role="inbox")
     time.sleep(3)  # the service leaves the import loop and enters IDLE
     with dovecot.connect(user) as client:
         for sample in range(samples):
@@ -239,7 +326,7 @@ def measure_latency(dovecot: Dovecot, user: MailUser, mailbox: Any, samples: int
             code = response.decode() if isinstance(response, bytes) else str(response)
             uid = int(code.split("]")[0].split()[-1])
             deadline = sent + 180
-            while not MessageCopy.objects.filter(mailbox=mailbox, folder__role="inbox", uid=uid).exists():
+            while not MessageCopy.objects.filter(folder=inbox, uidvalidity=inbox.uidvalidity, uid=uid).exists():
                 if time.perf_counter() > deadline:
                     raise RuntimeError(f"message UID {uid} not stored within 180 s")
                 time.sleep(LATENCY_POLL_SECONDS)
@@ -275,6 +362,8 @@ def main() -> int:
     parser.add_argument("--database-url", default="", help="PostgreSQL for Postroom (default: SQLite in the temporary data directory)")
     parser.add_argument("--json", type=Path, help="where to write the results (default: print only)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (the sync log is in it)")
+    parser.add_argument("--maildir-from", type=Path, help="copy the messages from this Maildir (an earlier run's, same N and seed)")
+    parser.add_argument("--no-mbsync", action="store_true", help="measure Postroom alone (e.g. for its RSS at a large N)")
     arguments = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="postroom-bench-"))
@@ -292,11 +381,11 @@ def main() -> int:
     }
     results["machine"] = machine()
     dovecot = Dovecot(ca=trustme.CA())
-    sync_process: subprocess.Popen[bytes] | None = None
+    processes: list[subprocess.Popen[bytes]] = []
     try:
         user = dovecot.create_user("bench")
         started = time.perf_counter()
-        size = write_maildir(dovecot, user, arguments.messages, arguments.seed)
+        size = write_maildir(dovecot, user, arguments.messages, arguments.seed, arguments.maildir_from)
         results["mailbox_bytes"] = size
         results["average_message_kb"] = round(size / arguments.messages / 1024, 1)
         print(
@@ -307,26 +396,33 @@ def main() -> int:
         if f"messages={arguments.messages}" not in status:
             raise RuntimeError(f"Dovecot sees {status.strip()}")
 
-        results["mbsync"] = run_mbsync(dovecot, user, work, arguments.messages)
-        print(f"mbsync: {results['mbsync']}", flush=True)
+        if not arguments.no_mbsync:
+            results["mbsync"] = run_mbsync(dovecot, user, work, arguments.messages)
+            print(f"mbsync: {results['mbsync']}", flush=True)
 
         mailbox = postroom_setup(dovecot, user)
-        sync_process, results["postroom_import"] = measure_import(mailbox, arguments.messages, work / "sync.log")
+        tree = ProcessTree()
+        processes, results["postroom_import"] = measure_import(mailbox, arguments.messages, work / "sync.log", tree)
         print(f"postroom import: { {k: v for k, v in results['postroom_import'].items() if k != 'progress'} }", flush=True)
 
         if arguments.latency_samples:
             results["new_mail_latency"] = measure_latency(dovecot, user, mailbox, arguments.latency_samples, arguments.seed)
             print(f"new-mail latency: {results['new_mail_latency']}", flush=True)
 
-        results["postroom_import"]["peak_rss_mb"] = round(peak_rss_mb(sync_process.pid) or 0, 1)
-        sync_process.send_signal(signal.SIGTERM)
-        results["postroom_import"]["ru_maxrss_mb"] = round(wait_with_rusage(sync_process), 1)
-        sync_process = None
-        results["ratios"] = {
-            "postroom_over_mbsync_rate": round(
-                results["postroom_import"]["messages_per_second"] / results["mbsync"]["messages_per_second"], 3
-            ),
-        }
+        tree.sample()
+        results["postroom_import"]["peak_rss_mb"] = tree.report()
+        ru_maxrss = {}
+        for name, process in zip(("sync", "worker"), processes, strict=True):
+            process.send_signal(signal.SIGTERM)
+            ru_maxrss[name] = round(wait_with_rusage(process), 1)
+        results["postroom_import"]["ru_maxrss_mb"] = ru_maxrss
+        processes = []
+        if "mbsync" in results:
+            results["ratios"] = {
+                "postroom_over_mbsync_rate": round(
+                    results["postroom_import"]["messages_per_second"] / results["mbsync"]["messages_per_second"], 3
+                ),
+            }
         print(
             json.dumps(
                 {key: results[key] for key in ("ratios", "mbsync", "postroom_import", "new_mail_latency") if key in results}, indent=2
@@ -335,10 +431,10 @@ def main() -> int:
         if arguments.json:
             arguments.json.write_text(json.dumps(results, indent=2) + "\n")
     finally:
-        if sync_process is not None:
+        for process in processes:
             with contextlib.suppress(ProcessLookupError):
-                sync_process.kill()
-            sync_process.wait()
+                process.kill()
+            process.wait()
         dovecot.close()
         if arguments.keep:
             print(f"kept {work}")

@@ -42,6 +42,7 @@ from postroom.api.errors import ERRORS
 from postroom.api.pagination import Page, PageParams, paginate
 from postroom.api.schemas import Input
 from postroom.conversations import actions, selectors
+from postroom.conversations.bodies import messages_with_bodies
 from postroom.conversations.models import (
     Attachment,
     Conversation,
@@ -540,13 +541,13 @@ def conversation_message_list(request: HttpRequest, slug: str, conversation_id: 
     conversation = selectors.conversation_get(actor=actor, conversation_id=conversation_id)
     messages = selectors.conversation_messages(actor=actor, conversation=conversation).annotate(sort_at=Coalesce("sent_at", "created_at"))
     paged = paginate(messages, order=("sort_at", "id"), params=page, key=f"messages:{conversation.pk}")
-    return MessagePage(items=[_message_out(actor, message) for message in paged.items], next=paged.next)
+    return MessagePage(items=[_message_out(actor, message) for message in messages_with_bodies(paged.items)], next=paged.next)
 
 
 @router.get("/orgs/{slug}/messages/{uuid:message_id}", response={200: MessageOut, **ERRORS}, by_alias=True, summary="One message")
 def message_detail(request: HttpRequest, slug: str, message_id: uuid.UUID) -> MessageOut:
     actor = membership_get(user=request.user, slug=slug)
-    message = selectors.message_get(actor=actor, message_id=message_id)
+    [message] = messages_with_bodies([selectors.message_get(actor=actor, message_id=message_id)])  # parsed now if still pending
     return _message_out(actor, message)
 
 

@@ -16,8 +16,16 @@ Defences and guarantees:
 - The content index is a keyed hash of the sender, date, subject and the body bytes with line
   endings normalised: stable across servers and mailboxes, which rewrite trace headers
   (Received, Delivered-To) and line endings, but not across content changes.
-- Parsing never raises: a message that breaks a limit or the parser is stored raw, encrypted,
-  with ``quarantine_reason`` set (and its subject and addresses when the headers were readable).
+- Parsing never raises, and never runs in this process: the header pass runs in a parser process
+  with CPU, memory and wall-clock limits (``postroom.mime.isolation``). A message that breaks a
+  limit, the parser or the parser process is stored raw, encrypted, with ``quarantine_reason``
+  set (and its subject and addresses when the headers were readable).
+- What is parsed when: storing needs only the header block (threading, duplicate detection and
+  the conversation list: subject, addresses, date). The raw message is stored (sealed) at once,
+  so nothing is lost if the process dies; texts, snippet and attachments are filled in by the
+  body pass (``postroom.conversations.bodies``: a task after each batch, in another process,
+  and at once when a member opens a message the pass has not reached). ``message_ingest``
+  (one message: sent mail, file import) runs the body pass itself before it returns.
 - Blobs (raw message, attachments; encrypted, deduplicated per organization) are written before
   the transaction, which then creates every row or none. The race of two workers inserting one
   Message-ID ends in the unique constraint: the loser's transaction rolls back and it re-reads
@@ -29,35 +37,36 @@ Defences and guarantees:
   fetched messages: it parses them all and looks up their copies and known messages with a few
   queries outside the transaction, makes all their blobs durable once, then stores the batch in
   one transaction, threading each message in order exactly as one ``message_ingest`` after the
-  other would. A lost race rolls the whole batch back; its messages are then stored one at a
-  time as above. ``message_ingest`` is a batch of one.
+  other would (``threading.BatchThreading``: one query per rule for the batch). A lost race
+  rolls the whole batch back; its messages are then stored one at a time as above.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import re
+import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import datetime
-from html.parser import HTMLParser
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
-from postroom.conversations import arrival, threading
-from postroom.conversations.models import Attachment, Conversation, Direction, Message, MessageCopy, MessageReference
-from postroom.core.blobs import BlobBatch, blob_put
+from postroom.conversations import arrival, bodies, threading
+from postroom.conversations.models import Direction, Message, MessageCopy, MessageReference
+from postroom.core.blobs import BlobBatch
+from postroom.core.ids import uuid7
 from postroom.core.keys import keyring, org_scope
 from postroom.mailboxes.models import Folder, Mailbox
-from postroom.mime.addresses import Mailbox as Address
-from postroom.mime.filenames import safe_filename
-from postroom.mime.parse import MessageBody, ParsedMessage, Quarantined, parse_message
+from postroom.mime.isolation import Headers, import_parser
+from postroom.mime.parse import Quarantined
 
-SNIPPET_LENGTH = 200
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
+# Parsed results are looked up and their blobs written this many at a time, while the parser
+# process works on the next ones.
+_CHUNK = 25
 
 
 @dataclass(frozen=True)
@@ -83,28 +92,44 @@ def message_ingest(
     internal_date: datetime | None = None,
     direction: str = Direction.INBOUND,
 ) -> MessageCopy:
-    """Store the message at (``folder``, ``uidvalidity``, ``uid``) of ``mailbox``; see the module docstring."""
+    """Store the message at (``folder``, ``uidvalidity``, ``uid``) of ``mailbox``, body included;
+    see the module docstring."""
     item = IngestItem(uid=uid, raw=raw, flags=flags, modseq=modseq, internal_date=internal_date)
-    return messages_ingest_batch(mailbox=mailbox, folder=folder, uidvalidity=uidvalidity, items=[item], direction=direction)[uid]
+    copy = messages_ingest_batch(mailbox=mailbox, folder=folder, uidvalidity=uidvalidity, items=[item], direction=direction, later=False)[
+        uid
+    ]
+    bodies.message_bodies_fill(message_ids=[copy.message_id])
+    return copy
 
 
 def messages_ingest_batch(
-    *, mailbox: Mailbox, folder: Folder, uidvalidity: int, items: Sequence[IngestItem], direction: str = Direction.INBOUND
+    *,
+    mailbox: Mailbox,
+    folder: Folder,
+    uidvalidity: int,
+    items: Sequence[IngestItem],
+    direction: str = Direction.INBOUND,
+    later: bool = True,
 ) -> dict[int, MessageCopy]:
     """``message_ingest`` for each item, in order (threading sees them in that order), in one
-    transaction. Returns the copy of each UID; an item repeating an earlier UID is ignored."""
+    transaction, but the bodies of the new messages are left to the body pass, queued after the
+    commit (``later``). Returns the copy of each UID; an item repeating an earlier UID is ignored."""
     unique = list({item.uid: item for item in reversed(items)}.values())[::-1]
     try:
-        return _ingest_batch(mailbox, folder, uidvalidity, unique, direction)
+        return _ingest_batch(mailbox, folder, uidvalidity, unique, direction, later)
     except IntegrityError:
         # Lost a race to another worker: the same server copy, or the same Message-ID, was
         # stored meanwhile. The winner has committed (the constraint waited for it), so a second
         # pass finds its rows; one item at a time, so that one more lost race costs one item.
         if len(unique) == 1:
-            return _ingest_batch(mailbox, folder, uidvalidity, unique, direction)
+            return _ingest_batch(mailbox, folder, uidvalidity, unique, direction, later)
         copies: dict[int, MessageCopy] = {}
         for item in unique:
-            copies.update(messages_ingest_batch(mailbox=mailbox, folder=folder, uidvalidity=uidvalidity, items=[item], direction=direction))
+            copies.update(
+                messages_ingest_batch(
+                    mailbox=mailbox, folder=folder, uidvalidity=uidvalidity, items=[item], direction=direction, later=later
+                )
+            )
         return copies
 
 
@@ -112,6 +137,8 @@ def messages_ingest_batch(
 class _Incoming:
     item: IngestItem
     flag_names: set[str]
+    headers: Headers | None
+    quarantined: Quarantined | None
     message_id_index: str
     content_index: str
     message: Message | None = None  # known already, or
@@ -122,7 +149,9 @@ def _flag_names(flags: Iterable[bytes | str]) -> set[str]:
     return {(flag.decode("ascii", "replace") if isinstance(flag, bytes) else flag).lower() for flag in flags}
 
 
-def _ingest_batch(mailbox: Mailbox, folder: Folder, uidvalidity: int, items: list[IngestItem], direction: str) -> dict[int, MessageCopy]:
+def _ingest_batch(
+    mailbox: Mailbox, folder: Folder, uidvalidity: int, items: list[IngestItem], direction: str, later: bool
+) -> dict[int, MessageCopy]:
     copies: dict[int, MessageCopy] = {}
     existing = MessageCopy.objects.filter(folder=folder, uidvalidity=uidvalidity, uid__in=[item.uid for item in items])
     for copy in existing:
@@ -132,58 +161,83 @@ def _ingest_batch(mailbox: Mailbox, folder: Folder, uidvalidity: int, items: lis
         arrival.copies_changed(copy.pk for copy in copies.values())
     organization_id = mailbox.organization_id
     scope = org_scope(organization_id)
+    to_store = [item for item in items if item.uid not in copies]
+    if not to_store:
+        return copies
     incoming: list[_Incoming] = []
-    parsed_of: dict[int, ParsedMessage | Quarantined] = {}
-    for item in items:
-        if item.uid in copies:
-            continue
-        parsed = parsed_of[item.uid] = parse_message(item.raw)
-        headers = parsed if isinstance(parsed, ParsedMessage) else None
-        incoming.append(
-            _Incoming(
+    blobs = BlobBatch()
+    flushed: Future[None] | None = None
+    try:
+        chunk: list[_Incoming] = []
+        for item, parsed in zip(to_store, import_parser().headers([item.raw for item in to_store]), strict=True):
+            headers = parsed if isinstance(parsed, Headers) else None
+            entry = _Incoming(
                 item=item,
                 flag_names=_flag_names(item.flags),
+                headers=headers,
+                quarantined=parsed if isinstance(parsed, Quarantined) else None,
                 message_id_index=_message_id_index(scope, headers.message_id) if headers and headers.message_id else "",
                 content_index=keyring().blind_index(scope, "message-content", _content_fingerprint(item.raw, headers)),
             )
-        )
-    if not incoming:
-        return copies
-    known = _KnownMessages(organization_id, [entry.content_index for entry in incoming])
-    blobs = BlobBatch()
-    try:
-        for entry in incoming:
-            entry.message = known.find(entry.message_id_index, entry.content_index)
-            if entry.message is None:
-                entry.prepared = _prepare(
-                    scope,
-                    entry.item.raw,
-                    parsed_of[entry.item.uid],
-                    entry.item.internal_date,
-                    direction,
-                    entry.message_id_index,
-                    entry.content_index,
-                    blobs.put,
-                )
-        blobs.durable()
+            incoming.append(entry)
+            chunk.append(entry)
+            if len(chunk) == _CHUNK:
+                _prepare_new(organization_id, scope, chunk, direction, blobs.put)
+                chunk = []
+        _prepare_new(organization_id, scope, chunk, direction, blobs.put)
+        # The disk writes the blobs while the transaction is prepared; it commits only once they are durable.
+        flushed = blobs.durable_soon()
+        _store(mailbox, folder, uidvalidity, incoming, copies, later, flushed)
     finally:
+        if flushed is not None:
+            with contextlib.suppress(Exception):  # its failure, if any, was raised by _store
+                flushed.result()
         blobs.discard()
+    return {item.uid: copies[item.uid] for item in items}
+
+
+def _store(
+    mailbox: Mailbox,
+    folder: Folder,
+    uidvalidity: int,
+    incoming: list[_Incoming],
+    copies: dict[int, MessageCopy],
+    later: bool,
+    flushed: Future[None],
+) -> None:
+    """The batch's rows, in one transaction that commits once ``flushed`` (its blobs) is done."""
+    organization_id = mailbox.organization_id
     with transaction.atomic():
         new = [entry for entry in incoming if entry.prepared is not None]
         # Sorted, so that two workers taking several locks cannot deadlock.
         for content_index in sorted({entry.content_index for entry in new if not entry.message_id_index}):
             _lock_content(content_index)
         known_now = _KnownMessages(organization_id, [entry.content_index for entry in new])
+        threads = threading.BatchThreading(
+            organization_id=organization_id, mailbox_id=mailbox.pk, messages=[entry.prepared.thread for entry in new if entry.prepared]
+        )
+        created: list[Message] = []
+        references: list[MessageReference] = []
         pending: list[MessageCopy] = []
-        created_ids: set[Any] = set()
         for entry in incoming:
-            message = entry.message
-            if entry.prepared is not None:
+            message_pk: uuid.UUID
+            if entry.message is not None:
+                message_pk = entry.message.pk
+            elif entry.prepared is not None:
                 message = known_now.find(entry.message_id_index, entry.content_index)
                 if message is None:
-                    message = _create_message(organization_id, entry.prepared)
-                    known_now.add(message)
-                    created_ids.add(message.pk)
+                    message_pk, message = _place(organization_id, entry.prepared, threads)
+                    if message is not None:
+                        known_now.add(message)
+                        created.append(message)
+                        references.extend(
+                            MessageReference(message_id=message.pk, organization_id=organization_id, message_id_index=index)
+                            for index in entry.prepared.thread.reference_indexes
+                        )
+                else:
+                    message_pk = message.pk
+            else:  # pragma: no cover (every entry is known or prepared)
+                raise AssertionError(entry)
             item = entry.item
             pending.append(
                 MessageCopy(
@@ -191,15 +245,23 @@ def _ingest_batch(mailbox: Mailbox, folder: Folder, uidvalidity: int, items: lis
                     folder=folder,
                     uidvalidity=uidvalidity,
                     uid=item.uid,
-                    message=message,
+                    message_id=message_pk,
                     modseq=item.modseq,
                     **_flag_values(entry.flag_names),
                 )
             )
+        threads.store()
+        for message in created:
+            message.conversation_id = threads.resolve(message.conversation_id)
+        Message.objects.bulk_create(created)
+        MessageReference.objects.bulk_create(references)
         for copy in MessageCopy.objects.bulk_create(pending):
             copies[copy.uid] = copy
-        arrival.copies_stored(copies=pending, new_message_ids=created_ids)
-    return {item.uid: copies[item.uid] for item in items}
+        arrival.copies_stored(copies=pending, new_message_ids={message.pk for message in created})
+        flushed.result()
+        waiting = [message.pk for message in created if message.body_pending]
+        if later and waiting:
+            transaction.on_commit(lambda: bodies.message_bodies_fill_later(message_ids=waiting), robust=True)
 
 
 class _KnownMessages:
@@ -207,8 +269,10 @@ class _KnownMessages:
 
     def __init__(self, organization_id: Any, content_indexes: list[str]) -> None:
         self.by_content: dict[str, list[Message]] = {}
-        for message in Message.objects.filter(organization_id=organization_id, content_index__in=set(content_indexes)).order_by("pk"):
-            self.add(message)
+        if content_indexes:
+            messages = Message.objects.filter(organization_id=organization_id, content_index__in=set(content_indexes)).order_by("pk")
+            for message in messages.only("pk", "organization_id", "message_id_index", "content_index", "conversation_id"):
+                self.add(message)
 
     def add(self, message: Message) -> None:
         self.by_content.setdefault(message.content_index, []).append(message)
@@ -246,153 +310,70 @@ def _message_id_index(scope: str, message_id: str) -> str:
     return keyring().blind_index(scope, "message-id", message_id)
 
 
-def _content_fingerprint(raw: bytes, headers: ParsedMessage | None) -> str:
-    match = _HEADER_END.search(raw)
-    body = raw[match.end() :] if match else raw
-    body = b"\n".join(line.rstrip() for line in body.replace(b"\r\n", b"\n").split(b"\n")).strip(b"\n")
-    digest = hashlib.sha256(body if headers else raw.replace(b"\r\n", b"\n")).hexdigest()
+def _content_fingerprint(raw: bytes, headers: Headers | None) -> str:
     if headers is None:
-        return f"raw:{digest}"
-    senders = ",".join(sorted(address.address.lower() for address in headers.from_))
+        return "raw:" + hashlib.sha256(raw.replace(b"\r\n", b"\n")).hexdigest()
+    senders = ",".join(sorted(address.lower() for _name, address in headers.addresses["from"]))
     date = headers.date.isoformat() if headers.date else ""
-    return f"v1:{senders}|{date}|{hashlib.sha256(headers.subject.encode('utf-8')).hexdigest()}|{digest}"
+    return f"v1:{senders}|{date}|{hashlib.sha256(headers.subject.encode('utf-8')).hexdigest()}|{headers.body_digest}"
 
 
 # --- A new message -----------------------------------------------------------------------------
 
 
 @dataclass
-class _PreparedAttachment:
-    filename: str
-    content_type: str
-    size: int
-    blob: str
-    content_id_index: str
-    is_inline: bool
-
-
-@dataclass
 class _Prepared:
-    """Everything about a new message, computed (and its blobs written) outside the transaction."""
+    """Everything about a new message, computed (and its raw blob written) outside the transaction."""
 
-    scope: str
-    message_id_index: str
-    content_index: str
-    reference_indexes: list[str]  # nearest ancestor first
+    thread: threading.NewMessage
     direction: str
     sent_at: datetime | None
-    received_at: datetime
     size: int
     raw_blob: str
-    subject: str
     addresses: dict[str, list[list[str]]]
-    snippet: str
-    text_body: str | None
-    html_body: str | None
     quarantine_reason: str
-    is_automated: bool
-    attachments: list[_PreparedAttachment] = field(default_factory=list)
 
 
-def _address_list(mailboxes: tuple[Address, ...]) -> list[list[str]]:
-    return [[mailbox.display_name, mailbox.address] for mailbox in mailboxes]
+def _prepare_new(organization_id: Any, scope: str, entries: list[_Incoming], direction: str, put_blob: Callable[[str, bytes], str]) -> None:
+    """Find which of ``entries`` are stored already; prepare the others (their raw blobs written)."""
+    if not entries:
+        return
+    known = _KnownMessages(organization_id, [entry.content_index for entry in entries])
+    for entry in entries:
+        entry.message = known.find(entry.message_id_index, entry.content_index)
+        if entry.message is None:
+            entry.prepared = _prepare(scope, entry, direction, put_blob)
 
 
-class _TextExtractor(HTMLParser):
-    _SKIPPED = frozenset({"script", "style", "head", "title", "template"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.skipping = 0
-        self.length = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._SKIPPED:
-            self.skipping += 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIPPED and self.skipping:
-            self.skipping -= 1
-
-    def handle_data(self, data: str) -> None:
-        if not self.skipping and self.length < SNIPPET_LENGTH * 4:
-            self.parts.append(data)
-            self.length += len(data)
-
-
-def _snippet(text: str | None, html: str | None) -> str:
-    if text and text.strip():
-        source = text[: SNIPPET_LENGTH * 20]
-    elif html:
-        extractor = _TextExtractor()
-        # Enough of the document for a snippet; the parser's cost grows with its input.
-        extractor.feed(html[:100_000])
-        source = " ".join(extractor.parts)
-    else:
-        return ""
-    lines = [line for line in source.splitlines() if not line.lstrip().startswith(">")]
-    collapsed = " ".join(" ".join(lines).split())
-    return collapsed[:SNIPPET_LENGTH]
-
-
-def _prepare(
-    scope: str,
-    raw: bytes,
-    parsed: ParsedMessage | Quarantined,
-    internal_date: datetime | None,
-    direction: str,
-    message_id_index: str,
-    content_index: str,
-    put_blob: Callable[[str, bytes], str] = blob_put,
-) -> _Prepared:
+def _prepare(scope: str, entry: _Incoming, direction: str, put_blob: Callable[[str, bytes], str]) -> _Prepared:
     now = timezone.now()
-    headers = parsed if isinstance(parsed, ParsedMessage) else None
-    body: MessageBody | Quarantined = parsed if isinstance(parsed, Quarantined) else parsed.body
-    prepared = _Prepared(
-        scope=scope,
-        message_id_index=message_id_index,
-        content_index=content_index,
-        reference_indexes=[],
-        direction=direction,
-        sent_at=headers.date if headers else internal_date,
-        received_at=min(internal_date or (headers.date if headers else None) or now, now),
-        size=len(raw),
-        raw_blob=put_blob(scope, raw),
-        subject=headers.subject if headers else "",
-        addresses={},
-        snippet="",
-        text_body=None,
-        html_body=None,
-        quarantine_reason=body.reason.value if isinstance(body, Quarantined) else "",
-        is_automated=headers.is_automated if headers else False,
-    )
+    headers, raw, internal_date = entry.headers, entry.item.raw, entry.item.internal_date
+    received_at = min(internal_date or (headers.date if headers else None) or now, now)
+    subject = headers.subject if headers else ""
+    addresses = headers.addresses if headers else {}
+    reference_indexes: list[str] = []
     if headers is not None:
         ancestors = ([headers.in_reply_to] if headers.in_reply_to else []) + list(reversed(headers.references))
-        prepared.reference_indexes = list(dict.fromkeys(_message_id_index(scope, identifier) for identifier in ancestors))
-        prepared.addresses = {
-            "from": _address_list(headers.from_),
-            "to": _address_list(headers.to),
-            "cc": _address_list(headers.cc),
-            "bcc": _address_list(headers.bcc),
-            "reply_to": _address_list(headers.reply_to),
-        }
-    if isinstance(body, MessageBody):
-        prepared.text_body = body.text
-        prepared.html_body = body.html
-        prepared.snippet = _snippet(body.text, body.html)
-        for part, inline in [*((part, True) for part in body.inline_parts.values()), *((part, False) for part in body.attachments)]:
-            prepared.attachments.append(
-                _PreparedAttachment(
-                    filename=safe_filename(part.filename, part.content_type),
-                    content_type=part.content_type[:127],
-                    size=part.size,
-                    blob=put_blob(scope, part.content),
-                    content_id_index=keyring().blind_index(scope, "content-id", part.content_id) if part.content_id else "",
-                    is_inline=inline,
-                )
-            )
-    return prepared
+        reference_indexes = list(dict.fromkeys(_message_id_index(scope, identifier) for identifier in ancestors))
+    return _Prepared(
+        thread=threading.NewMessage(
+            pk=uuid7(),
+            message_id_index=entry.message_id_index,
+            content_index=entry.content_index,
+            reference_indexes=reference_indexes,
+            subject=subject,
+            subject_index=_subject_index(scope, subject),
+            received_at=received_at,
+            participants=frozenset(threading.message_participants(addresses)),
+            is_automated=headers.is_automated if headers else False,
+        ),
+        direction=direction,
+        sent_at=headers.date if headers else internal_date,
+        size=len(raw),
+        raw_blob=put_blob(scope, raw),
+        addresses=addresses,
+        quarantine_reason=entry.quarantined.reason.value if entry.quarantined else "",
+    )
 
 
 def _lock_content(content_index: str) -> None:
@@ -401,76 +382,35 @@ def _lock_content(content_index: str) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int(content_index[:15], 16)])
 
 
-def _create_message(organization_id: Any, prepared: _Prepared) -> Message:
-    claimed_id_holder = None
-    message_id_index = prepared.message_id_index
-    if message_id_index:
-        claimed_id_holder = Message.objects.filter(organization_id=organization_id, message_id_index=message_id_index).first()
-        if claimed_id_holder is not None:
-            if claimed_id_holder.content_index == prepared.content_index:
-                # Another worker committed this very message since our lookup (read committed).
-                return claimed_id_holder
-            message_id_index = ""  # same Message-ID, different content: see the module docstring
-    conversation = _conversation_for(organization_id, prepared, claimed_id_holder)
+def _place(organization_id: Any, prepared: _Prepared, threads: threading.BatchThreading) -> tuple[uuid.UUID, Message | None]:
+    """Thread a new message: (its pk, the unsaved Message), or (the pk of the stored one, None)."""
+    new = prepared.thread
+    holder = threads.holder(new.message_id_index)
+    claimed_conversation = None
+    if holder is not None:
+        if holder.content_index == new.content_index:
+            # Another worker committed this very message since our lookup (read committed).
+            return holder.message_pk, None
+        # Same Message-ID, different content: see the module docstring.
+        new = threading.NewMessage(**{**new.__dict__, "message_id_index": ""})
+        claimed_conversation = holder.conversation_pk
+    conversation_pk = threads.place(new, conversation_pk=claimed_conversation)
     message = Message(
+        pk=new.pk,
         organization_id=organization_id,
-        conversation=conversation,
+        conversation_id=conversation_pk,
         direction=prepared.direction,
-        message_id_index=message_id_index,
-        content_index=prepared.content_index,
+        message_id_index=new.message_id_index,
+        content_index=new.content_index,
         sent_at=prepared.sent_at,
         size=prepared.size,
         raw_blob=prepared.raw_blob,
-        has_attachments=any(not attachment.is_inline for attachment in prepared.attachments),
         quarantine_reason=prepared.quarantine_reason,
+        body_pending=not prepared.quarantine_reason,
     )
-    message.subject = prepared.subject
+    message.subject = new.subject
     message.addresses = prepared.addresses
-    message.snippet = prepared.snippet
-    message.text_body = prepared.text_body
-    message.html_body = prepared.html_body
-    message.save(force_insert=True)
-    MessageReference.objects.bulk_create(
-        MessageReference(message=message, organization_id=organization_id, message_id_index=index) for index in prepared.reference_indexes
-    )
-    for prepared_attachment in prepared.attachments:
-        attachment = Attachment(
-            organization_id=organization_id,
-            message=message,
-            content_type=prepared_attachment.content_type,
-            size=prepared_attachment.size,
-            blob=prepared_attachment.blob,
-            content_id=prepared_attachment.content_id_index,
-            is_inline=prepared_attachment.is_inline,
-        )
-        attachment.filename = prepared_attachment.filename
-        attachment.save(force_insert=True)
-    Conversation.objects.filter(pk=conversation.pk).update(message_count=F("message_count") + 1)
-    Conversation.objects.filter(pk=conversation.pk, last_message_at__lt=prepared.received_at).update(last_message_at=prepared.received_at)
-    return message
-
-
-def _conversation_for(organization_id: Any, prepared: _Prepared, claimed_id_holder: Message | None) -> Conversation:
-    if claimed_id_holder is not None:
-        return claimed_id_holder.conversation
-    conversation = threading.conversation_by_references(organization_id, prepared.reference_indexes)
-    children = threading.conversations_of_children(organization_id, prepared.message_id_index)
-    if conversation is None and children:
-        conversation = children[0]
-    if conversation is not None:
-        threading.merge_into(conversation, children)
-        return conversation
-    subject_index = _subject_index(prepared.scope, prepared.subject)
-    if not prepared.is_automated:
-        own_addresses = threading.organization_addresses(organization_id)
-        participants = threading.message_participants(prepared.addresses) - own_addresses
-        conversation = threading.conversation_by_subject(organization_id, subject_index, prepared.received_at, participants)
-        if conversation is not None:
-            return conversation
-    conversation = Conversation(organization_id=organization_id, subject_index=subject_index, last_message_at=prepared.received_at)
-    conversation.subject = prepared.subject
-    conversation.save(force_insert=True)
-    return conversation
+    return new.pk, message
 
 
 def _subject_index(scope: str, subject: str) -> str:

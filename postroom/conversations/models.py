@@ -95,6 +95,9 @@ class Message(OrgScoped):
     shared = models.BooleanField(default=False)
     # A message that could not be parsed or broke a limit: kept raw, shown as such.
     quarantine_reason = models.CharField(max_length=40, blank=True)
+    # Stored from its header block; the texts, snippet and attachments are still to be parsed
+    # (by the body pass, ``conversations.bodies``, or when the message is first opened).
+    body_pending = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -104,6 +107,7 @@ class Message(OrgScoped):
         indexes = [
             models.Index(fields=["organization", "message_id_index"], name="message_org_message_id"),
             models.Index(fields=["organization", "content_index"], name="message_org_content"),
+            models.Index(fields=["created_at"], condition=models.Q(body_pending=True), name="message_body_pending"),
         ]
         constraints = [
             models.UniqueConstraint(

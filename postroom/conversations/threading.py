@@ -12,25 +12,37 @@ The rules, in order (all within one organization; Message-IDs are compared as bl
 3. Subject fallback, for clients that drop the reference headers: a conversation with the same
    normalised subject (reply and forward prefixes in several languages and ``[list]`` tags
    removed, case and whitespace folded; an empty subject never matches), whose last message is
-   within ``SUBJECT_WINDOW`` of this one, and which shares at least one participant address
-   with this message that is not one of the organization's own mailboxes (every message to a
-   shared support address "shares" that address, which would merge unrelated requests).
-   Automated mail (auto-replies, bulk and list mail) never threads by subject: notifications
-   reuse one subject for unrelated events.
+   within ``SUBJECT_WINDOW`` of this one, which already holds a message with a copy in the same
+   mailbox, and which shares at least one participant address with that mailbox's messages in
+   it that is not one of the organization's own mailboxes (every message to a shared support
+   address "shares" that address, which would merge unrelated requests). A subject is no proof
+   of anything: it never joins mail of one member's mailbox to a conversation of another's
+   (each member's mailbox is private until shared on purpose), and automated mail
+   (auto-replies, bulk and list mail) never threads by subject: notifications reuse one subject
+   for unrelated events.
 4. Otherwise a new conversation.
+
+``BatchThreading`` applies the rules to a whole batch of new messages of one mailbox, in order,
+exactly as one message after the other would, with one query per rule for the batch instead of
+several per message: the conversations it needs are read once (by the blind indexes of every
+Message-ID, reference and subject in the batch) and then kept up to date in memory as the batch
+is threaded. ``store()`` then writes the new conversations, merges and counters.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Iterable
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 
 from postroom.conversations import merging
-from postroom.conversations.models import Conversation, Message, MessageReference
+from postroom.conversations.models import Conversation, Message, MessageCopy, MessageReference
 from postroom.mailboxes.models import Mailbox
 
 SUBJECT_WINDOW = timedelta(days=7)
@@ -56,51 +68,6 @@ def normalised_subject(subject: str) -> str:
     return " ".join(text.casefold().split())
 
 
-def conversation_by_references(organization_id: Any, reference_indexes: Iterable[str]) -> Conversation | None:
-    """Rule 1: ``reference_indexes`` nearest ancestor first."""
-    ordered = [index for index in dict.fromkeys(reference_indexes) if index]
-    if not ordered:
-        return None
-    found = dict(
-        Message.objects.filter(organization_id=organization_id, message_id_index__in=ordered).values_list(
-            "message_id_index", "conversation_id"
-        )
-    )
-    for index in ordered:
-        if index in found:
-            return Conversation.objects.get(pk=found[index])
-    return None
-
-
-def conversations_of_children(organization_id: Any, message_id_index: str) -> list[Conversation]:
-    """Rule 2: conversations holding messages that reference ``message_id_index``, oldest first."""
-    if not message_id_index:
-        return []
-    conversation_ids = (
-        MessageReference.objects.filter(organization_id=organization_id, message_id_index=message_id_index)
-        .values_list("message__conversation_id", flat=True)
-        .distinct()
-    )
-    return list(Conversation.objects.filter(pk__in=list(conversation_ids)).order_by("created_at"))
-
-
-def conversation_by_subject(organization_id: Any, subject_index: str, when: datetime, participants: set[str]) -> Conversation | None:
-    """Rule 3. ``participants`` are lower-cased addresses, the organization's own removed."""
-    if not subject_index or not participants:
-        return None
-    candidates = Conversation.objects.filter(
-        organization_id=organization_id,
-        subject_index=subject_index,
-        last_message_at__gte=when - SUBJECT_WINDOW,
-        last_message_at__lte=when + SUBJECT_WINDOW,
-    ).order_by("-last_message_at")[:_SUBJECT_CANDIDATES]
-    for candidate in candidates:
-        for message in candidate.messages.order_by("-created_at")[:_PARTICIPANT_SAMPLE]:
-            if participants & message_participants(message.addresses or {}):
-                return candidate
-    return None
-
-
 def message_participants(addresses: dict[str, list[list[str]]]) -> set[str]:
     return {pair[1].lower() for role in ("from", "to", "cc", "reply_to") for pair in addresses.get(role, []) if len(pair) == 2 and pair[1]}
 
@@ -109,17 +76,234 @@ def organization_addresses(organization_id: Any) -> set[str]:
     return {address.lower() for address in Mailbox.objects.filter(organization_id=organization_id).values_list("email_address", flat=True)}
 
 
-def merge_into(target: Conversation, others: Iterable[Conversation]) -> None:
-    """Move every message of ``others`` into ``target`` and delete them (inside the caller's transaction)."""
-    for other in others:
-        if other.pk == target.pk:
-            continue
-        moved = Message.objects.filter(conversation=other).update(conversation=target)
-        Conversation.objects.filter(pk=target.pk).update(message_count=F("message_count") + moved)
-        if other.last_message_at > target.last_message_at:
-            Conversation.objects.filter(pk=target.pk, last_message_at__lt=other.last_message_at).update(
-                last_message_at=other.last_message_at
+@dataclass(frozen=True)
+class NewMessage:
+    """What threading needs to know of a message about to be stored."""
+
+    pk: uuid.UUID
+    message_id_index: str  # "" when it has none (or another message holds it)
+    content_index: str
+    reference_indexes: Sequence[str]  # nearest ancestor first
+    subject: str
+    subject_index: str
+    received_at: datetime
+    participants: frozenset[str]  # lower-cased addresses of every role but Bcc
+    is_automated: bool
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A message that already has some Message-ID (stored, or earlier in the batch)."""
+
+    message_pk: uuid.UUID
+    content_index: str
+    conversation_pk: uuid.UUID
+
+
+@dataclass
+class _Thread:
+    pk: uuid.UUID
+    created_at: datetime
+    order: int  # ties of created_at: the conversations of a batch are created in this order
+    subject_index: str
+    last_message_at: datetime
+    in_mailbox: bool  # holds a message with a copy in the batch's mailbox
+    new: Conversation | None = None  # not stored yet
+    # Participants of its messages in the mailbox, newest first; None until the subject rule asks.
+    participants: list[frozenset[str]] | None = None
+    merged_away: list[_Thread] = field(default_factory=list)  # stored conversations merged into it
+
+
+class BatchThreading:
+    """The rules of the module docstring for new messages of one mailbox, in order (see there)."""
+
+    def __init__(self, *, organization_id: Any, mailbox_id: Any, messages: Sequence[NewMessage]) -> None:
+        self.organization_id = organization_id
+        self.mailbox_id = mailbox_id
+        self._order = itertools.count(1)
+        self._threads: dict[uuid.UUID, _Thread] = {}
+        self._merged_into: dict[uuid.UUID, uuid.UUID] = {}
+        self._placed: list[uuid.UUID] = []  # the conversation of each placed message, in order
+        self._own_addresses: set[str] | None = None
+        own_ids = {message.message_id_index for message in messages if message.message_id_index}
+        references = {index for message in messages for index in message.reference_indexes if index}
+        self._holders: dict[str, Holder] = {}
+        if own_ids | references:
+            rows = Message.objects.filter(organization_id=organization_id, message_id_index__in=own_ids | references)
+            for message_id_index, pk, content_index, conversation_pk in rows.values_list(
+                "message_id_index", "pk", "content_index", "conversation_id"
+            ):
+                self._holders[message_id_index] = Holder(pk, content_index, conversation_pk)
+        self._children: dict[str, set[uuid.UUID]] = {}
+        if own_ids:
+            references_rows = MessageReference.objects.filter(organization_id=organization_id, message_id_index__in=own_ids)
+            for message_id_index, conversation_pk in references_rows.values_list("message_id_index", "message__conversation_id"):
+                self._children.setdefault(message_id_index, set()).add(conversation_pk)
+        named = {holder.conversation_pk for holder in self._holders.values()} | {pk for pks in self._children.values() for pk in pks}
+        # Whether a conversation holds a message with a copy in the mailbox: from the conversation's
+        # messages to their copies, both by index (the other way round walks the mailbox's copies).
+        in_mailbox = Exists(
+            Message.objects.filter(conversation_id=OuterRef("pk")).filter(
+                Exists(MessageCopy.objects.filter(mailbox_id=mailbox_id, message_id=OuterRef("pk")))
             )
-        merging.conversation_state_carry(source=other, target=target)
-        other.delete()
-    target.refresh_from_db()
+        )
+        conversations = Conversation.objects.filter(organization_id=organization_id).annotate(in_mailbox=in_mailbox)
+        fields = ("pk", "created_at", "subject_index", "last_message_at", "in_mailbox")
+        found: list[tuple[Any, ...]] = list(conversations.filter(pk__in=named).values_list(*fields)) if named else []
+        subjects = {message.subject_index for message in messages if message.subject_index and not message.is_automated}
+        if subjects:
+            earliest = min(message.received_at for message in messages) - SUBJECT_WINDOW
+            latest = max(message.received_at for message in messages) + SUBJECT_WINDOW
+            candidates = conversations.filter(subject_index__in=subjects, last_message_at__gte=earliest, last_message_at__lte=latest)
+            found += candidates.filter(in_mailbox=True).values_list(*fields)
+        for pk, created_at, subject_index, last_message_at, is_in_mailbox in found:
+            self._threads[pk] = _Thread(pk, created_at, 0, subject_index, last_message_at, is_in_mailbox)
+
+    # -- threading, in memory --------------------------------------------------------------------
+    def holder(self, message_id_index: str) -> Holder | None:
+        """The message stored (or placed earlier in the batch) with this Message-ID, if any."""
+        holder = self._holders.get(message_id_index) if message_id_index else None
+        return Holder(holder.message_pk, holder.content_index, self.resolve(holder.conversation_pk)) if holder else None
+
+    def resolve(self, conversation_pk: uuid.UUID) -> uuid.UUID:
+        """Where a conversation's messages are now (it may have been merged into another)."""
+        while conversation_pk in self._merged_into:
+            conversation_pk = self._merged_into[conversation_pk]
+        return conversation_pk
+
+    def place(self, message: NewMessage, *, conversation_pk: uuid.UUID | None = None) -> uuid.UUID:
+        """Thread ``message`` (into ``conversation_pk`` if given); the pk of its conversation, which
+        a later message of the batch may merge into another: ``resolve`` it once all are placed."""
+        thread = self._threads[self.resolve(conversation_pk)] if conversation_pk is not None else self._thread_for(message)
+        thread.last_message_at = max(thread.last_message_at, message.received_at)
+        thread.in_mailbox = True
+        if thread.participants is not None:
+            thread.participants.insert(0, message.participants)
+        if message.message_id_index:
+            self._holders[message.message_id_index] = Holder(message.pk, message.content_index, thread.pk)
+        for index in message.reference_indexes:
+            if index:
+                self._children.setdefault(index, set()).add(thread.pk)
+        self._placed.append(thread.pk)
+        return thread.pk
+
+    def _thread_for(self, message: NewMessage) -> _Thread:
+        parent = next(
+            (
+                self._threads[self.resolve(self._holders[index].conversation_pk)]
+                for index in message.reference_indexes
+                if index in self._holders
+            ),
+            None,
+        )
+        children: list[_Thread] = []
+        if message.message_id_index:
+            children_pks = {self.resolve(pk) for pk in self._children.get(message.message_id_index, ())}
+            children = sorted((self._threads[pk] for pk in children_pks), key=lambda thread: (thread.created_at, thread.order))
+        if parent is None and children:
+            parent = children[0]
+        if parent is not None:
+            for child in children:
+                if child.pk != parent.pk:
+                    self._merge(parent, child)
+            return parent
+        if not message.is_automated:
+            found = self._by_subject(message)
+            if found is not None:
+                return found
+        return self._new_thread(message)
+
+    def _merge(self, target: _Thread, other: _Thread) -> None:
+        self._merged_into[other.pk] = target.pk
+        target.last_message_at = max(target.last_message_at, other.last_message_at)
+        target.in_mailbox = target.in_mailbox or other.in_mailbox
+        if target.participants is not None or other.participants is not None:
+            target.participants = (target.participants or []) + (other.participants or [])
+        if other.new is None:
+            target.merged_away.append(other)
+        target.merged_away.extend(other.merged_away)
+        other.merged_away = []
+
+    def _by_subject(self, message: NewMessage) -> _Thread | None:
+        if not message.subject_index:
+            return None
+        if self._own_addresses is None:
+            self._own_addresses = organization_addresses(self.organization_id)
+        participants = message.participants - self._own_addresses
+        if not participants:
+            return None
+        candidates = sorted(
+            (
+                thread
+                for pk, thread in self._threads.items()
+                if pk not in self._merged_into
+                and thread.in_mailbox
+                and thread.subject_index == message.subject_index
+                and abs(thread.last_message_at - message.received_at) <= SUBJECT_WINDOW
+            ),
+            key=lambda thread: thread.last_message_at,
+            reverse=True,
+        )[:_SUBJECT_CANDIDATES]
+        for candidate in candidates:
+            if any(participants & sample for sample in self._participants(candidate)):
+                return candidate
+        return None
+
+    def _participants(self, thread: _Thread) -> list[frozenset[str]]:
+        if thread.participants is None:
+            stored: list[frozenset[str]] = []
+            if thread.new is None:
+                # Only the mailbox's own messages: another member's mail is no evidence here.
+                in_mailbox = Exists(MessageCopy.objects.filter(mailbox_id=self.mailbox_id, message_id=OuterRef("pk")))
+                pks = [thread.pk] + [other.pk for other in thread.merged_away]
+                for message in (
+                    Message.objects.filter(conversation_id__in=pks).filter(in_mailbox).order_by("-created_at")[:_PARTICIPANT_SAMPLE]
+                ):
+                    stored.append(frozenset(message_participants(message.addresses or {})))
+            thread.participants = stored
+        return thread.participants[:_PARTICIPANT_SAMPLE]
+
+    def _new_thread(self, message: NewMessage) -> _Thread:
+        conversation = Conversation(
+            organization_id=self.organization_id, subject_index=message.subject_index, last_message_at=message.received_at
+        )
+        conversation.subject = message.subject
+        thread = _Thread(conversation.pk, datetime.max.replace(tzinfo=message.received_at.tzinfo), next(self._order), message.subject_index,
+                         message.received_at, True, new=conversation, participants=[])  # fmt: skip
+        self._threads[thread.pk] = thread
+        return thread
+
+    # -- storing (inside the caller's transaction) -------------------------------------------------
+    def store(self) -> None:
+        """Create the new conversations, carry out the merges, update the counters. Call before the
+        batch's messages are inserted, with their conversations ``resolve``d."""
+        added: dict[uuid.UUID, int] = {}
+        for pk in self._placed:
+            resolved = self.resolve(pk)
+            added[resolved] = added.get(resolved, 0) + 1
+        created = []
+        for pk, thread in self._threads.items():
+            if thread.new is not None and pk not in self._merged_into and pk in added:
+                thread.new.message_count = added[pk]
+                thread.new.last_message_at = thread.last_message_at
+                created.append(thread.new)
+        Conversation.objects.bulk_create(created)
+        for pk, thread in self._threads.items():
+            if pk in self._merged_into:
+                continue
+            moved = 0
+            for other in thread.merged_away:
+                moved += Message.objects.filter(conversation_id=other.pk).update(conversation_id=pk)
+                # Its team state (shares, assignments, labels, timeline, comments) carries over;
+                # what is left goes with it.
+                merging.conversation_state_carry(
+                    source=Conversation.objects.get(pk=other.pk), target=Conversation.objects.get(pk=pk)
+                )
+                Conversation.objects.filter(pk=other.pk).delete()
+            if thread.new is None and (moved or pk in added):
+                Conversation.objects.filter(pk=pk).update(message_count=F("message_count") + moved + added.get(pk, 0))
+                Conversation.objects.filter(pk=pk, last_message_at__lt=thread.last_message_at).update(
+                    last_message_at=thread.last_message_at
+                )
+            elif thread.new is not None and moved:
+                Conversation.objects.filter(pk=pk).update(message_count=F("message_count") + moved)

@@ -42,6 +42,7 @@ from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from postroom.conversations import actions, display, selectors
+from postroom.conversations.bodies import messages_with_bodies
 from postroom.conversations.forms import LABEL_COLOR_NAMES, SNOOZE_PRESETS, LabelForm, ShareForm, SnoozeForm
 from postroom.conversations.models import Conversation, ConversationStatus, Label, Place
 from postroom.conversations.selectors import VIEW_TITLES, View, ViewFilter
@@ -273,7 +274,8 @@ def _list_tools(actor: Membership, selected: ViewFilter) -> dict[str, Any]:
 # --- The conversation page -----------------------------------------------------------------------------
 def _conversation_context(request: HttpRequest, actor: Membership, conversation: Conversation) -> dict[str, Any]:
     row = selectors.conversation_member_row(actor=actor, conversation=conversation)
-    shown = list(selectors.conversation_messages(actor=actor, conversation=conversation))
+    # Bodies not parsed yet (the import's body pass has not reached them) are parsed now, once.
+    shown = messages_with_bodies(list(selectors.conversation_messages(actor=actor, conversation=conversation)))
     events = list(selectors.conversation_timeline(conversation=conversation))
     names = selectors.timeline_names(actor=actor, events=events)
     entries = display.thread_entries(shown, events, names)

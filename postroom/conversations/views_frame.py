@@ -35,6 +35,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET
 
 from postroom.conversations import selectors
+from postroom.conversations.bodies import messages_with_bodies
 from postroom.conversations.models import Message
 from postroom.core.blobs import blob_get
 from postroom.core.keys import keyring
@@ -162,7 +163,7 @@ def _frame_html(actor: Membership, message: Message, *, show_images: bool) -> Sa
 @xframe_options_sameorigin
 def message_html_frame(request: HttpRequest, slug: str, message_id: str) -> HttpResponse:
     actor = membership_get(user=request.user, slug=slug)
-    message = selectors.message_get(actor=actor, message_id=message_id)
+    [message] = messages_with_bodies([selectors.message_get(actor=actor, message_id=message_id)])  # parsed now if still pending
     bodies = HtmlBodies(request=request, actor=actor)
     show_images = request.GET.get(FRAME_IMAGES_PARAMETER) == "show" or bodies.sender_trusted(message)
     sanitized = _frame_html(actor, message, show_images=show_images)

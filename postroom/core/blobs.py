@@ -25,6 +25,8 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from django.conf import settings
@@ -82,6 +84,28 @@ def blob_put(scope: str, content: bytes) -> str:
     return name
 
 
+# Threads that wait for the disk (fsync releases the GIL): enough for the journal to group many.
+_SYNC_THREADS = 16
+_executors: dict[str, ThreadPoolExecutor] = {}
+_executors_lock = threading.Lock()
+
+
+def _executor(name: str, threads: int) -> ThreadPoolExecutor:
+    with _executors_lock:
+        executor = _executors.get(name)
+        if executor is None:
+            executor = _executors[name] = ThreadPoolExecutor(threads, thread_name_prefix=f"blobs-{name}")
+        return executor
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 class BlobBatch:
     """Blobs written now and made durable together by ``durable()``; see the module docstring."""
 
@@ -106,18 +130,17 @@ class BlobBatch:
     def durable(self) -> None:
         """Every blob put so far on disk under its name."""
         try:
-            for _, descriptor in self._pending.values():
-                os.fsync(descriptor)
+            syncing = _executor("fsync", _SYNC_THREADS)
+            list(syncing.map(os.fsync, [descriptor for _, descriptor in self._pending.values()]))
             for path, (temporary, _) in self._pending.items():
                 os.replace(temporary, path)
-            for directory in {path.parent for path in self._pending}:
-                directory_descriptor = os.open(directory, os.O_RDONLY)
-                try:
-                    os.fsync(directory_descriptor)
-                finally:
-                    os.close(directory_descriptor)
+            list(syncing.map(_fsync_directory, {path.parent for path in self._pending}))
         finally:
             self.discard()
+
+    def durable_soon(self) -> Future[None]:
+        """``durable()`` in the background; the batch must not be touched until the future is done."""
+        return _executor("batches", 4).submit(self.durable)
 
     def discard(self) -> None:
         """Forget the blobs not yet made durable, removing their temporary files."""

@@ -21,7 +21,6 @@ Format of an encrypted value: ``b"P1" | key_version (4 bytes, big endian) | nonc
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import struct
@@ -98,7 +97,7 @@ def decrypt_with(data_key: bytes, value: bytes, *, scope: str, field: Field) -> 
 
 def blind_index(index_key: bytes, purpose: str, value: str) -> str:
     """A keyed HMAC for exact-match lookups of encrypted values (e.g. an address, a Message-ID)."""
-    return hmac.new(index_key, purpose.encode() + b"\x00" + value.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(index_key, purpose.encode() + b"\x00" + value.encode(), "sha256").hex()
 
 
 class UsageCounter:

@@ -40,6 +40,7 @@ class Keyring:
         self.current_master = master_keys[0]
         self._cache: dict[tuple[str, int], bytes] = {}
         self._current: dict[str, int] = {}
+        self._index_keys: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self.usage = crypto.UsageCounter()
 
@@ -110,9 +111,13 @@ class Keyring:
 
         Its key is derived from the scope's first data key, so it dies with the scope's keys.
         """
-        self.current_key(scope)  # creates the scope's first key if needed
-        index_key = crypto.blind_index(self.key(scope, 1), "blind-index-key", scope)
-        return crypto.blind_index(bytes.fromhex(index_key), purpose, value)
+        index_key = self._index_keys.get(scope)
+        if index_key is None:
+            self.current_key(scope)  # creates the scope's first key if needed
+            index_key = bytes.fromhex(crypto.blind_index(self.key(scope, 1), "blind-index-key", scope))
+            with self._lock:
+                self._index_keys[scope] = index_key
+        return crypto.blind_index(index_key, purpose, value)
 
     # -- usage and rotation -----------------------------------------------------------------------
     def flush_usage(self) -> None:

@@ -70,4 +70,3 @@ def split_address_field(value: str) -> list[tuple[str, str]] | None:
     if any("[" in address for _, address in pairs):
         return None
     return [(name, address) for name, address in pairs if address]
-

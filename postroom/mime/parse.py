@@ -85,6 +85,11 @@ class QuarantineReason(enum.StrEnum):
     TOO_MANY_PARAMETERS = "too_many_parameters"
     PART_TOO_LARGE = "part_too_large"
     UNPARSEABLE = "unparseable"
+    # Limits of the parser process itself (``postroom.mime.isolation``), past the checks above.
+    PARSER_TIMEOUT = "parser_timeout"
+    PARSER_CPU_LIMIT = "parser_cpu_limit"
+    PARSER_MEMORY_LIMIT = "parser_memory_limit"
+    PARSER_CRASHED = "parser_crashed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +184,15 @@ def parse_message(raw: bytes, *, limits: Limits = DEFAULT_LIMITS) -> ParsedMessa
         return limit.quarantined
     except Exception as error:  # the stdlib parser's failure modes are not enumerable
         return Quarantined(QuarantineReason.UNPARSEABLE, f"headers: {type(error).__name__}")
+
+
+def content_digest(raw: bytes) -> str:
+    """SHA-256 of the body with line endings and trailing whitespace normalised: the same for a
+    message however a server rewrote its trace headers and line endings (duplicate detection)."""
+    match = _HEADER_END.search(raw)
+    body = raw[match.end() :] if match else raw
+    body = b"\n".join(line.rstrip() for line in body.replace(b"\r\n", b"\n").split(b"\n")).strip(b"\n")
+    return hashlib.sha256(body).hexdigest()
 
 
 # --- 1. Pre-scan of the raw bytes -----------------------------------------------------------

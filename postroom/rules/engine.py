@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from postroom.conversations import access
 from postroom.conversations import actions as conversation_actions
+from postroom.conversations.bodies import messages_with_bodies
 from postroom.conversations.models import (
     Assignment,
     Conversation,
@@ -101,6 +102,10 @@ def _facts(message: Message | None, conversation: Conversation, mailbox_ids: Ite
         now=timezone.now(),
     )
     if message is not None:
+        if message.body_pending:
+            # A rule reads this message now, before the import's body pass reached it: its text and
+            # attachments are parsed here, once (conversations.bodies).
+            [message] = messages_with_bodies([message])
         facts.addresses = message.addresses or {}
         facts.subject = message.subject or ""
         facts.body = message.text_body or ""

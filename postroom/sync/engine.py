@@ -445,7 +445,8 @@ class MailboxSync:
             if header is None:
                 continue
             copy = self._ingest(folder, uidvalidity, uid, bytes(header), data)
-            Message.objects.filter(pk=copy.message_id).update(quarantine_reason=QuarantineReason.TOO_LARGE)
+            # Only a header was fetched: there is no body for the body pass to parse.
+            Message.objects.filter(pk=copy.message_id).update(quarantine_reason=QuarantineReason.TOO_LARGE, body_pending=False)
 
     def _ingest(self, folder: Folder, uidvalidity: int, uid: int, raw: bytes, data: dict[bytes, Any]) -> MessageCopy:
         return messages_ingest_batch(mailbox=self.mailbox, folder=folder, uidvalidity=uidvalidity, items=[_ingest_item(uid, raw, data)])[

@@ -23,8 +23,10 @@ and releases the leases, so another service takes over at once.
 
 The main thread also wakes snoozed conversations, repairs the outbox queue and sends the
 notification digests that are due, every minute (``snoozes_wake``, ``outgoing_sweep``,
-``digests_send_due``): the sync service is the one long-running Postroom process with a loop of
-its own (the task worker runs only queued tasks, and a lost task is exactly what it cannot see).
+``digests_send_due``), and queues the body pass again for messages it has not reached an hour
+after they were stored (``message_bodies_sweep``): the sync service is the one long-running
+Postroom process with a loop of its own (the task worker runs only queued tasks, and a lost task
+is exactly what it cannot see).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from postroom.conversations.actions import snoozes_wake
+from postroom.conversations.bodies import message_bodies_sweep
 from postroom.mailboxes.actions import mailbox_mark_needs_reconnect, mailbox_record_reachable, mailbox_record_unreachable
 from postroom.mailboxes.connection import AuthenticationFailed, MailConnectionError
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox
@@ -63,6 +66,10 @@ IDLE_CHECK_SECONDS = 1.0
 SIGN_IN_RENEWAL_RETRY_SECONDS = 30.0
 # The outbox queue is repaired this often (see ``outgoing_sweep``).
 OUTBOX_SWEEP_SECONDS = 60.0
+BODY_SWEEP_SECONDS = 300.0
+# How long the first import runs between two looks for new mail, in batches of at most this many.
+IMPORT_SLICE_SECONDS = 1.0
+MAX_IMPORT_BATCHES = 20
 # Network failures that a new connection (or a new request to the token endpoint) may cure.
 RETRYABLE = (MailConnectionError, OAuthRefreshFailed, imaplib.IMAP4.error, IMAPClientError, OSError)
 
@@ -140,6 +147,7 @@ class MailboxWorker(threading.Thread):
         renew_at = _monotonic(access_token_renew_at(mailbox))
         folders: list[Folder] = []
         next_poll = 0.0
+        import_batches = 1
         while not self.stopping.is_set():
             if renew_at is not None and time.monotonic() >= renew_at:
                 try:
@@ -161,9 +169,14 @@ class MailboxWorker(threading.Thread):
             wake_at = next_poll if renew_at is None else min(next_poll, renew_at)
             importing = [folder for folder in folders if folder.backfill_below_uid is not None]
             if importing:
-                # One batch of the backlog, then new mail again: recent mail never waits for the import.
-                sync.sync_folder(importing[0], backfill_batches=1)
-                if inbox is not None:
+                # About a second of the backlog, then new mail again: recent mail never waits long for
+                # the import, and the folder's checks for new mail and flag changes (which cost the
+                # more the larger the folder is) are not repeated for every batch.
+                started = time.monotonic()
+                sync.sync_folder(importing[0], backfill_batches=import_batches)
+                per_batch = (time.monotonic() - started) / import_batches
+                import_batches = max(1, min(MAX_IMPORT_BATCHES, int(IMPORT_SLICE_SECONDS / max(per_batch, 0.001))))
+                if inbox is not None and inbox.pk != importing[0].pk:  # (the INBOX import looked for new mail first)
                     sync.sync_folder(inbox, backfill_batches=0)
                 continue
             if inbox is None or not client.has_capability("IDLE"):
@@ -224,6 +237,7 @@ class SyncService:
         self.stopping = threading.Event()
         self.workers: dict[uuid.UUID, MailboxWorker] = {}
         self.next_outbox_sweep = 0.0
+        self.next_body_sweep = 0.0
 
     def stop(self) -> None:
         self.stopping.set()
@@ -264,6 +278,11 @@ class SyncService:
             digests = digests_send_due()
             if digests:
                 logger.info("notifications: %d email digest(s) queued", digests)
+        if time.monotonic() >= self.next_body_sweep:
+            self.next_body_sweep = time.monotonic() + BODY_SWEEP_SECONDS
+            queued = message_bodies_sweep()
+            if queued:
+                logger.info("body pass: %d messages still waiting an hour after they were stored, queued again", queued)
 
     def shutdown(self) -> None:
         for worker in self.workers.values():

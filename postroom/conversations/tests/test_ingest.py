@@ -145,19 +145,20 @@ def test_a_message_breaking_a_limit_is_stored_raw_and_quarantined(alice_mailbox:
 
 
 def test_a_message_whose_body_fails_keeps_its_headers(alice_mailbox: Mailbox) -> None:
-    attachment = b"x" * 2048
-    raw = build_raw(attachments=(("big.bin", "application/octet-stream", attachment),))
-    from postroom.conversations import ingest as ingest_module
-    from postroom.mime import parse
-
-    small = parse.Limits(max_decoded_part_bytes=1024)
-    parsed = parse.parse_message(raw, limits=small)
-    assert isinstance(parsed, parse.ParsedMessage)
-    assert isinstance(parsed.body, parse.Quarantined)
-    prepared = ingest_module._prepare(alice_mailbox.key_scope(), raw, parsed, None, "inbound", "", "index")
-    assert prepared.quarantine_reason == "part_too_large"
-    assert prepared.subject == "Order 1234 never arrived"
-    assert prepared.addresses["from"] == [["Dana Customer", "dana@customer.example"]]
+    # Headers within every limit, and an attachment whose Content-Disposition is over the limit
+    # of parameters: only the body pass finds out.
+    parameters = "".join(f'; p{number}="v"' for number in range(150))
+    raw = build_raw(attachments=(("notes.txt", "text/plain", b"notes"),)).replace(
+        b'Content-Disposition: attachment; filename="notes.txt"',
+        f'Content-Disposition: attachment; filename="notes.txt"{parameters}'.encode(),
+    )
+    assert parameters.encode() in raw
+    message = ingest(alice_mailbox, 1, raw).message
+    assert message.quarantine_reason == "too_many_parameters"
+    assert not message.body_pending
+    assert message.subject == "Order 1234 never arrived"
+    assert (message.addresses or {})["from"] == [["Dana Customer", "dana@customer.example"]]
+    assert message.text_body is None
 
 
 def test_garbage_is_stored_without_raising(alice_mailbox: Mailbox) -> None:

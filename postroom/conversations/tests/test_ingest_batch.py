@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.db import connection
 
+from postroom.conversations.bodies import message_bodies_fill
 from postroom.conversations.ingest import IngestItem, message_ingest, messages_ingest_batch
 from postroom.conversations.models import Attachment, Message, MessageCopy
 from postroom.conversations.tests.conftest import build_raw, inbox_of
 from postroom.core.blobs import blob_get
 from postroom.mailboxes.models import Folder, Mailbox
+from postroom.mime import isolation
+from postroom.mime.isolation import IsolatedParser, ProcessLimits
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +28,10 @@ DEEP_MIME = (
 
 
 def batch(mailbox: Mailbox, items: list[IngestItem], folder: Folder | None = None) -> dict[int, MessageCopy]:
-    return messages_ingest_batch(mailbox=mailbox, folder=folder or inbox_of(mailbox), uidvalidity=7, items=items)
+    """The batch, then the body pass its commit queues (run here: the test's transaction never commits)."""
+    copies = messages_ingest_batch(mailbox=mailbox, folder=folder or inbox_of(mailbox), uidvalidity=7, items=items)
+    message_bodies_fill(message_ids=[copy.message_id for copy in copies.values()])
+    return {uid: MessageCopy.objects.get(pk=copy.pk) for uid, copy in copies.items()}
 
 
 def test_duplicates_inside_one_batch_are_one_message(alice_mailbox: Mailbox) -> None:
@@ -194,3 +202,82 @@ def test_workers_ingesting_overlapping_batches_at_once_store_each_message_once(a
     assert Message.objects.count() == 3 * 6
     assert MessageCopy.objects.count() == 3 * 6 * workers
     assert MessageCopy.objects.filter(folder=shared_folder).count() == 3 * 6
+
+
+@pytest.fixture
+def strict_parser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """``strict_parser(pass_name)``: that pass ("import" or "bodies") gets a wall-clock limit that
+    a large message cannot meet."""
+    made: list[IsolatedParser] = []
+
+    def use(pass_name: str) -> None:
+        made.append(IsolatedParser(limits=ProcessLimits(wall_seconds=0.3, cpu_seconds=60)))
+        monkeypatch.setitem(isolation._parsers, pass_name, made[-1])
+
+    yield use
+    for parser in made:
+        parser.close()
+
+
+@pytest.mark.timeout(60)
+def test_r31_a_message_past_the_header_pass_limits_is_kept_raw_and_the_batch_goes_on(
+    alice_mailbox: Mailbox, strict_parser: Callable[[str], None]
+) -> None:
+    strict_parser("import")
+    slow = build_raw(subject="Huge", message_id="<huge@example.test>", text="ab\n" * 4_000_000)
+    after = build_raw(subject="After", message_id="<after@example.test>", text="Still here\n")
+    copies = batch(alice_mailbox, [IngestItem(uid=1, raw=slow), IngestItem(uid=2, raw=after)])
+    huge, later = copies[1].message, copies[2].message
+    assert huge.quarantine_reason == "parser_timeout"
+    assert blob_get(alice_mailbox.key_scope(), huge.raw_blob) == slow
+    assert later.quarantine_reason == ""
+    assert later.subject == "After"
+    assert later.text_body == "Still here\n"
+
+
+@pytest.mark.timeout(60)
+def test_r31_a_body_past_the_body_pass_limits_is_kept_raw_and_the_batch_goes_on(
+    alice_mailbox: Mailbox, strict_parser: Callable[[str], None]
+) -> None:
+    strict_parser("bodies")
+    slow = build_raw(subject="Huge", message_id="<huge@example.test>", text="ab\n" * 4_000_000)
+    after = build_raw(subject="After", message_id="<after@example.test>", text="Still here\n")
+    copies = messages_ingest_batch(
+        mailbox=alice_mailbox,
+        folder=inbox_of(alice_mailbox),
+        uidvalidity=7,
+        items=[IngestItem(uid=1, raw=slow), IngestItem(uid=2, raw=after)],
+    )
+    # Stored from their headers at once: in the list, threaded, raw kept.
+    huge, later = (Message.objects.get(pk=copies[uid].message_id) for uid in (1, 2))
+    assert huge.body_pending
+    assert huge.subject == "Huge"
+    assert blob_get(alice_mailbox.key_scope(), huge.raw_blob) == slow
+    # The body pass: the huge one is quarantined with the limit's name, the next one filled.
+    assert message_bodies_fill(message_ids=[huge.pk, later.pk]) == 2
+    huge.refresh_from_db()
+    later = Message.objects.get(pk=later.pk)
+    assert huge.quarantine_reason == "parser_timeout"
+    assert not huge.body_pending
+    assert huge.text_body is None
+    assert later.text_body == "Still here\n"
+    assert later.quarantine_reason == ""
+
+
+def test_the_batch_path_leaves_bodies_to_the_body_pass_queued_after_commit(
+    alice_mailbox: Mailbox, django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    raw = build_raw(html="<p>Hello <b>there</b></p>", attachments=(("a.txt", "text/plain", b"attached"),))
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        copies = messages_ingest_batch(
+            mailbox=alice_mailbox, folder=inbox_of(alice_mailbox), uidvalidity=7, items=[IngestItem(uid=1, raw=raw)]
+        )
+    assert len(callbacks) == 2  # the body pass, and the conversation's live event (conversations.arrival)
+    # The immediate task backend of the tests has run the queued body pass.
+    message = Message.objects.get(pk=copies[1].message_id)
+    assert not message.body_pending
+    assert message.text_body == "Hello,\nmy order never arrived.\n"
+    assert message.html_body == "<p>Hello <b>there</b></p>\n"
+    assert message.snippet == "Hello, my order never arrived."
+    assert message.has_attachments
+    assert [attachment.filename for attachment in message.attachments.all()] == ["a.txt"]

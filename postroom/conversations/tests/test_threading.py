@@ -116,3 +116,22 @@ def test_automated_mail_never_threads_by_subject(alice_mailbox: Mailbox) -> None
 )
 def test_subject_normalisation(subject: str, expected: str) -> None:
     assert normalised_subject(subject) == expected
+
+
+def test_r22_subject_fallback_never_joins_another_members_mailbox(alice_mailbox: Mailbox, bob_mailbox: Mailbox) -> None:
+    # Dana writes to Alice, and separately to Bob with the same subject and no references: a
+    # subject is no proof that the two belong together, and Bob's mailbox is private to Bob.
+    to_alice = ingest(alice_mailbox, 1, build_raw())
+    to_bob = build_raw(to="bob@acme.test", message_id="<to-bob@customer.example>", text="Bob, my order never arrived either.\n")
+    at_bob = ingest(bob_mailbox, 1, to_bob, MONDAY + timedelta(hours=1))
+    assert at_bob.conversation_id != to_alice.conversation_id
+    # In Alice's own mailbox the same message would have joined.
+    at_alice = ingest(alice_mailbox, 2, to_bob.replace(b"<to-bob@", b"<to-alice-too@"), MONDAY + timedelta(hours=2))
+    assert at_alice.conversation_id == to_alice.conversation_id
+
+
+def test_references_still_join_another_members_copy_of_a_thread(alice_mailbox: Mailbox, bob_mailbox: Mailbox) -> None:
+    # A reply proves the thread: teammates in CC see one conversation, whatever the mailbox.
+    original = ingest(alice_mailbox, 1, build_raw(cc="bob@acme.test"))
+    answer = ingest(bob_mailbox, 1, reply(1, ["<first@customer.example>"]), MONDAY + timedelta(hours=1))
+    assert answer.conversation_id == original.conversation_id

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from postroom.audit.models import AuditEvent
 from postroom.conftest import Cast
-from postroom.conversations.ingest import message_ingest
+from postroom.conversations.ingest import IngestItem, message_ingest, messages_ingest_batch
 from postroom.conversations.models import Attachment, Message
 from postroom.conversations.tests.conftest import build_raw, inbox_of
 from postroom.mailboxes.models import Mailbox
@@ -150,3 +150,26 @@ def test_plain_text_quotes_are_folded(cast: Cast, client_as, alice_mailbox: Mail
     assert "<details" in page
     assert "&lt;b&gt;never&lt;/b&gt;" in page
     assert "<b>never</b>" not in page
+
+
+def test_opening_a_conversation_before_the_body_pass_parses_its_bodies_once(cast: Cast, client_as, alice_mailbox: Mailbox) -> None:  # type: ignore[no-untyped-def]
+    raw = build_raw(text="Plain words first\n", html="<p>Rich <b>words</b></p>", attachments=(("notes.txt", "text/plain", b"n"),))
+    # The sync engine's path: stored from its headers, the body pass queued after the commit
+    # (which this test's transaction never reaches).
+    copies = messages_ingest_batch(mailbox=alice_mailbox, folder=inbox_of(alice_mailbox), uidvalidity=7, items=[IngestItem(uid=1, raw=raw)])
+    message = Message.objects.get(pk=copies[1].message_id)
+    assert message.body_pending
+    client = client_as(cast.alice)
+    listing = client.get(reverse("conversations:list", args=[cast.org_a.slug])).content.decode()
+    assert "Order 1234 never arrived" in listing  # listed, threaded, before its body is read
+    detail = client.get(reverse("conversations:detail", args=[cast.org_a.slug, message.conversation_id])).content.decode()
+    assert "notes.txt" in detail
+    frame = client.get(reverse("conversations:html_frame", args=[cast.org_a.slug, message.pk])).content.decode()
+    assert "Rich <b>words</b>" in frame
+    message.refresh_from_db()
+    assert not message.body_pending
+    assert message.snippet == "Plain words first"
+    assert Attachment.objects.filter(message=message).count() == 1
+    # Opened again: nothing is parsed or stored twice.
+    client.get(reverse("conversations:detail", args=[cast.org_a.slug, message.conversation_id]))
+    assert Attachment.objects.filter(message=message).count() == 1

@@ -9,8 +9,11 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from imapclient import IMAPClient
 
+from postroom.conversations.bodies import message_bodies_fill
 from postroom.conversations.models import Message, MessageCopy
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox
+from postroom.mime import isolation
+from postroom.mime.isolation import IsolatedParser, ProcessLimits
 from postroom.sync import engine
 from postroom.sync.engine import MailboxSync, copy_move, copy_set_seen, imap_session, mailbox_sync_once
 from postroom.testing.dovecot import Dovecot, MailUser
@@ -56,11 +59,17 @@ def test_folders_are_found_by_special_use(mail_user: MailUser, make_mailbox: Cal
     with engine_for(mailbox) as sync:
         folders = sync.discover_folders()
     assert [(folder.role, folder.name) for folder in folders] == [
-        (FolderRole.INBOX, "INBOX"), (FolderRole.SENT, "Sent"), (FolderRole.ARCHIVE, "Archive"), (FolderRole.TRASH, "Trash"), (FolderRole.JUNK, "Junk"),
+        (FolderRole.INBOX, "INBOX"),
+        (FolderRole.SENT, "Sent"),
+        (FolderRole.ARCHIVE, "Archive"),
+        (FolderRole.TRASH, "Trash"),
+        (FolderRole.JUNK, "Junk"),
     ]
 
 
-def test_first_import_runs_newest_first_in_batches_with_progress(dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]) -> None:
+def test_first_import_runs_newest_first_in_batches_with_progress(
+    dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]
+) -> None:
     uids = deliver(dovecot, mail_user, range(10))
     mailbox = make_mailbox(mail_user)
     with engine_for(mailbox, batch_size=4) as sync:
@@ -119,7 +128,9 @@ def test_syncing_again_stores_nothing_twice(dovecot: Dovecot, mail_user: MailUse
     assert Message.objects.filter(organization=mailbox.organization).count() == 5
 
 
-def test_flags_changed_by_another_client_reach_postroom(dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]) -> None:
+def test_flags_changed_by_another_client_reach_postroom(
+    dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]
+) -> None:
     uids = deliver(dovecot, mail_user, range(3))
     mailbox = make_mailbox(mail_user)
     mailbox_sync_once(mailbox)
@@ -203,7 +214,9 @@ def test_archiving_in_postroom_moves_only_that_message(
     assert [archived_copy.message_id for archived_copy in archived] == [copy.message_id]
 
 
-def test_a_renumbered_folder_is_imported_again_without_duplicates(dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]) -> None:
+def test_a_renumbered_folder_is_imported_again_without_duplicates(
+    dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]
+) -> None:
     deliver(dovecot, mail_user, range(4), folder="Archive")
     mailbox = make_mailbox(mail_user)
     mailbox_sync_once(mailbox)
@@ -242,7 +255,9 @@ def test_r31_an_oversized_message_is_quarantined_without_downloading_it(
     assert MessageCopy.objects.filter(mailbox=mailbox).count() == 2
 
 
-def test_a_server_restart_mid_import_loses_and_duplicates_nothing(dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]) -> None:
+def test_a_server_restart_mid_import_loses_and_duplicates_nothing(
+    dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]
+) -> None:
     uids = deliver(dovecot, mail_user, range(12))
     mailbox = make_mailbox(mail_user)
     with engine_for(mailbox, batch_size=5) as sync:
@@ -254,3 +269,31 @@ def test_a_server_restart_mid_import_loses_and_duplicates_nothing(dovecot: Dovec
     mailbox_sync_once(mailbox, batch_size=5)
     assert [copy.uid for copy in live_copies(Folder.objects.get(pk=inbox.pk))] == uids
     assert Message.objects.filter(organization=mailbox.organization).count() == 12
+
+
+@pytest.mark.timeout(120)
+def test_r31_a_message_past_the_parser_limits_never_blocks_the_mailbox(
+    dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    strict = IsolatedParser(limits=ProcessLimits(wall_seconds=0.3, cpu_seconds=60))
+    monkeypatch.setitem(isolation._parsers, "bodies", strict)
+    try:
+        before = dovecot.append(mail_user, make_message(1))
+        huge = dovecot.append(mail_user, make_message(2).replace(b"Body of message 2.", b"ab\r\n" * 4_000_000))
+        after = dovecot.append(mail_user, make_message(3))
+        mailbox = make_mailbox(mail_user)
+        mailbox_sync_once(mailbox)
+        stored = {copy.uid: copy.message_id for copy in MessageCopy.objects.filter(mailbox=mailbox)}
+        assert set(stored) == {before, huge, after}
+        # What the task worker does after the commit (the test's transaction never commits).
+        message_bodies_fill(message_ids=list(stored.values()))
+        messages = {uid: Message.objects.get(pk=pk) for uid, pk in stored.items()}
+        assert messages[huge].quarantine_reason == "parser_timeout"
+        assert messages[huge].subject == "Message number 2"
+        assert messages[before].text_body == "Body of message 1.\n"
+        assert messages[after].text_body == "Body of message 3.\n"
+        newer = dovecot.append(mail_user, make_message(4))
+        mailbox_sync_once(mailbox)
+        assert MessageCopy.objects.filter(mailbox=mailbox, uid=newer).exists()
+    finally:
+        strict.close()
