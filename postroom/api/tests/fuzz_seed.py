@@ -168,7 +168,11 @@ def seed(canary: str, closed_port: int) -> dict[str, object]:
     audit_record(action="test.canary", actor=charlie.user, organization=beta, target_label=canary, details={"note": canary})
 
     token = api_token_create(user=owner.user, name="Schemathesis", scope="write", expires_at=None).token
-    return {"token": token, "ids": _ids(acme) | {f"other_{name}": values for name, values in _ids(beta).items()}}
+    ids = _ids(acme)
+    # Not the token owner's own membership: once the run has made someone else an owner, a DELETE
+    # of it would be the owner leaving, and every later request would rightly answer 404.
+    ids["membership_id"] = [pk for pk in ids["membership_id"] if pk != owner.pk]
+    return {"token": token, "ids": ids | {f"other_{name}": values for name, values in _ids(beta).items()}}
 
 
 def _ids(organization) -> dict[str, list[object]]:  # type: ignore[no-untyped-def]

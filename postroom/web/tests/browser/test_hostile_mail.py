@@ -35,7 +35,7 @@ pytestmark = pytest.mark.browser
 
 PER_CONVERSATION = 10
 IMPORT_TIMEOUT = 120
-_CONVERSATION_LINK = re.compile(r"/o/[\w-]+/conversations/[0-9a-f-]{36}/$")
+_CONVERSATION_LINK = re.compile(r"/o/[\w-]+/conversations/[0-9a-f-]{36}/(\?.*)?$")
 
 
 @dataclass
@@ -156,10 +156,10 @@ def connect_mailbox(page: Any, person: Person, dovecot: Dovecot, user: MailUser,
 def conversation_links(page: Any, person: Person) -> dict[str, str]:
     page.goto(f"/o/{person.organization_slug}/conversations/")
     links: dict[str, str] = {}
-    for link in page.locator("a[href*='/conversations/']").all():
+    for link in page.locator("a.row-link").all():  # the inbox list's rows (conversations/_row.html)
         href = link.get_attribute("href") or ""
         if _CONVERSATION_LINK.search(href):
-            links[link.inner_text().strip()] = href
+            links[link.locator(".row-subject").inner_text().strip()] = href
     return links
 
 
