@@ -100,9 +100,14 @@
     return row && !row.classList.contains("row-hidden") ? row : null;
   }
 
+  // The selected conversation, by URL and place, so that it survives the list being redrawn (a
+  // live update swaps the whole list region) and a row leaving it.
+  let selected = { url: null, index: 0 };
+
   function selectRow(row, focus = true) {
     $$("#conversation-list [data-row].is-selected").forEach((other) => other.classList.remove("is-selected"));
     if (!row) return;
+    selected = { url: row.dataset.url, index: Math.max(0, listRows().indexOf(row)) };
     row.classList.add("is-selected");
     const link = row.querySelector("[data-row-link]");
     if (focus && link) link.focus({ preventScroll: true });
@@ -143,21 +148,36 @@
     const region = $("[data-list]");
     const rows = listRows();
     const index = rows.indexOf(row);
+    const url = row.dataset.url;
+    // Where the selection goes if the row leaves the view: the next row, else the previous one.
+    const follower = rows[index + 1] || rows[index - 1] || null;
     const values = { list: region ? region.dataset.listKey : "inbox" };
     if (action === "read" || action === "unread") values.state = action;
     const path = action === "unread" ? "read" : action;
-    return htmx.ajax("POST", `${row.dataset.url}${path}/`, { source: row, target: row, swap: "outerHTML", values })
+    return htmx.ajax("POST", `${url}${path}/`, { source: row, target: row, swap: "outerHTML", values })
       .then(() => whenGone(row))
       .then(() => {
         const after = listRows();
-        if (after.length) selectRow(after[Math.min(index, after.length - 1)]);
+        const again = after.find((candidate) => candidate.dataset.url === url);
+        const next = follower && after.find((candidate) => candidate.dataset.url === follower.dataset.url);
+        if (after.length) selectRow(again || next || after[Math.min(index, after.length - 1)]);
         rememberList();
       });
   }
 
+  // After a redraw of the list, select the same conversation again, or the one now in its place.
+  function keepSelection() {
+    if (selectedRow()) return;
+    const rows = listRows();
+    if (!rows.length) return;
+    const same = rows.find((row) => row.dataset.url === selected.url);
+    selectRow(same || rows[Math.min(selected.index, rows.length - 1)], false);
+  }
+
   // The promise of htmx.ajax can settle before its swap: wait until the old row has left the page
-  // (replaced by its new version, or removed because it left the view).
-  function whenGone(element, tries = 40) {
+  // (replaced by its new version, or removed because it left the view). A loaded server can take
+  // seconds; after ten the selection moves on regardless.
+  function whenGone(element, tries = 400) {
     return new Promise((resolve) => {
       const check = (left) => {
         if (!element.isConnected || left <= 0) resolve();
@@ -403,8 +423,45 @@
 
   document.addEventListener("htmx:sendError", () => toast("The server cannot be reached. Check the connection and try again.", "error"));
 
+  // A live update redraws the whole list region: what the member was doing in it (a filter being
+  // typed, boxes ticked for a bulk action) carries over to the new one.
+  let carried = null;
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const target = event.detail.target;
+    // The event fires on the target; the element that asked is in the request's config.
+    const source = event.detail.requestConfig && event.detail.requestConfig.elt;
+    if (!target || target.id !== "list-region" || !(source instanceof Element) || !source.matches("[data-live-list]")) return;
+    const filter = $("#list-filter", target);
+    carried = {
+      filter: filter ? filter.value : "",
+      focused: filter !== null && document.activeElement === filter,
+      checked: $$("[data-row-check]:checked", target).map((box) => box.closest("[data-row]").dataset.url),
+    };
+  });
+
+  function restoreCarried(region) {
+    if (!carried) return;
+    const state = carried;
+    carried = null;
+    $$("[data-row]", region).forEach((row) => {
+      const box = $("[data-row-check]", row);
+      if (box && state.checked.includes(row.dataset.url)) box.checked = true;
+    });
+    const filter = $("#list-filter", region);
+    if (filter && state.filter) {
+      filter.value = state.filter;
+      filterList(state.filter);
+    }
+    if (filter && state.focused) filter.focus({ preventScroll: true });
+  }
+
   document.addEventListener("htmx:load", (event) => {
-    setUp(event.detail.elt);
+    const root = event.detail.elt;
+    if (root instanceof Element && root.id === "list-region") {
+      keepSelection();
+      restoreCarried(root);
+    }
+    setUp(root);
   });
 
   // A composer that was just asked for (a reply button or r, R, f) takes the keyboard.
@@ -592,6 +649,7 @@
     if (root === document || root.querySelector?.("[data-row]") || root.matches?.("[data-list], [data-row]")) {
       rememberList();
       updateBulkCount();
+      if (root !== document) keepSelection();
     }
   }
 

@@ -86,3 +86,49 @@ def test_the_conversation_list_shows_new_mail_without_a_reload(browsing: Browsin
     # Closing the tab that streams hands the stream to the other one.
     page.close()
     expect(other_tab.locator("html")).to_have_attribute("data-live-state", "live")
+
+
+def test_a_live_redraw_keeps_the_selection_the_filter_and_ticked_boxes(
+    browsing: Browsing, server: Server, owner: Person, tmp_path: Path
+) -> None:
+    address = f"keep-{secrets.token_hex(3)}@acme.test"
+    created = server.command(
+        "manage", "shell", "-c", CREATE_MAILBOX.format(email=owner.email, slug=owner.organization_slug, address=address)
+    )
+    mailbox_id = created.strip().splitlines()[-1]
+    word = f"kept{secrets.token_hex(3)}"
+    for name in ("alpha", "beta"):
+        server.command("import-mailbox", str(_mbox_with(tmp_path / f"{name}.mbox", f"{word} {name}", address)), "--mailbox", mailbox_id)
+
+    page = browsing.new_page()
+    flows.sign_in(page, owner)
+    if owner.totp_secret:
+        flows.second_step(page, flows.fresh_totp_code(owner))
+    page.goto(f"/o/{owner.organization_slug}/conversations/all/")
+    expect(page.locator("html")).to_have_attribute("data-live-state", "live")
+    rows = page.locator("#conversation-list [data-row]").filter(has_text=word)
+    expect(rows).to_have_count(2)
+
+    # The member is in the middle of something: the second row selected, the first one ticked for
+    # a bulk action, a filter half typed with the cursor still in it.
+    ticked_url = rows.nth(0).get_attribute("data-url")
+    rows.nth(0).locator("[data-row-check]").check()  # a click in a row also selects it
+    page.keyboard.press("j")
+    selected = page.locator("#conversation-list [data-row].is-selected")
+    expect(selected).not_to_have_attribute("data-url", str(ticked_url))
+    selected_url = selected.get_attribute("data-url")
+    page.keyboard.press("/")
+    page.keyboard.type(word)
+    page.evaluate("window.postroomNotReloaded = true")
+
+    # Mail arrives: the list region is redrawn by the live update.
+    server.command("import-mailbox", str(_mbox_with(tmp_path / "gamma.mbox", f"{word} gamma", address)), "--mailbox", mailbox_id)
+    expect(rows).to_have_count(3)
+    assert page.evaluate("window.postroomNotReloaded === true"), "the page was reloaded instead of updated"
+
+    expect(page.locator("#list-filter")).to_have_value(word)
+    expect(page.locator("#list-filter")).to_be_focused()
+    expect(selected).to_have_count(1)
+    assert selected.get_attribute("data-url") == selected_url
+    expect(page.locator(f'#conversation-list [data-row][data-url="{ticked_url}"] [data-row-check]')).to_be_checked()
+    expect(page.locator("[data-bulk-count]")).to_have_text("1 selected")
