@@ -295,7 +295,10 @@ class ReplyKind(StrEnum):
 
 
 class NewMessageIn(Input):
-    mailbox_id: uuid.UUID = Field(description="One of your own mailboxes: the message is sent from its address.")
+    mailbox_id: uuid.UUID = Field(
+        description="One of your own mailboxes, or the team mailbox of a team you are a member of (not an observer): the message "
+        "is sent from its address."
+    )
     to: list[AddressIn] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
     cc: list[AddressIn] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
     bcc: list[AddressIn] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
