@@ -84,7 +84,7 @@ def composer_initial(
     if draft is not None:
         content = draft.content or {}
         return {
-            "mailbox": mailboxes.filter(pk=draft.mailbox_id).first() or mailboxes.first(),
+            "mailbox": (mailboxes.filter(pk=draft.mailbox_id).first() if draft.mailbox_id else None) or mailboxes.first(),
             "to": content.get("to", ""), "cc": content.get("cc", ""), "bcc": content.get("bcc", ""),
             "subject": content.get("subject", ""), "text": content.get("text", ""), "draft": draft.pk,
         }  # fmt: skip
