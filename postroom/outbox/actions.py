@@ -56,6 +56,7 @@ SENDING_TIMEOUT = timedelta(minutes=10)
 # the commit never happened because the process died): a live worker runs due tasks in seconds.
 LOST_TASK_AFTER = timedelta(minutes=5)
 MAX_ATTACHMENTS_BYTES = 25 * 1024 * 1024
+MAX_ATTACHMENT_FILES = 20  # files one message takes from an upload (composer or API)
 MESSAGE_ID_PURPOSE = "message-id"
 INTERRUPTED_REASON = (
     "Sending was interrupted, and the message may or may not have been delivered. Check with the recipient "
