@@ -69,7 +69,8 @@ def test_a_reply_with_html_and_an_attachment_arrives_with_both(
     assert sent["In-Reply-To"] == CUSTOMER_MESSAGE_ID
     html = sent.get_body(preferencelist=("html",))
     text = sent.get_body(preferencelist=("plain",))
-    assert html is not None and text is not None
+    assert html is not None
+    assert text is not None
     assert "<b>Dana</b>" in html.get_content()
     assert 'href="https://shop.example/track"' in html.get_content()
     for removed in ("<script", "alert(", "tracker.example", "onerror"):
