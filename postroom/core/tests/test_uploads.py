@@ -136,6 +136,7 @@ def test_files_over_the_limit_are_refused_before_they_are_kept(cast: Cast, mailb
         "attachments": [SimpleUploadedFile(f"{number}.bin", b"x" * 600 * 1024) for number in range(2)],  # 1.2 MB together
     })  # fmt: skip
     assert response.status_code == 400
+    assert "files may total at most 1 MB" in response.content.decode()  # said, not a bare "Bad request"
     assert not OutgoingMessage.objects.exists()
     handler = uploads.MemoryOnlyUploadHandler()
     with pytest.raises(uploads.RequestDataTooBig, match="files may total at most 1 MB"):
