@@ -146,3 +146,19 @@ def test_r21_the_multipart_twins_refuse_what_the_json_endpoints_refuse(cast: Cas
     reader = ApiClient(token=api_token_create(user=cast.alice, name="Reader", scope="read", expires_at=None).token)
     assert post_multipart(reader, "/orgs/acme/messages/multipart", {"message": message}).status_code == 403
     assert not OutgoingMessage.objects.exists()
+
+
+def test_bodies_over_the_limits_are_refused_with_a_clear_detail(cast: Cast, mailbox: Mailbox, settings: Any) -> None:
+    client = token_client(cast)
+    valid = {"mailbox_id": str(mailbox.pk), "to": [{"address": "dana@customer.example"}], "subject": "x", "text": "x"}
+    settings.POSTROOM_MAX_UPLOAD_BYTES = 1024 * 1024
+    files = post_multipart(
+        client, "/orgs/acme/messages/multipart", {"message": json.dumps(valid), "attachments": [SimpleUploadedFile("big.bin", b"x" * 1100 * 1024)]}
+    )
+    assert files.status_code == 400
+    assert files.json()["detail"] == "The upload is too large: files may total at most 1 MB."
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+    as_json = client.post("/orgs/acme/messages", {**valid, "text": "x" * 100 * 1024})
+    assert as_json.status_code == 400
+    assert "multipart" in as_json.json()["detail"]
+    assert not OutgoingMessage.objects.exists()
