@@ -140,6 +140,17 @@ MIDDLEWARE = [
     "postroom.accounts.middleware.RequireTwoFactorMiddleware",
 ]
 
+# Uploads stay in memory and never reach the disk in plaintext (SECURITY.md R45; see
+# postroom/core/uploads.py): the files of one request total at most POSTROOM_MAX_UPLOAD_BYTES (the
+# largest any form or API takes: 25 MB of attachments); a larger body is refused with 413 before
+# Django's ASGI handler spools it, and the spool is as large as the largest accepted body, so it
+# never rolls over to a temporary file.
+POSTROOM_MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # Django's default, named: the non-file part of a body
+POSTROOM_MAX_REQUEST_BYTES = POSTROOM_MAX_UPLOAD_BYTES + DATA_UPLOAD_MAX_MEMORY_SIZE + 1024 * 1024  # + multipart framing
+FILE_UPLOAD_MAX_MEMORY_SIZE = POSTROOM_MAX_REQUEST_BYTES
+FILE_UPLOAD_HANDLERS = ["postroom.core.uploads.MemoryOnlyUploadHandler"]
+
 ROOT_URLCONF = "postroom.urls"
 ASGI_APPLICATION = "postroom.asgi.application"
 WSGI_APPLICATION = "postroom.wsgi.application"

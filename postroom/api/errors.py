@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
@@ -78,6 +78,13 @@ def install_error_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(PermissionDenied)
     def forbidden(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
         return api.create_response(request, {"detail": str(exc) or "Your role does not allow this."}, status=403)
+
+    @api.exception_handler(RequestDataTooBig)
+    def too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+        detail = str(exc)
+        if not detail.startswith("The upload is too large"):  # Django's own cap on a body read into memory
+            detail = "The request body is too large: a JSON body may be at most 2.5 MB (send files with the multipart operations)."
+        return api.create_response(request, {"detail": detail}, status=400)
 
     @api.exception_handler(DjangoValidationError)
     def rule_broken(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:

@@ -18,6 +18,11 @@ answer):
   download. A client that puts that HTML in a page must still isolate it (SECURITY.md R28).
 - Input: request bodies are ``Input`` schemas (R23): only their fields are read; an
   organization, an author, a status or a sender address cannot be written through them.
+- Sending: a JSON body, or the same JSON in the ``message`` field of a multipart body with the
+  files in ``attachments`` (the ``…/multipart`` twins; JSON bodies are capped at Django's 2.5 MB,
+  file parts are not, and uploads never touch the disk: ``postroom.core.uploads``). An HTML
+  body goes through the received-mail sanitiser before it is sent (no script, form or remote
+  image leaves from us); without a text body, the text alternative is derived from it.
 - Attachments download as ``application/octet-stream`` with ``nosniff`` and a sandboxing CSP,
   whatever type the sender declared, and each download is audited (R32, R53).
 """
@@ -35,8 +40,10 @@ from django.db.models import QuerySet
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
-from ninja import Field, Query, Router, Schema, Status
+from ninja import Field, File, Form, Query, Router, Schema, Status, UploadedFile
+from ninja.errors import ValidationError as NinjaValidationError
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, ConfigDict, StrictBool, StrictInt, StringConstraints, field_validator
+from pydantic import ValidationError as PydanticValidationError
 
 from postroom.api.errors import ERRORS
 from postroom.api.pagination import Page, PageParams, paginate
@@ -58,6 +65,7 @@ from postroom.conversations.models import (
 from postroom.conversations.selectors import View, ViewFilter
 from postroom.core.blobs import blob_get
 from postroom.core.keys import keyring
+from postroom.mime.build import OutgoingAttachment
 from postroom.mime.filenames import OPAQUE_CONTENT_TYPE, content_disposition, safe_filename
 from postroom.mime.sanitize import sanitize_html
 from postroom.orgs import selectors as org_selectors
@@ -66,6 +74,7 @@ from postroom.orgs.selectors import membership_get
 from postroom.outbox import actions as outbox_actions
 from postroom.outbox import selectors as outbox_selectors
 from postroom.outbox.models import OutgoingKind, OutgoingMessage, OutgoingStatus, SentCopy
+from postroom.responses.sanitize import html_to_text
 
 router = Router(tags=["conversations"])
 
@@ -295,12 +304,20 @@ class ReplyKind(StrEnum):
 
 
 class NewMessageIn(Input):
-    mailbox_id: uuid.UUID = Field(description="One of your own mailboxes: the message is sent from its address.")
+    mailbox_id: uuid.UUID = Field(
+        description="One of your own mailboxes, or the team mailbox of a team you are a member of (not an observer): the message "
+        "is sent from its address."
+    )
     to: list[AddressIn] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
     cc: list[AddressIn] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
     bcc: list[AddressIn] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
     subject: str = Field("", max_length=998)
     text: str = Field("", max_length=1_000_000)
+    html: str | None = Field(
+        None, max_length=1_000_000,
+        description="An HTML alternative (optional). Sanitised before sending: scripts, forms, event handlers and remote images are "
+        "removed. Without text, the text alternative is derived from it.",
+    )  # fmt: skip
 
 
 class ReplyIn(NewMessageIn):
@@ -814,16 +831,48 @@ def _pairs(addresses: list[AddressIn]) -> list[tuple[str, str]]:
     return [(address.name, address.address) for address in addresses]
 
 
+def _bodies(payload: NewMessageIn) -> tuple[str, str | None]:
+    """The text and the sanitised HTML alternative (R27: what we send is held to the same
+    allowlist as what we show)."""
+    if payload.html is None or not payload.html.strip():
+        return payload.text, None
+    html = sanitize_html(payload.html).html
+    return (payload.text or html_to_text(html)), html
+
+
 def _send(
-    request: HttpRequest, actor: Membership, payload: NewMessageIn, *, kind: str, conversation: Conversation | None
-) -> Status[OutgoingOut]:
+    request: HttpRequest, actor: Membership, payload: NewMessageIn, *, kind: str, conversation: Conversation | None,
+    files: list[UploadedFile] | None = None,
+) -> Status[OutgoingOut]:  # fmt: skip
     mailbox = outbox_selectors.sending_mailbox_get(actor=actor, mailbox_id=payload.mailbox_id)
+    if files and len(files) > outbox_actions.MAX_ATTACHMENT_FILES:
+        raise ValidationError({"attachments": [f"Attach at most {outbox_actions.MAX_ATTACHMENT_FILES} files."]})
+    # In memory already (the upload handler refuses more than the limit); read once, here.
+    attachments = [
+        OutgoingAttachment(
+            filename=upload.name or "attachment", content_type=upload.content_type or "application/octet-stream", content=upload.read()
+        )
+        for upload in files or []
+    ]
+    text, html = _bodies(payload)
     outgoing = outbox_actions.outgoing_create(
         actor=actor, mailbox=mailbox, kind=kind, conversation=conversation,
-        to=_pairs(payload.to), cc=_pairs(payload.cc), bcc=_pairs(payload.bcc), subject=payload.subject, text=payload.text,
-        request=request,
+        to=_pairs(payload.to), cc=_pairs(payload.cc), bcc=_pairs(payload.bcc), subject=payload.subject, text=text, html=html,
+        attachments=attachments, request=request,
     )  # fmt: skip
     return Status(202, _outgoing_out(outgoing))
+
+
+def _parsed(schema: type[NewMessageIn], message: str | None) -> NewMessageIn:
+    """The ``message`` field of a multipart send: the same JSON as the JSON endpoint's body."""
+    if message is None:
+        raise NinjaValidationError([{"loc": ("form", "message"), "msg": "Send the message as JSON in the multipart field message."}])
+    try:
+        return schema.model_validate_json(message)
+    except PydanticValidationError as error:
+        raise NinjaValidationError(
+            [{"loc": ("form", "message", *item["loc"]), "msg": item["msg"]} for item in error.errors(include_url=False)]
+        ) from None
 
 
 @router.post(
@@ -846,6 +895,44 @@ def conversation_reply(request: HttpRequest, slug: str, conversation_id: uuid.UU
     selectors.conversation_get(actor=actor, conversation_id=conversation_id)  # one the actor can see
     conversation = outbox_selectors.conversation_get(actor=actor, conversation_id=conversation_id)  # and may answer
     return _send(request, actor, payload, kind=payload.kind.value, conversation=conversation)
+
+
+MULTIPART = (
+    " Multipart: the field message holds the same JSON as the JSON endpoint's body; each file goes in a field named attachments "
+    f"(at most {outbox_actions.MAX_ATTACHMENT_FILES}, {outbox_actions.MAX_ATTACHMENTS_BYTES // (1024 * 1024)} MB together)."
+)
+
+
+@router.post(
+    "/orgs/{slug}/messages/multipart",
+    response={202: OutgoingOut, **ERRORS},
+    summary="Send a new message with attachments (multipart; queued; follow its status)",
+    description="Like POST /orgs/{slug}/messages, with files." + MULTIPART,
+)
+def message_send_multipart(
+    request: HttpRequest, slug: str, message: Form[str | None] = None, attachments: File[list[UploadedFile] | None] = None
+) -> Status[OutgoingOut]:
+    # Both optional in the schema, so that access is decided (404) before the input (422).
+    actor = membership_get(user=request.user, slug=slug)
+    return _send(request, actor, _parsed(NewMessageIn, message), kind=OutgoingKind.NEW, conversation=None, files=attachments)
+
+
+@router.post(
+    "/orgs/{slug}/conversations/{uuid:conversation_id}/messages/multipart",
+    response={202: OutgoingOut, **ERRORS},
+    summary="Reply, reply all or forward with attachments (multipart; queued; follow its status)",
+    description="Like POST /orgs/{slug}/conversations/{conversation_id}/messages, with files." + MULTIPART,
+)
+def conversation_reply_multipart(
+    request: HttpRequest, slug: str, conversation_id: uuid.UUID, message: Form[str | None] = None,
+    attachments: File[list[UploadedFile] | None] = None,
+) -> Status[OutgoingOut]:  # fmt: skip
+    actor = membership_get(user=request.user, slug=slug)
+    selectors.conversation_get(actor=actor, conversation_id=conversation_id)
+    conversation = outbox_selectors.conversation_get(actor=actor, conversation_id=conversation_id)
+    payload = _parsed(ReplyIn, message)
+    assert isinstance(payload, ReplyIn)  # noqa: S101 (narrowing for the type checker)
+    return _send(request, actor, payload, kind=payload.kind.value, conversation=conversation, files=attachments)
 
 
 @router.get("/orgs/{slug}/outgoing/{uuid:outgoing_id}", response={200: OutgoingOut, **ERRORS}, summary="A message you sent: its status")

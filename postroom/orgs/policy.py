@@ -71,6 +71,8 @@ RULES: tuple[str, ...] = (
     "a member whose role does not allow an action gets 403.",
     "A personal response is seen and managed by its owner only; a team's by the team's members (observers only read it).",
     "An invitation works once, only for the verified address it was sent to, for 7 days, and can be revoked.",
+    "A member sends from their own mailboxes and from the team mailboxes of the teams they are an active member of; "
+    "observers, members outside the team and admins who are not in it may not (404).",
 )
 
 

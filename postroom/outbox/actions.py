@@ -2,8 +2,9 @@
 
 Attackers and defences:
 - A member who wants to send as someone else, or from a mailbox that is not theirs: the sending
-  mailbox must be owned by the acting membership (shared team mailboxes are a later issue), and
-  the conversation replied to must be in the actor's organization; anything else is refused.
+  mailbox must be one ``selectors.sending_mailboxes`` gives the actor (their own, or the team
+  mailbox of a team they are a full member of; not as an observer), and the conversation
+  replied to must be one the actor can see in their organization; anything else is refused.
 - Header and envelope injection (SECURITY.md R33): every field goes through
   ``postroom.mime.build.build_message`` (policy.SMTP), which refuses CR, LF, NUL and other control
   characters with an error naming the field; we show that error on the field and build nothing.
@@ -44,6 +45,7 @@ from postroom.mime.build import OutgoingAttachment, build_message, envelope_reci
 from postroom.orgs.models import Membership
 from postroom.outbox import compose, tasks
 from postroom.outbox.models import Draft, OutgoingKind, OutgoingMessage, OutgoingStatus, SentCopy
+from postroom.outbox.selectors import sending_mailboxes
 
 # Waits after the 1st, 2nd, … failed attempt; after the last one the failure is permanent.
 RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(minutes=60))
@@ -54,6 +56,7 @@ SENDING_TIMEOUT = timedelta(minutes=10)
 # the commit never happened because the process died): a live worker runs due tasks in seconds.
 LOST_TASK_AFTER = timedelta(minutes=5)
 MAX_ATTACHMENTS_BYTES = 25 * 1024 * 1024
+MAX_ATTACHMENT_FILES = 20  # files one message takes from an upload (composer or API)
 MESSAGE_ID_PURPOSE = "message-id"
 INTERRUPTED_REASON = (
     "Sending was interrupted, and the message may or may not have been delivered. Check with the recipient "
@@ -88,8 +91,10 @@ def _field_error(error: ValueError) -> ValidationError:
 
 
 def _check_access(actor: Membership, mailbox: Mailbox | None, conversation: Conversation | None) -> None:
-    if mailbox is not None and (mailbox.organization_id != actor.organization_id or mailbox.owner_id != actor.pk):
-        raise PermissionDenied("You can send only from your own mailboxes.")
+    if mailbox is not None and not (
+        mailbox.organization_id == actor.organization_id and sending_mailboxes(actor=actor).filter(pk=mailbox.pk).exists()
+    ):
+        raise PermissionDenied("You can send only from your own mailboxes and your teams' mailboxes.")
     if conversation is not None:
         if conversation.organization_id != actor.organization_id:
             raise PermissionDenied("This conversation is not in your organization.")

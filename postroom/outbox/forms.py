@@ -79,12 +79,12 @@ def composer_initial(
     *, actor: Membership, mailboxes: QuerySet[Mailbox], kind: str, conversation: Conversation | None, draft: Draft | None
 ) -> dict[str, Any]:
     """What a composer starts with: the draft as it was saved, else recipients, subject and
-    quote for a reply or forward, from the mailbox that received the conversation when it is
-    one of the actor's."""
+    quote for a reply or forward, from the mailbox that received the conversation when the
+    actor may send from it (their own, or their team's mailbox)."""
     if draft is not None:
         content = draft.content or {}
         return {
-            "mailbox": draft.mailbox if draft.mailbox is not None and draft.mailbox.owner_id == actor.pk else mailboxes.first(),
+            "mailbox": (mailboxes.filter(pk=draft.mailbox_id).first() if draft.mailbox_id else None) or mailboxes.first(),
             "to": content.get("to", ""), "cc": content.get("cc", ""), "bcc": content.get("bcc", ""),
             "subject": content.get("subject", ""), "text": content.get("text", ""), "draft": draft.pk,
         }  # fmt: skip

@@ -2,7 +2,8 @@
 
 Attacker: a member (or an outsider) who guesses the id of a mailbox, conversation, draft or
 outgoing message in another organization, or of a teammate's. Every query starts from the actor:
-only mailboxes the actor owns, conversations the actor can see (``conversations.selectors``: their
+only mailboxes the actor may send from (their own, and their teams' team mailboxes: see
+``sending_mailboxes``), conversations the actor can see (``conversations.selectors``: their
 own mail, or shared with them), and messages and drafts the actor wrote. Missing and foreign give
 the same 404.
 """
@@ -11,18 +12,24 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from postroom.conversations import selectors as conversation_selectors
 from postroom.conversations.models import Conversation
 from postroom.mailboxes.models import Mailbox
-from postroom.orgs.models import Membership
+from postroom.orgs.models import Membership, TeamMembership
 from postroom.outbox.models import Draft, OutgoingMessage
 
 
 def sending_mailboxes(*, actor: Membership) -> QuerySet[Mailbox]:
-    return Mailbox.objects.filter(organization_id=actor.organization_id, owner=actor).order_by("name")
+    """The mailboxes the actor may send from: their own, and the team mailboxes of the teams they
+    are a full member of. An observer of a team reads its conversations but does not speak for
+    it; a teammate outside the team, and anyone in another organization, gets nothing (404)."""
+    speaking_for = TeamMembership.objects.filter(
+        membership=actor, observer=False, team__organization_id=actor.organization_id
+    ).values("team_id")
+    return Mailbox.objects.filter(Q(owner=actor) | Q(team_id__in=speaking_for), organization_id=actor.organization_id).order_by("name")
 
 
 def sending_mailbox_get(*, actor: Membership, mailbox_id: UUID | str) -> Mailbox:

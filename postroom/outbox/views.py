@@ -33,7 +33,7 @@ from postroom.outbox.models import Draft, OutgoingKind
 from postroom.responses import selectors as response_selectors
 from postroom.responses.actions import response_attachment_content
 
-MAX_ATTACHMENT_FILES = 20
+MAX_ATTACHMENT_FILES = actions.MAX_ATTACHMENT_FILES
 REPLY_KINDS = (OutgoingKind.REPLY, OutgoingKind.REPLY_ALL, OutgoingKind.FORWARD)
 
 

@@ -78,14 +78,16 @@ class _Handler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 (the name aiosmtpd looks up)
         content = envelope.original_content or b""
         login = session.auth_data.login if isinstance(session.auth_data, LoginPassword) else session.auth_data
-        self._peer.messages.append(
-            ReceivedMessage(
-                mail_from=envelope.mail_from or "",
-                recipients=tuple(envelope.rcpt_tos),
-                content=content,
-                authenticated_as=login.decode() if isinstance(login, bytes) else login,
+        with self._peer._arrived:
+            self._peer.messages.append(
+                ReceivedMessage(
+                    mail_from=envelope.mail_from or "",
+                    recipients=tuple(envelope.rcpt_tos),
+                    content=content,
+                    authenticated_as=login.decode() if isinstance(login, bytes) else login,
+                )
             )
-        )
+            self._peer._arrived.notify_all()
         return "250 2.0.0 Message accepted"
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802 (the name aiosmtpd looks up)
@@ -141,6 +143,7 @@ class SmtpPeer:
         self.tls = tls
         self.tokens = tokens
         self.messages: list[ReceivedMessage] = []
+        self._arrived = threading.Condition()
         self._transcript = bytearray()
         self._transcript_lock = threading.Lock()
         self._accounts: dict[str, str] = {}
@@ -174,6 +177,14 @@ class SmtpPeer:
 
     def stop(self) -> None:
         self._controller.stop()
+
+    def wait_for_messages(self, count: int, *, timeout: float) -> list[ReceivedMessage]:
+        """The messages received, once there are at least ``count`` (woken by each arrival);
+        AssertionError after ``timeout`` seconds."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(self.messages) >= count, timeout=timeout):
+                raise AssertionError(f"{len(self.messages)} of {count} messages arrived within {timeout} s")
+            return list(self.messages)
 
     def add_account(self, user: MailUser) -> None:
         self._accounts[user.name] = user.password

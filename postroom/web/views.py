@@ -7,7 +7,7 @@ from pathlib import Path
 from django import forms
 from django.conf import settings
 from django.contrib.auth import login
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
@@ -166,6 +166,8 @@ def error_403(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 
 def error_400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if isinstance(exception, RequestDataTooBig) and str(exception).startswith("The upload is too large"):  # postroom.core.uploads
+        return _error_page("Upload too large", str(exception) + " Go back and attach fewer or smaller files.", status=400)
     return _error_page("Bad request", "The request could not be understood.", status=400)
 
 

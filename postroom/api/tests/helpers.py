@@ -62,7 +62,10 @@ class OpenAPIChecker:
     document: dict[str, Any] = field(default_factory=openapi_document)
 
     def __post_init__(self) -> None:
-        self.templates = [(_template_pattern(template), template) for template in self.document["paths"]]
+        # Literal paths before templated ones (/messages/multipart before /messages/{message_id}),
+        # as the URL resolver decides them.
+        templates = sorted(self.document["paths"], key=lambda template: template.count("{"))
+        self.templates = [(_template_pattern(template), template) for template in templates]
 
     def operation(self, method: str, path: str) -> dict[str, Any] | None:
         path = path.split("?", 1)[0]

@@ -86,11 +86,12 @@ def test_r21_drafts_are_their_authors_alone(cast: Cast, client_as, team_inbox: T
         assert client.post(SAVE, {**typed(bobs_mailbox, conversation), "draft": str(draft.pk), "text": "overwritten"}).status_code == 404
         assert "private words" not in client.get(reverse("conversations:detail", args=["acme", conversation.pk])).content.decode()
     assert opened(Draft.objects.get().content)["text"] == "Bob's private words"
-    # A conversation Bob cannot see, or a mailbox that is not his, saves nothing.
+    # A conversation Bob cannot see, or a mailbox that is neither his nor his team's (Alice's
+    # personal one; the team mailbox he may use), saves nothing.
     private = team_inbox.deliver(team_inbox.private_mailbox, subject="Alice only").conversation
     bob = client_as(cast.bob)
     assert bob.post(SAVE, typed(bobs_mailbox, private), **HTMX).status_code == 404
-    refused = bob.post(SAVE, typed(team_inbox.mailbox, conversation), **HTMX)
+    refused = bob.post(SAVE, typed(team_inbox.private_mailbox, conversation), **HTMX)
     assert refused.status_code == 422
     assert "Not saved" in refused.content.decode()
     assert Draft.objects.count() == 1
