@@ -24,7 +24,7 @@ from typing import Any
 
 import re2
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from postroom.contacts.models import ContactBook
 from postroom.conversations.models import Label
@@ -250,13 +250,13 @@ def rule_books(*, organization_id: int, owner: Membership | None) -> QuerySet[Co
     """The contact books a rule's "sender is in a contact book" condition looks in: a personal
     rule, every book its owner can read; an organization rule, the organization's and the teams'
     books and any book shared with a team or the organization (never a member's unshared book)."""
-    from postroom.contacts.models import BookKind
+    from postroom.contacts.models import BookKind, BookShare
     from postroom.contacts.selectors import books_visible
 
     if owner is not None:
         return books_visible(actor=owner)
-    books = ContactBook.objects.filter(organization_id=organization_id)
-    return books.exclude(kind=BookKind.PERSONAL) | books.filter(shares__isnull=False).distinct()
+    shared = BookShare.objects.values("book_id")
+    return ContactBook.objects.filter(organization_id=organization_id).filter(~Q(kind=BookKind.PERSONAL) | Q(pk__in=shared))
 
 
 def _team_allowed(team_id: int, organization_id: int, owner: Membership | None, own_teams: set[int]) -> bool:
