@@ -196,3 +196,34 @@ def test_auto_reply_needs_a_visible_response_without_inputs_and_the_incoming_tri
     with pytest.raises(ValidationError, match="arrives"):
         actions.rule_create(actor=cast.alice_membership, organization=False, name="x", trigger="closed", conditions=[],
                             actions=[{"kind": "auto_reply", "response_id": str(make_response(cast).pk)}])  # fmt: skip
+
+
+def test_an_organization_rule_replies_from_the_team_mailbox_with_an_organization_response_only(
+    place: Any, queue: DummyBackend, django_capture_on_commit_callbacks: Any  # noqa: F811
+) -> None:
+    cast = place.cast
+    carol = cast.carol_membership  # an admin
+    organization_response = response_actions.response_create(
+        actor=carol, scope=Scope.ORGANIZATION, content=response_actions.ResponseContent(name="Ack", body="<p>Hi {{ recipient_first_name }}</p>")
+    )
+    carols_own = response_actions.response_create(
+        actor=carol, scope=Scope.PERSONAL, content=response_actions.ResponseContent(name="Mine", body="<p>Hi</p>")
+    )
+    with pytest.raises(ValidationError, match="organization or team response"):
+        actions.rule_create(actor=carol, organization=True, name="Ack", trigger="incoming", conditions=[],
+                            actions=[{"kind": "auto_reply", "response_id": str(carols_own.pk)}])  # fmt: skip
+    actions.rule_create(actor=carol, organization=True, name="Ack", trigger="incoming", conditions=[],
+                        actions=[{"kind": "auto_reply", "response_id": str(organization_response.pk)}])  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        message = place.deliver(place.support_mailbox, to="support@acme.test", sender="Dana Customer <dana@customer.example>")
+    [outgoing] = OutgoingMessage.objects.all()
+    assert outgoing.mailbox == place.support_mailbox
+    assert outgoing.author is None  # the organization sends it
+    assert outgoing.conversation_id == message.conversation_id
+    envelope = outgoing.envelope or {}
+    assert envelope["recipients"] == ["dana@customer.example"]
+    assert "Hi Dana" in envelope["text"]
+    assert [list(result.args) for result in queue.results] == [[str(outgoing.pk)]]  # the send task, after the commit
+    # A personal mailbox's mail is not the organization rule's business.
+    place.deliver(place.alice_mailbox, sender="Eve <eve@elsewhere.example>")
+    assert OutgoingMessage.objects.count() == 1
