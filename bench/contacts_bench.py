@@ -8,6 +8,9 @@ database (it is migrated and filled; use a name of its own):
 
 1. Imports ``--contacts`` rows of CSV into a member's book through ``transfer.book_import`` (the
    path the import page takes), wall time and rows per second.
+   Then the same rows into a second book through the background path (``book_import_start``
+   queues a ``ContactImport``; ``book_import_run`` is the task's body, chunk by chunk with its
+   progress recorded), and the ratio of the two times (run 3 times, medians).
 2. Runs ``contacts_autocomplete`` (which decrypts the visible cards, up to its scan cap) for
    ``--queries`` prefixes and reports the median and the 90th percentile, and the same for an
    exact address (found through its blind index).
@@ -60,6 +63,24 @@ def main() -> int:
     report = transfer.book_import(actor=member, book=book, content="\r\n".join(lines).encode(), file_format="csv")
     elapsed = time.perf_counter() - started
     print(f"import: {report.created} contacts in {elapsed:.2f} s ({report.created / elapsed:.0f} rows/s)")
+    content = "\r\n".join(lines).encode()
+    at_once: list[float] = []
+    chunked: list[float] = []
+    for attempt in range(3):
+        target = actions.book_create(actor=member, name=f"At once {attempt}")
+        started = time.perf_counter()
+        transfer.book_import(actor=member, book=target, content=content, file_format="csv")
+        at_once.append(time.perf_counter() - started)
+        target = actions.book_create(actor=member, name=f"Background {attempt}")
+        started = time.perf_counter()
+        job = transfer.book_import_start(actor=member, book=target, content=content, file_format="csv")
+        if not isinstance(job, transfer.ImportReport):
+            transfer.book_import_run(import_id=job.pk)
+        chunked.append(time.perf_counter() - started)
+    print(
+        f"import at once: median {statistics.median(at_once):.2f} s; in the background, in chunks of {transfer.IMPORT_CHUNK}: "
+        f"median {statistics.median(chunked):.2f} s; ratio {statistics.median(chunked) / statistics.median(at_once):.2f}"
+    )
 
     def measure(query: str) -> list[float]:
         times = []

@@ -187,6 +187,29 @@ def comment_create(
     return comment
 
 
+def comment_by_rule(*, rule: Any, conversation: Conversation, body: str) -> Comment:
+    """A rule's "add a comment" action (``postroom.rules.engine``, inside the rule's savepoint,
+    after the rule's authorisation was checked again). The comment has the rule, not a member,
+    as its author, and nobody may edit it.
+
+    No side effects beyond the comment and a live update: mention tokens are not resolved (a
+    rule runs on every matching message: it must not share conversations with, or notify,
+    whoever its text names, each time), and followers are not notified (the rule's timeline
+    entry already says what it did, and a notification per incoming message would be noise)."""
+    text = _clean_body(body, allow_empty=False)
+    comment = Comment(organization_id=conversation.organization_id, conversation=conversation, author=None, rule=rule)
+    comment.body = text
+    comment.save()
+    conversation_id, organization_id = conversation.pk, conversation.organization_id
+    transaction.on_commit(
+        lambda: conversation_event.send(
+            sender=Conversation, conversation_id=conversation_id, organization_id=organization_id, kind="commented", actor_id=None,
+            details={"comment_id": str(comment.pk), "rule_id": str(rule.pk)},
+        )
+    )  # fmt: skip
+    return comment
+
+
 def _own(actor: Membership, comment: Comment, *, deleted_ok: bool = False) -> Comment:
     comment = selectors.comment_get(actor=actor, comment_id=comment.pk)  # 404 unless the actor sees the conversation
     if comment.author_id != actor.pk:

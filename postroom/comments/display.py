@@ -31,6 +31,12 @@ class ShownComment:
         return self.comment.pk
 
 
+def _rule_author(comment: Comment) -> str:
+    if comment.rule_id is not None:
+        return f"Rule {comment.rule.name}" if comment.rule is not None else "A rule"
+    return "Former member"
+
+
 def shown(actor: Membership, comment: Comment) -> ShownComment:
     deleted = comment.deleted_at is not None
     author = comment.author
@@ -38,7 +44,7 @@ def shown(actor: Membership, comment: Comment) -> ShownComment:
         comment=comment,
         html=None if deleted else comment_html(comment.body or "", selectors.mention_names(comment)),
         own=author is not None and author.pk == actor.pk,
-        author_name=author.user.display_name if author is not None else "Former member",
+        author_name=author.user.display_name if author is not None else _rule_author(comment),
         attachments=[] if deleted else list(comment.attachments.all()),
     )
 

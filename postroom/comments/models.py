@@ -19,6 +19,8 @@ class Comment(OrgScoped):
     conversation = models.ForeignKey("conversations.Conversation", on_delete=models.CASCADE, related_name="comments")
     # Kept when the author leaves the organization: the comment then shows "Former member".
     author = models.ForeignKey("orgs.Membership", on_delete=models.SET_NULL, null=True, blank=True, related_name="comments")
+    # Set for a comment a rule wrote (its "add a comment" action); such a comment has no author.
+    rule = models.ForeignKey("rules.Rule", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     # The markdown as written (mention tokens included); None once deleted.
     body_sealed = models.BinaryField(null=True)
     body: Sealed[str] = Sealed()

@@ -41,7 +41,7 @@ def comments_visible(*, actor: Membership) -> QuerySet[Comment]:
 
 
 def _with_details(comments: QuerySet[Comment]) -> QuerySet[Comment]:
-    return comments.select_related("author__user").prefetch_related(
+    return comments.select_related("author__user", "rule").prefetch_related(
         Prefetch("attachments", queryset=CommentAttachment.objects.order_by("created_at", "id")),
         Prefetch("mentions", queryset=CommentMention.objects.select_related("membership__user", "team")),
     )

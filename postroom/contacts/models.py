@@ -133,3 +133,50 @@ class MessageAddress(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["message", "address_index"], name="message_address_unique")]
         indexes = [models.Index(fields=["organization", "address_index"], name="message_address_org")]
+
+
+class ImportStatus(models.TextChoices):
+    QUEUED = "queued", "Waiting to start"
+    RUNNING = "running", "Importing"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ContactImport(models.Model):
+    """A big import of a file into a book, run by a task in chunks (``contacts.transfer``), with
+    its progress: ``done`` of ``total`` entries. The file is sealed here until the import ends
+    (then emptied); the rejected rows (row number and reason, which may quote the file) are
+    sealed too. Counts and states stay plain: the page polls them."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="+")
+    book = models.ForeignKey(ContactBook, on_delete=models.CASCADE, related_name="imports")
+    actor = models.ForeignKey("orgs.Membership", on_delete=models.CASCADE, related_name="+")
+    file_format = models.CharField(max_length=5)  # "csv" or "vcard"
+    status = models.CharField(max_length=8, choices=ImportStatus.choices, default=ImportStatus.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    merged = models.PositiveIntegerField(default=0)
+    rejected_count = models.PositiveIntegerField(default=0)
+    content_sealed = models.BinaryField(null=True)
+    content: Sealed[str] = Sealed("text")
+    rejected_sealed = models.BinaryField(null=True)
+    rejected: Sealed[list[list[Any]]] = Sealed("json")
+    error = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["book", "actor", "-created_at"], name="contact_import_recent")]
+
+    def key_scope(self) -> str:
+        return org_scope(self.organization_id)
+
+    @property
+    def percent(self) -> int:
+        return 100 if self.status == ImportStatus.DONE else (self.done * 100 // self.total if self.total else 0)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (ImportStatus.DONE, ImportStatus.FAILED)

@@ -32,7 +32,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 
 from postroom.contacts.cards import Card, address_index, normalise_address
-from postroom.contacts.models import BookKind, BookShare, Contact, ContactBook, ContactEmail, MessageAddress
+from postroom.contacts.models import BookKind, BookShare, Contact, ContactBook, ContactEmail, ContactImport, MessageAddress
 from postroom.conversations.models import Conversation
 from postroom.conversations.selectors import messages_visible
 from postroom.core.crypto import Field
@@ -254,3 +254,9 @@ def book_duplicates(*, actor: Membership, book: ContactBook) -> list[list[Contac
     by_id = {contact.pk: contact for contact in contacts.filter(pk__in={pk for group in unique_groups for pk in group})}
     ordered = [sorted((by_id[pk] for pk in group if pk in by_id), key=lambda contact: contact.created_at) for group in unique_groups]
     return sorted((group for group in ordered if len(group) > 1), key=lambda group: Card.from_json(group[0].card).label.casefold())
+
+
+def book_import_latest(*, actor: Membership, book: ContactBook) -> ContactImport | None:
+    """The actor's latest big import into ``book`` (``book`` comes from ``book_get``): its
+    progress while it runs, its report once it is done. Only its author sees it."""
+    return ContactImport.objects.filter(book=book, actor=actor, organization_id=actor.organization_id).order_by("-created_at").first()

@@ -29,20 +29,25 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
+from django.utils import timezone
 
 from postroom.audit.actions import audit_record
 from postroom.contacts.actions import _new_contact, _require, _store_card
 from postroom.contacts.cards import MAX_FIELDS, Card, address_index, card_clean, card_union
-from postroom.contacts.models import Contact, ContactBook, ContactEmail, ContactSource
+from postroom.contacts.models import Contact, ContactBook, ContactEmail, ContactImport, ContactSource, ImportStatus
 from postroom.core.csv import FORMULA_TRIGGERS, csv_rows
 from postroom.core.ids import uuid7
 from postroom.orgs.models import Membership
 
 MAX_IMPORT_BYTES = 10 * 1024 * 1024
-MAX_IMPORT_ROWS = 20_000
+MAX_IMPORT_ROWS = 100_000
+# Up to this many entries, the import runs in the request; more, in a task with progress.
+IMPORT_AT_ONCE_ROWS = 1_000
+IMPORT_CHUNK = 500
+MAX_REPORTED_REJECTIONS = 1_000  # rows listed on the page after a big import (all are counted)
 EXPORT_HEADER = ["name", "emails", "phones", "company", "job_title", "notes", "custom_fields"]
 _LIST_SEPARATOR = re.compile(r"[;,\s]+")
 
@@ -265,18 +270,18 @@ def _vcard_cards(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
         raise ImportRefusedError("No BEGIN:VCARD found: this is not a vCard file.")
 
 
-def book_import(
-    *, actor: Membership, book: ContactBook, content: bytes, file_format: str, request: HttpRequest | None = None
-) -> ImportReport:
-    """Import a CSV or vCard file into ``book``; see the module docstring."""
-    _require(actor, book, write=True)
-    text = _text_of(content)
-    entries = _csv_cards(text) if file_format == "csv" else _vcard_cards(text)
-    report = ImportReport()
+def _entries(text: str, file_format: str) -> list[tuple[int, dict[str, Any] | str]]:
+    entries: list[tuple[int, dict[str, Any] | str]] = []
+    for entry in _csv_cards(text) if file_format == "csv" else _vcard_cards(text):
+        if len(entries) >= MAX_IMPORT_ROWS:
+            raise ImportRefusedError(f"The file has more than {MAX_IMPORT_ROWS} contacts; split it and import the parts.")
+        entries.append(entry)
+    return entries
+
+
+def _cleaned(entries: Iterable[tuple[int, dict[str, Any] | str]], report: ImportReport) -> list[tuple[int, Card]]:
     cards: list[tuple[int, Card]] = []
     for number, values in entries:
-        if len(cards) + len(report.rejected) >= MAX_IMPORT_ROWS:
-            raise ImportRefusedError(f"The file has more than {MAX_IMPORT_ROWS} contacts; split it and import the parts.")
         if isinstance(values, str):
             report.rejected.append((number, values))
             continue
@@ -284,6 +289,97 @@ def book_import(
             cards.append((number, card_clean(**values)))
         except ValidationError as error:
             report.rejected.append((number, "; ".join(f"{key}: {' '.join(messages)}" for key, messages in error.message_dict.items())))
+    return cards
+
+
+def book_import_start(
+    *, actor: Membership, book: ContactBook, content: bytes, file_format: str, request: HttpRequest | None = None
+) -> ImportReport | ContactImport:
+    """Import a file now (small: the report) or queue it as a task (big: the ``ContactImport``
+    whose progress the import page shows)."""
+    _require(actor, book, write=True)
+    text = _text_of(content)
+    entries = _entries(text, file_format)
+    if len(entries) <= IMPORT_AT_ONCE_ROWS:
+        return _import_now(actor=actor, book=book, entries=entries, file_format=file_format, request=request)
+    job = ContactImport(organization_id=book.organization_id, book=book, actor=actor, file_format=file_format, total=len(entries))
+    job.content = text
+    with transaction.atomic():
+        job.save()
+        audit_record(action="contacts.book_import_queued", actor=actor.user, organization=actor.organization, request=request,
+                     target=book, details={"format": file_format, "entries": len(entries)})  # fmt: skip
+        transaction.on_commit(lambda: _enqueue(job.pk))
+    return job
+
+
+def _enqueue(import_id: Any) -> None:
+    from postroom.contacts.tasks import contacts_import_run
+
+    contacts_import_run.enqueue(str(import_id))
+
+
+def book_import_run(*, import_id: Any) -> ContactImport | None:
+    """The task's body: import a queued ``ContactImport`` chunk by chunk, recording progress
+    after each. Claimed with a conditional UPDATE, so a second run of the same task does nothing;
+    the member's right to write to the book is checked again first."""
+    if not ContactImport.objects.filter(pk=import_id, status=ImportStatus.QUEUED).update(status=ImportStatus.RUNNING):
+        return None
+    job = ContactImport.objects.select_related("book", "actor__user", "actor__organization").get(pk=import_id)
+    report = ImportReport()
+    try:
+        _require(job.actor, job.book, write=True)
+        entries = _entries(job.content or "", job.file_format)
+        ContactImport.objects.filter(pk=job.pk).update(total=len(entries))
+        owner_of = dict(ContactEmail.objects.filter(book=job.book).values_list("address_index", "contact_id"))
+        for start in range(0, len(entries), IMPORT_CHUNK):
+            chunk = entries[start : start + IMPORT_CHUNK]
+            cards = _cleaned(chunk, report)
+            with transaction.atomic():
+                _import_cards(job.actor, job.book, cards, report, owner_of=owner_of)
+                ContactImport.objects.filter(pk=job.pk).update(
+                    done=start + len(chunk), created=report.created, merged=report.merged, rejected_count=len(report.rejected)
+                )
+    except (ValidationError, PermissionDenied, Http404) as error:
+        reason = (
+            error.messages[0] if isinstance(error, ValidationError)
+            else str(error) if isinstance(error, PermissionDenied) else "The book is gone, or you can no longer see it."
+        )  # fmt: skip
+        return _finish(job, report, status=ImportStatus.FAILED, error=reason)
+    return _finish(job, report, status=ImportStatus.DONE, error="")
+
+
+def _finish(job: ContactImport, report: ImportReport, *, status: str, error: str) -> ContactImport:
+    with transaction.atomic():
+        job = ContactImport.objects.select_for_update().get(pk=job.pk)
+        job.status, job.error, job.finished_at = status, error[:200], timezone.now()
+        job.created, job.merged, job.rejected_count = report.created, report.merged, len(report.rejected)
+        if status == ImportStatus.DONE:
+            job.done = job.total
+        job.rejected = [list(item) for item in report.rejected[:MAX_REPORTED_REJECTIONS]]
+        job.content = None  # the file is not kept once imported
+        job.save()
+        audit_record(action="contacts.book_imported", actor=job.actor.user, organization=job.actor.organization, target=job.book,
+                     result="success" if status == ImportStatus.DONE else "failure",
+                     details={"format": job.file_format, "created": report.created, "merged": report.merged,
+                              "rejected": len(report.rejected)})  # fmt: skip
+    return job
+
+
+def book_import(
+    *, actor: Membership, book: ContactBook, content: bytes, file_format: str, request: HttpRequest | None = None
+) -> ImportReport:
+    """Import a CSV or vCard file into ``book`` at once, whatever its size (the command line and
+    tests; pages and the API call ``book_import_start``); see the module docstring."""
+    _require(actor, book, write=True)
+    entries = _entries(_text_of(content), file_format)
+    return _import_now(actor=actor, book=book, entries=entries, file_format=file_format, request=request)
+
+
+def _import_now(
+    *, actor: Membership, book: ContactBook, entries: list[tuple[int, dict[str, Any] | str]], file_format: str, request: HttpRequest | None
+) -> ImportReport:
+    report = ImportReport()
+    cards = _cleaned(entries, report)
     with transaction.atomic():
         _import_cards(actor, book, cards, report)
         audit_record(action="contacts.book_imported", actor=actor.user, organization=actor.organization, request=request, target=book,
@@ -291,9 +387,12 @@ def book_import(
     return report
 
 
-def _import_cards(actor: Membership, book: ContactBook, cards: list[tuple[int, Card]], report: ImportReport) -> None:
+def _import_cards(actor: Membership, book: ContactBook, cards: list[tuple[int, Card]], report: ImportReport, *,
+                  owner_of: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """``owner_of`` (address index → contact id) is kept by a chunked import across its chunks."""
     organization_id = book.organization_id
-    owner_of = dict(ContactEmail.objects.filter(book=book).values_list("address_index", "contact_id"))
+    if owner_of is None:
+        owner_of = dict(ContactEmail.objects.filter(book=book).values_list("address_index", "contact_id"))
     updated: dict[Any, Card] = {}
     new: dict[Any, Card] = {}
     for _number, card in cards:

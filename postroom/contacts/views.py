@@ -220,6 +220,8 @@ def book_duplicates(request: HttpRequest, slug: str, book_id: str) -> HttpRespon
 @login_required
 @require_http_methods(["GET", "POST"])
 def book_import(request: HttpRequest, slug: str, book_id: str) -> HttpResponse:
+    """A small file is imported at once (the report); a big one is queued as a task and this page
+    then shows its progress, which it polls (htmx) until the import is done."""
     actor = membership_get(user=request.user, slug=slug)
     book = selectors.book_get(actor=actor, book_id=book_id)
     if not selectors.book_access(actor=actor, book=book).write:
@@ -236,12 +238,20 @@ def book_import(request: HttpRequest, slug: str, book_id: str) -> HttpResponse:
             content = upload.read()
             is_vcard = upload.name.lower().endswith((".vcf", ".vcard")) or content.lstrip()[:11].upper() == b"BEGIN:VCARD"
             try:
-                report = transfer.book_import(
+                started = transfer.book_import_start(
                     actor=actor, book=book, content=content, file_format="vcard" if is_vcard else "csv", request=request
                 )
             except transfer.ImportRefusedError as error:
                 form.add_error("file", error.messages)
-    return render(request, "contacts/import.html", _context(actor, book=book, form=form, report=report))
+            else:
+                if not isinstance(started, transfer.ImportReport):
+                    return redirect("contacts:book_import", slug=slug, book_id=book.pk)
+                report = started
+    running = selectors.book_import_latest(actor=actor, book=book) if report is None else None
+    context = _context(actor, book=book, form=form, report=report, running=running, poll_seconds=1)
+    if request.headers.get("HX-Request") and request.method == "GET":
+        return render(request, "contacts/_import_progress.html", context)
+    return render(request, "contacts/import.html", context)
 
 
 @login_required

@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
+from threading import local as threading_local
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -196,6 +197,20 @@ def _ingest_batch(
     return {item.uid: copies[item.uid] for item in items}
 
 
+_batch = threading_local()
+
+
+def raw_blobs_ready() -> None:
+    """Wait until the raw messages of the batch being stored are on disk under their names.
+
+    Rules run inside the batch's transaction while its blobs are still being written
+    (``BlobBatch.durable_soon``); the few rules that read a raw message (body conditions, the
+    auto-reply's headers) call this first, and the others keep the overlap."""
+    flushed = getattr(_batch, "flushed", None)
+    if flushed is not None:
+        flushed.result()
+
+
 def _store(
     mailbox: Mailbox,
     folder: Folder,
@@ -257,7 +272,11 @@ def _store(
         MessageReference.objects.bulk_create(references)
         for copy in MessageCopy.objects.bulk_create(pending):
             copies[copy.uid] = copy
-        arrival.copies_stored(copies=pending, new_message_ids={message.pk for message in created})
+        _batch.flushed = flushed
+        try:
+            arrival.copies_stored(copies=pending, new_message_ids={message.pk for message in created})
+        finally:
+            _batch.flushed = None
         flushed.result()
         waiting = [message.pk for message in created if message.body_pending]
         if later and waiting:

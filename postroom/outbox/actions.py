@@ -139,6 +139,22 @@ def outgoing_create(
         # The original travels whole, with its own attachments, as message/rfc822.
         original_raw = blob_get(start.original.key_scope(), start.original.raw_blob)
         all_attachments.append(OutgoingAttachment(filename="forwarded-message.eml", content_type="message/rfc822", content=original_raw))
+    return _build_and_queue(
+        author=actor, mailbox=mailbox, kind=kind, conversation=conversation, to=to, cc=cc, bcc=bcc, subject=subject,
+        text=text, html=html, attachments=attachments, sent_attachments=all_attachments, in_reply_to=start.in_reply_to,
+        references=start.references, draft=draft, request=request,
+    )  # fmt: skip
+
+
+def _build_and_queue(
+    *, author: Membership | None, mailbox: Mailbox, kind: str, conversation: Conversation | None, to: Sequence[tuple[str, str]],
+    cc: Sequence[tuple[str, str]], bcc: Sequence[tuple[str, str]], subject: str, text: str, html: str | None,
+    attachments: Sequence[OutgoingAttachment], sent_attachments: Sequence[OutgoingAttachment], in_reply_to: str | None,
+    references: Sequence[str], draft: Draft | None = None, request: HttpRequest | None = None,
+    extra_headers: dict[str, str] | None = None,
+) -> OutgoingMessage:  # fmt: skip
+    """Build, store sealed and queue (after the commit) one message; ``author`` None for one the
+    organization sends (an organization rule's automatic reply)."""
     domain = mailbox.email_address.rpartition("@")[2]
     try:
         domain = domain.encode("idna").decode("ascii")
@@ -150,10 +166,11 @@ def outgoing_create(
             subject=subject,
             text=text,
             html=html,
-            attachments=all_attachments,
-            in_reply_to=start.in_reply_to,
-            references=start.references,
+            attachments=sent_attachments,
+            in_reply_to=in_reply_to,
+            references=references,
             message_id_domain=domain,
+            extra_headers=extra_headers,
         )
     except UnicodeError as error:
         raise ValidationError({"mailbox": ["The mailbox's address has an invalid domain."]}) from error
@@ -161,8 +178,10 @@ def outgoing_create(
         raise _field_error(error) from error
     raw = built.as_bytes()
     message_id = str(built["Message-ID"])
-    scope = f"org:{actor.organization_id}"
-    # Blobs first, outside the transaction (slow I/O); an orphan after a rollback is harmless.
+    organization_id = mailbox.organization_id
+    scope = f"org:{organization_id}"
+    # Blobs first, outside the transaction when there is none around us (slow I/O); an orphan
+    # after a rollback is harmless.
     raw_blob = blob_put(scope, raw)
     stored_attachments = [
         {"filename": attachment.filename, "content_type": attachment.content_type, "size": len(attachment.content),
@@ -170,13 +189,13 @@ def outgoing_create(
         for attachment in attachments
     ]  # fmt: skip
     outgoing = OutgoingMessage(
-        organization_id=actor.organization_id,
+        organization_id=organization_id,
         mailbox=mailbox,
-        author=actor,
+        author=author,
         conversation=conversation,
         kind=kind,
         raw_blob=raw_blob,
-        message_id_index=message_id_index(actor.organization_id, message_id),
+        message_id_index=message_id_index(organization_id, message_id),
     )
     outgoing.envelope = {
         "from": [mailbox.name, mailbox.email_address],
@@ -188,21 +207,41 @@ def outgoing_create(
         "text": text,
         "html": html,
         "message_id": message_id,
-        "in_reply_to": start.in_reply_to,
-        "references": start.references,
+        "in_reply_to": in_reply_to,
+        "references": list(references),
         "attachments": stored_attachments,
     }
     with transaction.atomic():
         outgoing.save()
-        if draft is not None:
-            Draft.objects.filter(pk=draft.pk, author=actor).delete()
+        if draft is not None and author is not None:
+            Draft.objects.filter(pk=draft.pk, author=author).delete()
         audit_record(
-            action="outbox.message_queued", actor=actor.user, organization=actor.organization, request=request,
+            action="outbox.message_queued" if not extra_headers else "outbox.auto_reply_queued",
+            actor=author.user if author is not None else None, organization=mailbox.organization, request=request,
             target=outgoing, target_label=outgoing.get_kind_display(),
             details={"mailbox": str(mailbox.pk), "recipients": len(outgoing.envelope["recipients"]), "attachments": len(attachments)},
         )  # fmt: skip
         _enqueue_after_commit(outgoing.pk)
     return outgoing
+
+
+def outgoing_queue_auto_reply(
+    *, author: Membership | None, mailbox: Mailbox, conversation: Conversation, to: tuple[str, str], subject: str, text: str,
+    html: str | None, attachments: Sequence[OutgoingAttachment], in_reply_to: str | None, references: Sequence[str],
+) -> OutgoingMessage:  # fmt: skip
+    """Queue a rule's automatic reply (``postroom.rules.autoreply``, which decided that one may be
+    sent and from which mailbox): marked ``Auto-Submitted: auto-replied`` (RFC 3834) so that other
+    responders do not answer it, and ``X-Auto-Response-Suppress: All`` for Exchange's.
+
+    It runs inside the ingest transaction (rules run before the conversation becomes visible), so
+    its blobs are written inside it: an orphan after a rollback is harmless."""
+    if mailbox.organization_id != conversation.organization_id:
+        raise PermissionDenied("The mailbox is not in the conversation's organization.")
+    return _build_and_queue(
+        author=author, mailbox=mailbox, kind=OutgoingKind.REPLY, conversation=conversation, to=[to], cc=(), bcc=(),
+        subject=subject, text=text, html=html, attachments=attachments, sent_attachments=attachments, in_reply_to=in_reply_to,
+        references=references, extra_headers={"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All"},
+    )  # fmt: skip
 
 
 def _enqueue_after_commit(outgoing_id: UUID, run_after: datetime | None = None) -> None:

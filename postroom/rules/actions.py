@@ -44,6 +44,8 @@ def _validated(actor: Membership, *, organization: bool, trigger: str, match: st
     if match not in Match.values:
         raise ValidationError({"match": "Choose all or any."})
     definition = definition_clean(conditions, actions, personal=not organization)
+    if trigger != Trigger.INCOMING and any(action["kind"] == "auto_reply" for action in definition["actions"]):
+        raise ValidationError({"definition": "An automatic reply answers a message that arrives: choose that trigger."})
     owner = None if organization else actor
     problem = authorisation_problem(organization_id=actor.organization_id, owner=owner, editor=actor, definition=definition)
     if problem:

@@ -17,13 +17,16 @@ to slow down. Defences here:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from typing import Any
 
 import re2
 from django.core.exceptions import ValidationError
+from django.db.models import Q, QuerySet
 
+from postroom.contacts.models import ContactBook
 from postroom.conversations.models import Label
 from postroom.core.fetch import FetchError, url_check
 from postroom.mailboxes.models import Mailbox
@@ -43,7 +46,12 @@ WEBHOOK_URL_MAX = 2000
 
 PERSONAL_ONLY_ACTIONS = frozenset({"archive", "snooze"})
 ORGANIZATION_ONLY_ACTIONS = frozenset({"webhook"})
-ACTION_KINDS = ("assign", "label", "unlabel", "share_team", "move_to_team", "close", "archive", "snooze", "spam", "webhook")
+ACTION_KINDS = (
+    "assign", "label", "unlabel", "share_team", "move_to_team", "close", "archive", "snooze", "spam", "webhook", "auto_reply", "comment",
+)  # fmt: skip
+MAX_COMMENT = 2000
+# A condition on the sender: in any contact book the rule's owner can see, or in one chosen book.
+ANY_BOOK = "any"
 
 
 def _error(message: str) -> ValidationError:
@@ -114,6 +122,9 @@ def _condition(raw: Any) -> dict[str, Any]:
         return {"field": kind, "value": _uuid(raw.get("value"), "Label condition")}
     if kind == "team":
         return {"field": kind, "value": _int(raw.get("value"), "Team condition")}
+    if kind == "contact_book":
+        book = raw.get("value")
+        return {"field": kind, "value": ANY_BOOK if book == ANY_BOOK else _uuid(book, "Contact book condition")}
     if kind == "has_attachment":
         if not isinstance(raw.get("value"), bool):
             raise _error("Attachment condition: true or false.")
@@ -162,6 +173,13 @@ def _action(raw: Any, *, personal: bool) -> dict[str, Any]:
         except FetchError as error:
             raise _error(f"Webhook: {error.reason}.") from None
         return {"kind": kind, "url": url}
+    if kind == "auto_reply":
+        return {"kind": kind, "response_id": _uuid(raw.get("response_id"), "Automatic reply")}
+    if kind == "comment":
+        text = raw.get("text")
+        if not isinstance(text, str) or not text.strip() or len(text) > MAX_COMMENT or "\x00" in text:
+            raise _error(f"Comment: give a text of 1 to {MAX_COMMENT} characters.")
+        return {"kind": kind, "text": text.strip()}
     return {"kind": kind}
 
 
@@ -205,6 +223,12 @@ def authorisation_problem(*, organization_id: int, owner: Membership | None, edi
             return "A team in the conditions is gone, or the rule's owner left it."
         elif condition["field"] == "label" and not _label_allowed(condition["value"], organization_id, owner):
             return "A label in the conditions is gone or not usable by the rule's owner."
+        elif (
+            condition["field"] == "contact_book"
+            and condition["value"] != ANY_BOOK
+            and not rule_books(organization_id=organization_id, owner=owner).filter(pk=condition["value"]).exists()
+        ):
+            return "A contact book in the conditions is gone or not readable by the rule's owner."
     for action in definition.get("actions", []):
         kind = action["kind"]
         if kind == "assign" and not Membership.objects.filter(pk=action["membership_id"], organization_id=organization_id).exists():
@@ -213,7 +237,26 @@ def authorisation_problem(*, organization_id: int, owner: Membership | None, edi
             return "A label in the actions is gone or not usable by the rule's owner."
         if kind in ("share_team", "move_to_team") and not _team_allowed(action["team_id"], organization_id, owner, own_teams):
             return "A team in the actions is gone, or the rule's owner left it."
+        if kind == "auto_reply":
+            from postroom.rules.autoreply import response_problem
+
+            problem = response_problem(organization_id=organization_id, owner=owner, editor=editor, response_id=action["response_id"])
+            if problem:
+                return problem
     return ""
+
+
+def rule_books(*, organization_id: int, owner: Membership | None) -> QuerySet[ContactBook]:
+    """The contact books a rule's "sender is in a contact book" condition looks in: a personal
+    rule, every book its owner can read; an organization rule, the organization's and the teams'
+    books and any book shared with a team or the organization (never a member's unshared book)."""
+    from postroom.contacts.models import BookKind, BookShare
+    from postroom.contacts.selectors import books_visible
+
+    if owner is not None:
+        return books_visible(actor=owner)
+    shared = BookShare.objects.values("book_id")
+    return ContactBook.objects.filter(organization_id=organization_id).filter(~Q(kind=BookKind.PERSONAL) | Q(pk__in=shared))
 
 
 def _team_allowed(team_id: int, organization_id: int, owner: Membership | None, own_teams: set[int]) -> bool:
@@ -244,6 +287,9 @@ class Facts:
     label_ids: set[str] = field(default_factory=set)
     has_attachments: bool = False
     now: datetime | None = None
+    # The ids of the books (of those the rule may look in) holding the sender's address: a
+    # callable, so that the blind-index lookup runs only for rules with that condition.
+    sender_books: Callable[[], set[str]] = field(default=lambda: set())
 
 
 def _field_texts(facts: Facts, kind: str) -> list[str]:
@@ -285,6 +331,9 @@ def condition_holds(condition: dict[str, Any], facts: Facts) -> bool:
         return value in facts.label_ids
     if kind == "has_attachment":
         return facts.has_attachments is value
+    if kind == "contact_book":
+        books = facts.sender_books()
+        return bool(books) if value == ANY_BOOK else value in books
     now = (facts.now or datetime.now(UTC)).astimezone(UTC)
     if kind == "weekday":
         return now.weekday() in value

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -35,6 +35,8 @@ from django.db import transaction
 from django.http import Http404
 from django.utils import timezone
 
+from postroom.contacts.cards import address_index
+from postroom.contacts.models import ContactEmail
 from postroom.conversations import access
 from postroom.conversations import actions as conversation_actions
 from postroom.conversations.bodies import messages_with_bodies
@@ -53,7 +55,7 @@ from postroom.conversations.models import (
 from postroom.conversations.signals import conversation_event
 from postroom.mailboxes.models import Mailbox
 from postroom.orgs.models import Membership, Team
-from postroom.rules.definition import Facts, authorisation_problem, conditions_hold
+from postroom.rules.definition import Facts, authorisation_problem, conditions_hold, rule_books
 from postroom.rules.models import Rule, RuleRun, RunOutcome, Trigger
 
 logger = logging.getLogger(__name__)
@@ -89,7 +91,27 @@ def _events_at_depth(depth: int) -> Iterator[None]:
 # Facts ------------------------------------------------------------------------------------------
 
 
-def _facts(message: Message | None, conversation: Conversation, mailbox_ids: Iterable[Any]) -> Facts:
+def _sender_books(message: Message | None, organization_id: int, owner: Membership | None) -> Callable[[], set[str]]:
+    """The books (of those the rule may look in) that hold the sender's address, looked up once,
+    by the address's blind index (contacts.cards.address_index), when a condition asks."""
+    found: list[set[str]] = []
+
+    def load() -> set[str]:
+        if not found:
+            senders = (message.addresses or {}).get("from", []) if message is not None else []
+            address = str(([*list(senders[0]), "", ""])[1]) if senders else ""
+            books: set[str] = set()
+            if address:
+                index = address_index(organization_id, address)
+                holding = ContactEmail.objects.filter(organization_id=organization_id, address_index=index).values("book_id")
+                books = {str(pk) for pk in rule_books(organization_id=organization_id, owner=owner).filter(pk__in=holding).values_list("pk", flat=True)}
+            found.append(books)
+        return found[0]
+
+    return load
+
+
+def _facts(message: Message | None, conversation: Conversation, mailbox_ids: Iterable[Any], owner: Membership | None = None) -> Facts:
     team_ids = set(ConversationShare.objects.filter(conversation=conversation, team__isnull=False).values_list("team_id", flat=True))
     mailbox_ids = {str(mailbox_id) for mailbox_id in mailbox_ids}
     team_ids |= set(Mailbox.objects.filter(pk__in=mailbox_ids, team__isnull=False).values_list("team_id", flat=True))
@@ -100,11 +122,15 @@ def _facts(message: Message | None, conversation: Conversation, mailbox_ids: Ite
             str(label_id) for label_id in ConversationLabel.objects.filter(conversation=conversation).values_list("label_id", flat=True)
         },
         now=timezone.now(),
+        sender_books=_sender_books(message, conversation.organization_id, owner),
     )
     if message is not None:
         if message.body_pending:
             # A rule reads this message now, before the import's body pass reached it: its text and
-            # attachments are parsed here, once (conversations.bodies).
+            # attachments are parsed here, once (conversations.bodies), once its raw blob is written.
+            from postroom.conversations.ingest import raw_blobs_ready
+
+            raw_blobs_ready()
             [message] = messages_with_bodies([message])
         facts.addresses = message.addresses or {}
         facts.subject = message.subject or ""
@@ -116,8 +142,8 @@ def _facts(message: Message | None, conversation: Conversation, mailbox_ids: Ite
 class _LazyFacts:
     """Decrypt a message once, and only when a rule of the batch needs it."""
 
-    def __init__(self, message: Message | None, conversation: Conversation, mailbox_ids: Iterable[Any]) -> None:
-        self.args = (message, conversation, set(mailbox_ids))
+    def __init__(self, message: Message | None, conversation: Conversation, mailbox_ids: Iterable[Any], owner: Membership | None) -> None:
+        self.args = (message, conversation, set(mailbox_ids), owner)
         self.value: Facts | None = None
 
     def get(self) -> Facts:
@@ -132,7 +158,9 @@ class _LazyFacts:
 def rules_run(*, rules: list[Rule], conversation: Conversation, message: Message | None, trigger: str,
               mailbox_ids: Iterable[Any], depth: int = 1) -> int:  # fmt: skip
     """Run ``rules`` (one owner's list, in its order) on a conversation; the number applied."""
-    facts = _LazyFacts(message, conversation, mailbox_ids)
+    mailbox_ids = list(mailbox_ids)
+    # One owner's list: the same owner (or none, for the organization's) for every rule.
+    facts = _LazyFacts(message, conversation, mailbox_ids, rules[0].owner if rules else None)
     applied = 0
     for rule in rules:
         if not conditions_hold(rule.definition or {}, rule.match, facts.get()):
@@ -145,7 +173,7 @@ def rules_run(*, rules: list[Rule], conversation: Conversation, message: Message
         else:
             try:
                 with transaction.atomic(), _events_at_depth(depth):
-                    changes = _apply(rule, conversation, trigger)
+                    changes = _apply(rule, conversation, trigger, message, mailbox_ids)
                     if changes:
                         RuleRun.objects.create(rule=rule, conversation=conversation, message=message, trigger=trigger,
                                                outcome=RunOutcome.APPLIED, changes=changes)  # fmt: skip
@@ -170,17 +198,35 @@ def _refuse(rule: Rule, conversation: Conversation, message: Message | None, tri
                            reason=reason[:200])  # fmt: skip
 
 
-def _apply(rule: Rule, conversation: Conversation, trigger: str) -> list[dict[str, Any]]:
+def _apply(rule: Rule, conversation: Conversation, trigger: str, message: Message | None, mailbox_ids: list[Any]) -> list[dict[str, Any]]:
     changes: list[dict[str, Any]] = []
     for action in (rule.definition or {}).get("actions", []):
-        change = (
-            _personal_action(rule, conversation, action)
-            if rule.owner is not None
-            else _organization_action(rule, conversation, action, trigger)
-        )
+        if action["kind"] in ("auto_reply", "comment"):
+            change = _common_action(rule, conversation, action, trigger, message, mailbox_ids)
+        elif rule.owner is not None:
+            change = _personal_action(rule, conversation, action)
+        else:
+            change = _organization_action(rule, conversation, action, trigger)
         if change is not None:
             changes.append(change)
     return changes
+
+
+def _common_action(rule: Rule, conversation: Conversation, action: dict[str, Any], trigger: str, message: Message | None,
+                   mailbox_ids: list[Any]) -> dict[str, Any] | None:  # fmt: skip
+    """The actions personal and organization rules do the same way."""
+    if action["kind"] == "auto_reply":
+        if trigger != Trigger.INCOMING:
+            return None
+        from postroom.rules.autoreply import auto_reply_send
+
+        outgoing = auto_reply_send(rule=rule, conversation=conversation, message=message, mailbox_ids=mailbox_ids,
+                                   response_id=action["response_id"])  # fmt: skip
+        return {"kind": "auto_reply", "outgoing_id": str(outgoing.pk)} if outgoing is not None else None
+    from postroom.comments.actions import comment_by_rule
+
+    comment = comment_by_rule(rule=rule, conversation=conversation, body=action["text"])
+    return {"kind": "comment", "comment_id": str(comment.pk)}
 
 
 def _personal_action(rule: Rule, conversation: Conversation, action: dict[str, Any]) -> dict[str, Any] | None:
@@ -406,6 +452,6 @@ def rule_preview(*, rule: Rule, conversations: Iterable[Conversation], viewer: M
         copies = MessageCopy.objects.filter(message=message, gone_at__isnull=True)
         copies = copies.filter(mailbox__team__isnull=False) if rule.owner_id is None else copies.filter(mailbox__owner_id=rule.owner_id)
         mailbox_ids = list(copies.values_list("mailbox_id", flat=True)) if message else []
-        if conditions_hold(rule.definition or {}, rule.match, _facts(message, conversation, mailbox_ids)):
+        if conditions_hold(rule.definition or {}, rule.match, _facts(message, conversation, mailbox_ids, rule.owner)):
             matched.append(conversation)
     return matched

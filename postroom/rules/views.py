@@ -22,8 +22,10 @@ from postroom.conversations.models import Label
 from postroom.mailboxes.models import Mailbox
 from postroom.orgs.models import Membership, Team
 from postroom.orgs.selectors import membership_get
+from postroom.responses.models import Scope as ResponseScope
+from postroom.responses.selectors import responses_by_name
 from postroom.rules import actions, selectors
-from postroom.rules.definition import TEXT_FIELDS
+from postroom.rules.definition import TEXT_FIELDS, rule_books
 from postroom.rules.models import Match, Rule, Trigger
 
 CONDITION_ROWS = 5
@@ -32,12 +34,14 @@ CONDITION_FIELDS = [
     ("", "—"), ("from", "From"), ("to", "To"), ("cc", "Cc"), ("subject", "Subject"), ("body", "Body"), ("mailbox", "Mailbox is"),
     ("team", "Team is"), ("label", "Has label"), ("has_attachment", "Has an attachment (yes/no)"),
     ("weekday", "Weekday (0=Mon … 6=Sun, comma-separated, UTC)"), ("time", "Time of day (HH:MM-HH:MM, UTC)"),
+    ("contact_book", "Sender is in a contact book"),
 ]  # fmt: skip
 OPERATORS = [("contains", "contains"), ("glob", "matches (glob: * and ?)"), ("regex", "matches (regular expression, RE2)")]
 ACTION_KINDS = [
     ("", "—"), ("assign", "Assign to"), ("label", "Add label"), ("unlabel", "Remove label"), ("share_team", "Share with team"),
     ("move_to_team", "Move to team inbox"), ("close", "Close"), ("archive", "Archive (personal rules)"),
     ("snooze", "Snooze (hours)"), ("spam", "Mark as spam"), ("webhook", "Call a webhook (URL; organization rules)"),
+    ("auto_reply", "Auto-reply with a response (incoming mail)"), ("comment", "Add a comment (text)"),
 ]  # fmt: skip
 
 
@@ -47,6 +51,8 @@ class Choices:
     teams: list[tuple[str, str]]
     labels: list[tuple[str, str]]
     members: list[tuple[str, str]]
+    books: list[tuple[str, str]]
+    responses: list[tuple[str, str]]
 
 
 def _choices(actor: Membership, organization: bool) -> Choices:
@@ -59,11 +65,19 @@ def _choices(actor: Membership, organization: bool) -> Choices:
     if not organization:
         labels = labels | Label.objects.filter(organization_id=actor.organization_id, owner=actor)
     members = Membership.objects.filter(organization_id=actor.organization_id).select_related("user").order_by("user__email")
+    books = rule_books(organization_id=actor.organization_id, owner=None if organization else actor)
+    responses = [
+        response for response in responses_by_name(actor=actor)
+        if not organization or response.scope in (ResponseScope.ORGANIZATION, ResponseScope.TEAM)
+    ]  # fmt: skip
     return Choices(
         mailboxes=[(f"mailbox:{mailbox.pk}", mailbox.email_address) for mailbox in mailboxes.order_by("email_address")],
         teams=[(f"team:{team.pk}", team.name) for team in teams.order_by("name")],
         labels=[(f"label:{label.pk}", label.name) for label in labels.order_by("name")],
         members=[(f"member:{member.pk}", member.user.email) for member in members],
+        books=[("book:any", "Any contact book" if organization else "Any contact book I can see")]
+        + [(f"book:{book.pk}", book.name) for book in books.order_by("name")],
+        responses=[(f"response:{response.pk}", f"{response.name} ({response.get_scope_display().lower()})") for response in responses],
     )
 
 
@@ -87,6 +101,8 @@ def _definition_from(data: QueryDict) -> tuple[list[dict[str, Any]], list[dict[s
             conditions.append({"field": field, "op": data.get(f"condition-{index}-op", "contains"), "value": value})
         elif field in ("mailbox", "team", "label"):
             conditions.append({"field": field, "value": _target(target, field)})
+        elif field == "contact_book":
+            conditions.append({"field": field, "value": _target(target, "book")})
         elif field == "has_attachment":
             conditions.append({"field": field, "value": value.lower() not in ("no", "false", "0")})
         elif field == "weekday":
@@ -116,6 +132,10 @@ def _definition_from(data: QueryDict) -> tuple[list[dict[str, Any]], list[dict[s
             rule_actions.append({"kind": kind, "hours": int(value) if value.isdigit() else 0})
         elif kind == "webhook":
             rule_actions.append({"kind": kind, "url": value})
+        elif kind == "auto_reply":
+            rule_actions.append({"kind": kind, "response_id": _target(target, "response")})
+        elif kind == "comment":
+            rule_actions.append({"kind": kind, "text": value})
         else:
             rule_actions.append({"kind": kind})
     return conditions, rule_actions
@@ -132,6 +152,8 @@ def _rows(rule: Rule | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
             row["value"] = value
         elif field in ("mailbox", "team", "label"):
             row["target"] = f"{field}:{value}"
+        elif field == "contact_book":
+            row["target"] = f"book:{value}"
         elif field == "has_attachment":
             row["value"] = "yes" if value else "no"
         elif field == "weekday":
@@ -144,9 +166,11 @@ def _rows(rule: Rule | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
         kind = action["kind"]
         target = (
             f"member:{action['membership_id']}" if "membership_id" in action else f"label:{action['label_id']}" if "label_id" in action
-            else f"team:{action['team_id']}" if "team_id" in action else ""
+            else f"team:{action['team_id']}" if "team_id" in action
+            else f"response:{action['response_id']}" if "response_id" in action else ""
         )  # fmt: skip
-        rule_actions.append({"kind": kind, "target": target, "value": str(action.get("hours", action.get("url", "")))})
+        value = action.get("hours", action.get("url", action.get("text", "")))
+        rule_actions.append({"kind": kind, "target": target, "value": str(value)})
     blank_condition = {"field": "", "op": "contains", "value": "", "target": ""}
     blank_action = {"kind": "", "target": "", "value": ""}
     return (

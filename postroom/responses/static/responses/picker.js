@@ -27,6 +27,8 @@
 // last one (or the Insert button) inserts, Escape goes back to the list.
 (function () {
   "use strict";
+  if (window.postroomResponsePicker) return; // loaded once (app pages load it, and so does the picker's markup)
+  window.postroomResponsePicker = true;
 
   function csrfToken(root) {
     const form = root.closest("form");
@@ -59,6 +61,8 @@
   }
 
   function setUp(root) {
+    if (root.dataset.pickerReady) return;
+    root.dataset.pickerReady = "1";
     const opener = root.querySelector("[data-picker-open]");
     const panel = root.querySelector(".response-picker-panel");
     const search = root.querySelector("[data-picker-search]");
@@ -250,4 +254,11 @@
 
   function start() { document.querySelectorAll("[data-response-picker]").forEach(setUp); }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
+  // A composer swapped in by htmx (the conversation page's Reply) runs no scripts of its own.
+  document.addEventListener("htmx:load", (event) => {
+    const element = event.detail && event.detail.elt;
+    if (!element || !element.querySelectorAll) return;
+    if (element.matches("[data-response-picker]")) setUp(element);
+    element.querySelectorAll("[data-response-picker]").forEach(setUp);
+  });
 })();
