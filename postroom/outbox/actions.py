@@ -152,6 +152,7 @@ def _build_and_queue(
     attachments: Sequence[OutgoingAttachment], sent_attachments: Sequence[OutgoingAttachment], in_reply_to: str | None,
     references: Sequence[str], draft: Draft | None = None, request: HttpRequest | None = None,
     extra_headers: dict[str, str] | None = None,
+    automatic: bool = False,
 ) -> OutgoingMessage:  # fmt: skip
     """Build, store sealed and queue (after the commit) one message; ``author`` None for one the
     organization sends (an organization rule's automatic reply)."""
@@ -192,6 +193,7 @@ def _build_and_queue(
         organization_id=organization_id,
         mailbox=mailbox,
         author=author,
+        automatic=automatic,
         conversation=conversation,
         kind=kind,
         raw_blob=raw_blob,
@@ -241,6 +243,7 @@ def outgoing_queue_auto_reply(
         author=author, mailbox=mailbox, kind=OutgoingKind.REPLY, conversation=conversation, to=[to], cc=(), bcc=(),
         subject=subject, text=text, html=html, attachments=attachments, sent_attachments=attachments, in_reply_to=in_reply_to,
         references=references, extra_headers={"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All"},
+        automatic=True,
     )  # fmt: skip
 
 
@@ -287,6 +290,21 @@ def outgoing_claim(*, outgoing_id: UUID) -> OutgoingMessage | None:
     if not claimed:
         return None
     return OutgoingMessage.objects.select_related("mailbox", "organization").get(pk=outgoing_id)
+
+
+def outgoing_sender_problem(outgoing: OutgoingMessage) -> str:
+    """Why this message may no longer be sent, or "" (R38: a right checked when the message was
+    queued is checked again when it leaves, since a retry can come hours later). A member's message
+    needs its author still in the organization and still allowed to send from the mailbox: removed
+    from the team of a team mailbox, or from the organization, their queued mail stays unsent."""
+    if outgoing.automatic:
+        return ""
+    if outgoing.author_id is None:
+        return "Not sent: its author is no longer a member of the organization."
+    author = Membership.objects.filter(pk=outgoing.author_id, organization_id=outgoing.organization_id).first()
+    if author is None or not sending_mailboxes(actor=author).filter(pk=outgoing.mailbox_id).exists():
+        return "Not sent: its author may no longer send from this mailbox."
+    return ""
 
 
 def outgoing_mark_sent(*, outgoing: OutgoingMessage, refused: dict[str, str]) -> None:

@@ -54,6 +54,9 @@ class OutgoingMessage(models.Model):
         "conversations.Conversation", on_delete=models.SET_NULL, null=True, blank=True, related_name="outgoing_messages"
     )
     kind = models.CharField(max_length=10, choices=OutgoingKind.choices)
+    # Queued by a rule (an auto-reply), so it has no author by design; a member's message whose
+    # author has since been removed also has none, and is then not sent (``outgoing_sender_problem``).
+    automatic = models.BooleanField(default=False)
 
     # {"from": [name, address], "to": [[name, address]], "cc": [...], "bcc": [...], "subject": str,
     #  "text": str, "html": str | None, "in_reply_to": str | None, "references": [str],

@@ -196,6 +196,11 @@ def deliver(outgoing_id: UUID) -> None:
         if unfinished is not None:
             store_sent_copy(unfinished)
         return
+    problem = actions.outgoing_sender_problem(outgoing)
+    if problem:
+        logger.info("outgoing %s: refused at send time", outgoing.pk)
+        actions.outgoing_mark_failed(outgoing=outgoing, reason=problem, temporary=False)
+        return
     try:
         refused = submit(outgoing)
     except _AttemptFailedError as failure:

@@ -128,3 +128,48 @@ def test_leaving_the_team_ends_sending_from_its_mailbox(cast: Cast, mailbox: Mai
         actions.outgoing_create(
             actor=cast.bob_membership, mailbox=mailbox, kind=OutgoingKind.NEW, to=[("", "dana@customer.example")], subject="x", text="x"
         )
+
+
+REPLY: dict[str, Any] = {"to": [("Kundin", "kundin@example.org")], "subject": "Re: Bestellung"}
+
+
+def test_r38_mail_queued_before_leaving_the_team_is_not_sent_after(
+    cast: Cast, mailbox: Mailbox, conversation: Conversation, support: Team, smtp_peer_requiring_auth: SmtpPeer,
+    run_due: Callable[[], int], django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    """The right to send from the team mailbox is checked again when the message leaves: a retry
+    or a send-later can run long after it was queued."""
+    from postroom.orgs.actions import membership_remove, team_member_remove
+    from postroom.outbox.models import OutgoingStatus
+
+    with django_capture_on_commit_callbacks(execute=True):
+        bobs = actions.outgoing_create(
+            actor=cast.bob_membership, mailbox=mailbox, kind=OutgoingKind.REPLY, conversation=conversation, **REPLY, text="Ist unterwegs.\n"
+        )
+        alices = actions.outgoing_create(
+            actor=cast.alice_membership, mailbox=mailbox, kind=OutgoingKind.REPLY, conversation=conversation, **REPLY, text="Auch von mir.\n"
+        )
+    team_member_remove(actor=cast.alice_membership, team=support, membership=cast.bob_membership)
+    assert run_due() == 2
+
+    bobs.refresh_from_db()
+    alices.refresh_from_db()
+    assert bobs.status == OutgoingStatus.FAILED_PERMANENT
+    assert bobs.last_error == "Not sent: its author may no longer send from this mailbox."
+    assert alices.status == OutgoingStatus.SENT
+    assert [parsed(item.content)["From"].addresses[0].addr_spec for item in smtp_peer_requiring_auth.messages] == [mailbox.email_address]
+    assert "Auch von mir." in smtp_peer_requiring_auth.messages[0].content.decode()
+
+    # Removed from the organization altogether (the author becomes empty): still not sent.
+    team_member_add(actor=cast.alice_membership, team=support, membership=cast.bob_membership)
+    with django_capture_on_commit_callbacks(execute=True):
+        again = actions.outgoing_create(
+            actor=cast.bob_membership, mailbox=mailbox, kind=OutgoingKind.REPLY, conversation=conversation, **REPLY, text="Noch was.\n"
+        )
+    membership_remove(actor=cast.alice_membership, membership=cast.bob_membership)
+    assert run_due() == 1
+    again.refresh_from_db()
+    assert again.author_id is None
+    assert again.status == OutgoingStatus.FAILED_PERMANENT
+    assert again.last_error == "Not sent: its author is no longer a member of the organization."
+    assert len(smtp_peer_requiring_auth.messages) == 1
