@@ -187,7 +187,44 @@ def event_line(event: TimelineEvent, names: dict[str, dict[Any, Any]]) -> EventL
         return EventLine(event, actor, "woke this from its snooze", icon="clock")
     if kind == "snooze_ended":
         return EventLine(event, "Postroom", "ended the snooze of", _member_name(names, details.get("membership_id")), icon="clock")
+    if kind == "rule_applied":
+        return _rule_line(event, details, names)
     return EventLine(event, actor, kind.replace("_", " "))
+
+
+def _rule_line(event: TimelineEvent, details: dict[str, Any], names: dict[str, dict[Any, Any]]) -> EventLine:
+    """"Rule Billing labelled this Billing, assigned Ada": what one run of a rule did."""
+    name = str(details.get("rule_name") or "")
+    if event.actor is not None:
+        who = f"{event.actor.user.display_name}'s rule {name}".rstrip()
+    else:
+        who = f"Rule {name}".rstrip()
+    done = [_rule_change(change, names) for change in details.get("changes", ()) if isinstance(change, dict)]
+    return EventLine(event, who, ", ".join(part for part in done if part) or "ran", icon="settings")
+
+
+def _rule_change(change: dict[str, Any], names: dict[str, dict[Any, Any]]) -> str:
+    kind = change.get("kind")
+    if kind == "assign":
+        return f"assigned {_member_name(names, change.get('membership_id'))}"
+    if kind in ("label", "unlabel"):
+        label = names["labels"].get(str(change.get("label_id")))
+        what = f"the label {label.name}" if label is not None else "a label"
+        return f"added {what}" if kind == "label" else f"removed {what}"
+    if kind in ("share_team", "move_to_team"):
+        team = names["teams"].get(change.get("team_id"))
+        team_name = f"team {team.name}" if team is not None else "a deleted team"
+        return f"shared this with {team_name}" if kind == "share_team" else f"moved this to {team_name}'s inbox"
+    if kind == "snooze":
+        return f"snoozed this for {change.get('hours')} h"
+    return {
+        "close": "closed this",
+        "archive": "archived this",
+        "spam": "marked this as spam",
+        "webhook": "called a webhook",
+        "auto_reply": "sent an automatic reply",
+        "comment": "commented",
+    }.get(str(kind), "")
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -449,9 +449,12 @@ def view_filter_get(*, actor: Membership, view: str, team_id: Any = None, label_
 def timeline_names(*, actor: Membership, events: list[TimelineEvent]) -> dict[str, dict[Any, Any]]:
     """The members, teams and labels that timeline events name, in one query each (labels only
     when the actor can see them)."""
-    member_ids = {event.details.get("membership_id") for event in events} - {None}
-    team_ids = {event.details.get("team_id") for event in events} - {None}
-    label_ids = {event.details.get("label_id") for event in events} - {None}
+    # A rule's run names what each of its actions touched in ``changes``.
+    named = [event.details for event in events]
+    named += [change for event in events for change in event.details.get("changes", ()) if isinstance(change, dict)]
+    member_ids = {details.get("membership_id") for details in named} - {None}
+    team_ids = {details.get("team_id") for details in named} - {None}
+    label_ids = {details.get("label_id") for details in named} - {None}
     members = Membership.objects.filter(organization_id=actor.organization_id, pk__in=member_ids).select_related("user")
     teams = Team.objects.filter(organization_id=actor.organization_id, pk__in=team_ids)
     labels = labels_visible(actor=actor).filter(pk__in=[_uuid(label_id) for label_id in label_ids])

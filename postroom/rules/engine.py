@@ -178,7 +178,8 @@ def rules_run(*, rules: list[Rule], conversation: Conversation, message: Message
                         RuleRun.objects.create(rule=rule, conversation=conversation, message=message, trigger=trigger,
                                                outcome=RunOutcome.APPLIED, changes=changes)  # fmt: skip
                         conversation_actions.timeline_record(
-                            conversation=conversation, actor=rule.owner, kind="rule_applied", rule_id=str(rule.pk), changes=changes
+                            conversation=conversation, actor=rule.owner, kind="rule_applied", rule_id=str(rule.pk), rule_name=rule.name,
+                            changes=changes,
                         )
                         applied += 1
             except (Http404, PermissionDenied, ValidationError):

@@ -10,6 +10,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from postroom.conversations import actions as conversation_actions
+from postroom.conversations.display import event_line
 from postroom.conversations.models import (
     Assignment,
     Conversation,
@@ -18,6 +19,7 @@ from postroom.conversations.models import (
     Label,
     TimelineEvent,
 )
+from postroom.conversations.selectors import timeline_names
 from postroom.orgs.models import Membership, TeamMembership
 from postroom.orgs.policy import Role
 from postroom.rules import actions
@@ -52,10 +54,13 @@ def test_an_organization_rule_labels_and_assigns_mail_from_a_sender_on_a_team_ma
     assert assignees_of(other.conversation) == set()
     [event] = TimelineEvent.objects.filter(conversation=conversation, kind="rule_applied")
     assert event.actor is None  # the organization did it
-    assert event.details == {"rule_id": str(rule.pk), "changes": [
+    assert event.details == {"rule_id": str(rule.pk), "rule_name": "Billing mail", "changes": [
         {"kind": "label", "label_id": str(place.billing.pk)}, {"kind": "assign", "membership_id": cast.bob_membership.pk},
     ]}  # fmt: skip
     assert "customer" not in str(event.details)  # ids only
+    # The timeline says in words what the rule did.
+    line = event_line(event, timeline_names(actor=cast.bob_membership, events=[event]))
+    assert (line.actor, line.text) == ("Rule Billing mail", f"added the label Billing, assigned {cast.bob.display_name}")
     [run] = RuleRun.objects.filter(rule=rule)
     assert run.outcome == RunOutcome.APPLIED
     assert run.message_id == message.pk
