@@ -46,7 +46,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,6 +78,18 @@ class IngestItem:
     flags: Iterable[bytes | str] = ()
     modseq: int | None = None
     internal_date: datetime | None = None
+    # The header pass of ``raw``, when the caller has run it already (the sync engine parses the
+    # next batch while this one is stored); None: ``messages_ingest_batch`` runs it.
+    parsed: Headers | Quarantined | None = None
+
+
+def _header_pass(items: Sequence[IngestItem]) -> Iterator[Headers | Quarantined]:
+    """The header pass of each item, in order: the parser processes run it for the items that
+    come without one."""
+    missing = [item.raw for item in items if item.parsed is None]
+    results = import_parser().headers(missing) if missing else iter(())
+    for item in items:
+        yield item.parsed if item.parsed is not None else next(results)
 
 
 def message_ingest(
@@ -169,7 +181,7 @@ def _ingest_batch(
     flushed: Future[None] | None = None
     try:
         chunk: list[_Incoming] = []
-        for item, parsed in zip(to_store, import_parser().headers([item.raw for item in to_store]), strict=True):
+        for item, parsed in zip(to_store, _header_pass(to_store), strict=True):
             headers = parsed if isinstance(parsed, Headers) else None
             entry = _Incoming(
                 item=item,

@@ -44,7 +44,11 @@ def live_copies(folder: Folder) -> list[MessageCopy]:
 @contextlib.contextmanager
 def engine_for(mailbox: Mailbox, batch_size: int = engine.BATCH_SIZE) -> Iterator[MailboxSync]:
     with imap_session(mailbox) as client:
-        yield MailboxSync(mailbox, client, batch_size=batch_size)
+        sync = MailboxSync(mailbox, client, batch_size=batch_size)
+        try:
+            yield sync
+        finally:
+            sync.close()
 
 
 def server_flags(dovecot: Dovecot, user: MailUser, folder: str = "INBOX") -> dict[int, tuple[bytes, ...]]:
