@@ -58,6 +58,7 @@ from django.utils import timezone
 from postroom.conversations import arrival, bodies, threading
 from postroom.conversations.models import Direction, Message, MessageCopy, MessageReference
 from postroom.core.blobs import BlobBatch
+from postroom.core.bulk import rows_insert
 from postroom.core.ids import uuid7
 from postroom.core.keys import keyring, org_scope
 from postroom.mailboxes.models import Folder, Mailbox
@@ -229,7 +230,7 @@ def _store(
             organization_id=organization_id, mailbox_id=mailbox.pk, messages=[entry.prepared.thread for entry in new if entry.prepared]
         )
         created: list[Message] = []
-        references: list[MessageReference] = []
+        references: list[tuple[uuid.UUID, Any, str]] = []  # MessageReference rows
         pending: list[MessageCopy] = []
         for entry in incoming:
             message_pk: uuid.UUID
@@ -242,10 +243,7 @@ def _store(
                     if message is not None:
                         known_now.add(message)
                         created.append(message)
-                        references.extend(
-                            MessageReference(message_id=message.pk, organization_id=organization_id, message_id_index=index)
-                            for index in entry.prepared.thread.reference_indexes
-                        )
+                        references.extend((message.pk, organization_id, index) for index in entry.prepared.thread.reference_indexes)
                 else:
                     message_pk = message.pk
             else:  # pragma: no cover (every entry is known or prepared)
@@ -266,7 +264,7 @@ def _store(
         for message in created:
             message.conversation_id = threads.resolve(message.conversation_id)
         Message.objects.bulk_create(created)
-        MessageReference.objects.bulk_create(references)
+        rows_insert(MessageReference, ("message", "organization", "message_id_index"), references)
         for copy in MessageCopy.objects.bulk_create(pending):
             copies[copy.uid] = copy
         arrival.copies_stored(copies=pending, new_message_ids={message.pk for message in created})
