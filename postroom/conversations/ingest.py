@@ -44,6 +44,7 @@ Defences and guarantees:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -60,7 +61,7 @@ from postroom.conversations.models import Direction, Message, MessageCopy, Messa
 from postroom.core.blobs import BlobBatch
 from postroom.core.bulk import rows_insert
 from postroom.core.ids import uuid7
-from postroom.core.keys import keyring, org_scope
+from postroom.core.keys import Keyring, keyring, org_scope
 from postroom.mailboxes.models import Folder, Mailbox
 from postroom.mime.isolation import Headers, import_parser
 from postroom.mime.parse import Quarantined
@@ -317,7 +318,14 @@ def _update_flags(copy: MessageCopy, flag_names: set[str], modseq: int | None) -
 
 
 def _message_id_index(scope: str, message_id: str) -> str:
-    return keyring().blind_index(scope, "message-id", message_id)
+    return _keyed_message_id_index(keyring(), scope, message_id)
+
+
+@functools.lru_cache(maxsize=16384)
+def _keyed_message_id_index(ring: Keyring, scope: str, message_id: str) -> str:
+    # Remembered: a thread's Message-IDs come back in the References of each of its replies, and
+    # a first import names each of them several times. (Per keyring, which tests replace.)
+    return ring.blind_index(scope, "message-id", message_id)
 
 
 def _content_fingerprint(raw: bytes, headers: Headers | None) -> str:
