@@ -133,6 +133,15 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a running process so far (None once it has gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_with_rusage(process: subprocess.Popen[bytes]) -> float:
     """Reap ``process``; its own peak RSS (ru_maxrss, KB on Linux) in MB."""
     _pid, status, usage = os.wait4(process.pid, 0)
@@ -229,6 +238,7 @@ class ProcessTree:
     def __init__(self) -> None:
         self.peaks: dict[str, float] = {}
         self.names: dict[int, str] = {}
+        self.cpu: dict[str, float] = {}  # CPU seconds of each process, at its last sample
 
     def add(self, name: str, process: subprocess.Popen[bytes]) -> None:
         self.names[process.pid] = name
@@ -243,6 +253,9 @@ class ProcessTree:
             peak = peak_rss_mb(pid)
             if peak is not None:
                 self.peaks[name] = max(self.peaks.get(name, 0.0), peak)
+            cpu = cpu_seconds(pid)
+            if cpu is not None:
+                self.cpu[name] = cpu
 
     def report(self) -> dict[str, float]:
         return {name: round(peak, 1) for name, peak in sorted(self.peaks.items())}
@@ -279,6 +292,7 @@ def measure_import(mailbox: Any, count: int, log_file: Path, tree: ProcessTree) 
         processes.append(process)
     progress = []
     imported_seconds = None
+    cpu_at_import: dict[str, float] = {}
     while True:
         time.sleep(STORED_POLL_SECONDS)
         tree.sample()
@@ -289,6 +303,7 @@ def measure_import(mailbox: Any, count: int, log_file: Path, tree: ProcessTree) 
         elapsed = time.perf_counter() - started
         if stored >= count and imported_seconds is None:
             imported_seconds = elapsed
+            cpu_at_import = {name: round(seconds, 1) for name, seconds in sorted(tree.cpu.items())}
         pending = bodies_pending(mailbox)
         if not progress or elapsed - progress[-1][0] >= 10:
             progress.append((round(elapsed, 1), stored, pending))
@@ -304,6 +319,8 @@ def measure_import(mailbox: Any, count: int, log_file: Path, tree: ProcessTree) 
         "bodies_seconds": round(seconds, 2),
         "bodies_per_second": round(count / seconds, 1),
         "load_average_after_import": [round(value, 2) for value in os.getloadavg()],
+        # CPU seconds of each process when the import was done (sampled every 0.5 s)
+        "cpu_seconds_at_import": cpu_at_import,
         "progress": progress,
     }
 

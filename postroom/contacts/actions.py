@@ -29,6 +29,7 @@ from postroom.contacts import selectors
 from postroom.contacts.cards import Card, address_index, card_clean, card_union, name_index, normalise_address
 from postroom.contacts.models import BookKind, BookShare, Contact, ContactBook, ContactEmail, ContactSource, MessageAddress
 from postroom.conversations.models import Message
+from postroom.core.bulk import rows_insert
 from postroom.core.ids import uuid7
 from postroom.orgs.models import Membership, Team, TeamMembership
 from postroom.orgs.policy import Permission, role_allows
@@ -261,13 +262,13 @@ def messages_stored(*, new_message_ids: Iterable[Any], authors: Mapping[Any, int
     if not ids:
         return
     messages = list(Message.objects.filter(pk__in=ids).only("id", "organization_id", "addresses_sealed"))
-    rows = []
+    rows: list[tuple[Any, Any, str]] = []  # MessageAddress rows
     recipients: dict[int, dict[str, str]] = {}
     organization_of: dict[int, Any] = {}
     for message in messages:
         addresses = message.addresses or {}
         indexes = {address_index(message.organization_id, address) for _name, address in _pairs(addresses, PARTICIPANT_ROLES)}
-        rows += [MessageAddress(message_id=message.pk, organization_id=message.organization_id, address_index=index) for index in indexes]
+        rows += [(message.pk, message.organization_id, index) for index in indexes]
         author = authors.get(message.pk)
         if author is not None:
             own = {address for _name, address in _pairs(addresses, ("from",))}
@@ -276,7 +277,7 @@ def messages_stored(*, new_message_ids: Iterable[Any], authors: Mapping[Any, int
             for name, address in _pairs(addresses, RECIPIENT_ROLES):
                 if address not in own and (address not in chosen or not chosen[address]):
                     chosen[address] = name
-    MessageAddress.objects.bulk_create(rows, ignore_conflicts=True)
+    rows_insert(MessageAddress, ("message", "organization", "address_index"), rows, ignore_conflicts=True)
     if recipients:
         _automatic_contacts(recipients, organization_of)
 

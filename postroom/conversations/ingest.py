@@ -44,9 +44,10 @@ Defences and guarantees:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,8 +60,9 @@ from django.utils import timezone
 from postroom.conversations import arrival, bodies, threading
 from postroom.conversations.models import Direction, Message, MessageCopy, MessageReference
 from postroom.core.blobs import BlobBatch
+from postroom.core.bulk import rows_insert
 from postroom.core.ids import uuid7
-from postroom.core.keys import keyring, org_scope
+from postroom.core.keys import Keyring, keyring, org_scope
 from postroom.mailboxes.models import Folder, Mailbox
 from postroom.mime.isolation import Headers, import_parser
 from postroom.mime.parse import Quarantined
@@ -79,6 +81,18 @@ class IngestItem:
     flags: Iterable[bytes | str] = ()
     modseq: int | None = None
     internal_date: datetime | None = None
+    # The header pass of ``raw``, when the caller has run it already (the sync engine parses the
+    # next batch while this one is stored); None: ``messages_ingest_batch`` runs it.
+    parsed: Headers | Quarantined | None = None
+
+
+def _header_pass(items: Sequence[IngestItem]) -> Iterator[Headers | Quarantined]:
+    """The header pass of each item, in order: the parser processes run it for the items that
+    come without one."""
+    missing = [item.raw for item in items if item.parsed is None]
+    results = import_parser().headers(missing) if missing else iter(())
+    for item in items:
+        yield item.parsed if item.parsed is not None else next(results)
 
 
 def message_ingest(
@@ -170,7 +184,7 @@ def _ingest_batch(
     flushed: Future[None] | None = None
     try:
         chunk: list[_Incoming] = []
-        for item, parsed in zip(to_store, import_parser().headers([item.raw for item in to_store]), strict=True):
+        for item, parsed in zip(to_store, _header_pass(to_store), strict=True):
             headers = parsed if isinstance(parsed, Headers) else None
             entry = _Incoming(
                 item=item,
@@ -232,7 +246,7 @@ def _store(
             organization_id=organization_id, mailbox_id=mailbox.pk, messages=[entry.prepared.thread for entry in new if entry.prepared]
         )
         created: list[Message] = []
-        references: list[MessageReference] = []
+        references: list[tuple[uuid.UUID, Any, str]] = []  # MessageReference rows
         pending: list[MessageCopy] = []
         for entry in incoming:
             message_pk: uuid.UUID
@@ -245,10 +259,7 @@ def _store(
                     if message is not None:
                         known_now.add(message)
                         created.append(message)
-                        references.extend(
-                            MessageReference(message_id=message.pk, organization_id=organization_id, message_id_index=index)
-                            for index in entry.prepared.thread.reference_indexes
-                        )
+                        references.extend((message.pk, organization_id, index) for index in entry.prepared.thread.reference_indexes)
                 else:
                     message_pk = message.pk
             else:  # pragma: no cover (every entry is known or prepared)
@@ -269,7 +280,7 @@ def _store(
         for message in created:
             message.conversation_id = threads.resolve(message.conversation_id)
         Message.objects.bulk_create(created)
-        MessageReference.objects.bulk_create(references)
+        rows_insert(MessageReference, ("message", "organization", "message_id_index"), references)
         for copy in MessageCopy.objects.bulk_create(pending):
             copies[copy.uid] = copy
         _batch.flushed = flushed
@@ -326,7 +337,14 @@ def _update_flags(copy: MessageCopy, flag_names: set[str], modseq: int | None) -
 
 
 def _message_id_index(scope: str, message_id: str) -> str:
-    return keyring().blind_index(scope, "message-id", message_id)
+    return _keyed_message_id_index(keyring(), scope, message_id)
+
+
+@functools.lru_cache(maxsize=16384)
+def _keyed_message_id_index(ring: Keyring, scope: str, message_id: str) -> str:
+    # Remembered: a thread's Message-IDs come back in the References of each of its replies, and
+    # a first import names each of them several times. (Per keyring, which tests replace.)
+    return ring.blind_index(scope, "message-id", message_id)
 
 
 def _content_fingerprint(raw: bytes, headers: Headers | None) -> str:

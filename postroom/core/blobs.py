@@ -86,6 +86,8 @@ def blob_put(scope: str, content: bytes) -> str:
 
 # Threads that wait for the disk (fsync releases the GIL): enough for the journal to group many.
 _SYNC_THREADS = 16
+# Threads that create and write the temporary files of a ``BlobBatch`` (the caller goes on meanwhile).
+_WRITE_THREADS = 4
 _executors: dict[str, ThreadPoolExecutor] = {}
 _executors_lock = threading.Lock()
 
@@ -106,32 +108,54 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
+def _write_temporary(temporary: Path, sealed: bytes) -> int:
+    """Write ``sealed`` to a new temporary file; its open descriptor (not fsynced yet)."""
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(sealed)
+        while view:
+            view = view[os.write(descriptor, view) :]
+    except BaseException:
+        os.close(descriptor)
+        temporary.unlink(missing_ok=True)
+        raise
+    return descriptor
+
+
 class BlobBatch:
-    """Blobs written now and made durable together by ``durable()``; see the module docstring."""
+    """Blobs written now and made durable together by ``durable()``; see the module docstring.
+
+    ``put`` names and seals a blob in the caller's thread (the data key may need the database)
+    and leaves creating and writing its temporary file to a thread (the caller goes on while
+    the disk works); ``durable()`` waits for those writes first."""
 
     def __init__(self) -> None:
-        self._pending: dict[Path, tuple[Path, int]] = {}  # final path -> (temporary path, open descriptor)
+        # final path -> (temporary path, the write of the temporary file: its open descriptor)
+        self._pending: dict[Path, tuple[Path, Future[int]]] = {}
+        self._directories: set[Path] = set()
 
     def put(self, scope: str, content: bytes) -> str:
         name = blob_name(scope, content)
         path = _path(scope, name)
         if path in self._pending or _reuse(path):
             return name
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if path.parent not in self._directories:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._directories.add(path.parent)
         temporary = path.with_name(f".{name}.{secrets.token_hex(4)}.tmp")
         sealed = keyring().encrypt(scope, _field(name), content)
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        self._pending[path] = (temporary, descriptor)
-        view = memoryview(sealed)
-        while view:
-            view = view[os.write(descriptor, view) :]
+        self._pending[path] = (temporary, _executor("writes", _WRITE_THREADS).submit(_write_temporary, temporary, sealed))
         return name
+
+    def _descriptors(self) -> list[int]:
+        """Every temporary file written (waiting for the writes still running)."""
+        return [written.result() for _, written in self._pending.values()]
 
     def durable(self) -> None:
         """Every blob put so far on disk under its name."""
         try:
             syncing = _executor("fsync", _SYNC_THREADS)
-            list(syncing.map(os.fsync, [descriptor for _, descriptor in self._pending.values()]))
+            list(syncing.map(os.fsync, self._descriptors()))
             for path, (temporary, _) in self._pending.items():
                 os.replace(temporary, path)
             list(syncing.map(_fsync_directory, {path.parent for path in self._pending}))
@@ -144,7 +168,11 @@ class BlobBatch:
 
     def discard(self) -> None:
         """Forget the blobs not yet made durable, removing their temporary files."""
-        for temporary, descriptor in self._pending.values():
+        for temporary, written in self._pending.values():
+            try:
+                descriptor = written.result()
+            except Exception:  # noqa: S112 (a failed write removed its own file; its error was raised by durable)
+                continue
             os.close(descriptor)
             temporary.unlink(missing_ok=True)
         self._pending.clear()

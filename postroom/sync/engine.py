@@ -20,6 +20,13 @@ Attackers and failure modes:
   message that happens to be marked ``\\Deleted``.
 
 Network I/O never happens inside a database transaction: each batch is fetched, then stored.
+
+Speed of the first import: the UIDs still to import are searched once, then the batches below
+the first are fetched and their headers parsed by a ``_Prefetcher`` over a second session of
+its own, while the sync thread stores the batch before (a bounded queue keeps it at most
+``PREFETCH_DEPTH`` batches ahead). It reads nothing from the database and writes nothing: the
+folder state still advances only in the sync thread, after each commit, so a crash loses at
+most the batches held in memory, which the next run fetches again.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from __future__ import annotations
 import bisect
 import contextlib
 import logging
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +55,7 @@ from postroom.mailboxes.connection import ServerSettings, TlsMode, open_imap
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox
 from postroom.mailboxes.oauth import mailbox_sign_in_credentials
 from postroom.mailboxes.protocol_values import UnsafeProtocolValue, imap_folder_name, imap_uid, imap_uids
+from postroom.mime.isolation import import_parser
 from postroom.mime.parse import DEFAULT_LIMITS, QuarantineReason
 
 logger = logging.getLogger(__name__)
@@ -58,6 +68,11 @@ RANGES_PER_QUERY = 200
 # What is kept of a message too large to fetch: the start of its header, for the sender and subject.
 OVERSIZED_HEADER_BYTES = 64 * 1024
 MAX_MESSAGE_BYTES = DEFAULT_LIMITS.max_message_bytes
+# Batches of the first import fetched and parsed ahead of the one being stored (memory: about
+# this many batches of raw messages more, i.e. a few MB).
+PREFETCH_DEPTH = 2
+# A prefetcher nobody takes from for this long signs out and ends (its MailboxSync was dropped).
+PREFETCH_IDLE_SECONDS = 60.0
 
 # SPECIAL-USE attributes (RFC 6154) of the folders Postroom syncs besides INBOX.
 SPECIAL_USE_ROLES = {b"\\sent": FolderRole.SENT, b"\\archive": FolderRole.ARCHIVE, b"\\trash": FolderRole.TRASH, b"\\junk": FolderRole.JUNK}
@@ -187,6 +202,117 @@ def _fetched_flags(data: list[Any]) -> dict[int, tuple[bytes, ...]]:
     return {int(uid): tuple(values[b"FLAGS"]) for uid, values in parsed.items() if b"FLAGS" in values}
 
 
+# --- the first import, fetched ahead ------------------------------------------------------------
+@dataclass
+class _Fetched:
+    """One batch as fetched: the messages that fit (headers parsed), the UIDs too large to fetch."""
+
+    uids: list[int]
+    items: list[IngestItem]
+    oversized: list[int]
+
+
+def _fetch_batch(client: IMAPClient, uids: Sequence[int], *, condstore: bool, parse: bool) -> _Fetched:
+    """Sizes first (a message over the limit is never downloaded), then the messages that fit;
+    with ``parse``, their header pass too (in the parser processes)."""
+    sizes = client.fetch(list(uids), ["RFC822.SIZE"])
+    fitting = [uid for uid in uids if int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0)) <= MAX_MESSAGE_BYTES]
+    oversized = [uid for uid in uids if uid in sizes and uid not in fitting]
+    items = ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"] + (["MODSEQ"] if condstore else [])
+    fetched = client.fetch(fitting, items) if fitting else {}
+    # Without BODY[]: an unsolicited FLAGS update, or the message was expunged meanwhile.
+    batch = [_ingest_item(uid, fetched[uid][b"BODY[]"], fetched[uid]) for uid in sorted(fetched) if b"BODY[]" in fetched[uid]]
+    if parse and batch:
+        parsed = list(import_parser().headers([item.raw for item in batch]))
+        batch = [
+            IngestItem(uid=item.uid, raw=item.raw, flags=item.flags, modseq=item.modseq, internal_date=item.internal_date, parsed=result)
+            for item, result in zip(batch, parsed, strict=True)
+        ]
+    return _Fetched(uids=list(uids), items=batch, oversized=oversized)
+
+
+class _Prefetcher(threading.Thread):
+    """Fetches (and parses the headers of) the given batches of one folder over its own signed-in
+    session, in order, into a queue the sync thread takes them from. Touches no database: the
+    session is opened by the caller, and the folder is checked to still have ``uidvalidity``."""
+
+    def __init__(self, client: IMAPClient, folder_name: str, uidvalidity: int, batches: list[list[int]], *, condstore: bool) -> None:
+        super().__init__(name="sync-prefetch", daemon=True)
+        self.client = client
+        self.folder_name = folder_name
+        self.uidvalidity = uidvalidity
+        self.batches = batches
+        self.condstore = condstore
+        self.results: queue.Queue[_Fetched | BaseException] = queue.Queue(maxsize=PREFETCH_DEPTH)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        try:
+            status = self.client.select_folder(self.folder_name, readonly=True)
+            if int(status[b"UIDVALIDITY"]) != self.uidvalidity:
+                raise FolderChanged(f"{self.folder_name} was renumbered by the server")
+            for uids in self.batches:
+                fetched: _Fetched | BaseException = _fetch_batch(self.client, uids, condstore=self.condstore, parse=True)
+                if not self._put(fetched):
+                    return
+        except Exception as error:  # handed to the sync thread, which fetches the batch itself
+            self._put(error)
+        finally:
+            with contextlib.suppress(Exception):
+                self.client.logout()
+
+    def _put(self, result: _Fetched | BaseException) -> bool:
+        waited = 0.0
+        while not self.stopping.is_set():
+            try:
+                self.results.put(result, timeout=1.0)
+                return True
+            except queue.Full:
+                waited += 1.0
+                if waited >= PREFETCH_IDLE_SECONDS:
+                    return False
+        return False
+
+    def take(self, uids: Sequence[int]) -> _Fetched | None:
+        """The next batch, if it is ``uids`` and was fetched; None: fetch it yourself."""
+        while True:
+            try:
+                result = self.results.get(timeout=1.0)
+                break
+            except queue.Empty:
+                if not self.is_alive() and self.results.empty():
+                    return None
+        if isinstance(result, BaseException):
+            logger.info("prefetching the import stopped (%s); fetching in the sync session", result)
+            return None
+        return result if result.uids == list(uids) else None
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+@dataclass
+class _ImportPlan:
+    """The UIDs of a folder's first import still to fetch, found by one UID SEARCH, in batches
+    from the newest; ``next`` is the batch to store next."""
+
+    folder_pk: Any
+    uidvalidity: int
+    start_below_uid: int
+    batches: list[list[int]]
+    next: int = 0
+    prefetcher: _Prefetcher | None = None
+
+    def below_uid(self) -> int:
+        """The ``backfill_below_uid`` of the folder once every batch before ``next`` is stored."""
+        return self.start_below_uid if self.next == 0 else self.batches[self.next - 1][0]
+
+    def close(self) -> None:
+        if self.prefetcher is not None:
+            self.prefetcher.stop()
+            self.prefetcher = None
+
+
 # --- the sync of one mailbox ---------------------------------------------------------------------
 @dataclass
 class FolderOutcome:
@@ -197,13 +323,22 @@ class FolderOutcome:
 class MailboxSync:
     """Sync of one mailbox over one signed-in IMAP session (the caller owns the session)."""
 
-    def __init__(self, mailbox: Mailbox, client: IMAPClient, *, batch_size: int = BATCH_SIZE) -> None:
+    def __init__(self, mailbox: Mailbox, client: IMAPClient, *, batch_size: int = BATCH_SIZE, prefetch: bool = True) -> None:
         self.mailbox = mailbox
         self.client = client
         self.batch_size = batch_size
         self.condstore = client.has_capability("CONDSTORE")
         # ``imap_open_for`` enabled it; without it, removals are found by UID SEARCH ALL.
         self.qresync = self.condstore and client.has_capability("QRESYNC")
+        # Fetch the first import's next batches over a second session while one is stored.
+        self.prefetch = prefetch
+        self._plan: _ImportPlan | None = None
+
+    def close(self) -> None:
+        """Stop fetching ahead (the caller still owns and closes ``client``)."""
+        if self._plan is not None:
+            self._plan.close()
+            self._plan = None
 
     # folders ---------------------------------------------------------------------------------
     def discover_folders(self) -> list[Folder]:
@@ -298,10 +433,8 @@ class MailboxSync:
         else:
             outcome = FolderOutcome(stored=self._fetch_new(folder, uidvalidity))
             self._refresh_known(folder, uidvalidity, highest_modseq)
-        for _ in range(backfill_batches):
-            if folder.backfill_below_uid is None:
-                break
-            outcome.stored += self._backfill_batch(folder, uidvalidity, folder.backfill_below_uid)
+        if backfill_batches > 0 and folder.backfill_below_uid is not None:
+            outcome.stored += self._backfill(folder, uidvalidity, folder.backfill_below_uid, backfill_batches)
         outcome.backfill_left = folder.backfill_below_uid is not None
         now = timezone.now()
         Folder.objects.filter(pk=folder.pk).update(last_synced_at=now)
@@ -405,36 +538,68 @@ class MailboxSync:
             self._update_folder(folder, highest_uid=max(batch))
         return len(new)
 
-    def _backfill_batch(self, folder: Folder, uidvalidity: int, below_uid: int) -> int:
-        """The next batch of the first import, walking down from ``below_uid``."""
-        if below_uid <= 1:
-            self._update_folder(folder, backfill_below_uid=None)
-            return 0
-        criteria: list[Any] = ["UID", f"1:{below_uid - 1}"]
-        if self.mailbox.import_since:
-            criteria += ["SINCE", self.mailbox.import_since]
-        remaining = [uid for uid in imap_uids(self.client.search(criteria)) if uid < below_uid]
-        batch = remaining[-self.batch_size :]
-        if batch:
-            self._store_batch(folder, uidvalidity, batch)
-        finished = len(batch) == len(remaining)
-        done = folder.messages_total if finished else min(folder.messages_total, folder.messages_done + len(batch))
-        self._update_folder(folder, backfill_below_uid=None if finished else min(batch), messages_done=done)
-        return len(batch)
+    def _backfill(self, folder: Folder, uidvalidity: int, below_uid: int, batches: int) -> int:
+        """Up to ``batches`` batches of the first import, walking down from the folder's
+        ``backfill_below_uid``; the folder's state advances after each batch is committed."""
+        plan = self._import_plan(folder, uidvalidity, below_uid)
+        count = 0
+        for _ in range(batches):
+            if plan.next >= len(plan.batches):
+                break
+            uids = plan.batches[plan.next]
+            fetched = None
+            if plan.prefetcher is not None and plan.next > 0:
+                fetched = plan.prefetcher.take(uids)
+                if fetched is None:
+                    plan.close()  # it failed or fell out of step: the rest is fetched here
+            if fetched is None:
+                fetched = _fetch_batch(self.client, uids, condstore=self.condstore, parse=False)
+            self._store_fetched(folder, uidvalidity, fetched)
+            plan.next += 1
+            count += len(uids)
+            if plan.next < len(plan.batches):
+                done = min(folder.messages_total, folder.messages_done + len(uids))
+                self._update_folder(folder, backfill_below_uid=min(uids), messages_done=done)
+        if plan.next >= len(plan.batches):
+            self._update_folder(folder, backfill_below_uid=None, messages_done=folder.messages_total)
+            plan.close()
+            self._plan = None
+        return count
+
+    def _import_plan(self, folder: Folder, uidvalidity: int, below_uid: int) -> _ImportPlan:
+        """The plan that goes on from where the folder's import stands: the current one, or a
+        new one from a UID SEARCH (with its prefetcher when there is more than one batch)."""
+        plan = self._plan
+        if plan is not None and (plan.folder_pk, plan.uidvalidity, plan.below_uid()) == (folder.pk, uidvalidity, below_uid):
+            return plan
+        self.close()
+        remaining: list[int] = []
+        if below_uid > 1:
+            criteria: list[Any] = ["UID", f"1:{below_uid - 1}"]
+            if self.mailbox.import_since:
+                criteria += ["SINCE", self.mailbox.import_since]
+            remaining = sorted(uid for uid in imap_uids(self.client.search(criteria)) if uid < below_uid)
+        batches = [remaining[max(0, end - self.batch_size) : end] for end in range(len(remaining), 0, -self.batch_size)]
+        plan = self._plan = _ImportPlan(folder_pk=folder.pk, uidvalidity=uidvalidity, start_below_uid=below_uid, batches=batches)
+        if self.prefetch and len(batches) > 1:
+            try:
+                session = imap_open_for(self.mailbox)
+            except Exception as error:  # the import goes on over the one session
+                logger.info("mailbox %s: no second session to fetch the import ahead (%s)", self.mailbox.pk, error)
+            else:
+                plan.prefetcher = _Prefetcher(session, folder.name, uidvalidity, batches[1:], condstore=self.condstore)
+                plan.prefetcher.start()
+        return plan
 
     def _store_batch(self, folder: Folder, uidvalidity: int, uids: Sequence[int]) -> None:
-        sizes = self.client.fetch(list(uids), ["RFC822.SIZE"])
-        fitting = [uid for uid in uids if int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0)) <= MAX_MESSAGE_BYTES]
-        oversized = [uid for uid in uids if uid in sizes and uid not in fitting]
-        items = ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"] + (["MODSEQ"] if self.condstore else [])
-        fetched = self.client.fetch(fitting, items) if fitting else {}
-        # Without BODY[]: an unsolicited FLAGS update, or the message was expunged meanwhile.
-        batch = [_ingest_item(uid, fetched[uid][b"BODY[]"], fetched[uid]) for uid in sorted(fetched) if b"BODY[]" in fetched[uid]]
-        if batch:
-            messages_ingest_batch(mailbox=self.mailbox, folder=folder, uidvalidity=uidvalidity, items=batch)
-        if oversized:
-            self._store_oversized(folder, uidvalidity, oversized)
-        messages_stored.send(sender=MailboxSync, mailbox_id=self.mailbox.pk, folder_id=folder.pk, uids=list(uids))
+        self._store_fetched(folder, uidvalidity, _fetch_batch(self.client, uids, condstore=self.condstore, parse=False))
+
+    def _store_fetched(self, folder: Folder, uidvalidity: int, fetched: _Fetched) -> None:
+        if fetched.items:
+            messages_ingest_batch(mailbox=self.mailbox, folder=folder, uidvalidity=uidvalidity, items=fetched.items)
+        if fetched.oversized:
+            self._store_oversized(folder, uidvalidity, fetched.oversized)
+        messages_stored.send(sender=MailboxSync, mailbox_id=self.mailbox.pk, folder_id=folder.pk, uids=fetched.uids)
 
     def _store_oversized(self, folder: Folder, uidvalidity: int, uids: Sequence[int]) -> None:
         section = f"BODY.PEEK[HEADER]<0.{OVERSIZED_HEADER_BYTES}>"
@@ -557,8 +722,11 @@ def mailbox_sync_once(mailbox: Mailbox, *, backfill_batches: int = 1_000_000, ba
     outcomes = {}
     with imap_session(mailbox) as client:
         engine = MailboxSync(mailbox, client, batch_size=batch_size)
-        for folder in engine.discover_folders():
-            outcomes[folder.role] = engine.sync_folder(folder, backfill_batches=backfill_batches)
+        try:
+            for folder in engine.discover_folders():
+                outcomes[folder.role] = engine.sync_folder(folder, backfill_batches=backfill_batches)
+        finally:
+            engine.close()
     Mailbox.objects.filter(pk=mailbox.pk).update(last_synced_at=timezone.now())
     return outcomes
 

@@ -144,6 +144,12 @@ class MailboxWorker(threading.Thread):
         The session to go on with: one signed in with a renewed token, or None to connect anew
         (a revoked grant or a refused token is then found out and reported by ``run``)."""
         sync = MailboxSync(mailbox, client)
+        try:
+            return self._sync_until_stopped(sync, mailbox, client)
+        finally:
+            sync.close()  # the first import's second session, if one is open
+
+    def _sync_until_stopped(self, sync: MailboxSync, mailbox: Mailbox, client: IMAPClient) -> IMAPClient | None:
         renew_at = _monotonic(access_token_renew_at(mailbox))
         folders: list[Folder] = []
         next_poll = 0.0

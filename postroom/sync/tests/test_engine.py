@@ -44,7 +44,11 @@ def live_copies(folder: Folder) -> list[MessageCopy]:
 @contextlib.contextmanager
 def engine_for(mailbox: Mailbox, batch_size: int = engine.BATCH_SIZE) -> Iterator[MailboxSync]:
     with imap_session(mailbox) as client:
-        yield MailboxSync(mailbox, client, batch_size=batch_size)
+        sync = MailboxSync(mailbox, client, batch_size=batch_size)
+        try:
+            yield sync
+        finally:
+            sync.close()
 
 
 def server_flags(dovecot: Dovecot, user: MailUser, folder: str = "INBOX") -> dict[int, tuple[bytes, ...]]:
@@ -92,6 +96,64 @@ def test_first_import_runs_newest_first_in_batches_with_progress(
     assert Message.objects.filter(organization=mailbox.organization).count() == 11
     # Fetching used BODY.PEEK[] on a read-only folder: nothing was marked read on the server.
     assert all(b"\\Seen" not in flags for flags in server_flags(dovecot, mail_user).values())
+
+
+def test_the_import_is_fetched_ahead_over_a_second_session_and_stores_each_message_once(
+    dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]
+) -> None:
+    uids = deliver(dovecot, mail_user, range(10))
+    mailbox = make_mailbox(mail_user)
+    with engine_for(mailbox, batch_size=3) as sync:
+        fetched_here: list[int] = []
+        fetch = sync.client.fetch
+
+        def recorded_fetch(messages: list[int], data: list[str], *args: object, **kwargs: object) -> dict[int, dict[bytes, object]]:
+            if "BODY.PEEK[]" in data:
+                fetched_here.extend(messages)
+            return fetch(messages, data, *args, **kwargs)  # type: ignore[arg-type]
+
+        sync.client.fetch = recorded_fetch  # type: ignore[method-assign]
+        inbox = sync.discover_folders()[0]
+        sync.sync_folder(inbox, backfill_batches=0)
+        sync.sync_folder(inbox, backfill_batches=1)
+        assert [copy.uid for copy in live_copies(inbox)] == uids[-3:]
+        assert (inbox.messages_done, inbox.backfill_below_uid) == (3, uids[-3])
+        # Mail arriving meanwhile comes first; the batches fetched ahead are still stored in turn.
+        (new_uid,) = deliver(dovecot, mail_user, range(10, 11))
+        sync.sync_folder(inbox, backfill_batches=1)
+        assert [copy.uid for copy in live_copies(inbox)] == [*uids[-6:], new_uid]
+        outcome = sync.sync_folder(inbox, backfill_batches=10)
+    assert not outcome.backfill_left
+    inbox.refresh_from_db()
+    assert (inbox.messages_total, inbox.messages_done, inbox.backfill_below_uid) == (10, 10, None)
+    assert [copy.uid for copy in live_copies(inbox)] == [*uids, new_uid]
+    assert Message.objects.filter(organization=mailbox.organization).count() == 11
+    # The sync session fetched only the first batch and the new message: the rest came from the second session.
+    assert sorted(fetched_here) == sorted([*uids[-3:], new_uid])
+    assert all(b"\\Seen" not in flags for flags in server_flags(dovecot, mail_user).values())
+
+
+def test_batches_fetched_ahead_are_dropped_when_the_folder_is_renumbered(
+    dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]
+) -> None:
+    deliver(dovecot, mail_user, range(8), folder="Archive")
+    mailbox = make_mailbox(mail_user)
+    with engine_for(mailbox, batch_size=2) as sync:
+        archive = next(folder for folder in sync.discover_folders() if folder.role == FolderRole.ARCHIVE)
+        sync.sync_folder(archive, backfill_batches=0)
+        sync.sync_folder(archive, backfill_batches=1)  # the second session fetches the next batches
+        old_uidvalidity = archive.uidvalidity
+        with dovecot.connect(mail_user) as other_client:  # recreate the folder: a new UIDVALIDITY
+            other_client.delete_folder("Archive")
+            other_client.create_folder("Archive")
+        renumbered = deliver(dovecot, mail_user, range(8), folder="Archive")
+        sync.sync_folder(archive, backfill_batches=0)
+        sync.sync_folder(archive, backfill_batches=10)
+    archive.refresh_from_db()
+    assert archive.uidvalidity != old_uidvalidity
+    assert [copy.uid for copy in live_copies(archive)] == renumbered
+    assert {copy.uidvalidity for copy in live_copies(archive)} == {archive.uidvalidity}
+    assert Message.objects.filter(organization=mailbox.organization).count() == 8
 
 
 def test_import_since_limits_how_far_back(dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]) -> None:
