@@ -11,6 +11,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -137,7 +138,7 @@ def test_mail_appended_at_random_moments_around_idle_is_all_pushed(
                 response = appender.append("INBOX", make_message(100 + number))
                 uid = int((response.decode() if isinstance(response, bytes) else str(response)).split("]")[0].split()[-1])
                 with stored:
-                    assert stored.wait_for(lambda uid=uid: uid in stored_uids, timeout=WAIT_SECONDS), (
+                    assert stored.wait_for(partial(set.__contains__, stored_uids, uid), timeout=WAIT_SECONDS), (
                         f"message {number} (UID {uid}) was not stored: its notice was missed ({dict(worker.inbox_found)})"
                     )
                 time.sleep(rng.uniform(0, 0.08))
