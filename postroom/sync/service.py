@@ -89,7 +89,7 @@ class MailboxWorker(threading.Thread):
         self.poll_seconds = poll_seconds
         self.stopping = threading.Event()
         # New INBOX messages stored, by what found them (see ``_idle_until_change``; "poll" for
-        # the periodic poll): push should find them all, the other two mean a notice was missed.
+        # the poll at connection and every ``poll_seconds``), for tests and diagnosis.
         self.inbox_found: Counter[str] = Counter()
 
     def stop(self) -> None:
@@ -209,7 +209,8 @@ class MailboxWorker(threading.Thread):
         next poll or sign-in renewal), ``IDLE_RECHECK_SECONDS`` or a stop request (None). What
         found the change: "push" (the server reported it), "catch-up" (mail that arrived since
         INBOX was last synced, found before idling) or "recheck" (found by the look for new mail
-        after an IDLE that reported nothing: a notice went missing).
+        after an IDLE that reported nothing: a notice went missing, or was still to come, as
+        Dovecot waits half a second before it tells).
 
         Two ways a notice got lost, both seen against Dovecot (bench/README.md, "new-mail
         latency"): mail arriving while the server answers the UID SEARCH below is reported by an
