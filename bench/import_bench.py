@@ -19,7 +19,8 @@ What it does, in one run:
    set size of every Postroom process (``VmHWM``, sampled, of sync, worker and their parser
    processes; ``ru_maxrss`` from ``wait4`` for sync and worker).
 3. With those same processes idling on INBOX, appends ``--latency-samples`` messages over
-   IMAP one at a time, at random intervals, and measures APPEND sent → copy stored in the
+   IMAP one at a time, each a random ``--latency-gap`` (0.1–0.6 s) after the previous one was
+   published, and measures APPEND sent → copy stored in the
    database, and APPEND sent → its live event published (a row of the database bus), both
    polled every 5 ms: p50, p95 and max.
 4. Prints the figures and ratios and writes them as JSON.
@@ -309,7 +310,9 @@ def measure_import(mailbox: Any, count: int, log_file: Path, tree: ProcessTree) 
     }
 
 
-def measure_latency(dovecot: Dovecot, user: MailUser, mailbox: Any, samples: int, seed: int) -> dict[str, Any]:
+def measure_latency(
+    dovecot: Dovecot, user: MailUser, mailbox: Any, samples: int, seed: int, gap: tuple[float, float] = (0.1, 0.6)
+) -> dict[str, Any]:
     from django.db.models import Max
 
     from postroom.conversations.models import MessageCopy
@@ -348,8 +351,13 @@ def measure_latency(dovecot: Dovecot, user: MailUser, mailbox: Any, samples: int
                 if time.perf_counter() > deadline:
                     raise RuntimeError(f"message UID {uid} not stored and published within 180 s")
                 time.sleep(LATENCY_POLL_SECONDS)
-            time.sleep(rng.uniform(0.1, 0.6))
-    return {"samples": samples, **_spread(latencies), "published": _spread(published)}
+            time.sleep(rng.uniform(*gap))
+    return {"samples": samples, "gap_seconds": list(gap), **_spread(latencies), "published": _spread(published)}
+
+
+def _gap(text: str) -> tuple[float, float]:
+    low, high = (float(part) for part in text.split(","))
+    return low, high
 
 
 def _spread(latencies: list[float]) -> dict[str, Any]:
@@ -379,6 +387,11 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=20261121)
     parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument(
+        "--latency-gap",
+        default="0.1,0.6",
+        help="MIN,MAX seconds between a message stored and the next APPEND (e.g. 0,0.05 to land them while the sync loop re-enters IDLE)",
+    )
     parser.add_argument("--database-url", default="", help="PostgreSQL for Postroom (default: SQLite in the temporary data directory)")
     parser.add_argument("--json", type=Path, help="where to write the results (default: print only)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (the sync log is in it)")
@@ -426,7 +439,9 @@ def main() -> int:
         print(f"postroom import: { {k: v for k, v in results['postroom_import'].items() if k != 'progress'} }", flush=True)
 
         if arguments.latency_samples:
-            results["new_mail_latency"] = measure_latency(dovecot, user, mailbox, arguments.latency_samples, arguments.seed)
+            results["new_mail_latency"] = measure_latency(
+                dovecot, user, mailbox, arguments.latency_samples, arguments.seed, gap=_gap(arguments.latency_gap)
+            )
             print(f"new-mail latency: {results['new_mail_latency']}", flush=True)
 
         tree.sample()
