@@ -19,8 +19,10 @@ What it does, in one run:
    set size of every Postroom process (``VmHWM``, sampled, of sync, worker and their parser
    processes; ``ru_maxrss`` from ``wait4`` for sync and worker).
 3. With those same processes idling on INBOX, appends ``--latency-samples`` messages over
-   IMAP one at a time, at random intervals, and measures APPEND sent → copy stored in the
-   database (polled every 5 ms): p50 and p95.
+   IMAP one at a time, each a random ``--latency-gap`` (0.1–0.6 s) after the previous one was
+   published, and measures APPEND sent → copy stored in the
+   database, and APPEND sent → its live event published (a row of the database bus), both
+   polled every 5 ms: p50, p95 and max.
 4. Prints the figures and ratios and writes them as JSON.
 """
 
@@ -325,12 +327,18 @@ def measure_import(mailbox: Any, count: int, log_file: Path, tree: ProcessTree) 
     }
 
 
-def measure_latency(dovecot: Dovecot, user: MailUser, mailbox: Any, samples: int, seed: int) -> dict[str, Any]:
+def measure_latency(
+    dovecot: Dovecot, user: MailUser, mailbox: Any, samples: int, seed: int, gap: tuple[float, float] = (0.1, 0.6)
+) -> dict[str, Any]:
+    from django.db.models import Max
+
     from postroom.conversations.models import MessageCopy
+    from postroom.live.models import LiveEvent
     from postroom.mailboxes.models import Folder
 
     rng = random.Random(seed + 1)
     latencies = []
+    published = []
     # By folder and UID: the unique index answers at once, however many copies there are (this
     # runs every 5 ms beside the process being measured).
     inbox = Folder.objects.get(mailbox=mailbox, role="inbox")
@@ -338,20 +346,40 @@ def measure_latency(dovecot: Dovecot, user: MailUser, mailbox: Any, samples: int
     with dovecot.connect(user) as client:
         for sample in range(samples):
             raw = new_mail(rng, 10_000_000 + sample, seed)
+            last_event = LiveEvent.objects.aggregate(top=Max("id"))["top"] or 0
             sent = time.perf_counter()
             response = client.append("INBOX", raw)
             code = response.decode() if isinstance(response, bytes) else str(response)
             uid = int(code.split("]")[0].split()[-1])
             deadline = sent + 180
-            while not MessageCopy.objects.filter(folder=inbox, uidvalidity=inbox.uidvalidity, uid=uid).exists():
+            conversation_id = None
+            while True:
+                if conversation_id is None:
+                    copy = MessageCopy.objects.filter(folder=inbox, uidvalidity=inbox.uidvalidity, uid=uid).select_related("message").first()
+                    if copy is not None:
+                        latencies.append(time.perf_counter() - sent)
+                        conversation_id = copy.message.conversation_id
+                # Then the live event the web processes pass on to open pages (the database bus: a row).
+                if conversation_id is not None and LiveEvent.objects.filter(
+                    id__gt=last_event, conversation_id=conversation_id, kind="message_added"
+                ).exists():
+                    published.append(time.perf_counter() - sent)
+                    break
                 if time.perf_counter() > deadline:
-                    raise RuntimeError(f"message UID {uid} not stored within 180 s")
+                    raise RuntimeError(f"message UID {uid} not stored and published within 180 s")
                 time.sleep(LATENCY_POLL_SECONDS)
-            latencies.append(time.perf_counter() - sent)
-            time.sleep(rng.uniform(0.1, 0.6))
+            time.sleep(rng.uniform(*gap))
+    return {"samples": samples, "gap_seconds": list(gap), **_spread(latencies), "published": _spread(published)}
+
+
+def _gap(text: str) -> tuple[float, float]:
+    low, high = (float(part) for part in text.split(","))
+    return low, high
+
+
+def _spread(latencies: list[float]) -> dict[str, Any]:
     ordered = sorted(latencies)
     return {
-        "samples": samples,
         "p50_seconds": round(statistics.median(ordered), 3),
         "p95_seconds": round(ordered[max(0, round(0.95 * len(ordered)) - 1)], 3),
         "max_seconds": round(ordered[-1], 3),
@@ -376,6 +404,11 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=20261121)
     parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument(
+        "--latency-gap",
+        default="0.1,0.6",
+        help="MIN,MAX seconds between a message stored and the next APPEND (e.g. 0,0.05 to land them while the sync loop re-enters IDLE)",
+    )
     parser.add_argument("--database-url", default="", help="PostgreSQL for Postroom (default: SQLite in the temporary data directory)")
     parser.add_argument("--json", type=Path, help="where to write the results (default: print only)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (the sync log is in it)")
@@ -423,7 +456,9 @@ def main() -> int:
         print(f"postroom import: { {k: v for k, v in results['postroom_import'].items() if k != 'progress'} }", flush=True)
 
         if arguments.latency_samples:
-            results["new_mail_latency"] = measure_latency(dovecot, user, mailbox, arguments.latency_samples, arguments.seed)
+            results["new_mail_latency"] = measure_latency(
+                dovecot, user, mailbox, arguments.latency_samples, arguments.seed, gap=_gap(arguments.latency_gap)
+            )
             print(f"new-mail latency: {results['new_mail_latency']}", flush=True)
 
         tree.sample()

@@ -34,10 +34,13 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import logging
+import ssl
 import threading
 import time
 import uuid
+from collections import Counter
 from datetime import datetime
+from typing import Any
 
 from django.db import OperationalError, close_old_connections, connection
 from django.utils import timezone
@@ -62,6 +65,9 @@ MAX_BACKOFF_SECONDS = 300.0
 # RFC 2177: servers may end an IDLE after 30 minutes of inactivity; restart it before that.
 IDLE_RESTART_SECONDS = 25 * 60
 IDLE_CHECK_SECONDS = 1.0
+# Defence in depth: IDLE is left this often to look for new INBOX mail with a UID SEARCH, so a
+# change notice the server never sent (or that got lost) costs seconds, not a poll interval.
+IDLE_RECHECK_SECONDS = 5.0
 # A failed renewal of an OAuth2 sign-in is tried again this soon (the old session goes on).
 SIGN_IN_RENEWAL_RETRY_SECONDS = 30.0
 # The outbox queue is repaired this often (see ``outgoing_sweep``).
@@ -82,6 +88,9 @@ class MailboxWorker(threading.Thread):
         self.mailbox_id = mailbox_id
         self.poll_seconds = poll_seconds
         self.stopping = threading.Event()
+        # New INBOX messages stored, by what found them (see ``_idle_until_change``; "poll" for
+        # the poll at connection and every ``poll_seconds``), for tests and diagnosis.
+        self.inbox_found: Counter[str] = Counter()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -154,6 +163,8 @@ class MailboxWorker(threading.Thread):
         folders: list[Folder] = []
         next_poll = 0.0
         import_batches = 1
+        # Whether INBOX is still selected from the last IDLE (nothing else was selected since).
+        idled = False
         while not self.stopping.is_set():
             if renew_at is not None and time.monotonic() >= renew_at:
                 try:
@@ -168,7 +179,10 @@ class MailboxWorker(threading.Thread):
                 # Listed again each round: folders created, renamed or removed since appear.
                 folders = sync.discover_folders()
                 for folder in folders:
-                    sync.sync_folder(folder, backfill_batches=0)
+                    outcome = sync.sync_folder(folder, backfill_batches=0)
+                    if folder.role == FolderRole.INBOX and outcome.stored:
+                        self.inbox_found["poll"] += outcome.stored
+                idled = False
                 next_poll = time.monotonic() + self.poll_seconds
                 mailbox_record_reachable(mailbox_id=self.mailbox_id)
             inbox = next((folder for folder in folders if folder.role == FolderRole.INBOX), None)
@@ -180,6 +194,7 @@ class MailboxWorker(threading.Thread):
                 # more the larger the folder is) are not repeated for every batch.
                 started = time.monotonic()
                 sync.sync_folder(importing[0], backfill_batches=import_batches)
+                idled = False
                 per_batch = (time.monotonic() - started) / import_batches
                 import_batches = max(1, min(MAX_IMPORT_BATCHES, int(IMPORT_SLICE_SECONDS / max(per_batch, 0.001))))
                 if inbox is not None and inbox.pk != importing[0].pk:  # (the INBOX import looked for new mail first)
@@ -188,31 +203,48 @@ class MailboxWorker(threading.Thread):
             if inbox is None or not client.has_capability("IDLE"):
                 self.stopping.wait(max(0.0, wake_at - time.monotonic()))
                 continue
-            if self._idle_until_change(client, inbox, wake_at):
-                sync.sync_folder(inbox, backfill_batches=0)
+            found_by = self._idle_until_change(client, inbox, wake_at, select=not idled)
+            idled = found_by is None
+            if found_by is not None:
+                outcome = sync.sync_folder(inbox, backfill_batches=0)
+                self.inbox_found[found_by] += outcome.stored
         return None
 
-    def _idle_until_change(self, client: IMAPClient, inbox: Folder, next_poll: float) -> bool:
-        """Wait in IDLE on INBOX until the server reports a change (True), or until ``next_poll``
-        (the next poll or sign-in renewal) or a stop request (False)."""
-        client.select_folder(inbox.name, readonly=True)
+    def _idle_until_change(self, client: IMAPClient, inbox: Folder, next_poll: float, *, select: bool = True) -> str | None:
+        """Wait in IDLE on INBOX until the server reports a change, or until ``next_poll`` (the
+        next poll or sign-in renewal), ``IDLE_RECHECK_SECONDS`` or a stop request (None). What
+        found the change: "push" (the server reported it), "catch-up" (mail that arrived since
+        INBOX was last synced, found before idling) or "recheck" (found by the look for new mail
+        after an IDLE that reported nothing: a notice went missing, or was still to come, as
+        Dovecot waits half a second before it tells).
+
+        Two ways a notice got lost, both seen against Dovecot (bench/README.md, "new-mail
+        latency"): mail arriving while the server answers the UID SEARCH below is reported by an
+        EXISTS inside that answer, which imaplib files away and IDLE does not repeat; and a
+        notice sent right after the IDLE continuation arrives in the same read as it, so it sits
+        in imaplib's buffer, where ``idle_check``'s wait on the socket never sees it."""
+        if select:
+            client.select_folder(inbox.name, readonly=True)
+        imap = client._imap
+        imap.untagged_responses.clear()  # what the SELECT (or the last IDLE) said is read already
         # IDLE reports only what happens once it has started: mail that arrived after INBOX was
         # last synced (while the other folders were) would otherwise wait for the next poll.
         if any(uid > inbox.highest_uid for uid in client.search(["UID", f"{inbox.highest_uid + 1}:*"])):
-            return True
+            return "catch-up" if select else "recheck"
+        if any(key in imap.untagged_responses for key in ("EXISTS", "EXPUNGE", "FETCH", "VANISHED")):
+            return "push"
         client.idle()
         changed = False
         try:
-            deadline = min(next_poll, time.monotonic() + IDLE_RESTART_SECONDS)
+            now = time.monotonic()
+            deadline = min(next_poll, now + IDLE_RESTART_SECONDS, now + IDLE_RECHECK_SECONDS)
             while not self.stopping.is_set() and time.monotonic() < deadline:
+                if _unread_input(client):
+                    break  # leaving IDLE reads it (below)
                 # A short wait so a stop request is noticed within a second.
                 waited_from = time.monotonic()
                 responses = client.idle_check(timeout=IDLE_CHECK_SECONDS)
-                # "* 3 EXISTS", "* 3 EXPUNGE", "* 3 FETCH (...)"; with QRESYNC on, "* VANISHED 5:7".
-                if any(
-                    len(response) > 1 and (response[1] in (b"EXISTS", b"EXPUNGE", b"FETCH") or response[0] == b"VANISHED")
-                    for response in responses
-                ):
+                if _reports_change(responses):
                     changed = True
                     break
                 if not responses and time.monotonic() - waited_from < IDLE_CHECK_SECONDS / 2:
@@ -221,8 +253,41 @@ class MailboxWorker(threading.Thread):
                     changed = True
                     break
         finally:
-            client.idle_done()
-        return changed
+            _, responses = client.idle_done()
+        # What the server said since the last check (e.g. with the IDLE continuation) or when
+        # IDLE ended.
+        if changed or _reports_change(responses):
+            return "push"
+        return None
+
+
+def _reports_change(responses: list[Any]) -> bool:
+    """Whether untagged responses (as IMAPClient parses them) report a change to the folder:
+    "* 3 EXISTS", "* 3 EXPUNGE", "* 3 FETCH (...)"; with QRESYNC on, "* VANISHED 5:7"."""
+    return any(
+        isinstance(response, tuple)
+        and len(response) > 1
+        and (response[1] in (b"EXISTS", b"EXPUNGE", b"FETCH") or response[0] == b"VANISHED")
+        for response in responses
+    )
+
+
+def _unread_input(client: IMAPClient) -> bool:
+    """Whether server output is waiting that was already read off the socket (into imaplib's
+    buffered reader, or decrypted and held by the TLS layer): waiting for the socket to become
+    readable would not see it."""
+    sock = client.socket()
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        # Returns what is buffered without reading; with an empty buffer, one non-blocking read.
+        return bool(client._imap.file.peek(1))
+    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return False
+    finally:
+        sock.settimeout(timeout)
 
 
 class SyncService:
