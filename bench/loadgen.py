@@ -44,7 +44,17 @@ class _Connection:
         reader, writer = await asyncio.open_connection(target.host, target.port)
         return cls(reader, writer)
 
-    async def get(self, request: bytes) -> int:
+    async def get(self, request: bytes, target: Target) -> int:
+        """Send and read one answer; a kept-alive connection the server has closed meanwhile
+        (uvicorn closes idle ones after 5 s) is opened again and the request sent once more."""
+        try:
+            return await self._exchange(request)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.close()
+            self.reader, self.writer = await asyncio.open_connection(target.host, target.port)
+            return await self._exchange(request)
+
+    async def _exchange(self, request: bytes) -> int:
         self.writer.write(request)
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
@@ -88,7 +98,7 @@ async def _users(target: Target, users: int, think: float, seconds: float, rng: 
         try:
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                status = await connection.get(request)
+                status = await connection.get(request, target)
                 latencies.append(time.perf_counter() - started)
                 errors += status != 200
                 await asyncio.sleep(rng.expovariate(1 / think))
@@ -114,7 +124,12 @@ async def _rate(target: Target, rate: float, seconds: float, rng: random.Random,
         else:
             opened += 1
             connection = await _Connection.open(target)
-        status = await connection.get(request)
+        try:
+            status = await connection.get(request, target)
+        except (asyncio.IncompleteReadError, OSError):
+            errors += 1
+            connection.close()
+            return
         latencies.append(time.perf_counter() - due)
         errors += status != 200
         idle.append(connection)
