@@ -94,14 +94,14 @@ async def _users(target: Target, users: int, think: float, seconds: float, rng: 
     async def person() -> None:
         nonlocal errors
         connection = await _Connection.open(target)
-        await asyncio.sleep(rng.uniform(0, think))  # people do not all start at once
+        await asyncio.sleep(rng.uniform(0, min(think, seconds / 2)))  # people do not all start at once
         try:
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
                 status = await connection.get(request, target)
                 latencies.append(time.perf_counter() - started)
                 errors += status != 200
-                await asyncio.sleep(rng.expovariate(1 / think))
+                await asyncio.sleep(min(rng.expovariate(1 / think), max(0.0, deadline - time.perf_counter())))
         finally:
             connection.close()
 
