@@ -340,6 +340,29 @@ def run_wrk(url: str, headers: dict[str, str], clients: int, seconds: int) -> di
             "timeouts": int(timeouts[1]) if timeouts else 0}  # fmt: skip
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of the web server and its workers so far: what a request costs
+    the server whatever else the shared machine runs (its latency does not say that)."""
+    total = 0.0
+    pids = [pid, *(int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    for each in pids:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def measured(web_pid: int, target: Any, **options: Any) -> dict[str, Any]:
+    """``loadgen.run`` with the server's CPU time per request."""
+    before = server_cpu_seconds(web_pid)
+    result = loadgen.run(target, **options)
+    if result.get("requests"):
+        result["server_cpu_ms_per_request"] = round((server_cpu_seconds(web_pid) - before) * 1000 / result["requests"], 1)
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conversations", type=int, default=100_000)
@@ -347,9 +370,11 @@ def main() -> int:
     parser.add_argument("--reuse", metavar="SLUG,SLUG", help="measure organizations seeded by an earlier run (big, small) instead of seeding")
     parser.add_argument("--clients", type=int, default=50, help="wrk's closed-loop connections")
     parser.add_argument("--users", type=int, default=50, help="open-loop: people, each thinking between pages")
-    parser.add_argument("--think", type=float, default=1.0, help="open-loop: mean think time of a person (s)")
-    parser.add_argument("--rates", default="50", help="open-loop: constant arrival rates to run (requests/s, comma-separated)")
+    parser.add_argument("--think", type=float, default=10.0, help="open-loop: mean think time of a person (s)")
+    parser.add_argument("--rates", default="1", help="open-loop: constant arrival rates to run (requests/s, comma-separated)")
     parser.add_argument("--seconds", type=int, default=15, help="per page and load model")
+    parser.add_argument("--models", default="users,wrk", help="besides --rates: users (think time) and/or wrk (closed loop)")
+    parser.add_argument("--drain", type=float, default=15, help="seconds to wait after a page's closed-loop run")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--pool-size", type=int, default=4, help="POSTROOM_DATABASE_POOL_SIZE per worker")
     parser.add_argument("--pages", help="only these pages (comma-separated prefixes of their names)")
@@ -419,6 +444,7 @@ def main() -> int:
         env={**os.environ, "POSTROOM_PUBLIC_URL": f"http://127.0.0.1:{port}"}, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     rates = [float(rate) for rate in arguments.rates.split(",") if rate]
+    models = set(arguments.models.split(","))
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -435,19 +461,26 @@ def main() -> int:
             warm = loadgen.run(target, model="rate", seconds=2, rate=5)  # every worker has its keys and connections
             if warm["errors"]:
                 raise RuntimeError(f"{name}: {url} answered errors: {warm}")
-            page: dict[str, Any] = {"closed_loop_wrk": run_wrk(url, headers, arguments.clients, arguments.seconds)}
-            page["open_users"] = loadgen.run(target, model="users", seconds=arguments.seconds, users=arguments.users, think=arguments.think)
+            # Open loop first (it leaves no queue behind when the server keeps up), then closed
+            # loop, which does: the server still works through wrk's last requests after wrk
+            # stops, so the next page waits for it to drain.
+            page: dict[str, Any] = {}
             for rate in rates:
-                page[f"open_rate_{rate:g}"] = loadgen.run(target, model="rate", seconds=arguments.seconds, rate=rate)
+                page[f"open_rate_{rate:g}"] = measured(web.pid, target, model="rate", seconds=arguments.seconds, rate=rate)
+            if "users" in models:
+                page["open_users"] = measured(web.pid, target, model="users", seconds=arguments.seconds, users=arguments.users,
+                                              think=arguments.think)  # fmt: skip
+            if "wrk" in models:
+                page["closed_loop_wrk"] = run_wrk(url, headers, arguments.clients, arguments.seconds)
+                time.sleep(arguments.drain)
             results["pages"][name] = page
             print(f"{name}: {json.dumps(page)}", flush=True)
     finally:
         web.terminate()
         web.wait(timeout=30)
-    floor = results["pages"]["health (floor)"]["closed_loop_wrk"]["p99_ms"]
-    results["closed_loop_p99_over_floor"] = {
-        name: round(page["closed_loop_wrk"]["p99_ms"] / floor, 2) for name, page in results["pages"].items() if floor
-    }
+    for model in [key for key in results["pages"]["health (floor)"] if results["pages"]["health (floor)"][key].get("p99_ms")]:
+        floor = results["pages"]["health (floor)"][model]["p99_ms"]
+        results[f"{model}_p99_over_floor"] = {name: round(page[model].get("p99_ms", 0) / floor, 2) for name, page in results["pages"].items()}
     results["machine"]["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     print(json.dumps(results, indent=2), flush=True)
     if arguments.json:
