@@ -1,4 +1,4 @@
-"""The team inbox under load: the inbox list and a conversation page with 100,000 conversations.
+"""The team inbox under load: the inbox pages with 100,000 conversations (issue #4).
 
 Not a test (nothing here asserts a time). Run from the repository root, against a scratch
 PostgreSQL database (it is migrated and filled; use a name of its own):
@@ -6,19 +6,18 @@ PostgreSQL database (it is migrated and filled; use a name of its own):
     .venv/bin/python bench/inbox_bench.py --conversations 100000 \
         --database-url postgres://postgres@127.0.0.1:5432/h_inbox_bench --json /tmp/inbox.json
 
-What it does, in one run:
-1. Seeds one organization: a member (Alice) whose mailbox holds every conversation, a team
-   (Support, Alice and Bob) with which half of them are shared, one to three messages each
-   (sealed like real mail: subject, addresses, snippet, text), labels and assignments on some.
-   Rows are bulk-inserted (the import path is measured by ``import_bench.py``).
-2. Starts ``postroom web --workers N`` (one process per core by default) on a free port.
-3. For each page — ``/health`` (the framework's floor, the reference), Alice's inbox, Bob's team
-   inbox, a conversation page — runs ``wrk`` with ``--clients`` connections for ``--seconds``,
-   signed in with a real session cookie, and reads its latency distribution (p50/p90/p99) and
-   throughput; every page is checked to answer 200 first.
-4. Counts the SQL queries of each page in-process at this size, and again for an organization
-   with 10 conversations: the two counts must be equal (the test suite asserts the same).
-5. Prints and writes (``--json``) the figures, and each page's p99 over the floor's p99.
+What it does, in one run (bench/README.md has the details and the figures):
+1. Seeds an organization shaped like a support desk (team mailbox, private mail, named shares,
+   closed, assigned and labelled conversations, sealed like real mail) and one with 10
+   conversations; rows are bulk-inserted and ``access.access_refresh`` computes who sees what.
+   ``--reuse big-…,small-…`` measures organizations seeded by an earlier run instead.
+2. Checks every page shows the seeded data and counts its SQL queries at N and at 10.
+3. Starts ``postroom web --workers N`` (``POSTROOM_DATABASE_POOL_SIZE`` per worker) and, per
+   page — ``/health`` (the floor), the inbox, a team inbox, a label view, a conversation page,
+   the API list — measures open-loop latency at constant rates (``--rates``) and for 50 people
+   with think time (``bench/loadgen.py``), then closed-loop with ``wrk -c 50``, with the
+   server's CPU time per request.
+4. Prints and writes (``--json``) the figures and each page's p99 over the floor's.
 """
 
 from __future__ import annotations
