@@ -17,7 +17,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connections
 from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404
@@ -258,32 +257,22 @@ def view_counts(*, actor: Membership, teams: list[Team]) -> dict[str, int]:
     """Unread conversations in the inbox views, open ones in the work lists; one query each,
     each counting at most ``COUNT_LIMIT + 1`` rows (more than ``COUNT_LIMIT`` reads "99+").
     The unread counts walk the ``member_unread`` partial index (unread rows only)."""
-    counted: dict[str, QuerySet[ConversationMember]] = {}
+    counts = {}
     for view in COUNTED_VIEWS:
         rows = view_rows(actor=actor, selected=ViewFilter(view))
         if view in (View.INBOX, View.MENTIONS):
             rows = rows.filter(unread=True)
-        counted[view] = rows
+        counts[view] = _capped_count(rows)
     for team in teams:
-        counted[f"team:{team.pk}"] = view_rows(actor=actor, selected=ViewFilter(View.TEAM, team=team)).filter(unread=True)
-    return _capped_counts(counted)
+        counts[f"team:{team.pk}"] = _capped_count(view_rows(actor=actor, selected=ViewFilter(View.TEAM, team=team)).filter(unread=True))
+    return counts
 
 
-def _capped_counts(counted: dict[str, QuerySet[ConversationMember]]) -> dict[str, int]:
-    """Each queryset's row count up to ``COUNT_LIMIT + 1``, all in one round trip to the database
-    (one scalar subquery each, compiled by Django with its parameters). The views' order stays:
-    it makes PostgreSQL walk the member's rows newest first and stop at the limit, where without
-    it a sequential scan of every member's rows looked as cheap."""
-    parts: list[str] = []
-    params: list[Any] = []
-    for rows in counted.values():
-        sql, values = rows.values("pk")[: COUNT_LIMIT + 1].query.get_compiler(using=rows.db).as_sql()
-        parts.append(f"(SELECT COUNT(*) FROM ({sql}) counted)")  # noqa: S608 - SQL compiled by Django, values as parameters
-        params.extend(values)
-    with connections[ConversationMember.objects.db].cursor() as cursor:
-        cursor.execute("SELECT " + ", ".join(parts), params)
-        totals = cursor.fetchone()
-    return {key: int(total) for key, total in zip(counted, totals, strict=True)}
+def _capped_count(rows: QuerySet[ConversationMember]) -> int:
+    """Rows up to ``COUNT_LIMIT + 1``. The view's order stays: it makes PostgreSQL walk the
+    member's rows newest first and stop at the limit, where without it a sequential scan of
+    every member's rows looked as cheap."""
+    return rows[: COUNT_LIMIT + 1].count()
 
 
 def teams_of(*, actor: Membership) -> list[Team]:
