@@ -229,6 +229,9 @@ class ConversationMember(models.Model):
         indexes = [
             models.Index(fields=["membership", "place", "-last_activity_at"], name="member_place_activity"),
             models.Index(fields=["membership", "-last_activity_at"], name="member_activity"),
+            # The unread counts of the sidebar (inbox, mentions, team inboxes) read unread rows
+            # only: a few per member, however much mail has been read.
+            models.Index(fields=["membership", "-last_activity_at"], condition=models.Q(unread=True), name="member_unread"),
         ]
 
 

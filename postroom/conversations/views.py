@@ -172,7 +172,9 @@ def nav_context(actor: Membership, current: str) -> dict[str, Any]:
     labels = list(selectors.labels_visible(actor=actor))
 
     def entry(key: str, title: str, url: str, icon: str, count: int = 0, unit: str = "", tone: int | None = None) -> dict[str, Any]:
-        return {"key": key, "title": title, "url": url, "icon": icon, "count": count, "unit": unit, "current": key == current, "tone": tone}
+        shown = f"{selectors.COUNT_LIMIT}+" if count > selectors.COUNT_LIMIT else str(count)
+        return {"key": key, "title": title, "url": url, "icon": icon, "count": count, "count_text": shown, "unit": unit,
+                "current": key == current, "tone": tone}  # fmt: skip
 
     main = [entry(View.INBOX, VIEW_TITLES[View.INBOX], reverse("conversations:list", args=[slug]), "inbox", counts[View.INBOX], "unread")]
     work = [

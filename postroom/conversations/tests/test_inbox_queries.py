@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from postroom.accounts.api_tokens import api_token_create
 from postroom.conftest import Cast
 from postroom.conversations import actions
 from postroom.conversations.models import Label, Message
@@ -44,10 +45,13 @@ def label(cast: Cast) -> Label:
     return actions.label_create(actor=cast.alice_membership, name="Billing", personal=False)
 
 
-@pytest.mark.parametrize("view", ["inbox", "team", "all", "assigned", "tasks", "label"])
+@pytest.mark.parametrize(
+    "view", ["inbox", "team", "all", "assigned", "tasks", "label", "api inbox", "api team", "api label", "api all unread"]
+)
 def test_a_list_costs_the_same_queries_with_3_and_30_conversations(  # type: ignore[no-untyped-def]
     cast: Cast, client_as, team_inbox: TeamInbox, label: Label, view: str
 ) -> None:
+    api = "/api/v1/orgs/acme/conversations"
     urls: dict[str, Any] = {
         "inbox": reverse("conversations:list", args=["acme"]),
         "team": reverse("conversations:team", args=["acme", team_inbox.team.pk]),
@@ -55,10 +59,18 @@ def test_a_list_costs_the_same_queries_with_3_and_30_conversations(  # type: ign
         "assigned": reverse("conversations:view_assigned", args=["acme"]),
         "tasks": reverse("conversations:view_tasks", args=["acme"]),
         "label": reverse("conversations:label", args=["acme", label.pk]),
+        "api inbox": api,
+        "api team": f"{api}?view=team&team_id={team_inbox.team.pk}",
+        "api label": f"{api}?view=label&label_id={label.pk}",
+        "api all unread": f"{api}?view=all&unread=true",
     }
     url = urls[view]
     add_conversations(cast, team_inbox, label, 0, 3)
-    bob = client_as(cast.bob)
+    if view.startswith("api"):  # a script with a personal API token, as the API is used
+        token = api_token_create(user=cast.bob, name="Script", scope="read", expires_at=None).token
+        bob = Client(headers={"Authorization": f"Bearer {token}"})
+    else:
+        bob = client_as(cast.bob)
     bob.get(url)  # the first request loads keys and touches the session
     few = queries(bob, url)
     add_conversations(cast, team_inbox, label, 3, 30)

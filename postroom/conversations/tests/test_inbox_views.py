@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from postroom.audit.models import AuditEvent
 from postroom.conftest import Cast
-from postroom.conversations import actions
+from postroom.conversations import actions, selectors
 from postroom.conversations.models import (
     Assignment,
     Conversation,
@@ -419,6 +419,23 @@ def test_the_sidebar_counts_unread_conversations_per_view(cast: Cast, client_as,
     assert '<span class="count">2<span class="visually-hidden"> unread</span>' in team_entry
     assigned_entry = html.split('data-nav-key="assigned"')[1].split("</a>")[0]
     assert '<span class="count">1<span class="visually-hidden"> open</span>' in assigned_entry
+
+
+def test_a_sidebar_count_past_the_limit_reads_limit_plus(  # type: ignore[no-untyped-def]
+    cast: Cast, client_as, team_inbox: TeamInbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counts stop at ``COUNT_LIMIT`` + 1 rows (so they cost the same at any size) and say so."""
+    monkeypatch.setattr(selectors, "COUNT_LIMIT", 2)
+    for subject in ("One", "Two", "Three"):
+        team_inbox.deliver(subject=subject)
+    bob = client_as(cast.bob)
+    html = bob.get(reverse("conversations:list", args=["acme"])).content.decode()
+    team_entry = html.split(f'data-nav-key="team:{team_inbox.team.pk}"')[1].split("</a>")[0]
+    assert '<span class="count">2+<span class="visually-hidden"> unread</span>' in team_entry
+    monkeypatch.setattr(selectors, "COUNT_LIMIT", 3)
+    html = bob.get(reverse("conversations:list", args=["acme"])).content.decode()
+    team_entry = html.split(f'data-nav-key="team:{team_inbox.team.pk}"')[1].split("</a>")[0]
+    assert '<span class="count">3<span class="visually-hidden"> unread</span>' in team_entry
 
 
 def test_tasks_filter_by_assignee(cast: Cast, client_as, team_inbox: TeamInbox) -> None:  # type: ignore[no-untyped-def]

@@ -4,14 +4,35 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from typing import Any
 
 from django import template
 from django.core.serializers.json import DjangoJSONEncoder
+from django.utils.html import conditional_escape
+from django.utils.safestring import SafeString, mark_safe
+
+from postroom.web.icons import ICONS
 
 register = template.Library()
 
 AVATAR_TONES = 6
+
+
+@register.simple_tag
+def icon(name: Any, css_class: Any = "") -> SafeString:
+    """``{% icon "mail" "icon-sm" %}``: an icon as inline SVG (``web/icon.html`` calls it, so
+    ``{% include "web/icon.html" with name=... class=... %}`` works as before). Unknown names draw
+    an empty icon."""
+    return _icon_svg(str(name or ""), str(css_class or ""))
+
+
+@lru_cache(maxsize=512)
+def _icon_svg(name: str, css_class: str) -> SafeString:
+    classes = f"icon {conditional_escape(css_class)}" if css_class else "icon"
+    return mark_safe(  # noqa: S308 - the paths are constants of ours and the class is escaped
+        f'<svg class="{classes}" viewBox="0 0 24 24" aria-hidden="true" focusable="false">{ICONS.get(name, "")}</svg>'
+    )
 
 
 @register.filter
