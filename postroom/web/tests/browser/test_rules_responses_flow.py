@@ -183,7 +183,9 @@ def test_a_rule_routes_mail_the_assignee_answers_with_a_team_response_and_the_re
     # Inserted at the cursor, above the quote of the customer's message.
     expect(page.locator("#composer-body")).to_have_value(re.compile(r"^Hello Dana, ticket T-4711 is being handled\.\n+.*wrote:", re.DOTALL))
     expect(page.locator("[data-picker-attachments]")).to_contain_text("Ticket guide.pdf")
-    page.get_by_role("button", name="Send", exact=True).click()
+    # Sending lands back on the conversation: wait for that navigation, or a later goto races it.
+    with page.expect_navigation(timeout=IMPORT_TIMEOUT_MS):
+        page.get_by_role("button", name="Send", exact=True).click()
 
     peer.wait_for(1)
     [received] = peer.smtp.messages
