@@ -54,6 +54,19 @@ def cast(db: None) -> Cast:
 
 
 @pytest.fixture
+def queue(settings):  # type: ignore[no-untyped-def]
+    """Tasks are kept (with their ``run_after``) instead of running at once: a ``DummyBackend``
+    whose ``results`` the test runs, or inspects, itself."""
+    from django_tasks import task_backends
+    from django_tasks.backends.dummy import DummyBackend
+
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend", "QUEUES": ["default"]}}
+    backend = task_backends["default"]
+    assert isinstance(backend, DummyBackend)  # noqa: S101 (test support)
+    return backend
+
+
+@pytest.fixture
 def client_as(db: None):  # type: ignore[no-untyped-def]
     """``client_as(user)`` gives a test client signed in as ``user`` (second factor satisfied)."""
 

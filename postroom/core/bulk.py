@@ -33,7 +33,7 @@ def rows_insert(model: type[models.Model], fields: Sequence[str], rows: Iterable
     quote = connection.ops.quote_name
     names = ", ".join(quote(str(field.column)) for field in columns)
     placeholders = ", ".join(["%s"] * len(columns))
-    statement = f"INSERT INTO {quote(model._meta.db_table)} ({names}) VALUES ({placeholders})"  # noqa: S608  # nosec B608 (quoted names from the model; values are parameters)
+    statement = f"INSERT INTO {quote(model._meta.db_table)} ({names}) VALUES ({placeholders})"  # noqa: S608 - quoted names from the model, values as parameters  # nosec B608
     if ignore_conflicts:
         statement = statement.replace("INSERT", "INSERT OR IGNORE", 1) if connection.vendor == "sqlite" else f"{statement} ON CONFLICT DO NOTHING"
     with connection.cursor() as cursor:

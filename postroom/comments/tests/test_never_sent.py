@@ -18,7 +18,7 @@ from postroom.core.tests.processes import REPOSITORY
 from postroom.mailboxes.models import Mailbox
 from postroom.outbox import actions as outbox_actions
 from postroom.outbox.models import OutgoingKind
-from postroom.outbox.tests.conftest import conversation, mailbox, queue, run_due  # noqa: F401 (fixtures)
+from postroom.outbox.tests.conftest import conversation, mailbox, run_due  # noqa: F401 (fixtures)
 from postroom.testing.smtp import SmtpPeer
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django_tasks import task_backends
 from django_tasks.backends.dummy import DummyBackend
 
 from postroom.conftest import Cast
@@ -19,14 +18,6 @@ from postroom.contacts.models import BookKind, BookShare, Contact, ContactImport
 from postroom.orgs.models import Team, TeamMembership
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def queue(settings: Any) -> DummyBackend:
-    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend", "QUEUES": ["default"]}}
-    backend = task_backends["default"]
-    assert isinstance(backend, DummyBackend)
-    return backend
 
 
 @pytest.fixture

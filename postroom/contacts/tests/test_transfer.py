@@ -169,6 +169,9 @@ def test_a_big_import_makes_no_query_per_row(cast: Cast) -> None:
         assert report.created == rows
         return len(captured.captured_queries)
 
+    # A first import warms what any later one finds cached (the organization's data key), which
+    # otherwise depends on what ran before in this process.
+    queries(1, 50_000)
     # Only batched inserts grow (SQLite caps the parameters of one statement): far from a query per row.
     assert queries(500, 0) < 500 / 20
     assert queries(5_000, 10_000) < 5_000 / 20

@@ -11,7 +11,6 @@ import pytest
 import time_machine
 from django.core import mail
 from django.utils import timezone
-from django_tasks import task_backends
 from django_tasks.backends.dummy import DummyBackend
 
 from postroom.comments.models import Comment
@@ -90,11 +89,9 @@ def test_read_notifications_are_not_mailed(busy: Scene, django_capture_on_commit
     assert mail.outbox == []
 
 
-def test_the_system_mail_task_payload_is_sealed(busy: Scene, django_capture_on_commit_callbacks: Any, settings: Any) -> None:
+def test_the_system_mail_task_payload_is_sealed(busy: Scene, django_capture_on_commit_callbacks: Any, queue: DummyBackend) -> None:
     """What waits in the task queue is ciphertext: names and links do not sit there in the clear."""
-    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend", "QUEUES": ["default"]}}
-    backend = task_backends["default"]
-    assert isinstance(backend, DummyBackend)
+    backend = queue
     actions.preference_set(actor=busy.cast.bob_membership, digest=DigestFrequency.HOURLY)
     later = timezone.now() + timedelta(minutes=15)
     with time_machine.travel(later, tick=False):

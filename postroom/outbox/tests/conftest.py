@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
-from django_tasks import task_backends
 from django_tasks.backends.dummy import DummyBackend
 
 from postroom.conftest import Cast
@@ -21,15 +20,6 @@ from postroom.testing.smtp import SmtpPeer
 
 CUSTOMER_MESSAGE_ID = "<order-1234@customer.example>"
 THREAD_ROOT_ID = "<root-1@customer.example>"
-
-
-@pytest.fixture
-def queue(settings: Any) -> DummyBackend:
-    """Tasks are kept (with their ``run_after``) instead of running at once."""
-    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend", "QUEUES": ["default"]}}
-    backend = task_backends["default"]
-    assert isinstance(backend, DummyBackend)
-    return backend
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from postroom.conftest import Cast
 from postroom.orgs.models import Team, TeamMembership
 
 # Re-exported so that the send test finds the outbox fixtures (mailbox, queue, run_due).
-from postroom.outbox.tests.conftest import conversation, mailbox, queue, run_due  # noqa: F401
+from postroom.outbox.tests.conftest import conversation, mailbox, run_due  # noqa: F401
 from postroom.responses import actions
 from postroom.responses.models import Response, Scope
 from postroom.testing.factories import TeamFactory

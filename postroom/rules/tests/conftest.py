@@ -61,15 +61,3 @@ def make_rule() -> Callable[..., Rule]:
         )  # fmt: skip
 
     return make
-
-
-@pytest.fixture
-def queue(settings: Any) -> Any:
-    """Tasks are kept (with their ``run_after``) instead of running at once."""
-    from django_tasks import task_backends
-    from django_tasks.backends.dummy import DummyBackend
-
-    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend", "QUEUES": ["default"]}}
-    backend = task_backends["default"]
-    assert isinstance(backend, DummyBackend)
-    return backend

@@ -20,7 +20,7 @@ from postroom.conversations.tests.conftest import build_raw
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox
 from postroom.orgs.models import Membership, Team, TeamMembership
 from postroom.outbox.models import OutgoingMessage
-from postroom.outbox.tests.conftest import mailbox, queue, run_due  # noqa: F401 (fixtures)
+from postroom.outbox.tests.conftest import mailbox, run_due  # noqa: F401 (fixtures)
 from postroom.responses import actions as response_actions
 from postroom.responses.models import Response, Scope
 from postroom.rules import actions
@@ -184,7 +184,7 @@ def test_r38_a_response_the_owner_may_no_longer_use_sends_nothing_and_flags_the_
     assert RuleRun.objects.get(rule=rule).outcome == RunOutcome.REFUSED
 
 
-def test_auto_reply_needs_a_visible_response_without_inputs_and_the_incoming_trigger(cast: Cast, queue: DummyBackend) -> None:  # noqa: F811
+def test_auto_reply_needs_a_visible_response_without_inputs_and_the_incoming_trigger(cast: Cast, queue: DummyBackend) -> None:
     with_input = make_response(cast, body="<p>Your order {{ input:Order number }}</p>")
     with pytest.raises(ValidationError, match="inputs"):
         auto_reply_rule(cast, with_input)
@@ -199,7 +199,7 @@ def test_auto_reply_needs_a_visible_response_without_inputs_and_the_incoming_tri
 
 
 def test_an_organization_rule_replies_from_the_team_mailbox_with_an_organization_response_only(
-    place: Any, queue: DummyBackend, django_capture_on_commit_callbacks: Any  # noqa: F811
+    place: Any, queue: DummyBackend, django_capture_on_commit_callbacks: Any
 ) -> None:
     cast = place.cast
     carol = cast.carol_membership  # an admin

@@ -17,7 +17,6 @@ from postroom.conftest import Cast
 from postroom.conversations import actions
 from postroom.conversations.models import Conversation, MessageCopy
 from postroom.mailboxes.models import Folder, FolderRole, Mailbox
-from postroom.outbox.tests.conftest import queue  # noqa: F401 (a fixture)
 from postroom.sync.engine import mailbox_sync_once
 from postroom.sync.tasks import copy_propagate
 from postroom.sync.tests.test_engine import deliver, server_flags
@@ -105,7 +104,7 @@ def test_a_teammate_cannot_change_someone_elses_conversation(  # type: ignore[no
 
 def test_an_unreachable_server_is_retried_with_backoff_and_the_local_state_is_kept(  # type: ignore[no-untyped-def]
     cast: Cast, dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox],
-    queue: DummyBackend, django_capture_on_commit_callbacks: Any,  # noqa: F811 (the fixture imported above)
+    queue: DummyBackend, django_capture_on_commit_callbacks: Any,
 ) -> None:  # fmt: skip
     uids = deliver(dovecot, mail_user, range(1))
     mailbox = make_mailbox(mail_user, owner=cast.alice_membership)

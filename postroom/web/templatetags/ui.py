@@ -30,7 +30,7 @@ def icon(name: Any, css_class: Any = "") -> SafeString:
 @lru_cache(maxsize=512)
 def _icon_svg(name: str, css_class: str) -> SafeString:
     classes = f"icon {conditional_escape(css_class)}" if css_class else "icon"
-    return mark_safe(  # noqa: S308  # nosec B308 B703 (constant paths of ours; the class is escaped)
+    return mark_safe(  # noqa: S308 - constant paths of ours, the class escaped  # nosec B308 B703
         f'<svg class="{classes}" viewBox="0 0 24 24" aria-hidden="true" focusable="false">{ICONS.get(name, "")}</svg>'
     )
 
