@@ -53,17 +53,27 @@ def _mbox_with(path: Path, subject: str, to: str) -> Path:
     return path
 
 
-def test_the_conversation_list_shows_new_mail_without_a_reload(browsing: Browsing, server: Server, owner: Person, tmp_path: Path) -> None:
-    address = f"live-{secrets.token_hex(3)}@acme.test"
+def _paused_mailbox(server: Server, owner: Person, prefix: str) -> tuple[str, str]:
+    """A mailbox of ``owner``'s that never syncs (mail reaches it through ``import-mailbox``):
+    its address and id."""
+    address = f"{prefix}-{secrets.token_hex(3)}@acme.test"
     created = server.command(
         "manage", "shell", "-c", CREATE_MAILBOX.format(email=owner.email, slug=owner.organization_slug, address=address)
     )
-    mailbox_id = created.strip().splitlines()[-1]
+    return address, created.strip().splitlines()[-1]
 
+
+def _signed_in(browsing: Browsing, owner: Person) -> Any:
     page = browsing.new_page()
     flows.sign_in(page, owner)
     if owner.totp_secret:
         flows.second_step(page, flows.fresh_totp_code(owner))
+    return page
+
+
+def test_the_conversation_list_shows_new_mail_without_a_reload(browsing: Browsing, server: Server, owner: Person, tmp_path: Path) -> None:
+    address, mailbox_id = _paused_mailbox(server, owner, "live")
+    page = _signed_in(browsing, owner)
     # An imported file is archived mail (not the inbox): watch "All mail".
     page.goto(f"/o/{owner.organization_slug}/conversations/all/")
     expect(page.locator("html")).to_have_attribute("data-live-state", "live")
@@ -91,19 +101,12 @@ def test_the_conversation_list_shows_new_mail_without_a_reload(browsing: Browsin
 def test_a_live_redraw_keeps_the_selection_the_filter_and_ticked_boxes(
     browsing: Browsing, server: Server, owner: Person, tmp_path: Path
 ) -> None:
-    address = f"keep-{secrets.token_hex(3)}@acme.test"
-    created = server.command(
-        "manage", "shell", "-c", CREATE_MAILBOX.format(email=owner.email, slug=owner.organization_slug, address=address)
-    )
-    mailbox_id = created.strip().splitlines()[-1]
+    address, mailbox_id = _paused_mailbox(server, owner, "keep")
     word = f"kept{secrets.token_hex(3)}"
     for name in ("alpha", "beta"):
         server.command("import-mailbox", str(_mbox_with(tmp_path / f"{name}.mbox", f"{word} {name}", address)), "--mailbox", mailbox_id)
 
-    page = browsing.new_page()
-    flows.sign_in(page, owner)
-    if owner.totp_secret:
-        flows.second_step(page, flows.fresh_totp_code(owner))
+    page = _signed_in(browsing, owner)
     page.goto(f"/o/{owner.organization_slug}/conversations/all/")
     expect(page.locator("html")).to_have_attribute("data-live-state", "live")
     rows = page.locator("#conversation-list [data-row]").filter(has_text=word)
