@@ -191,6 +191,17 @@ def rule_list(request: HttpRequest, slug: str) -> HttpResponse:
     })  # fmt: skip
 
 
+def _rule_fields(data: QueryDict) -> dict[str, Any]:
+    """What the rule form posts, as ``rule_create``/``rule_update`` take it (ValidationError for a
+    definition that cannot be read)."""
+    conditions, rule_actions = _definition_from(data)
+    return {
+        "name": data.get("name", ""), "trigger": data.get("trigger", ""), "match": data.get("match", Match.ALL),
+        "conditions": conditions, "actions": rule_actions,
+        "stop_processing": data.get("stop_processing") == "on", "enabled": data.get("enabled") == "on",
+    }  # fmt: skip
+
+
 def _form_page(request: HttpRequest, actor: Membership, *, rule: Rule | None, organization: bool, status: int = 200) -> HttpResponse:
     data = request.POST if request.method == "POST" else None
     condition_rows, action_rows = _rows(rule)
@@ -228,12 +239,7 @@ def rule_create(request: HttpRequest, slug: str) -> HttpResponse:
         raise PermissionDenied("Only admins manage the organization's rules.")
     if request.method == "POST":
         try:
-            conditions, rule_actions = _definition_from(request.POST)
-            rule = actions.rule_create(
-                actor=actor, organization=organization, name=request.POST.get("name", ""), trigger=request.POST.get("trigger", ""),
-                match=request.POST.get("match", Match.ALL), conditions=conditions, actions=rule_actions,
-                stop_processing=request.POST.get("stop_processing") == "on", enabled=request.POST.get("enabled") == "on", request=request,
-            )  # fmt: skip
+            rule = actions.rule_create(actor=actor, organization=organization, request=request, **_rule_fields(request.POST))
         except ValidationError as error:
             for message in _errors(error):
                 messages.error(request, message)
@@ -251,12 +257,7 @@ def rule_edit(request: HttpRequest, slug: str, rule_id: Any) -> HttpResponse:
     organization = rule.owner_id is None
     if request.method == "POST":
         try:
-            conditions, rule_actions = _definition_from(request.POST)
-            rule = actions.rule_update(
-                actor=actor, rule=rule, name=request.POST.get("name", ""), trigger=request.POST.get("trigger", ""),
-                match=request.POST.get("match", Match.ALL), conditions=conditions, actions=rule_actions,
-                stop_processing=request.POST.get("stop_processing") == "on", enabled=request.POST.get("enabled") == "on", request=request,
-            )  # fmt: skip
+            rule = actions.rule_update(actor=actor, rule=rule, request=request, **_rule_fields(request.POST))
         except ValidationError as error:
             for message in _errors(error):
                 messages.error(request, message)
