@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -94,6 +95,8 @@ def composer_context(
         "conversation": conversation, "draft": draft, "has_mailbox": mailboxes.exists(), "send_url": send_url,
         "draft_attachments": list(enumerate((draft.content or {}).get("attachments", []))) if draft is not None else [],
         "next": _next_url(request) or "",
+        # What the page checks before uploading chosen files (the server checks again).
+        "max_upload_bytes": min(settings.POSTROOM_MAX_UPLOAD_BYTES, actions.MAX_ATTACHMENTS_BYTES),
     }  # fmt: skip
 
 
@@ -198,6 +201,11 @@ def draft_save(request: HttpRequest, slug: str) -> HttpResponse:
     """Save what the composer holds (the page calls it while the member types, and when files
     are chosen); answers the composer's save status, its draft id and its attachment list."""
     actor = membership_get(user=request.user, slug=slug)
+    try:
+        request.FILES  # noqa: B018 (parses the body: files over the limit are refused here, not as an error page)
+    except RequestDataTooBig as error:
+        # The page swaps this answer into the composer's status line.
+        return render(request, "outbox/_draft_saved.html", {"error": str(error), "organization": actor.organization}, status=413)
     draft = _draft_from(request, actor)  # someone else's draft is a 404 before anything is read
     form = DraftForm(request.POST, mailboxes=selectors.sending_mailboxes(actor=actor))
     if not form.is_valid():

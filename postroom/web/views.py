@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from postroom.accounts.actions import setup_first_owner, setup_needed, setup_token_valid
 from postroom.audit.models import AuditEvent
+from postroom.core.http import wants_partial
 from postroom.orgs.policy import Permission, role_allows
 from postroom.orgs.selectors import memberships_of
 
@@ -167,7 +168,10 @@ def error_403(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 def error_400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if isinstance(exception, RequestDataTooBig) and str(exception).startswith("The upload is too large"):  # postroom.core.uploads
-        return _error_page("Upload too large", str(exception) + " Go back and attach fewer or smaller files.", status=400)
+        if wants_partial(request):
+            # The page shows an htmx error answer's text in a toast (inbox.js), as for the ASGI limit's 413.
+            return HttpResponse(str(exception), status=413, content_type="text/plain; charset=utf-8")
+        return _error_page("Upload too large", str(exception) + " Go back and attach fewer or smaller files.", status=413)
     return _error_page("Bad request", "The request could not be understood.", status=400)
 
 

@@ -29,7 +29,7 @@ from postroom.conftest import Cast
 from postroom.core import uploads
 from postroom.mailboxes.models import Mailbox
 from postroom.mailboxes.tests.factories import make_mailbox
-from postroom.outbox.models import OutgoingMessage
+from postroom.outbox.models import Draft, OutgoingMessage
 
 SIZE = 5 * 1024 * 1024
 DJANGO_DEFAULT_HANDLERS = [
@@ -127,24 +127,61 @@ def test_control_django_default_handlers_leave_the_canary_in_the_temp_dir(
     assert during, "the scan did not see the file Django's handler wrote"
 
 
+def two_files_of_600_kb() -> list[SimpleUploadedFile]:
+    return [SimpleUploadedFile(f"{number}.bin", b"x" * 600 * 1024) for number in range(2)]
+
+
 @pytest.mark.django_db
 def test_files_over_the_limit_are_refused_before_they_are_kept(cast: Cast, mailbox: Mailbox, client_as: Any, settings: Any) -> None:
     settings.POSTROOM_MAX_UPLOAD_BYTES = 1024 * 1024
     client = client_as(cast.alice)
     response = client.post(reverse("outbox:new", args=["acme"]), {
         "mailbox": str(mailbox.pk), "to": "dana@customer.example", "subject": "Big", "text": "x",
-        "attachments": [SimpleUploadedFile(f"{number}.bin", b"x" * 600 * 1024) for number in range(2)],  # 1.2 MB together
+        "attachments": two_files_of_600_kb(),  # 1.2 MB together
     })  # fmt: skip
-    assert response.status_code == 400
+    assert response.status_code == 413
     assert "files may total at most 1 MB" in response.content.decode()  # said, not a bare "Bad request"
     assert not OutgoingMessage.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_htmx_send_over_the_limit_is_answered_with_the_reason_as_text(
+    cast: Cast, mailbox: Mailbox, client_as: Any, settings: Any
+) -> None:
+    # The composer shows the text of a 413 in its toast (inbox.js), not an error page.
+    settings.POSTROOM_MAX_UPLOAD_BYTES = 1024 * 1024
+    response = client_as(cast.alice).post(reverse("outbox:new", args=["acme"]), {
+        "mailbox": str(mailbox.pk), "to": "dana@customer.example", "subject": "Big", "text": "x", "attachments": two_files_of_600_kb(),
+    }, headers={"HX-Request": "true"})  # fmt: skip
+    assert response.status_code == 413
+    assert response["Content-Type"].startswith("text/plain")
+    assert response.content.decode() == "The upload is too large: files may total at most 1 MB."
+    assert not OutgoingMessage.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_draft_autosave_over_the_limit_answers_the_composers_status_line(
+    cast: Cast, mailbox: Mailbox, client_as: Any, settings: Any
+) -> None:
+    settings.POSTROOM_MAX_UPLOAD_BYTES = 1024 * 1024
+    response = client_as(cast.alice).post(reverse("outbox:draft_save", args=["acme"]), {
+        "kind": "new", "mailbox": str(mailbox.pk), "to": "dana@customer.example", "subject": "Big", "text": "x",
+        "attachments": two_files_of_600_kb(),
+    }, headers={"HX-Request": "true"})  # fmt: skip
+    assert response.status_code == 413
+    page = response.content.decode()
+    assert 'id="draft-status"' in page
+    assert "Not saved: The upload is too large: files may total at most 1 MB." in page
+    assert not Draft.objects.exists()
     handler = uploads.MemoryOnlyUploadHandler()
     with pytest.raises(uploads.RequestDataTooBig, match="files may total at most 1 MB"):
         handler.handle_raw_input(None, {}, settings.POSTROOM_MAX_REQUEST_BYTES + 1, b"boundary")
 
 
 # --- the ASGI body spool (what ``postroom run`` serves) ---------------------------------------------
-def call_asgi(body: bytes, *, on_last_piece: Callable[[], None] = lambda: None, declared: bool = True, piece: int = 256 * 1024) -> list[Any]:
+def call_asgi(
+    body: bytes, *, on_last_piece: Callable[[], None] = lambda: None, declared: bool = True, piece: int = 256 * 1024
+) -> list[Any]:
     """POST ``body`` to the production ASGI application in pieces; the messages it sent back."""
     pieces = [body[start : start + piece] for start in range(0, len(body), piece)]
     headers = [(b"host", b"testserver"), (b"content-type", MULTIPART_CONTENT.encode())]

@@ -329,7 +329,13 @@
         headers: { "X-CSRFToken": csrfToken(), "HX-Request": "true" },
       }).then((response) => response.text().then((html) => {
         const status = $("#draft-status", form);
-        if (status && window.htmx) htmx.swap(status, html, { swapStyle: "outerHTML" });
+        // 200, and 413/422 with the reason, are the composer's status line; anything else (a
+        // plain-text limit from the server's edge, an error page) is said in it as text.
+        if (status && ![200, 413, 422].includes(response.status)) {
+          const plain = (response.headers.get("Content-Type") || "").startsWith("text/plain");
+          status.textContent = plain && html.trim() ? `Not saved: ${html.trim()}` : `Not saved (the server answered ${response.status}). Reload the page and try again.`;
+          status.classList.add("composer-status-error");
+        } else if (status && window.htmx) htmx.swap(status, html, { swapStyle: "outerHTML" });
         if (withFiles) {
           const input = $("[data-attach]", form);
           if (input) input.value = "";
@@ -341,6 +347,21 @@
       });
     });
     return state.saving;
+  }
+
+  // Files over the upload limit are refused here, before megabytes travel only to be refused.
+  function attachmentsFit(form, input) {
+    const limit = Number(input.dataset.maxBytes || 0);
+    const total = Array.from(input.files).reduce((sum, file) => sum + file.size, 0);
+    if (!limit || total <= limit) return true;
+    const megabytes = (bytes) => `${Math.ceil(bytes / (1024 * 1024))} MB`;
+    const status = $("#draft-status", form);
+    if (status) {
+      status.textContent = `Not attached: the files you chose total ${megabytes(total)}; attachments may total at most ${megabytes(limit)}.`;
+      status.classList.add("composer-status-error");
+    }
+    input.value = "";
+    return false;
   }
 
   function scheduleSave(form) {
@@ -364,7 +385,9 @@
 
   document.addEventListener("change", (event) => {
     const form = event.target.closest("form[data-autosave-url]");
-    if (form && event.target.matches("[data-attach]") && event.target.files.length) saveDraft(form, true);
+    if (form && event.target.matches("[data-attach]") && event.target.files.length) {
+      if (attachmentsFit(form, event.target)) saveDraft(form, true);
+    }
     else if (form && event.target.tagName === "SELECT") scheduleSave(form);
     if (event.target.matches("[data-row-check]")) updateBulkCount();
     if (event.target.matches("[data-select-all]")) {
@@ -415,8 +438,11 @@
   document.addEventListener("htmx:responseError", (event) => {
     const status = event.detail.xhr.status;
     if (status === 422 || (status === 403 && event.detail.xhr.getResponseHeader("HX-Retarget"))) return;
+    const xhr = event.detail.xhr;
+    const plain = (xhr.getResponseHeader("Content-Type") || "").startsWith("text/plain");
     const text = status === 404 ? "Not found: it may have been deleted, or you can no longer see it."
       : status === 403 ? "You are not allowed to do this."
+        : status === 413 && plain && xhr.responseText.trim() ? xhr.responseText.trim()
         : `Something went wrong (${status}). Reload the page and try again.`;
     toast(text, "error");
   });

@@ -149,3 +149,33 @@ def test_keyboard_j_k_e_enter_and_the_assign_picker(browsing: Browsing, inbox: I
     # The archived conversation is under Closed & archived.
     page.goto(f"/o/{inbox.slug}/conversations/closed/")
     expect(page.locator("#conversation-list")).to_contain_text("Middle question")
+
+
+def test_files_over_the_upload_limit_are_refused_in_the_composer_before_they_travel(browsing: Browsing, inbox: Inbox) -> None:
+    page = browsing.new_page()
+    flows.sign_in(page, inbox.iris)
+    page.goto(f"/o/{inbox.slug}/conversations/")
+    expect(page.locator("#conversation-list [data-row]").first).to_have_class(re.compile(r"\bis-selected\b"))
+    page.keyboard.press("Enter")  # the newest conversation
+    flows.expect_heading(page, "Newest question")
+    page.locator("[data-compose='reply']").click()
+    attach = page.locator("#composer-form [data-attach]")
+    expect(attach).to_be_attached()
+    limit = int(attach.get_attribute("data-max-bytes") or 0)
+    assert limit == 25 * 1024 * 1024
+
+    uploads: list[str] = []
+    page.on("request", lambda request: uploads.append(request.url) if "/drafts/" in request.url and request.method == "POST" else None)
+    big = {"name": "video.mov", "mimeType": "video/quicktime", "buffer": b"\0" * (limit + 1)}
+    attach.set_input_files([big])
+    status = page.locator("#draft-status")
+    expect(status).to_contain_text("Not attached: the files you chose total 26 MB; attachments may total at most 25 MB.")
+    expect(attach).to_have_js_property("value", "")
+    assert uploads == [], "the files were sent although they are over the limit"
+    expect(page.locator("#draft-attachments")).not_to_contain_text("video.mov")
+
+    # Files that fit are saved with the draft at once.
+    attach.set_input_files([{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"small notes\n"}])
+    expect(status).to_contain_text("Draft saved")
+    expect(page.locator("#draft-attachments")).to_contain_text("notes.txt")
+    assert uploads, "the draft was not saved"
