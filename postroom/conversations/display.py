@@ -74,7 +74,7 @@ class ListItem:
 
 
 def list_item(row: ConversationMember) -> ListItem:
-    """``row`` comes from ``selectors.view_page`` (labels, assignees and latest message prefetched)."""
+    """``row`` comes from ``selectors.view_page`` (with its labels, assignees and latest message)."""
     conversation = row.conversation
     message = getattr(row, "last_message", None)
     if row.place in (Place.TRASH, Place.SPAM):
@@ -88,8 +88,8 @@ def list_item(row: ConversationMember) -> ListItem:
         snippet=(message.snippet or "") if message is not None else "",
         messages=getattr(row, "visible_messages", None) or 0,
         attachments=bool(getattr(row, "with_attachments", False)),
-        labels=[label_row.label for label_row in conversation.label_rows.all()],
-        assignees=[assignment.membership for assignment in conversation.assignments.all()],
+        labels=row.labels,  # type: ignore[attr-defined]
+        assignees=row.assignees,  # type: ignore[attr-defined]
         status=status,
         snoozed=row.snoozed_until is not None and row.snoozed_until > timezone.now(),
         answered=message is not None and message.direction == Direction.OUTBOUND,
@@ -193,7 +193,7 @@ def event_line(event: TimelineEvent, names: dict[str, dict[Any, Any]]) -> EventL
 
 
 def _rule_line(event: TimelineEvent, details: dict[str, Any], names: dict[str, dict[Any, Any]]) -> EventLine:
-    """"Rule Billing labelled this Billing, assigned Ada": what one run of a rule did."""
+    """ "Rule Billing labelled this Billing, assigned Ada": what one run of a rule did."""
     name = str(details.get("rule_name") or "")
     if event.actor is not None:
         who = f"{event.actor.user.display_name}'s rule {name}".rstrip()

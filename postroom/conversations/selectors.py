@@ -14,6 +14,7 @@ or a hundred thousand.
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,7 +217,8 @@ def view_page(
     """One page of a view with everything a list row shows, in a fixed number of queries.
 
     Each row also carries, from the messages the actor can see (never a teammate's private
-    one): ``last_message`` (sender and snippet), ``visible_messages`` and ``with_attachments``.
+    one): ``last_message`` (sender and snippet), ``visible_messages`` and ``with_attachments``;
+    and ``labels`` (those the actor can see, by name) and ``assignees`` (first assigned first).
     ``conversation_ids`` limits the page to those conversations (a row re-drawn after an action).
     """
     rows = view_rows(actor=actor, selected=selected)
@@ -225,26 +227,35 @@ def view_page(
         rows = rows.filter(Q(last_activity_at__lt=activity) | Q(last_activity_at=activity, conversation_id__lt=conversation_id))
     if conversation_ids is not None:
         rows = rows.filter(conversation_id__in=conversation_ids)
-    labels = Prefetch(
-        "conversation__label_rows",
-        queryset=ConversationLabel.objects.filter(label__in=labels_visible(actor=actor)).select_related("label"),
-    )
-    assignments = Prefetch("conversation__assignments", queryset=Assignment.objects.select_related("membership__user"))
-    latest = _visible_in_row(actor).order_by(F("sent_at").desc(nulls_last=True), "-created_at").values("pk")[:1]
-    counted = _visible_in_row(actor).order_by().values("conversation_id").annotate(total=Count("pk")).values("total")
+    visible = _visible_in_row(actor)  # built once: each use below clones it
+    latest = visible.order_by(F("sent_at").desc(nulls_last=True), "-created_at").values("pk")[:1]
+    counted = visible.order_by().values("conversation_id").annotate(total=Count("pk")).values("total")
     page: list[ConversationMember] = list(
-        rows.select_related("conversation")
-        .prefetch_related(labels, assignments)
-        .annotate(
+        rows.select_related("conversation").annotate(
             last_message_id=Subquery(latest),
             visible_messages=Subquery(counted),
-            with_attachments=Exists(_visible_in_row(actor).filter(has_attachments=True)),
+            with_attachments=Exists(visible.filter(has_attachments=True)),
         )[:limit]
     )
+    if not page:
+        return page
+    # Labels, assignees and latest messages of the whole page, one query each, grouped here:
+    # a prefetch_related would build two querysets per row to hold them.
+    page_ids = [row.conversation_id for row in page]
+    labels: dict[Any, list[Label]] = defaultdict(list)
+    label_rows = ConversationLabel.objects.filter(conversation_id__in=page_ids, label__in=labels_visible(actor=actor))
+    for label_row in label_rows.select_related("label").order_by("label__name", "label_id"):
+        labels[label_row.conversation_id].append(label_row.label)
+    assignees: dict[Any, list[Membership]] = defaultdict(list)
+    assignments = Assignment.objects.filter(conversation_id__in=page_ids).select_related("membership__user")
+    for assignment in assignments.order_by("created_at", "pk"):
+        assignees[assignment.conversation_id].append(assignment.membership)
     wanted = [row.last_message_id for row in page if row.last_message_id is not None]  # type: ignore[attr-defined]
     messages = {message.pk: message for message in Message.objects.filter(pk__in=wanted).only(*_ROW_MESSAGE_FIELDS)} if wanted else {}
     for row in page:
         row.last_message = messages.get(row.last_message_id)  # type: ignore[attr-defined]
+        row.labels = labels.get(row.conversation_id, [])  # type: ignore[attr-defined]
+        row.assignees = assignees.get(row.conversation_id, [])  # type: ignore[attr-defined]
     return page
 
 
@@ -369,15 +380,16 @@ def rows_with_summary(*, actor: Membership, rows: QuerySet[ConversationMember]) 
     assignments = Prefetch(
         "conversation__assignments", queryset=Assignment.objects.select_related("membership__user").order_by("created_at", "pk")
     )
-    latest = _visible_of_row(actor).order_by(F("sent_at").desc(nulls_last=True), "-created_at").values("pk")[:1]
-    counted = _visible_of_row(actor).order_by().values("conversation_id").annotate(total=Count("pk")).values("total")
+    visible = _visible_of_row(actor)  # built once: each use below clones it
+    latest = visible.order_by(F("sent_at").desc(nulls_last=True), "-created_at").values("pk")[:1]
+    counted = visible.order_by().values("conversation_id").annotate(total=Count("pk")).values("total")
     return (
         rows.select_related("conversation")
         .prefetch_related(labels, assignments)
         .annotate(
             last_message_pk=Subquery(latest),
             visible_messages=Coalesce(Subquery(counted), 0),
-            with_attachments=Exists(_visible_of_row(actor).filter(has_attachments=True)),
+            with_attachments=Exists(visible.filter(has_attachments=True)),
         )
     )
 
@@ -428,7 +440,9 @@ def timeline_refs(*, actor: Membership, events: list[TimelineEvent]) -> Timeline
             label_ids.append(uuid.UUID(str(value)))
         except ValueError:
             continue
-    members = Membership.objects.filter(organization_id=actor.organization_id, pk__in=member_ids).select_related("user") if member_ids else []
+    members = (
+        Membership.objects.filter(organization_id=actor.organization_id, pk__in=member_ids).select_related("user") if member_ids else []
+    )
     teams = Team.objects.filter(organization_id=actor.organization_id, pk__in=team_ids) if team_ids else []
     labels = labels_visible(actor=actor).filter(pk__in=label_ids) if label_ids else []
     return TimelineRefs(

@@ -164,12 +164,14 @@ def _error_text(error: ValidationError | PermissionDenied) -> str:
 
 
 # --- The sidebar --------------------------------------------------------------------------------------
-def nav_context(actor: Membership, current: str) -> dict[str, Any]:
-    """The views of the sidebar with their counts (one query per counted view) and the labels."""
+def nav_context(actor: Membership, current: str, labels: list[Label] | None = None) -> dict[str, Any]:
+    """The views of the sidebar with their counts (one query per counted view) and the labels
+    (``labels``: ``selectors.labels_visible`` when the caller has read them already)."""
     slug = actor.organization.slug
     teams = selectors.teams_of(actor=actor)
     counts = selectors.view_counts(actor=actor, teams=teams)
-    labels = list(selectors.labels_visible(actor=actor))
+    if labels is None:
+        labels = list(selectors.labels_visible(actor=actor))
 
     def entry(key: str, title: str, url: str, icon: str, count: int = 0, unit: str = "", tone: int | None = None) -> dict[str, Any]:
         shown = f"{selectors.COUNT_LIMIT}+" if count > selectors.COUNT_LIMIT else str(count)
@@ -260,14 +262,15 @@ def conversation_list(request: HttpRequest, slug: str, view: str, team_id: int |
                                "empty_text": EMPTY_TEXT.get(selected.view, ""), **_page_context(actor, selected, before)}  # fmt: skip
     if wants_partial(request):
         return render(request, "conversations/_rows.html" if before else "conversations/_list.html", context)
-    context.update(_list_tools(actor, selected))
-    context.update(nav_context(actor, context["list_key"] if selected.assignee is None else View.TASKS))
+    labels = list(selectors.labels_visible(actor=actor))
+    context.update(_list_tools(actor, selected, labels))
+    context.update(nav_context(actor, context["list_key"] if selected.assignee is None else View.TASKS, labels))
     return render(request, "conversations/list.html", context)
 
 
-def _list_tools(actor: Membership, selected: ViewFilter) -> dict[str, Any]:
-    """What the bulk bar and the Tasks filter offer."""
-    tools: dict[str, Any] = {"labels": list(selectors.labels_visible(actor=actor)), "members": list(organization_members(actor=actor))}
+def _list_tools(actor: Membership, selected: ViewFilter, labels: list[Label]) -> dict[str, Any]:
+    """What the bulk bar and the Tasks filter offer (``labels``: ``selectors.labels_visible``)."""
+    tools: dict[str, Any] = {"labels": labels, "members": list(organization_members(actor=actor))}
     if selected.view == View.TASKS:
         tools["assignee_counts"] = selectors.assigned_counts(actor=actor)
     return tools
@@ -293,6 +296,7 @@ def _conversation_context(request: HttpRequest, actor: Membership, conversation:
     shared_team_ids = {share.team_id for share in shares if share.team_id is not None}
     shared_member_ids = {share.membership_id for share in shares if share.membership_id is not None}
     members = list(organization_members(actor=actor))
+    visible_labels = list(selectors.labels_visible(actor=actor))
     return {
         "organization": actor.organization,
         "actor": actor,
@@ -306,7 +310,8 @@ def _conversation_context(request: HttpRequest, actor: Membership, conversation:
         "members": [
             {"member": member, "assigned": member.pk in assignee_ids, "shared": member.pk in shared_member_ids} for member in members
         ],
-        "all_labels": [{"label": label, "on": label.pk in label_ids} for label in selectors.labels_visible(actor=actor)],
+        "all_labels": [{"label": label, "on": label.pk in label_ids} for label in visible_labels],
+        "visible_labels": visible_labels,  # for nav_context
         "teams": [{"team": team, "shared": team.pk in shared_team_ids} for team in organization_teams(actor=actor)],
         "snooze_presets": SNOOZE_PRESETS,
         "snooze_form": SnoozeForm(),
@@ -339,7 +344,7 @@ def conversation_detail(request: HttpRequest, slug: str, conversation_id: str) -
     if wants_partial(request) and not request.GET.get("live"):  # ?live=1: the whole page, to select its thread from
         return render(request, "conversations/_state.html", context)
     context["compose"] = request.GET.get("compose", "")
-    context.update(nav_context(actor, list_key(selected)))
+    context.update(nav_context(actor, list_key(selected), context["visible_labels"]))
     return render(request, "conversations/detail.html", context)
 
 
@@ -367,7 +372,7 @@ def _respond(request: HttpRequest, actor: Membership, conversation: Conversation
         context = _conversation_context(request, actor, visible)
         origin = _list_from_query(actor, request.POST.get("from", ""))
         context.update(note=note, list_key=list_key(origin), list_url=_list_url(actor, origin), list_title=_title(origin))
-        context.update(nav_context(actor, list_key(origin)))
+        context.update(nav_context(actor, list_key(origin), context["visible_labels"]))
         return render(request, "conversations/_state.html", context)
     if note:
         messages.success(request, note)

@@ -58,14 +58,16 @@ def unread_count_of(*, membership_id: int) -> int:
 
 
 def unread_for_user(*, user: User, limit: int = 8) -> tuple[int, list[Notification]]:
-    """The bell: unread notifications across the user's organizations (count, newest few)."""
+    """The bell: unread notifications across the user's organizations (count, newest few).
+    It is on every page: the count costs a query of its own only when the newest few fill ``limit``."""
     rows = (
         Notification.objects.filter(recipient__user=user, read_at__isnull=True)
         .filter(_can_see_conversation())
         .select_related("actor__user", "conversation", "organization")
         .order_by("-created_at", "-id")
     )
-    return rows.count(), list(rows[:limit])
+    latest = list(rows[:limit])
+    return (len(latest) if len(latest) < limit else rows.count()), latest
 
 
 def preference_of(*, actor: Membership) -> NotificationPreference:

@@ -9,6 +9,8 @@ permission gets 403 instead: they already know the organization exists.
 
 from __future__ import annotations
 
+from typing import Any
+
 from allauth.account.models import EmailAddress
 from allauth.mfa.models import Authenticator
 from django.contrib.auth.models import AnonymousUser
@@ -35,6 +37,17 @@ def membership_get(*, user: User | AnonymousUser, slug: str, permission: Permiss
     if permission is not None and not role_allows(membership.role, permission):
         raise PermissionDenied(f"Your role ({membership.role}) does not allow this.")
     return membership
+
+
+def membership_of_viewer(*, user: User | AnonymousUser, organization_id: Any, known: Any = None) -> Membership | None:
+    """The user's membership of an organization (with it and the user), or None. ``known``: a
+    membership the caller already holds, e.g. the page's ``actor``, used when it is exactly
+    that one, so that blocks of a page (comments, composer) do not read it again."""
+    if not user.is_authenticated:
+        return None
+    if isinstance(known, Membership) and known.user_id == user.pk and known.organization_id == organization_id:
+        return known
+    return Membership.objects.select_related("organization", "user").filter(user=user, organization_id=organization_id).first()
 
 
 def memberships_of(*, user: User | AnonymousUser) -> QuerySet[Membership]:

@@ -20,20 +20,18 @@ from postroom.comments.display import comment_context, composer_context, thread_
 from postroom.comments.models import Comment
 from postroom.conversations.models import Conversation, ConversationMember
 from postroom.orgs.models import Membership
+from postroom.orgs.selectors import membership_of_viewer
 
 register = template.Library()
 
 
 def _actor(context: template.Context, organization_id: Any) -> Membership | None:
-    """The viewer's membership of that organization, looked up once per page render."""
+    """The viewer's membership of that organization: the page's ``actor`` when it is that, else looked up once per page render."""
     key = f"comments:actor:{organization_id}"
     if key not in context.render_context:
-        request = context.get("request")
-        user = getattr(request, "user", None)
+        user = getattr(context.get("request"), "user", None)
         context.render_context[key] = (
-            Membership.objects.select_related("organization", "user").filter(user=user, organization_id=organization_id).first()
-            if user is not None and user.is_authenticated
-            else None
+            membership_of_viewer(user=user, organization_id=organization_id, known=context.get("actor")) if user is not None else None
         )
     return context.render_context[key]
 

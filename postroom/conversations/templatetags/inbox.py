@@ -9,6 +9,7 @@ from typing import Any
 from django import template
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
+from django.utils.safestring import SafeString
 
 from postroom.conversations.actions import LABEL_COLORS
 
@@ -47,3 +48,19 @@ def subject_differs(subject: Any, conversation_subject: Any) -> bool:
         return _PREFIX.sub("", str(value or "")).strip().casefold()
 
     return bare(subject) != bare(conversation_subject)
+
+
+@register.simple_tag(takes_context=True)
+def list_rows(context: template.Context, items: Any) -> SafeString:
+    """``{% list_rows items %}``: the rows of a conversation list (``conversations.markup``)."""
+    from postroom.conversations import markup
+
+    return markup.list_rows(items, organization_slug=context["organization"].slug, list_key=context["list_key"])
+
+
+@register.simple_tag
+def nav_entries(entries: Any) -> SafeString:
+    """``{% nav_entries nav_main %}``: entries of the sidebar's views (``conversations.markup``)."""
+    from postroom.conversations import markup
+
+    return markup.nav_entries(entries)

@@ -109,6 +109,17 @@ def test_notifications_of_a_conversation_one_can_no_longer_see_disappear(scene: 
     assert selectors.unread_for_user(user=cast.bob) == (0, [])
 
 
+def test_the_bell_counts_past_the_few_it_lists(scene: Scene, comment_as: Callable[..., Comment]) -> None:
+    cast = scene.cast
+    for number in range(3):
+        comment_as(cast.alice_membership, scene.shared, f"{mention(cast.bob_membership)} note {number}")
+    count, latest = selectors.unread_for_user(user=cast.bob, limit=2)
+    assert (count, len(latest)) == (3, 2)
+    assert selectors.unread_for_user(user=cast.bob, limit=3)[0] == 3
+    count, latest = selectors.unread_for_user(user=cast.bob, limit=4)
+    assert (count, len(latest)) == (3, 3)
+
+
 def test_mark_one_and_all_read(scene: Scene, comment_as: Callable[..., Comment], django_capture_on_commit_callbacks: Any) -> None:
     cast = scene.cast
     comment_as(cast.alice_membership, scene.shared, f"{mention(cast.bob_membership)} one")

@@ -9,7 +9,7 @@ from typing import Any
 from django import template
 
 from postroom.conversations.models import Conversation
-from postroom.orgs.models import Membership
+from postroom.orgs.selectors import membership_of_viewer
 from postroom.outbox import selectors
 from postroom.outbox.models import OutgoingKind
 
@@ -21,9 +21,7 @@ def outbox_composer(context: template.Context, conversation: Conversation, compo
     from postroom.outbox.views import composer_context
 
     request = context["request"]
-    actor = (
-        Membership.objects.select_related("organization").filter(user=request.user, organization_id=conversation.organization_id).first()
-    )
+    actor = membership_of_viewer(user=request.user, organization_id=conversation.organization_id, known=context.get("actor"))
     result: dict[str, Any] = {"conversation": conversation, "actor": actor, "outgoing": [], "csrf_token": context.get("csrf_token")}
     if actor is None:
         return result

@@ -156,7 +156,7 @@ def connect_mailbox(page: Any, person: Person, dovecot: Dovecot, user: MailUser,
 def conversation_links(page: Any, person: Person) -> dict[str, str]:
     page.goto(f"/o/{person.organization_slug}/conversations/")
     links: dict[str, str] = {}
-    for link in page.locator("a.row-link").all():  # the inbox list's rows (conversations/_row.html)
+    for link in page.locator("a.row-link").all():  # the inbox list's rows (conversations/markup.py)
         href = link.get_attribute("href") or ""
         if _CONVERSATION_LINK.search(href):
             links[link.locator(".row-subject").inner_text().strip()] = href

@@ -1,0 +1,24 @@
+"""Selectors of memberships that other apps' page blocks rely on."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from postroom.conftest import Cast
+from postroom.orgs.selectors import membership_of_viewer
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_viewers_membership_reuses_the_one_the_page_holds_only_when_it_is_theirs(cast: Cast) -> None:
+    with CaptureQueriesContext(connection) as captured:
+        assert membership_of_viewer(user=cast.alice, organization_id=cast.org_a.pk, known=cast.alice_membership) is cast.alice_membership
+    assert len(captured) == 0
+    # Someone else's membership, or one of another organization, is never taken for the viewer's.
+    assert membership_of_viewer(user=cast.alice, organization_id=cast.org_a.pk, known=cast.bob_membership) == cast.alice_membership
+    assert membership_of_viewer(user=cast.alice, organization_id=cast.org_b.pk, known=cast.alice_membership) is None
+    assert membership_of_viewer(user=cast.charlie, organization_id=cast.org_a.pk, known=cast.alice_membership) is None
+    assert membership_of_viewer(user=AnonymousUser(), organization_id=cast.org_a.pk, known=cast.alice_membership) is None
