@@ -449,6 +449,32 @@
 
   document.addEventListener("htmx:sendError", () => toast("The server cannot be reached. Check the connection and try again.", "error"));
 
+  // The conversation's header (its menus: assign, labels, snooze, share) is redrawn out of band by
+  // every action's answer and every live update, and the page's own "read once shown" comes back
+  // half a second after it opens, just when the member reaches for a menu. A menu open in the old
+  // header is carried into the new one as it is (its filter, what it shows, the focus) instead of
+  // closing under the pointer; the choice made in it redraws it.
+  let keptMenu = null;
+  document.addEventListener("htmx:beforeRequest", (event) => {
+    const chosenIn = event.target instanceof Element ? event.target.closest("details[data-menu][open]") : null;
+    if (chosenIn) chosenIn.open = false; // the answer's header is drawn with it closed
+  });
+
+  document.addEventListener("htmx:oobBeforeSwap", (event) => {
+    const menu = $("details[data-menu][open]", event.detail.target);
+    const fresh = menu ? event.detail.fragment.querySelector(`details[data-menu="${menu.dataset.menu}"]`) : null;
+    if (!fresh) return;
+    keptMenu = { menu: menu, focused: menu.contains(document.activeElement) ? document.activeElement : null };
+    fresh.replaceWith(menu);
+  });
+
+  document.addEventListener("htmx:oobAfterSwap", () => {
+    if (!keptMenu) return;
+    const state = keptMenu;
+    keptMenu = null;
+    if (state.focused && state.menu.isConnected) state.focused.focus();
+  });
+
   // A live update redraws the whole list region: what the member was doing in it (a filter being
   // typed, boxes ticked for a bulk action) carries over to the new one.
   let carried = null;

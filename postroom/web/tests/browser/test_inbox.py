@@ -179,3 +179,45 @@ def test_files_over_the_upload_limit_are_refused_in_the_composer_before_they_tra
     expect(status).to_contain_text("Draft saved")
     expect(page.locator("#draft-attachments")).to_contain_text("notes.txt")
     assert uploads, "the draft was not saved"
+
+
+# Runs in `postroom manage shell`: Iris labels a conversation elsewhere (another tab, the API).
+LABEL_ELSEWHERE = """
+from postroom.conversations import actions
+from postroom.conversations.models import Conversation, Label
+from postroom.orgs.models import Membership
+
+iris = Membership.objects.get(user__email={email!r})
+label = Label.objects.create(organization=iris.organization, name={name!r})
+actions.conversation_label(actor=iris, conversation=Conversation.objects.get(pk={conversation!r}), label=label)
+print("labelled")
+"""
+
+
+def test_a_menu_stays_open_with_its_filter_while_the_header_is_redrawn(browsing: Browsing, inbox: Inbox, server: Server) -> None:
+    page = browsing.new_page()
+    flows.sign_in(page, inbox.iris)
+    page.goto(f"/o/{inbox.slug}/conversations/")
+    expect(page.locator("#conversation-list [data-row]").first).to_have_class(re.compile(r"\bis-selected\b"))
+    page.keyboard.press("Enter")
+    flows.expect_heading(page, "Newest question")
+    conversation = page.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+
+    # Opened at once: the page's own "read once shown" redraws the header half a second later.
+    menu = page.locator("details[data-menu='assign']")
+    page.keyboard.press("a")
+    expect(menu.locator("[data-menu-filter]")).to_be_focused()
+    page.keyboard.type(inbox.teammate)  # (other tests' teammates are members too)
+    expect(page.locator("#conversation-header [data-action='unread']")).to_be_attached()  # the header was redrawn
+    expect(menu).to_have_attribute("open", "")
+    expect(menu.locator("[data-menu-filter]")).to_be_focused()
+    expect(menu.locator("[data-menu-filter]")).to_have_value(inbox.teammate)
+    expect(menu.locator("li:visible")).to_have_count(1)
+
+    # A change made elsewhere comes as a live update: shown at once, the menu still open.
+    label = f"Escalated {secrets.token_hex(2)}"
+    assert "labelled" in server.run_python(LABEL_ELSEWHERE.format(email=inbox.iris.email, name=label, conversation=conversation))
+    expect(page.locator("#conversation-details")).to_contain_text(label)
+    expect(menu).to_have_attribute("open", "")
+    menu.get_by_role("button", name=inbox.teammate).click()
+    expect(page.locator("#conversation-details")).to_contain_text(inbox.teammate)
