@@ -60,7 +60,12 @@ from postroom.mime.parse import DEFAULT_LIMITS, QuarantineReason
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 100
+# Messages per batch of the first import: each batch costs a transaction, a pass of fsyncs and a
+# fixed round of queries (threading, access, events), which at 100 messages took about a third
+# of the sync process's CPU (bench/README.md, "First-import CPU"). New mail comes in batches of at
+# most NEW_MAIL_BATCH_SIZE, so that the first of a burst is not held back by the rest.
+BATCH_SIZE = 250
+NEW_MAIL_BATCH_SIZE = 100
 # UIDs per command when a command has to name each one (IMAPClient sends no ranges).
 UIDS_PER_COMMAND = 1000
 # UID ranges per database query when looking up the copies a VANISHED answer names.
@@ -69,7 +74,7 @@ RANGES_PER_QUERY = 200
 OVERSIZED_HEADER_BYTES = 64 * 1024
 MAX_MESSAGE_BYTES = DEFAULT_LIMITS.max_message_bytes
 # Batches of the first import fetched and parsed ahead of the one being stored (memory: about
-# this many batches of raw messages more, i.e. a few MB).
+# this many batches of raw messages more, i.e. 15-20 MB at 30 KB a message).
 PREFETCH_DEPTH = 2
 # A prefetcher nobody takes from for this long signs out and ends (its MailboxSync was dropped).
 PREFETCH_IDLE_SECONDS = 60.0
@@ -533,7 +538,7 @@ class MailboxSync:
         """Messages above the highest UID seen, oldest first, the state advanced per batch."""
         # "n:*" always matches the last message, even below n: keep only what is really new.
         new = [uid for uid in imap_uids(self.client.search(["UID", f"{folder.highest_uid + 1}:*"])) if uid > folder.highest_uid]
-        for batch in _chunks(new, self.batch_size):
+        for batch in _chunks(new, min(self.batch_size, NEW_MAIL_BATCH_SIZE)):
             self._store_batch(folder, uidvalidity, batch)
             self._update_folder(folder, highest_uid=max(batch))
         return len(new)

@@ -71,6 +71,31 @@ def test_folders_are_found_by_special_use(mail_user: MailUser, make_mailbox: Cal
     ]
 
 
+def test_new_mail_comes_in_smaller_batches_than_the_first_import(
+    dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "NEW_MAIL_BATCH_SIZE", 2)
+    deliver(dovecot, mail_user, range(6))
+    mailbox = make_mailbox(mail_user)
+    batches: list[list[int]] = []
+
+    def on_stored(**details: object) -> None:
+        batches.append(list(details["uids"]))  # type: ignore[call-overload]
+
+    engine.messages_stored.connect(on_stored, weak=False)
+    try:
+        with engine_for(mailbox, batch_size=6) as sync:
+            inbox = sync.discover_folders()[0]
+            sync.sync_folder(inbox, backfill_batches=1)
+            assert [len(batch) for batch in batches] == [6]  # the import: one batch of batch_size
+            new = deliver(dovecot, mail_user, range(6, 11))
+            batches.clear()
+            sync.sync_folder(inbox, backfill_batches=0)
+    finally:
+        engine.messages_stored.disconnect(on_stored)
+    assert batches == [new[0:2], new[2:4], new[4:5]]
+
+
 def test_first_import_runs_newest_first_in_batches_with_progress(
     dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]
 ) -> None:
