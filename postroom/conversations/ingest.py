@@ -60,7 +60,7 @@ from django.utils import timezone
 from postroom.conversations import arrival, bodies, threading
 from postroom.conversations.models import Direction, Message, MessageCopy, MessageReference
 from postroom.core.blobs import BlobBatch
-from postroom.core.bulk import rows_insert
+from postroom.core.bulk import instances_insert, rows_insert
 from postroom.core.ids import uuid7
 from postroom.core.keys import Keyring, keyring, org_scope
 from postroom.mailboxes.models import Folder, Mailbox
@@ -279,9 +279,16 @@ def _store(
         threads.store()
         for message in created:
             message.conversation_id = threads.resolve(message.conversation_id)
-        Message.objects.bulk_create(created)
+        instances_insert(created)
         rows_insert(MessageReference, ("message", "organization", "message_id_index"), references)
-        for copy in MessageCopy.objects.bulk_create(pending):
+        instances_insert(pending)
+        copy_ids = dict(
+            MessageCopy.objects.filter(folder=folder, uidvalidity=uidvalidity, uid__in=[copy.uid for copy in pending]).values_list(
+                "uid", "id"
+            )
+        )
+        for copy in pending:
+            copy.pk = copy_ids[copy.uid]
             copies[copy.uid] = copy
         _batch.flushed = flushed
         try:
