@@ -54,7 +54,8 @@ def instances_insert(instances: Sequence[models.Model]) -> None:
     if not instances:
         return
     model = type(instances[0])
-    fields = [field for field in model._meta.local_concrete_fields if not (field.primary_key and field.db_returning)]
+    # A primary key the database assigns (AutoField: db_returning) is left to it.
+    fields = [field for field in model._meta.local_concrete_fields if not (field.primary_key and getattr(field, "db_returning", False))]
     rows = []
     for instance in instances:
         if type(instance) is not model:
