@@ -27,6 +27,15 @@ its own, while the sync thread stores the batch before (a bounded queue keeps it
 ``PREFETCH_DEPTH`` batches ahead). It reads nothing from the database and writes nothing: the
 folder state still advances only in the sync thread, after each commit, so a crash loses at
 most the batches held in memory, which the next run fetches again.
+
+The body pass (texts, snippets, attachments: ``conversations.bodies``, in the task worker) of
+the first import is queued at once for the newest ``IMPORT_BODIES_AT_ONCE`` messages only, which
+are the ones a member looks at first; the rest is queued when the folder's import is done (newest
+first), so that it does not take the second core from the import's header parsing while it runs.
+Until then a member who opens an older message has its body parsed on the spot
+(``messages_with_bodies``), and new mail's bodies are queued at once, as always. Should the
+process die before the end, the resumed import queues them when it ends, and the hourly
+``message_bodies_sweep`` catches whatever is still left.
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ from imapclient.exceptions import IMAPClientError
 from imapclient.response_parser import parse_fetch_response
 
 from postroom.conversations import arrival
+from postroom.conversations.bodies import message_bodies_fill_later
 from postroom.conversations.ingest import IngestItem, messages_ingest_batch
 from postroom.conversations.models import Message, MessageCopy
 from postroom.mailboxes.connection import ServerSettings, TlsMode, open_imap
@@ -73,6 +83,9 @@ RANGES_PER_QUERY = 200
 # What is kept of a message too large to fetch: the start of its header, for the sender and subject.
 OVERSIZED_HEADER_BYTES = 64 * 1024
 MAX_MESSAGE_BYTES = DEFAULT_LIMITS.max_message_bytes
+# Messages of a folder's first import (the newest) whose body pass is queued batch by batch; the
+# rest is queued when the import of the folder is done (see the module docstring).
+IMPORT_BODIES_AT_ONCE = 1000
 # Batches of the first import fetched and parsed ahead of the one being stored (memory: about
 # this many batches of raw messages more, i.e. 15-20 MB at 30 KB a message).
 PREFETCH_DEPTH = 2
@@ -559,7 +572,8 @@ class MailboxSync:
                     plan.close()  # it failed or fell out of step: the rest is fetched here
             if fetched is None:
                 fetched = _fetch_batch(self.client, uids, condstore=self.condstore, parse=False)
-            self._store_fetched(folder, uidvalidity, fetched)
+            bodies_now = sum(len(batch) for batch in plan.batches[: plan.next]) < IMPORT_BODIES_AT_ONCE
+            self._store_fetched(folder, uidvalidity, fetched, bodies_later=bodies_now)
             plan.next += 1
             count += len(uids)
             if plan.next < len(plan.batches):
@@ -569,6 +583,9 @@ class MailboxSync:
             self._update_folder(folder, backfill_below_uid=None, messages_done=folder.messages_total)
             plan.close()
             self._plan = None
+            # The body pass of what the import stored without queueing it, newest first.
+            waiting = Message.objects.filter(copies__folder=folder, body_pending=True).order_by("-sent_at").values_list("pk", flat=True)
+            message_bodies_fill_later(message_ids=list(dict.fromkeys(waiting)))
         return count
 
     def _import_plan(self, folder: Folder, uidvalidity: int, below_uid: int) -> _ImportPlan:
@@ -599,9 +616,11 @@ class MailboxSync:
     def _store_batch(self, folder: Folder, uidvalidity: int, uids: Sequence[int]) -> None:
         self._store_fetched(folder, uidvalidity, _fetch_batch(self.client, uids, condstore=self.condstore, parse=False))
 
-    def _store_fetched(self, folder: Folder, uidvalidity: int, fetched: _Fetched) -> None:
+    def _store_fetched(self, folder: Folder, uidvalidity: int, fetched: _Fetched, *, bodies_later: bool = True) -> None:
+        """Store a fetched batch; ``bodies_later``: queue the body pass of its new messages (else
+        the end of the import does, see the module docstring)."""
         if fetched.items:
-            messages_ingest_batch(mailbox=self.mailbox, folder=folder, uidvalidity=uidvalidity, items=fetched.items)
+            messages_ingest_batch(mailbox=self.mailbox, folder=folder, uidvalidity=uidvalidity, items=fetched.items, later=bodies_later)
         if fetched.oversized:
             self._store_oversized(folder, uidvalidity, fetched.oversized)
         messages_stored.send(sender=MailboxSync, mailbox_id=self.mailbox.pk, folder_id=folder.pk, uids=fetched.uids)
