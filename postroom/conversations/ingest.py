@@ -292,7 +292,7 @@ def _store(
             copies[copy.uid] = copy
         _batch.flushed = flushed
         try:
-            arrival.copies_stored(copies=pending, new_message_ids={message.pk for message in created})
+            arrival.copies_stored(copies=pending, new_message_ids={message.pk for message in created}, new_messages=created)
         finally:
             _batch.flushed = None
         flushed.result()
