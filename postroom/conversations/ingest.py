@@ -182,6 +182,8 @@ def _ingest_batch(
     incoming: list[_Incoming] = []
     blobs = BlobBatch()
     flushed: Future[None] | None = None
+    # Parsed already (the sync engine's prefetched batches): nothing to overlap with, so one lookup.
+    chunk_size = len(to_store) if all(item.parsed is not None for item in to_store) else _CHUNK
     try:
         chunk: list[_Incoming] = []
         for item, parsed in zip(to_store, _header_pass(to_store), strict=True):
@@ -196,7 +198,7 @@ def _ingest_batch(
             )
             incoming.append(entry)
             chunk.append(entry)
-            if len(chunk) == _CHUNK:
+            if len(chunk) == chunk_size:
                 _prepare_new(organization_id, scope, chunk, direction, blobs.put)
                 chunk = []
         _prepare_new(organization_id, scope, chunk, direction, blobs.put)

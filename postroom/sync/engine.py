@@ -320,6 +320,7 @@ class _ImportPlan:
     batches: list[list[int]]
     next: int = 0
     prefetcher: _Prefetcher | None = None
+    bodies_deferred: bool = False  # a batch was stored without queueing its body pass
 
     def below_uid(self) -> int:
         """The ``backfill_below_uid`` of the folder once every batch before ``next`` is stored."""
@@ -573,6 +574,7 @@ class MailboxSync:
             if fetched is None:
                 fetched = _fetch_batch(self.client, uids, condstore=self.condstore, parse=False)
             bodies_now = sum(len(batch) for batch in plan.batches[: plan.next]) < IMPORT_BODIES_AT_ONCE
+            plan.bodies_deferred = plan.bodies_deferred or not bodies_now
             self._store_fetched(folder, uidvalidity, fetched, bodies_later=bodies_now)
             plan.next += 1
             count += len(uids)
@@ -583,9 +585,11 @@ class MailboxSync:
             self._update_folder(folder, backfill_below_uid=None, messages_done=folder.messages_total)
             plan.close()
             self._plan = None
-            # The body pass of what the import stored without queueing it, newest first.
-            waiting = Message.objects.filter(copies__folder=folder, body_pending=True).order_by("-sent_at").values_list("pk", flat=True)
-            message_bodies_fill_later(message_ids=list(dict.fromkeys(waiting)))
+            # The body pass of what the import stored without queueing it (by this plan, or by one
+            # a crash or restart cut short: this plan then started below the top), newest first.
+            if plan.bodies_deferred or plan.start_below_uid <= folder.highest_uid:
+                waiting = Message.objects.filter(copies__folder=folder, body_pending=True).order_by("-sent_at").values_list("pk", flat=True)
+                message_bodies_fill_later(message_ids=list(dict.fromkeys(waiting)))
         return count
 
     def _import_plan(self, folder: Folder, uidvalidity: int, below_uid: int) -> _ImportPlan:

@@ -130,6 +130,27 @@ def test_first_import_queues_the_body_pass_of_its_newest_mail_at_once_and_the_re
     assert Message.objects.get(copies__uid=new[0], copies__folder=inbox).text_body is not None
 
 
+def test_an_import_resumed_after_a_restart_queues_the_body_pass_its_predecessor_deferred(
+    dovecot: Dovecot,
+    mail_user: MailUser,
+    make_mailbox: Callable[..., Mailbox],
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Callable[..., contextlib.AbstractContextManager[object]],
+) -> None:
+    monkeypatch.setattr(engine, "IMPORT_BODIES_AT_ONCE", 2)
+    uids = deliver(dovecot, mail_user, range(6))
+    mailbox = make_mailbox(mail_user)
+    with django_capture_on_commit_callbacks(execute=True), engine_for(mailbox, batch_size=2) as sync:
+        inbox = sync.discover_folders()[0]
+        sync.sync_folder(inbox, backfill_batches=2)  # the second batch's bodies wait for the end
+    assert sorted(copy.uid for copy in live_copies(inbox) if copy.message.body_pending) == uids[2:4]
+    with django_capture_on_commit_callbacks(execute=True), engine_for(mailbox, batch_size=2) as sync:
+        inbox = sync.discover_folders()[0]  # a new process: its plan starts below the top
+        outcome = sync.sync_folder(inbox, backfill_batches=5)
+    assert not outcome.backfill_left
+    assert [copy.uid for copy in live_copies(inbox) if copy.message.body_pending] == []
+
+
 def test_first_import_runs_newest_first_in_batches_with_progress(
     dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]
 ) -> None:
