@@ -254,14 +254,19 @@ def _pairs(addresses: dict[str, Any], roles: Iterable[str]) -> list[tuple[str, s
     return pairs
 
 
-def messages_stored(*, new_message_ids: Iterable[Any], authors: Mapping[Any, int]) -> None:
+def messages_stored(*, new_message_ids: Iterable[Any], authors: Mapping[Any, int], loaded: Iterable[Message] = ()) -> None:
     """New messages were stored (inside the ingest transaction): index their addresses, and add
     the recipients of ``authors`` (message id → membership id of the member who sent it) to each
-    author's default book."""
+    author's default book. ``loaded``: some of them as the caller holds them (addresses set), so
+    that they are not read and decrypted again."""
     ids = list(new_message_ids)
     if not ids:
         return
-    messages = list(Message.objects.filter(pk__in=ids).only("id", "organization_id", "addresses_sealed"))
+    wanted = set(ids)
+    messages = [message for message in loaded if message.pk in wanted]
+    missing = wanted - {message.pk for message in messages}
+    if missing:
+        messages += Message.objects.filter(pk__in=missing).only("id", "organization_id", "addresses_sealed")
     rows: list[tuple[Any, Any, str]] = []  # MessageAddress rows
     recipients: dict[int, dict[str, str]] = {}
     organization_of: dict[int, Any] = {}

@@ -42,8 +42,9 @@ from postroom.conversations.signals import conversation_event
 from postroom.mailboxes.models import Mailbox
 
 
-def copies_stored(*, copies: Iterable[MessageCopy], new_message_ids: Iterable[Any]) -> None:
-    """New server copies were stored; ``new_message_ids`` are the messages they created."""
+def copies_stored(*, copies: Iterable[MessageCopy], new_message_ids: Iterable[Any], new_messages: Iterable[Message] = ()) -> None:
+    """New server copies were stored; ``new_message_ids`` are the messages they created (some or
+    all of them in hand as ``new_messages``, with their addresses)."""
     copies = list(copies)
     if not copies:
         return
@@ -88,7 +89,9 @@ def copies_stored(*, copies: Iterable[MessageCopy], new_message_ids: Iterable[An
             arrived[message.conversation_id].append(str(message.pk))
     _run_rules(copies, messages, mailboxes, new_ids)
     # message_ids: the new messages that reached the conversation's share (notifications).
-    _publish_after_commit(messages, "message_added", {conversation_id: {"message_ids": arrived[conversation_id]} for conversation_id in conversation_ids})
+    _publish_after_commit(
+        messages, "message_added", {conversation_id: {"message_ids": arrived[conversation_id]} for conversation_id in conversation_ids}
+    )
 
     # Contacts: index who took part in each new message, and add the recipients of mail a member
     # sent from their own mailbox to their contacts (see ``contacts.actions``).
@@ -99,7 +102,7 @@ def copies_stored(*, copies: Iterable[MessageCopy], new_message_ids: Iterable[An
         and messages[copy.message_id].direction == Direction.OUTBOUND
         and mailboxes[copy.mailbox_id].team_id is None
     }
-    contacts_actions.messages_stored(new_message_ids=new_ids, authors=senders)
+    contacts_actions.messages_stored(new_message_ids=new_ids, authors=senders, loaded=new_messages)
 
 
 def _run_rules(copies: list[MessageCopy], messages: dict[Any, Message], mailboxes: dict[Any, Mailbox], new_ids: set[Any]) -> None:

@@ -5,8 +5,10 @@ bytes are stored at once, sealed. This pass reads them back, parses the body in 
 (``postroom.mime.isolation``: CPU, memory and wall-clock limits, niced below the import), and
 stores what it found, sealed like everything else. It runs
 
-- as a task (``message_bodies_fill_task``) queued after each batch the sync engine stores, so a
-  first import uses a second process (the task worker) and a second core;
+- as a task (``message_bodies_fill_task``) queued after each batch of new mail the sync engine
+  stores, in another process (the task worker) and on the other core; for a first import, after
+  each of its first batches (the newest mail) and then for the rest once the folder's import is
+  done, so that it does not compete with the import for the cores (``sync.engine``);
 - at once, for the messages of a conversation a member opens before the task reached them
   (``messages_with_bodies``);
 - again for any message still waiting an hour after it was stored (``message_bodies_sweep``, from

@@ -60,7 +60,7 @@ from django.utils import timezone
 from postroom.conversations import arrival, bodies, threading
 from postroom.conversations.models import Direction, Message, MessageCopy, MessageReference
 from postroom.core.blobs import BlobBatch
-from postroom.core.bulk import rows_insert
+from postroom.core.bulk import instances_insert, rows_insert
 from postroom.core.ids import uuid7
 from postroom.core.keys import Keyring, keyring, org_scope
 from postroom.mailboxes.models import Folder, Mailbox
@@ -182,6 +182,8 @@ def _ingest_batch(
     incoming: list[_Incoming] = []
     blobs = BlobBatch()
     flushed: Future[None] | None = None
+    # Parsed already (the sync engine's prefetched batches): nothing to overlap with, so one lookup.
+    chunk_size = len(to_store) if all(item.parsed is not None for item in to_store) else _CHUNK
     try:
         chunk: list[_Incoming] = []
         for item, parsed in zip(to_store, _header_pass(to_store), strict=True):
@@ -196,7 +198,7 @@ def _ingest_batch(
             )
             incoming.append(entry)
             chunk.append(entry)
-            if len(chunk) == _CHUNK:
+            if len(chunk) == chunk_size:
                 _prepare_new(organization_id, scope, chunk, direction, blobs.put)
                 chunk = []
         _prepare_new(organization_id, scope, chunk, direction, blobs.put)
@@ -279,13 +281,20 @@ def _store(
         threads.store()
         for message in created:
             message.conversation_id = threads.resolve(message.conversation_id)
-        Message.objects.bulk_create(created)
+        instances_insert(created)
         rows_insert(MessageReference, ("message", "organization", "message_id_index"), references)
-        for copy in MessageCopy.objects.bulk_create(pending):
+        instances_insert(pending)
+        copy_ids = dict(
+            MessageCopy.objects.filter(folder=folder, uidvalidity=uidvalidity, uid__in=[copy.uid for copy in pending]).values_list(
+                "uid", "id"
+            )
+        )
+        for copy in pending:
+            copy.pk = copy_ids[copy.uid]
             copies[copy.uid] = copy
         _batch.flushed = flushed
         try:
-            arrival.copies_stored(copies=pending, new_message_ids={message.pk for message in created})
+            arrival.copies_stored(copies=pending, new_message_ids={message.pk for message in created}, new_messages=created)
         finally:
             _batch.flushed = None
         flushed.result()

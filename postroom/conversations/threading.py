@@ -43,6 +43,7 @@ from django.db.models import Exists, F, OuterRef
 
 from postroom.conversations import merging
 from postroom.conversations.models import Conversation, Message, MessageCopy, MessageReference
+from postroom.core.bulk import instances_insert
 from postroom.mailboxes.models import Mailbox
 
 SUBJECT_WINDOW = timedelta(days=7)
@@ -287,7 +288,7 @@ class BatchThreading:
                 thread.new.message_count = added[pk]
                 thread.new.last_message_at = thread.last_message_at
                 created.append(thread.new)
-        Conversation.objects.bulk_create(created)
+        instances_insert(created)
         for pk, thread in self._threads.items():
             if pk in self._merged_into:
                 continue
@@ -296,9 +297,7 @@ class BatchThreading:
                 moved += Message.objects.filter(conversation_id=other.pk).update(conversation_id=pk)
                 # Its team state (shares, assignments, labels, timeline, comments) carries over;
                 # what is left goes with it.
-                merging.conversation_state_carry(
-                    source=Conversation.objects.get(pk=other.pk), target=Conversation.objects.get(pk=pk)
-                )
+                merging.conversation_state_carry(source=Conversation.objects.get(pk=other.pk), target=Conversation.objects.get(pk=pk))
                 Conversation.objects.filter(pk=other.pk).delete()
             if thread.new is None and (moved or pk in added):
                 Conversation.objects.filter(pk=pk).update(message_count=F("message_count") + moved + added.get(pk, 0))

@@ -22,6 +22,7 @@ instead of once per file lets the kernel write the batch out together.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import secrets
@@ -32,7 +33,7 @@ from pathlib import Path
 from django.conf import settings
 
 from postroom.core.crypto import Field
-from postroom.core.keys import keyring
+from postroom.core.keys import Keyring, keyring
 
 
 def blob_root() -> Path:
@@ -45,7 +46,14 @@ def blob_name(scope: str, content: bytes) -> str:
 
 def blob_scope_directory(scope: str) -> Path:
     """Where the blobs of ``scope`` live (a keyed name, so a listing does not reveal the scope)."""
-    return blob_root() / keyring().blind_index(scope, "blob-dir", scope)[:16]
+    return _scope_directory(keyring(), str(settings.DATA_DIR), scope)
+
+
+@functools.lru_cache(maxsize=1024)
+def _scope_directory(ring: Keyring, data_dir: str, scope: str) -> Path:
+    # Remembered: a first import asks for it for every blob. (Per keyring and data directory,
+    # which tests replace.)
+    return Path(data_dir) / "blobs" / ring.blind_index(scope, "blob-dir", scope)[:16]
 
 
 def _path(scope: str, name: str) -> Path:

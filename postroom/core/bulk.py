@@ -8,6 +8,13 @@ ORM would store) and hands the rows to the driver's ``executemany``.
 
 Only for rows that need nothing from a model instance: no ``save()`` logic, no signals, no
 defaults computed in Python, no primary key wanted back.
+
+``instances_insert`` does the same for model instances built in Python (a first import creates
+its messages, copies and conversations by the hundred): each value comes from the field's own
+``pre_save`` and ``get_db_prep_save``, exactly as ``bulk_create`` would store it (sealed columns
+hold the ciphertext the instance carries, ``auto_now_add`` dates are set), without compiling a
+statement per few rows. Like ``bulk_create`` it calls no ``save()`` and sends no signals; a
+primary key the database assigns (an ``AutoField``) is not read back.
 """
 
 from __future__ import annotations
@@ -35,6 +42,26 @@ def rows_insert(model: type[models.Model], fields: Sequence[str], rows: Iterable
     placeholders = ", ".join(["%s"] * len(columns))
     statement = f"INSERT INTO {quote(model._meta.db_table)} ({names}) VALUES ({placeholders})"  # noqa: S608 - quoted names from the model, values as parameters  # nosec B608
     if ignore_conflicts:
-        statement = statement.replace("INSERT", "INSERT OR IGNORE", 1) if connection.vendor == "sqlite" else f"{statement} ON CONFLICT DO NOTHING"
+        statement = (
+            statement.replace("INSERT", "INSERT OR IGNORE", 1) if connection.vendor == "sqlite" else f"{statement} ON CONFLICT DO NOTHING"
+        )
     with connection.cursor() as cursor:
         cursor.executemany(statement, prepared)
+
+
+def instances_insert(instances: Sequence[models.Model]) -> None:
+    """INSERT ``instances`` (all of one model) as ``bulk_create`` would, see the module docstring."""
+    if not instances:
+        return
+    model = type(instances[0])
+    # A primary key the database assigns (AutoField: db_returning) is left to it.
+    fields = [field for field in model._meta.local_concrete_fields if not (field.primary_key and getattr(field, "db_returning", False))]
+    rows = []
+    for instance in instances:
+        if type(instance) is not model:
+            raise TypeError(f"{type(instance).__name__} among {model.__name__} instances")
+        rows.append([field.pre_save(instance, True) for field in fields])
+    rows_insert(model, [field.name for field in fields], rows)
+    for instance in instances:
+        instance._state.adding = False
+        instance._state.db = connection.alias

@@ -27,6 +27,15 @@ its own, while the sync thread stores the batch before (a bounded queue keeps it
 ``PREFETCH_DEPTH`` batches ahead). It reads nothing from the database and writes nothing: the
 folder state still advances only in the sync thread, after each commit, so a crash loses at
 most the batches held in memory, which the next run fetches again.
+
+The body pass (texts, snippets, attachments: ``conversations.bodies``, in the task worker) of
+the first import is queued at once for the newest ``IMPORT_BODIES_AT_ONCE`` messages only, which
+are the ones a member looks at first; the rest is queued when the folder's import is done (newest
+first), so that it does not take the second core from the import's header parsing while it runs.
+Until then a member who opens an older message has its body parsed on the spot
+(``messages_with_bodies``), and new mail's bodies are queued at once, as always. Should the
+process die before the end, the resumed import queues them when it ends, and the hourly
+``message_bodies_sweep`` catches whatever is still left.
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ from imapclient.exceptions import IMAPClientError
 from imapclient.response_parser import parse_fetch_response
 
 from postroom.conversations import arrival
+from postroom.conversations.bodies import message_bodies_fill_later
 from postroom.conversations.ingest import IngestItem, messages_ingest_batch
 from postroom.conversations.models import Message, MessageCopy
 from postroom.mailboxes.connection import ServerSettings, TlsMode, open_imap
@@ -60,7 +70,12 @@ from postroom.mime.parse import DEFAULT_LIMITS, QuarantineReason
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 100
+# Messages per batch of the first import: each batch costs a transaction, a pass of fsyncs and a
+# fixed round of queries (threading, access, events), which at 100 messages took about a third
+# of the sync process's CPU (bench/README.md, "First-import CPU"). New mail comes in batches of at
+# most NEW_MAIL_BATCH_SIZE, so that the first of a burst is not held back by the rest.
+BATCH_SIZE = 250
+NEW_MAIL_BATCH_SIZE = 100
 # UIDs per command when a command has to name each one (IMAPClient sends no ranges).
 UIDS_PER_COMMAND = 1000
 # UID ranges per database query when looking up the copies a VANISHED answer names.
@@ -68,8 +83,11 @@ RANGES_PER_QUERY = 200
 # What is kept of a message too large to fetch: the start of its header, for the sender and subject.
 OVERSIZED_HEADER_BYTES = 64 * 1024
 MAX_MESSAGE_BYTES = DEFAULT_LIMITS.max_message_bytes
+# Messages of a folder's first import (the newest) whose body pass is queued batch by batch; the
+# rest is queued when the import of the folder is done (see the module docstring).
+IMPORT_BODIES_AT_ONCE = 1000
 # Batches of the first import fetched and parsed ahead of the one being stored (memory: about
-# this many batches of raw messages more, i.e. a few MB).
+# this many batches of raw messages more, i.e. 15-20 MB at 30 KB a message).
 PREFETCH_DEPTH = 2
 # A prefetcher nobody takes from for this long signs out and ends (its MailboxSync was dropped).
 PREFETCH_IDLE_SECONDS = 60.0
@@ -302,6 +320,7 @@ class _ImportPlan:
     batches: list[list[int]]
     next: int = 0
     prefetcher: _Prefetcher | None = None
+    bodies_deferred: bool = False  # a batch was stored without queueing its body pass
 
     def below_uid(self) -> int:
         """The ``backfill_below_uid`` of the folder once every batch before ``next`` is stored."""
@@ -533,7 +552,7 @@ class MailboxSync:
         """Messages above the highest UID seen, oldest first, the state advanced per batch."""
         # "n:*" always matches the last message, even below n: keep only what is really new.
         new = [uid for uid in imap_uids(self.client.search(["UID", f"{folder.highest_uid + 1}:*"])) if uid > folder.highest_uid]
-        for batch in _chunks(new, self.batch_size):
+        for batch in _chunks(new, min(self.batch_size, NEW_MAIL_BATCH_SIZE)):
             self._store_batch(folder, uidvalidity, batch)
             self._update_folder(folder, highest_uid=max(batch))
         return len(new)
@@ -554,7 +573,9 @@ class MailboxSync:
                     plan.close()  # it failed or fell out of step: the rest is fetched here
             if fetched is None:
                 fetched = _fetch_batch(self.client, uids, condstore=self.condstore, parse=False)
-            self._store_fetched(folder, uidvalidity, fetched)
+            bodies_now = sum(len(batch) for batch in plan.batches[: plan.next]) < IMPORT_BODIES_AT_ONCE
+            plan.bodies_deferred = plan.bodies_deferred or not bodies_now
+            self._store_fetched(folder, uidvalidity, fetched, bodies_later=bodies_now)
             plan.next += 1
             count += len(uids)
             if plan.next < len(plan.batches):
@@ -564,6 +585,11 @@ class MailboxSync:
             self._update_folder(folder, backfill_below_uid=None, messages_done=folder.messages_total)
             plan.close()
             self._plan = None
+            # The body pass of what the import stored without queueing it (by this plan, or by one
+            # a crash or restart cut short: this plan then started below the top), newest first.
+            if plan.bodies_deferred or plan.start_below_uid <= folder.highest_uid:
+                waiting = Message.objects.filter(copies__folder=folder, body_pending=True).order_by("-sent_at").values_list("pk", flat=True)
+                message_bodies_fill_later(message_ids=list(dict.fromkeys(waiting)))
         return count
 
     def _import_plan(self, folder: Folder, uidvalidity: int, below_uid: int) -> _ImportPlan:
@@ -594,9 +620,11 @@ class MailboxSync:
     def _store_batch(self, folder: Folder, uidvalidity: int, uids: Sequence[int]) -> None:
         self._store_fetched(folder, uidvalidity, _fetch_batch(self.client, uids, condstore=self.condstore, parse=False))
 
-    def _store_fetched(self, folder: Folder, uidvalidity: int, fetched: _Fetched) -> None:
+    def _store_fetched(self, folder: Folder, uidvalidity: int, fetched: _Fetched, *, bodies_later: bool = True) -> None:
+        """Store a fetched batch; ``bodies_later``: queue the body pass of its new messages (else
+        the end of the import does, see the module docstring)."""
         if fetched.items:
-            messages_ingest_batch(mailbox=self.mailbox, folder=folder, uidvalidity=uidvalidity, items=fetched.items)
+            messages_ingest_batch(mailbox=self.mailbox, folder=folder, uidvalidity=uidvalidity, items=fetched.items, later=bodies_later)
         if fetched.oversized:
             self._store_oversized(folder, uidvalidity, fetched.oversized)
         messages_stored.send(sender=MailboxSync, mailbox_id=self.mailbox.pk, folder_id=folder.pk, uids=fetched.uids)

@@ -14,7 +14,7 @@ from postroom.contacts.cards import Card, address_index
 from postroom.contacts.models import Contact, ContactEmail, ContactSource, MessageAddress
 from postroom.contacts.tests.conftest import store
 from postroom.conversations import access
-from postroom.conversations.models import ConversationShare
+from postroom.conversations.models import ConversationShare, Message
 from postroom.mailboxes.models import Mailbox
 from postroom.mailboxes.tests.factories import make_mailbox
 
@@ -69,6 +69,27 @@ def test_a_batch_costs_a_constant_number_of_queries(cast: Cast, alice_mailbox: M
 
     assert queries(2) == queries(30)
     assert Contact.objects.count() == 1 + 2 + 30
+
+
+def test_messages_in_hand_are_indexed_without_reading_them_again(cast: Cast, alice_mailbox: Mailbox) -> None:
+    first = store(alice_mailbox, sender="Dana <dana@customer.example>", to="alice@acme.test", message_id="<h1@customer.example>")
+    second = store(alice_mailbox, sender="eve@example.org", to="alice@acme.test", message_id="<h2@customer.example>")
+    MessageAddress.objects.all().delete()
+    in_hand = Message.objects.get(pk=first.pk)
+    assert in_hand.addresses  # decrypted once, as the ingest holds it
+    with CaptureQueriesContext(connection) as captured:
+        actions.messages_stored(new_message_ids=[first.pk, second.pk], authors={}, loaded=[in_hand])
+    selects = [query["sql"] for query in captured.captured_queries if query["sql"].startswith("SELECT")]
+    # Only the message not in hand is read.
+    assert len(selects) == 1
+    assert str(second.pk).replace("-", "") in selects[0].replace("-", "")
+    indexed = set(MessageAddress.objects.values_list("message_id", "address_index"))
+    assert indexed == {
+        (first.pk, address_index(cast.org_a.pk, "dana@customer.example")),
+        (first.pk, address_index(cast.org_a.pk, "alice@acme.test")),
+        (second.pk, address_index(cast.org_a.pk, "eve@example.org")),
+        (second.pk, address_index(cast.org_a.pk, "alice@acme.test")),
+    }
 
 
 def test_team_mailbox_sent_mail_adds_no_automatic_contacts(cast: Cast) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from postroom.conversations.bodies import message_bodies_fill
 from postroom.conversations.ingest import IngestItem, message_ingest, messages_ingest_batch
@@ -281,3 +282,16 @@ def test_the_batch_path_leaves_bodies_to_the_body_pass_queued_after_commit(
     assert message.snippet == "Hello, my order never arrived."
     assert message.has_attachments
     assert [attachment.filename for attachment in message.attachments.all()] == ["a.txt"]
+
+
+def test_a_batch_parsed_beforehand_looks_up_its_stored_messages_once(alice_mailbox: Mailbox) -> None:
+    """The sync engine hands over batches whose header pass ran while the batch before was stored:
+    nothing is left to overlap with the lookups, so the whole batch is looked up at once."""
+    raws = [build_raw(subject=f"Lookup {number}", message_id=f"<lookup-{number}@example.test>") for number in range(60)]
+    parsed = list(isolation.import_parser().headers(raws))
+    items = [IngestItem(uid=number + 1, raw=raw, parsed=result) for number, (raw, result) in enumerate(zip(raws, parsed, strict=True))]
+    with CaptureQueriesContext(connection) as captured:
+        messages_ingest_batch(mailbox=alice_mailbox, folder=inbox_of(alice_mailbox), uidvalidity=7, items=items)
+    by_content = [query for query in captured.captured_queries if '"content_index" IN' in query["sql"]]
+    assert len(by_content) == 2  # before the transaction, and again inside it
+    assert MessageCopy.objects.filter(mailbox=alice_mailbox).count() == 60

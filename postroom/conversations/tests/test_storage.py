@@ -9,17 +9,20 @@ import secrets
 import sqlite3
 import subprocess
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import test as cpython_tests
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from postroom.conversations.ingest import message_ingest
-from postroom.conversations.models import Attachment, Message, MessageCopy
+from postroom.conversations.models import Attachment, Conversation, Message, MessageCopy
 from postroom.conversations.tests.conftest import build_raw, inbox_of
 from postroom.core.blobs import _path, blob_get, blob_root
+from postroom.core.bulk import instances_insert
 from postroom.mailboxes.models import Folder, Mailbox
 
 CPYTHON_EMAIL_DATA = Path(cpython_tests.__file__).parent / "test_email" / "data"
@@ -191,3 +194,53 @@ def test_workers_ingesting_one_message_at_once_store_it_once(alice_mailbox: Mail
         assert errors == []
     assert Message.objects.count() == 5
     assert MessageCopy.objects.count() == 5 * workers
+
+
+@pytest.mark.django_db
+def test_instances_insert_stores_rows_exactly_as_bulk_create(alice_mailbox: Mailbox) -> None:
+    """The import's prepared inserts: the same columns as the ORM's, content sealed to the row."""
+    organization_id = alice_mailbox.organization_id
+    now = timezone.now()
+    conversations = [Conversation(organization_id=organization_id, subject_index="s", last_message_at=now) for _ in range(2)]
+    messages = []
+    for conversation in conversations:
+        conversation.subject = "Quarterly canary"
+        message = Message(
+            organization_id=organization_id, conversation_id=conversation.pk, message_id_index="m", content_index="c",
+            sent_at=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC), size=123, raw_blob="b", body_pending=True,
+        )  # fmt: skip
+        message.subject = "Quarterly canary"
+        message.addresses = {"from": [["Dana", "dana@example.test"]]}
+        messages.append(message)
+    messages[1].message_id_index = "m2"  # (the Message-ID index is unique per organization)
+    copies = [
+        MessageCopy(
+            mailbox=alice_mailbox, folder=inbox_of(alice_mailbox), uidvalidity=7, uid=uid, message_id=message.pk, seen=True, modseq=9
+        )
+        for uid, message in zip((1, 2), messages, strict=True)
+    ]
+    Conversation.objects.bulk_create(conversations[:1])
+    instances_insert(conversations[1:])
+    Message.objects.bulk_create(messages[:1])
+    instances_insert(messages[1:])
+    MessageCopy.objects.bulk_create(copies[:1])
+    instances_insert(copies[1:])
+    assert not messages[1]._state.adding
+
+    def stored(model: type, pk: object, skip: set[str]) -> dict[str, object]:
+        row = model.objects.values().get(pk=pk)
+        return {name: value for name, value in row.items() if name not in skip}
+
+    varying = {"id", "created_at", "message_id_index", "conversation_id"}
+    for model, pair in ((Conversation, conversations), (Message, messages)):
+        sealed = {name for name in stored(model, pair[0].pk, set()) if name.endswith("_sealed")}
+        assert stored(model, pair[0].pk, varying | sealed) == stored(model, pair[1].pk, varying | sealed)
+        fresh = model.objects.get(pk=pair[1].pk)
+        assert fresh.subject == "Quarterly canary"  # sealed to its own row, readable
+        assert fresh.created_at is not None
+    assert Message.objects.get(pk=messages[1].pk).addresses == {"from": [["Dana", "dana@example.test"]]}
+    first, second = (MessageCopy.objects.values().get(uid=uid) for uid in (1, 2))
+    assert {name: value for name, value in first.items() if name not in {"id", "uid", "message_id", "created_at"}} == {
+        name: value for name, value in second.items() if name not in {"id", "uid", "message_id", "created_at"}
+    }
+    assert second["created_at"] is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import logging
 import socket
 import ssl
 import struct
@@ -161,6 +162,24 @@ def test_r49_imap_implicit_tls_signs_in_with_a_verified_certificate(dovecot: Dov
         client.logout()
 
 
+def test_r54_a_fetched_message_and_the_password_stay_out_of_debug_logs(
+    dovecot: Dovecot, mail_user: MailUser, caplog: pytest.LogCaptureFixture
+) -> None:
+    dovecot.append(mail_user, b"Subject: canary-subject-7f3a\r\n\r\ncanary-body-7f3a\r\n")
+    caplog.set_level(logging.DEBUG)
+    client = open_imap(imaps(dovecot), password_of(mail_user), timeout=QUICK)
+    try:
+        client.select_folder("INBOX", readonly=True)
+        fetched = client.fetch([1], ["BODY.PEEK[]"])
+    finally:
+        client.logout()
+    assert b"canary-body-7f3a" in fetched[1][b"BODY[]"]
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "canary" not in logged
+    assert mail_user.password not in logged
+    assert base64.b64encode(f"\0{mail_user.name}\0{mail_user.password}".encode()).decode() not in logged
+
+
 def test_r49_imap_starttls_signs_in_only_after_encrypting(dovecot: Dovecot, mail_user: MailUser) -> None:
     client = open_imap(imap_starttls(dovecot), password_of(mail_user), timeout=QUICK)
     try:
@@ -207,7 +226,9 @@ def test_imap_revoked_token_is_authentication_failed(
         open_imap(imaps(dovecot), OAuth2Credentials(username=mail_user.name, access_token=token, mechanism=mechanism), timeout=QUICK)
 
 
-def test_imap_token_of_another_user_is_authentication_failed(dovecot: Dovecot, mail_user: MailUser, oauth_tokens: TokenIntrospection) -> None:
+def test_imap_token_of_another_user_is_authentication_failed(
+    dovecot: Dovecot, mail_user: MailUser, oauth_tokens: TokenIntrospection
+) -> None:
     someone_else = dovecot.create_user()
     token = oauth_tokens.issue(someone_else.name)
     with pytest.raises(AuthenticationFailed):
@@ -235,7 +256,11 @@ def test_connection_refused_on_a_closed_port(mail_user: MailUser) -> None:
 
 def test_r49_imap_certificate_from_an_untrusted_ca_is_refused(dovecot: Dovecot, mail_user: MailUser) -> None:
     other_ca = trustme.CA().cert_pem.bytes().decode()
-    for server in (imaps(dovecot, private_ca_pem=other_ca), imap_starttls(dovecot, private_ca_pem=other_ca), imaps(dovecot, private_ca_pem=None)):
+    for server in (
+        imaps(dovecot, private_ca_pem=other_ca),
+        imap_starttls(dovecot, private_ca_pem=other_ca),
+        imaps(dovecot, private_ca_pem=None),
+    ):
         with pytest.raises(TlsUntrusted) as failure:
             open_imap(server, password_of(mail_user), timeout=QUICK)
         assert "is not trusted" in str(failure.value)
@@ -278,7 +303,9 @@ def test_a_connection_reset_is_a_connection_failure(resetting_port: int, mail_us
             open_smtp(server, password_of(mail_user), timeout=QUICK)
 
 
-def test_imap_client_talking_to_an_smtp_server_is_a_protocol_error(smtp_peer: SmtpPeer, mail_test_ca: trustme.CA, mail_user: MailUser) -> None:
+def test_imap_client_talking_to_an_smtp_server_is_a_protocol_error(
+    smtp_peer: SmtpPeer, mail_test_ca: trustme.CA, mail_user: MailUser
+) -> None:
     with pytest.raises(ProtocolError) as failure:
         open_imap(smtp_settings(smtp_peer, mail_test_ca), password_of(mail_user), timeout=QUICK)
     assert "Check that this port serves IMAP" in str(failure.value)
@@ -405,7 +432,9 @@ def test_r49_smtp_untrusted_certificate_and_name_mismatch(
         assert b"AUTH" not in trusted.transcript
 
 
-def test_r49_smtp_without_starttls_aborts_before_auth(make_smtp_peer: Callable[..., SmtpPeer], mail_test_ca: trustme.CA, mail_user: MailUser) -> None:
+def test_r49_smtp_without_starttls_aborts_before_auth(
+    make_smtp_peer: Callable[..., SmtpPeer], mail_test_ca: trustme.CA, mail_user: MailUser
+) -> None:
     # The peer offers AUTH in plaintext, as a downgrading attacker would.
     plaintext = make_smtp_peer(tls=SmtpTls.NONE)
     plaintext.add_account(mail_user)
@@ -419,7 +448,9 @@ def test_r49_smtp_without_starttls_aborts_before_auth(make_smtp_peer: Callable[.
     assert base64.b64encode(b"\0" + mail_user.name.encode() + b"\0" + mail_user.password.encode()) not in transcript
 
 
-def test_smtp_insecure_plaintext_works_on_loopback(make_smtp_peer: Callable[..., SmtpPeer], mail_test_ca: trustme.CA, mail_user: MailUser) -> None:
+def test_smtp_insecure_plaintext_works_on_loopback(
+    make_smtp_peer: Callable[..., SmtpPeer], mail_test_ca: trustme.CA, mail_user: MailUser
+) -> None:
     plaintext = make_smtp_peer(tls=SmtpTls.NONE, auth_required=True)
     plaintext.add_account(mail_user)
     smtp = open_smtp(smtp_settings(plaintext, mail_test_ca, tls=TlsMode.INSECURE_PLAINTEXT), password_of(mail_user), timeout=QUICK)

@@ -71,6 +71,86 @@ def test_folders_are_found_by_special_use(mail_user: MailUser, make_mailbox: Cal
     ]
 
 
+def test_new_mail_comes_in_smaller_batches_than_the_first_import(
+    dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "NEW_MAIL_BATCH_SIZE", 2)
+    deliver(dovecot, mail_user, range(6))
+    mailbox = make_mailbox(mail_user)
+    batches: list[list[int]] = []
+
+    def on_stored(**details: object) -> None:
+        batches.append(list(details["uids"]))  # type: ignore[call-overload]
+
+    engine.messages_stored.connect(on_stored, weak=False)
+    try:
+        with engine_for(mailbox, batch_size=6) as sync:
+            inbox = sync.discover_folders()[0]
+            sync.sync_folder(inbox, backfill_batches=1)
+            assert [len(batch) for batch in batches] == [6]  # the import: one batch of batch_size
+            new = deliver(dovecot, mail_user, range(6, 11))
+            batches.clear()
+            sync.sync_folder(inbox, backfill_batches=0)
+    finally:
+        engine.messages_stored.disconnect(on_stored)
+    assert batches == [new[0:2], new[2:4], new[4:5]]
+
+
+def test_first_import_queues_the_body_pass_of_its_newest_mail_at_once_and_the_rest_when_done(
+    dovecot: Dovecot,
+    mail_user: MailUser,
+    make_mailbox: Callable[..., Mailbox],
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Callable[..., contextlib.AbstractContextManager[object]],
+) -> None:
+    monkeypatch.setattr(engine, "IMPORT_BODIES_AT_ONCE", 2)
+    uids = deliver(dovecot, mail_user, range(6))
+    mailbox = make_mailbox(mail_user)
+
+    def pending_uids(folder: Folder) -> list[int]:
+        return sorted(copy.uid for copy in live_copies(folder) if copy.message.body_pending)
+
+    def sync_folder(sync: MailboxSync, folder: Folder, batches: int) -> None:
+        # What is queued after the commit runs (the test task backend runs a task at once).
+        with django_capture_on_commit_callbacks(execute=True):
+            sync.sync_folder(folder, backfill_batches=batches)
+
+    with engine_for(mailbox, batch_size=2) as sync:
+        inbox = sync.discover_folders()[0]
+        sync_folder(sync, inbox, 0)
+        sync_folder(sync, inbox, 1)
+        assert pending_uids(inbox) == []  # the newest: queued at once
+        sync_folder(sync, inbox, 1)
+        assert pending_uids(inbox) == uids[2:4]  # waits for the end of the import
+        new = deliver(dovecot, mail_user, range(6, 7))
+        sync_folder(sync, inbox, 0)
+        assert pending_uids(inbox) == uids[2:4]  # new mail's body pass is queued at once
+        sync_folder(sync, inbox, 5)
+    assert pending_uids(inbox) == []
+    assert Message.objects.get(copies__uid=new[0], copies__folder=inbox).text_body is not None
+
+
+def test_an_import_resumed_after_a_restart_queues_the_body_pass_its_predecessor_deferred(
+    dovecot: Dovecot,
+    mail_user: MailUser,
+    make_mailbox: Callable[..., Mailbox],
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Callable[..., contextlib.AbstractContextManager[object]],
+) -> None:
+    monkeypatch.setattr(engine, "IMPORT_BODIES_AT_ONCE", 2)
+    uids = deliver(dovecot, mail_user, range(6))
+    mailbox = make_mailbox(mail_user)
+    with django_capture_on_commit_callbacks(execute=True), engine_for(mailbox, batch_size=2) as sync:
+        inbox = sync.discover_folders()[0]
+        sync.sync_folder(inbox, backfill_batches=2)  # the second batch's bodies wait for the end
+    assert sorted(copy.uid for copy in live_copies(inbox) if copy.message.body_pending) == uids[2:4]
+    with django_capture_on_commit_callbacks(execute=True), engine_for(mailbox, batch_size=2) as sync:
+        inbox = sync.discover_folders()[0]  # a new process: its plan starts below the top
+        outcome = sync.sync_folder(inbox, backfill_batches=5)
+    assert not outcome.backfill_left
+    assert [copy.uid for copy in live_copies(inbox) if copy.message.body_pending] == []
+
+
 def test_first_import_runs_newest_first_in_batches_with_progress(
     dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]
 ) -> None:
