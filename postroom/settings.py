@@ -374,5 +374,10 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["correlation"]}},
     "root": {"handlers": ["console"], "level": env.choice("POSTROOM_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))},
-    "loggers": {"django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False}},
+    "loggers": {
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # IMAPClient logs every command at DEBUG: search criteria, and the start of each APPEND
+        # literal (the header of a sent message). Content stays out of the logs at every level (R54).
+        "imapclient": {"level": "INFO"},
+    },
 }

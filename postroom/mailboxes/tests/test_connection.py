@@ -180,6 +180,20 @@ def test_r54_a_fetched_message_and_the_password_stay_out_of_debug_logs(
     assert base64.b64encode(f"\0{mail_user.name}\0{mail_user.password}".encode()).decode() not in logged
 
 
+def test_r54_imapclient_logs_no_message_at_debug(dovecot: Dovecot, mail_user: MailUser, caplog: pytest.LogCaptureFixture) -> None:
+    # IMAPClient writes each command it builds itself to its logger at DEBUG, literals included
+    # (their first 256 characters): here a message's header, as in MULTIAPPEND.
+    caplog.set_level(logging.DEBUG)
+    client = open_imap(imaps(dovecot), password_of(mail_user), timeout=QUICK)
+    try:
+        client.multiappend("INBOX", [b"Subject: canary-sent-5c1e\r\nTo: canary-to-5c1e@example.test\r\n\r\nHello\r\n"])
+        assert inbox_count(client) == 1
+    finally:
+        client.logout()
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "canary" not in logged
+
+
 def test_r49_imap_starttls_signs_in_only_after_encrypting(dovecot: Dovecot, mail_user: MailUser) -> None:
     client = open_imap(imap_starttls(dovecot), password_of(mail_user), timeout=QUICK)
     try:
