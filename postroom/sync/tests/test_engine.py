@@ -96,19 +96,27 @@ def test_new_mail_comes_in_smaller_batches_than_the_first_import(
     assert batches == [new[0:2], new[2:4], new[4:5]]
 
 
+@pytest.fixture
+def six_waiting(
+    dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox], monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[int], Mailbox]:
+    """Six messages to import, of which the newest two have their body pass queued at once."""
+    monkeypatch.setattr(engine, "IMPORT_BODIES_AT_ONCE", 2)
+    uids = deliver(dovecot, mail_user, range(6))
+    return uids, make_mailbox(mail_user)
+
+
+def body_pending_uids(folder: Folder) -> list[int]:
+    return sorted(copy.uid for copy in live_copies(folder) if copy.message.body_pending)
+
+
 def test_first_import_queues_the_body_pass_of_its_newest_mail_at_once_and_the_rest_when_done(
     dovecot: Dovecot,
     mail_user: MailUser,
-    make_mailbox: Callable[..., Mailbox],
-    monkeypatch: pytest.MonkeyPatch,
+    six_waiting: tuple[list[int], Mailbox],
     django_capture_on_commit_callbacks: Callable[..., contextlib.AbstractContextManager[object]],
 ) -> None:
-    monkeypatch.setattr(engine, "IMPORT_BODIES_AT_ONCE", 2)
-    uids = deliver(dovecot, mail_user, range(6))
-    mailbox = make_mailbox(mail_user)
-
-    def pending_uids(folder: Folder) -> list[int]:
-        return sorted(copy.uid for copy in live_copies(folder) if copy.message.body_pending)
+    uids, mailbox = six_waiting
 
     def sync_folder(sync: MailboxSync, folder: Folder, batches: int) -> None:
         # What is queued after the commit runs (the test task backend runs a task at once).
@@ -119,36 +127,31 @@ def test_first_import_queues_the_body_pass_of_its_newest_mail_at_once_and_the_re
         inbox = sync.discover_folders()[0]
         sync_folder(sync, inbox, 0)
         sync_folder(sync, inbox, 1)
-        assert pending_uids(inbox) == []  # the newest: queued at once
+        assert body_pending_uids(inbox) == []  # the newest: queued at once
         sync_folder(sync, inbox, 1)
-        assert pending_uids(inbox) == uids[2:4]  # waits for the end of the import
+        assert body_pending_uids(inbox) == uids[2:4]  # waits for the end of the import
         new = deliver(dovecot, mail_user, range(6, 7))
         sync_folder(sync, inbox, 0)
-        assert pending_uids(inbox) == uids[2:4]  # new mail's body pass is queued at once
+        assert body_pending_uids(inbox) == uids[2:4]  # new mail's body pass is queued at once
         sync_folder(sync, inbox, 5)
-    assert pending_uids(inbox) == []
+    assert body_pending_uids(inbox) == []
     assert Message.objects.get(copies__uid=new[0], copies__folder=inbox).text_body is not None
 
 
 def test_an_import_resumed_after_a_restart_queues_the_body_pass_its_predecessor_deferred(
-    dovecot: Dovecot,
-    mail_user: MailUser,
-    make_mailbox: Callable[..., Mailbox],
-    monkeypatch: pytest.MonkeyPatch,
+    six_waiting: tuple[list[int], Mailbox],
     django_capture_on_commit_callbacks: Callable[..., contextlib.AbstractContextManager[object]],
 ) -> None:
-    monkeypatch.setattr(engine, "IMPORT_BODIES_AT_ONCE", 2)
-    uids = deliver(dovecot, mail_user, range(6))
-    mailbox = make_mailbox(mail_user)
+    uids, mailbox = six_waiting
     with django_capture_on_commit_callbacks(execute=True), engine_for(mailbox, batch_size=2) as sync:
         inbox = sync.discover_folders()[0]
         sync.sync_folder(inbox, backfill_batches=2)  # the second batch's bodies wait for the end
-    assert sorted(copy.uid for copy in live_copies(inbox) if copy.message.body_pending) == uids[2:4]
+    assert body_pending_uids(inbox) == uids[2:4]
     with django_capture_on_commit_callbacks(execute=True), engine_for(mailbox, batch_size=2) as sync:
         inbox = sync.discover_folders()[0]  # a new process: its plan starts below the top
         outcome = sync.sync_folder(inbox, backfill_batches=5)
     assert not outcome.backfill_left
-    assert [copy.uid for copy in live_copies(inbox) if copy.message.body_pending] == []
+    assert body_pending_uids(inbox) == []
 
 
 def test_first_import_runs_newest_first_in_batches_with_progress(
