@@ -11,6 +11,10 @@ from pathlib import Path
 from postroom.core.tests.processes import RunningProcess, clean_environment, free_port, process_alive, running_postroom
 from postroom.supervisor import GRACE_SECONDS
 
+# `postroom run` migrates a new SQLite database before it starts its children: on a loaded
+# 2-core machine (the suite's two workers and their servers) that alone has taken over 60 s.
+STARTUP_SECONDS = 180
+
 
 def child_pids(server: RunningProcess, role: str) -> list[int]:
     return [int(pid) for pid in re.findall(rf"started {role} \(pid (\d+)\)", server.output())]
@@ -30,7 +34,7 @@ def survivors(pids: list[int], timeout: float) -> list[int]:
 def test_run_serves_restarts_a_killed_child_and_stops_everything(tmp_path: Path) -> None:
     port = free_port()
     with running_postroom("run", "--port", str(port), environment=clean_environment(tmp_path), port=port, output_path=tmp_path / "output.log") as server:
-        server.wait_for_output("started worker (pid")
+        server.wait_for_output("started worker (pid", timeout=STARTUP_SECONDS)
         server.wait_for_http("/health")
         assert server.request("GET", "/health").status == 200
         (first_web,) = child_pids(server, "web")
@@ -55,7 +59,7 @@ def test_run_serves_restarts_a_killed_child_and_stops_everything(tmp_path: Path)
 def test_children_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
     port = free_port()
     with running_postroom("run", "--port", str(port), environment=clean_environment(tmp_path), port=port, output_path=tmp_path / "output.log") as server:
-        server.wait_for_output("started worker (pid")
+        server.wait_for_output("started worker (pid", timeout=STARTUP_SECONDS)
         server.wait_for_http("/health")
         children = child_pids(server, "web") + child_pids(server, "worker")
         server.process.send_signal(signal.SIGKILL)
