@@ -27,7 +27,8 @@ from postroom.conversations.models import (
     TimelineEvent,
 )
 from postroom.conversations.tests.conftest import TeamInbox
-from postroom.orgs.actions import team_create
+from postroom.orgs.actions import team_create, team_member_add
+from postroom.orgs.models import Team
 from postroom.testing.factories import TeamFactory
 
 pytestmark = pytest.mark.django_db
@@ -577,3 +578,49 @@ def test_an_unknown_view_segment_is_not_a_conversation(cast: Cast, client_as) ->
         assert alice.get(reverse(f"conversations:view_{view}", args=["acme"])).status_code == 200, view
     assert alice.get(reverse("conversations:label", args=["acme", "not-a-label"])).status_code == 404
     assert alice.get(reverse("conversations:team", args=["acme", 999999])).status_code == 404
+
+
+@pytest.mark.parametrize("limit", [2, 99])
+def test_sidebar_counts_match_the_views(  # type: ignore[no-untyped-def]
+    cast: Cast, team_inbox: TeamInbox, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    """The sidebar's one query counts what each view lists (``view_rows``; unread only in the
+    inboxes), capped at ``COUNT_LIMIT + 1``, for conversations in every state, for each member."""
+    from postroom.conversations.selectors import View, ViewFilter
+
+    monkeypatch.setattr(selectors, "COUNT_LIMIT", limit)
+    alice, bob = cast.alice_membership, cast.bob_membership
+    sales = team_create(actor=alice, name="sales")  # sorts after "Support" by code point, before it in most collations
+    team_member_add(actor=alice, team=sales, membership=bob)
+    delivered = [team_inbox.deliver(subject=f"Number {number}").conversation for number in range(9)]
+    private = team_inbox.deliver(mailbox=team_inbox.private_mailbox, subject="Private").conversation
+    actions.conversation_assign(actor=alice, conversation=delivered[0], assignee=bob)
+    actions.conversation_assign(actor=alice, conversation=delivered[1], assignee=bob)
+    actions.conversation_assign(actor=alice, conversation=delivered[2], assignee=alice)
+    actions.conversation_close(actor=alice, conversation=delivered[1])
+    actions.conversation_trash(actor=bob, conversation=delivered[3])
+    actions.conversation_mark_spam(actor=alice, conversation=delivered[4])
+    actions.conversation_snooze(actor=bob, conversation=delivered[5], until=timezone.now() + timedelta(days=1))
+    actions.conversation_mark_read(actor=bob, conversation=delivered[6], read=True)
+    actions.conversation_archive(actor=alice, conversation=delivered[7])
+    actions.conversation_share(actor=alice, conversation=delivered[8], team=sales)
+    ConversationMember.objects.filter(conversation__in=[delivered[0], delivered[3], delivered[6], private]).update(
+        mentioned_at=timezone.now()
+    )
+    ConversationMember.objects.filter(conversation=delivered[2]).update(snoozed_until=timezone.now() - timedelta(hours=1))
+    for member in (alice, bob, cast.charlie_membership):
+        teams = list(Team.objects.filter(team_memberships__membership=member).order_by("name"))
+        expected = {}
+        for view in (View.INBOX, View.ASSIGNED, View.MENTIONS, View.TASKS):
+            rows = selectors.view_rows(actor=member, selected=ViewFilter(view))
+            expected[view] = min(rows.filter(unread=True).count() if view in (View.INBOX, View.MENTIONS) else rows.count(), limit + 1)
+        for team in teams:
+            rows = selectors.view_rows(actor=member, selected=ViewFilter(View.TEAM, team=team)).filter(unread=True)
+            expected[f"team:{team.pk}"] = min(rows.count(), limit + 1)
+        expected["drafts"] = 0
+        sidebar = selectors.sidebar_get(actor=member)
+        assert sidebar.counts == expected, member
+        assert [team.pk for team in sidebar.teams] == [team.pk for team in teams]
+        assert [team.name for team in sidebar.teams] == [team.name for team in teams]
+    assert selectors.sidebar_get(actor=alice).counts[View.INBOX] > 0
+    assert selectors.sidebar_get(actor=bob).counts[View.ASSIGNED] == 1
