@@ -288,7 +288,7 @@ WHERE position = 1
 def _visible_summaries(*, actor: Membership, conversation_ids: list[Any]) -> dict[uuid.UUID, _VisibleSummary]:
     """Per conversation of ``conversation_ids`` with a message the actor can see: its latest
     visible message, how many they see, and whether one has attachments."""
-    field = Message._meta.get_field("conversation").target_field  # type: ignore[union-attr]
+    field = Message._meta.get_field("conversation").target_field
     summaries = {}
     with connection.cursor() as cursor:
         for start in range(0, len(conversation_ids), _SUMMARY_BATCH):

@@ -624,3 +624,37 @@ def test_sidebar_counts_match_the_views(  # type: ignore[no-untyped-def]
         assert [team.name for team in sidebar.teams] == [team.name for team in teams]
     assert selectors.sidebar_get(actor=alice).counts[View.INBOX] > 0
     assert selectors.sidebar_get(actor=bob).counts[View.ASSIGNED] == 1
+
+
+def test_list_rows_count_only_visible_messages(cast: Cast, team_inbox: TeamInbox) -> None:
+    """Each row's latest message, message count and attachment mark come from the messages the
+    member sees (``messages_visible``): a teammate's private reply threaded in counts for them
+    only; also across more conversations than one summary query takes."""
+    from postroom.conversations.selectors import View, ViewFilter
+    from postroom.mailboxes.tests.factories import make_mailbox
+
+    carols = make_mailbox(cast.carol_membership, address="carol@acme.test")
+    base = timezone.now() - timedelta(days=1)
+    for number in range(selectors._SUMMARY_BATCH + 4):
+        team_inbox.deliver(subject=f"Thread {number}", date=base + timedelta(minutes=number))
+        first_id = f"<m{team_inbox.uid}@customer.example>"
+        if number % 3 == 0:
+            team_inbox.deliver(carols, subject=f"Re: Thread {number}", in_reply_to=first_id,
+                               message_id=f"<carol-{number}@acme.test>", date=base + timedelta(minutes=number, seconds=30),
+                               attachments=(("secret.pdf", "application/pdf", b"%PDF"),))  # fmt: skip
+        if number % 4 == 0:
+            team_inbox.deliver(subject=f"Re: Thread {number}", in_reply_to=first_id,
+                               date=base + timedelta(minutes=number, seconds=45), attachments=(("a.txt", "text/plain", b"a"),))  # fmt: skip
+    checked = 0
+    for member in (cast.alice_membership, cast.bob_membership, cast.carol_membership):
+        page = selectors.view_page(actor=member, selected=ViewFilter(View.ALL), limit=200)
+        for row in page:
+            visible = list(selectors.messages_visible(actor=member).filter(conversation_id=row.conversation_id))
+            latest = max(visible, key=lambda message: (message.sent_at is not None, message.sent_at, message.created_at))
+            assert row.last_message.pk == latest.pk  # type: ignore[attr-defined]
+            assert row.visible_messages == len(visible)  # type: ignore[attr-defined]
+            assert row.with_attachments == any(message.has_attachments for message in visible)  # type: ignore[attr-defined]
+            checked += 1
+    assert checked > 2 * selectors._SUMMARY_BATCH
+    counts = {row.visible_messages for row in selectors.view_page(actor=cast.bob_membership, selected=ViewFilter(View.ALL), limit=200)}  # type: ignore[attr-defined]
+    assert counts == {1, 2}
