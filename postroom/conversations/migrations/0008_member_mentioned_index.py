@@ -4,15 +4,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0007_member_unread_index'),
-        ('orgs', '0002_teammembership_observer'),
+        ("conversations", "0007_member_unread_index"),
+        ("orgs", "0002_teammembership_observer"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='conversationmember',
-            index=models.Index(condition=models.Q(('mentioned_at__isnull', False)), fields=['membership', '-last_activity_at'], name='member_mentioned'),
+            model_name="conversationmember",
+            index=models.Index(
+                condition=models.Q(("mentioned_at__isnull", False)), fields=["membership", "-last_activity_at"], name="member_mentioned"
+            ),
         ),
     ]
