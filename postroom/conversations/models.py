@@ -232,6 +232,11 @@ class ConversationMember(models.Model):
             # The unread counts of the sidebar (inbox, mentions, team inboxes) read unread rows
             # only: a few per member, however much mail has been read.
             models.Index(fields=["membership", "-last_activity_at"], condition=models.Q(unread=True), name="member_unread"),
+            # The Mentions count and list: mentioned rows only. Without it a member with many
+            # unread rows and no mention had every unread row read to count none.
+            models.Index(
+                fields=["membership", "-last_activity_at"], condition=models.Q(mentioned_at__isnull=False), name="member_mentioned"
+            ),
         ]
 
 

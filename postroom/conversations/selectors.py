@@ -18,6 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404
@@ -200,11 +201,6 @@ def view_rows(*, actor: Membership, selected: ViewFilter) -> QuerySet[Conversati
     return rows.order_by("-last_activity_at", "-conversation_id")
 
 
-def _visible_in_row(actor: Membership) -> QuerySet[Message]:
-    """The actor's visible messages of the conversation of the outer ``ConversationMember`` row."""
-    return messages_visible(actor=actor).filter(conversation_id=OuterRef("conversation_id"))
-
-
 # What a list row reads of its conversation's latest message: nothing else is fetched.
 _ROW_MESSAGE_FIELDS = ("id", "organization_id", "conversation_id", "direction", "sent_at", "created_at", "addresses_sealed",
                        "snippet_sealed")  # fmt: skip
@@ -227,21 +223,14 @@ def view_page(
         rows = rows.filter(Q(last_activity_at__lt=activity) | Q(last_activity_at=activity, conversation_id__lt=conversation_id))
     if conversation_ids is not None:
         rows = rows.filter(conversation_id__in=conversation_ids)
-    visible = _visible_in_row(actor)  # built once: each use below clones it
-    latest = visible.order_by(F("sent_at").desc(nulls_last=True), "-created_at").values("pk")[:1]
-    counted = visible.order_by().values("conversation_id").annotate(total=Count("pk")).values("total")
-    page: list[ConversationMember] = list(
-        rows.select_related("conversation").annotate(
-            last_message_id=Subquery(latest),
-            visible_messages=Subquery(counted),
-            with_attachments=Exists(visible.filter(has_attachments=True)),
-        )[:limit]
-    )
+    page: list[ConversationMember] = list(rows.select_related("conversation")[:limit])
     if not page:
         return page
-    # Labels, assignees and latest messages of the whole page, one query each, grouped here:
-    # a prefetch_related would build two querysets per row to hold them.
+    # What the rows show of their visible messages, labels, assignees and latest messages: one
+    # query each for the whole page, grouped here (a prefetch_related would build two querysets
+    # per row, and the same as subqueries of the list query cost more to compile than to run).
     page_ids = [row.conversation_id for row in page]
+    summaries = _visible_summaries(actor=actor, conversation_ids=page_ids)
     labels: dict[Any, list[Label]] = defaultdict(list)
     label_rows = ConversationLabel.objects.filter(conversation_id__in=page_ids, label__in=labels_visible(actor=actor))
     for label_row in label_rows.select_related("label").order_by("label__name", "label_id"):
@@ -250,13 +239,66 @@ def view_page(
     assignments = Assignment.objects.filter(conversation_id__in=page_ids).select_related("membership__user")
     for assignment in assignments.order_by("created_at", "pk"):
         assignees[assignment.conversation_id].append(assignment.membership)
-    wanted = [row.last_message_id for row in page if row.last_message_id is not None]  # type: ignore[attr-defined]
+    wanted = [summary.last_message_id for summary in summaries.values()]
     messages = {message.pk: message for message in Message.objects.filter(pk__in=wanted).only(*_ROW_MESSAGE_FIELDS)} if wanted else {}
     for row in page:
+        summary = summaries.get(row.conversation_id)
+        row.last_message_id = summary.last_message_id if summary else None  # type: ignore[attr-defined]
+        row.visible_messages = summary.visible_messages if summary else None  # type: ignore[attr-defined]
+        row.with_attachments = summary.with_attachments if summary else False  # type: ignore[attr-defined]
         row.last_message = messages.get(row.last_message_id)  # type: ignore[attr-defined]
         row.labels = labels.get(row.conversation_id, [])  # type: ignore[attr-defined]
         row.assignees = assignees.get(row.conversation_id, [])  # type: ignore[attr-defined]
     return page
+
+
+@dataclass(frozen=True)
+class _VisibleSummary:
+    last_message_id: uuid.UUID
+    visible_messages: int
+    with_attachments: bool
+
+
+# The messages of up to 51 conversations (a page and one more; unused places hold NULL, which
+# matches nothing) that the member sees, as ``messages_visible`` decides — a copy in one of their
+# own mailboxes, or a shared message of a conversation shared with them — summed up per
+# conversation: the latest (by sending time, then arrival), how many, and whether one has
+# attachments. A constant text with parameters (SECURITY.md R58); ``test_list_rows_count_only_
+# visible_messages`` compares it with ``messages_visible``.
+_SUMMARY_BATCH = 51
+_VISIBLE_SUMMARY_SQL = """
+SELECT conversation_id, id, total, attached FROM (
+    SELECT v.conversation_id, v.id,
+        ROW_NUMBER() OVER (PARTITION BY v.conversation_id ORDER BY v.sent_at DESC NULLS LAST, v.created_at DESC) AS position,
+        COUNT(*) OVER (PARTITION BY v.conversation_id) AS total,
+        MAX(CASE WHEN v.has_attachments THEN 1 ELSE 0 END) OVER (PARTITION BY v.conversation_id) AS attached
+    FROM conversations_message v
+    WHERE v.organization_id = %s
+      AND v.conversation_id IN (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                                %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+      AND (EXISTS (SELECT 1 FROM conversations_messagecopy k INNER JOIN mailboxes_mailbox b ON b.id = k.mailbox_id
+                   WHERE k.message_id = v.id AND k.gone_at IS NULL AND b.owner_id = %s)
+           OR (v.shared AND EXISTS (SELECT 1 FROM conversations_conversationmember r
+                                    WHERE r.conversation_id = v.conversation_id AND r.membership_id = %s AND r.via_share)))
+) AS ranked
+WHERE position = 1
+"""
+
+
+def _visible_summaries(*, actor: Membership, conversation_ids: list[Any]) -> dict[uuid.UUID, _VisibleSummary]:
+    """Per conversation of ``conversation_ids`` with a message the actor can see: its latest
+    visible message, how many they see, and whether one has attachments."""
+    field = Message._meta.get_field("conversation").target_field
+    summaries = {}
+    with connection.cursor() as cursor:
+        for start in range(0, len(conversation_ids), _SUMMARY_BATCH):
+            batch = [field.get_db_prep_value(value, connection) for value in conversation_ids[start : start + _SUMMARY_BATCH]]
+            cursor.execute(
+                _VISIBLE_SUMMARY_SQL, [actor.organization_id, *batch, *[None] * (_SUMMARY_BATCH - len(batch)), actor.pk, actor.pk]
+            )
+            for conversation_id, message_id, total, attached in cursor.fetchall():
+                summaries[uuid.UUID(str(conversation_id))] = _VisibleSummary(uuid.UUID(str(message_id)), int(total), bool(attached))
+    return summaries
 
 
 # The sidebar counts up to this many and then says "99+": a count stops at the hundredth row
@@ -264,30 +306,81 @@ def view_page(
 COUNT_LIMIT = 99
 
 
-def view_counts(*, actor: Membership, teams: list[Team]) -> dict[str, int]:
-    """Unread conversations in the inbox views, open ones in the work lists; one query each,
-    each counting at most ``COUNT_LIMIT + 1`` rows (more than ``COUNT_LIMIT`` reads "99+").
-    The unread counts walk the ``member_unread`` partial index (unread rows only)."""
-    counts = {}
-    for view in COUNTED_VIEWS:
-        rows = view_rows(actor=actor, selected=ViewFilter(view))
-        if view in (View.INBOX, View.MENTIONS):
-            rows = rows.filter(unread=True)
-        counts[view] = _capped_count(rows)
-    for team in teams:
-        counts[f"team:{team.pk}"] = _capped_count(view_rows(actor=actor, selected=ViewFilter(View.TEAM, team=team)).filter(unread=True))
-    return counts
+# The sidebar in one constant query (SECURITY.md R58: parameters only, never text built from
+# values): the member's teams and every count beside a view, instead of a team query, six
+# Django-built counts and a drafts count, whose building and compiling cost a fifth of a list
+# page's CPU (issue #4). Each count is the view's own filter (``view_rows``, with ``unread`` for
+# the inboxes) walking the member's rows newest first and stopping at ``COUNT_LIMIT + 1``; the
+# order makes PostgreSQL walk the member's index (the unread counts: the ``member_unread``
+# partial index) and stop, where a sequential scan of every member's rows looked as cheap.
+# ``test_sidebar_counts_match_the_views`` checks each count against ``view_rows``.
+_SIDEBAR_SQL = """
+SELECT 'inbox', CAST(NULL AS INTEGER), NULL, (SELECT COUNT(*) FROM (
+    SELECT 1 FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
+    WHERE m.membership_id = %(member)s AND m.unread AND m.place = 'inbox' AND c.status NOT IN ('trash', 'spam', 'closed')
+      AND (m.snoozed_until IS NULL OR m.snoozed_until <= %(now)s)
+    ORDER BY m.last_activity_at DESC, m.conversation_id DESC LIMIT %(limit)s) AS counted)
+UNION ALL
+SELECT 'assigned', NULL, NULL, (SELECT COUNT(*) FROM (
+    SELECT 1 FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
+    WHERE m.membership_id = %(member)s AND c.status = 'open'
+      AND EXISTS (SELECT 1 FROM conversations_assignment a WHERE a.conversation_id = m.conversation_id AND a.membership_id = %(member)s)
+    ORDER BY m.last_activity_at DESC, m.conversation_id DESC LIMIT %(limit)s) AS counted)
+UNION ALL
+SELECT 'mentions', NULL, NULL, (SELECT COUNT(*) FROM (
+    SELECT 1 FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
+    WHERE m.membership_id = %(member)s AND m.unread AND m.mentioned_at IS NOT NULL AND m.place NOT IN ('trash', 'spam')
+      AND c.status NOT IN ('trash', 'spam')
+    ORDER BY m.last_activity_at DESC, m.conversation_id DESC LIMIT %(limit)s) AS counted)
+UNION ALL
+SELECT 'tasks', NULL, NULL, (SELECT COUNT(*) FROM (
+    SELECT 1 FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
+    WHERE m.membership_id = %(member)s AND c.status = 'open'
+      AND EXISTS (SELECT 1 FROM conversations_assignment a WHERE a.conversation_id = m.conversation_id)
+    ORDER BY m.last_activity_at DESC, m.conversation_id DESC LIMIT %(limit)s) AS counted)
+UNION ALL
+SELECT 'drafts', NULL, NULL, (SELECT COUNT(*) FROM outbox_draft d WHERE d.author_id = %(member)s AND d.organization_id = %(organization)s)
+UNION ALL
+SELECT 'team', t.id, t.name, (SELECT COUNT(*) FROM (
+    SELECT 1 FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
+    WHERE m.membership_id = %(member)s AND m.unread AND c.status = 'open'
+      AND EXISTS (SELECT 1 FROM conversations_conversationshare s WHERE s.conversation_id = m.conversation_id AND s.team_id = t.id)
+    ORDER BY m.last_activity_at DESC, m.conversation_id DESC LIMIT %(limit)s) AS counted)
+FROM orgs_team t INNER JOIN orgs_teammembership tm ON tm.team_id = t.id
+WHERE t.organization_id = %(organization)s AND tm.membership_id = %(member)s
+ORDER BY 3, 2
+"""
 
 
-def _capped_count(rows: QuerySet[ConversationMember]) -> int:
-    """Rows up to ``COUNT_LIMIT + 1``. The view's order stays: it makes PostgreSQL walk the
-    member's rows newest first and stop at the limit, where without it a sequential scan of
-    every member's rows looked as cheap."""
-    return rows[: COUNT_LIMIT + 1].count()
+@dataclass(frozen=True)
+class Sidebar:
+    """The actor's teams (by name) and the counts beside the views: ``inbox``, ``assigned``,
+    ``mentions``, ``tasks``, ``team:<id>`` (each up to ``COUNT_LIMIT + 1``) and ``drafts``."""
+
+    teams: list[Team]  # by name, as the database sorts
+    counts: dict[str, int]
 
 
-def teams_of(*, actor: Membership) -> list[Team]:
-    return list(Team.objects.filter(organization_id=actor.organization_id, team_memberships__membership=actor).order_by("name"))
+def sidebar_get(*, actor: Membership) -> Sidebar:
+    """Unread conversations in the inbox views, open ones in the work lists and the actor's
+    drafts, in one query; each view's count stops at ``COUNT_LIMIT + 1`` rows (more than
+    ``COUNT_LIMIT`` reads "99+")."""
+    parameters = {
+        "member": actor.pk, "organization": actor.organization_id, "limit": COUNT_LIMIT + 1,
+        "now": connection.ops.adapt_datetimefield_value(timezone.now()),
+    }  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(_SIDEBAR_SQL, parameters)
+        found = cursor.fetchall()
+    counts: dict[str, int] = {}
+    teams = []
+    for kind, team_id, team_name, count in found:
+        if kind == "team":
+            teams.append(Team(pk=team_id, organization_id=actor.organization_id, name=team_name))
+            counts[f"team:{team_id}"] = count
+        else:
+            counts[kind] = count
+    return Sidebar(teams=teams, counts=counts)
 
 
 def labels_visible(*, actor: Membership) -> QuerySet[Label]:

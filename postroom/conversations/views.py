@@ -53,7 +53,6 @@ from postroom.mime.filenames import content_disposition, served_content_type
 from postroom.orgs.models import Membership
 from postroom.orgs.policy import Permission, role_allows
 from postroom.orgs.selectors import membership_get, organization_members, organization_teams
-from postroom.outbox.selectors import drafts_of
 
 DOWNLOAD_POLICY = "sandbox; default-src 'none'; frame-ancestors 'none'"
 PAGE_SIZE = 50
@@ -165,11 +164,11 @@ def _error_text(error: ValidationError | PermissionDenied) -> str:
 
 # --- The sidebar --------------------------------------------------------------------------------------
 def nav_context(actor: Membership, current: str, labels: list[Label] | None = None) -> dict[str, Any]:
-    """The views of the sidebar with their counts (one query per counted view) and the labels
-    (``labels``: ``selectors.labels_visible`` when the caller has read them already)."""
+    """The views of the sidebar with their counts (one query for the teams and all counts) and
+    the labels (``labels``: ``selectors.labels_visible`` when the caller has read them already)."""
     slug = actor.organization.slug
-    teams = selectors.teams_of(actor=actor)
-    counts = selectors.view_counts(actor=actor, teams=teams)
+    sidebar = selectors.sidebar_get(actor=actor)
+    teams, counts = sidebar.teams, sidebar.counts
     if labels is None:
         labels = list(selectors.labels_visible(actor=actor))
 
@@ -188,7 +187,7 @@ def nav_context(actor: Membership, current: str, labels: list[Label] | None = No
         entry(view, VIEW_TITLES[view], reverse(f"conversations:view_{view}", args=[slug]), VIEW_ICONS[view])
         for view in (View.SENT, View.SNOOZED, View.CLOSED, View.ALL, View.SPAM, View.TRASH)
     ]
-    folders.insert(1, entry("drafts", "Drafts", reverse("outbox:drafts", args=[slug]), "edit", drafts_of(actor=actor).count(), "drafts"))
+    folders.insert(1, entry("drafts", "Drafts", reverse("outbox:drafts", args=[slug]), "edit", counts["drafts"], "drafts"))
     return {
         "nav_main": main,
         "nav_teams": [

@@ -27,7 +27,8 @@ from postroom.conversations.models import (
     TimelineEvent,
 )
 from postroom.conversations.tests.conftest import TeamInbox
-from postroom.orgs.actions import team_create
+from postroom.orgs.actions import team_create, team_member_add
+from postroom.orgs.models import Team
 from postroom.testing.factories import TeamFactory
 
 pytestmark = pytest.mark.django_db
@@ -577,3 +578,83 @@ def test_an_unknown_view_segment_is_not_a_conversation(cast: Cast, client_as) ->
         assert alice.get(reverse(f"conversations:view_{view}", args=["acme"])).status_code == 200, view
     assert alice.get(reverse("conversations:label", args=["acme", "not-a-label"])).status_code == 404
     assert alice.get(reverse("conversations:team", args=["acme", 999999])).status_code == 404
+
+
+@pytest.mark.parametrize("limit", [2, 99])
+def test_sidebar_counts_match_the_views(  # type: ignore[no-untyped-def]
+    cast: Cast, team_inbox: TeamInbox, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    """The sidebar's one query counts what each view lists (``view_rows``; unread only in the
+    inboxes), capped at ``COUNT_LIMIT + 1``, for conversations in every state, for each member."""
+    from postroom.conversations.selectors import View, ViewFilter
+
+    monkeypatch.setattr(selectors, "COUNT_LIMIT", limit)
+    alice, bob = cast.alice_membership, cast.bob_membership
+    sales = team_create(actor=alice, name="sales")  # sorts after "Support" by code point, before it in most collations
+    team_member_add(actor=alice, team=sales, membership=bob)
+    delivered = [team_inbox.deliver(subject=f"Number {number}").conversation for number in range(9)]
+    private = team_inbox.deliver(mailbox=team_inbox.private_mailbox, subject="Private").conversation
+    actions.conversation_assign(actor=alice, conversation=delivered[0], assignee=bob)
+    actions.conversation_assign(actor=alice, conversation=delivered[1], assignee=bob)
+    actions.conversation_assign(actor=alice, conversation=delivered[2], assignee=alice)
+    actions.conversation_close(actor=alice, conversation=delivered[1])
+    actions.conversation_trash(actor=bob, conversation=delivered[3])
+    actions.conversation_mark_spam(actor=alice, conversation=delivered[4])
+    actions.conversation_snooze(actor=bob, conversation=delivered[5], until=timezone.now() + timedelta(days=1))
+    actions.conversation_mark_read(actor=bob, conversation=delivered[6], read=True)
+    actions.conversation_archive(actor=alice, conversation=delivered[7])
+    actions.conversation_share(actor=alice, conversation=delivered[8], team=sales)
+    ConversationMember.objects.filter(conversation__in=[delivered[0], delivered[3], delivered[6], private]).update(
+        mentioned_at=timezone.now()
+    )
+    ConversationMember.objects.filter(conversation=delivered[2]).update(snoozed_until=timezone.now() - timedelta(hours=1))
+    for member in (alice, bob, cast.charlie_membership):
+        teams = list(Team.objects.filter(team_memberships__membership=member).order_by("name"))
+        expected = {}
+        for view in (View.INBOX, View.ASSIGNED, View.MENTIONS, View.TASKS):
+            rows = selectors.view_rows(actor=member, selected=ViewFilter(view))
+            expected[view] = min(rows.filter(unread=True).count() if view in (View.INBOX, View.MENTIONS) else rows.count(), limit + 1)
+        for team in teams:
+            rows = selectors.view_rows(actor=member, selected=ViewFilter(View.TEAM, team=team)).filter(unread=True)
+            expected[f"team:{team.pk}"] = min(rows.count(), limit + 1)
+        expected["drafts"] = 0
+        sidebar = selectors.sidebar_get(actor=member)
+        assert sidebar.counts == expected, member
+        assert [team.pk for team in sidebar.teams] == [team.pk for team in teams]
+        assert [team.name for team in sidebar.teams] == [team.name for team in teams]
+    assert selectors.sidebar_get(actor=alice).counts[View.INBOX] > 0
+    assert selectors.sidebar_get(actor=bob).counts[View.ASSIGNED] == 1
+
+
+def test_list_rows_count_only_visible_messages(cast: Cast, team_inbox: TeamInbox) -> None:
+    """Each row's latest message, message count and attachment mark come from the messages the
+    member sees (``messages_visible``): a teammate's private reply threaded in counts for them
+    only; also across more conversations than one summary query takes."""
+    from postroom.conversations.selectors import View, ViewFilter
+    from postroom.mailboxes.tests.factories import make_mailbox
+
+    carols = make_mailbox(cast.carol_membership, address="carol@acme.test")
+    base = timezone.now() - timedelta(days=1)
+    for number in range(selectors._SUMMARY_BATCH + 4):
+        team_inbox.deliver(subject=f"Thread {number}", date=base + timedelta(minutes=number))
+        first_id = f"<m{team_inbox.uid}@customer.example>"
+        if number % 3 == 0:
+            team_inbox.deliver(carols, subject=f"Re: Thread {number}", in_reply_to=first_id,
+                               message_id=f"<carol-{number}@acme.test>", date=base + timedelta(minutes=number, seconds=30),
+                               attachments=(("secret.pdf", "application/pdf", b"%PDF"),))  # fmt: skip
+        if number % 4 == 0:
+            team_inbox.deliver(subject=f"Re: Thread {number}", in_reply_to=first_id,
+                               date=base + timedelta(minutes=number, seconds=45), attachments=(("a.txt", "text/plain", b"a"),))  # fmt: skip
+    checked = 0
+    for member in (cast.alice_membership, cast.bob_membership, cast.carol_membership):
+        page = selectors.view_page(actor=member, selected=ViewFilter(View.ALL), limit=200)
+        for row in page:
+            visible = list(selectors.messages_visible(actor=member).filter(conversation_id=row.conversation_id))
+            latest = max(visible, key=lambda message: (message.sent_at is not None, message.sent_at, message.created_at))
+            assert row.last_message.pk == latest.pk  # type: ignore[attr-defined]
+            assert row.visible_messages == len(visible)  # type: ignore[attr-defined]
+            assert row.with_attachments == any(message.has_attachments for message in visible)  # type: ignore[attr-defined]
+            checked += 1
+    assert checked > 2 * selectors._SUMMARY_BATCH
+    counts = {row.visible_messages for row in selectors.view_page(actor=cast.bob_membership, selected=ViewFilter(View.ALL), limit=200)}  # type: ignore[attr-defined]
+    assert counts == {1, 2}
