@@ -56,6 +56,7 @@ from postroom.mime.parse import (
     Quarantined,
     QuarantineReason,
     content_digest,
+    parse_headers,
     parse_message,
 )
 from postroom.mime.snippet import snippet_of
@@ -132,7 +133,7 @@ def _quarantine_payload(result: Quarantined) -> dict[str, Any]:
 
 
 def _headers_payload(raw: bytes, limits: Limits) -> dict[str, Any]:
-    parsed = parse_message(raw, limits=limits)
+    parsed = parse_headers(raw, limits=limits)
     if isinstance(parsed, Quarantined):
         return _quarantine_payload(parsed)
     return {
