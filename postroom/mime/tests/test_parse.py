@@ -332,6 +332,7 @@ def test_r31_the_header_pass_checks_sizes_and_header_limits_first():
 def test_the_header_pass_reads_what_parse_message_reads():
     message = parsed(rich_message())
     headers = parse_headers(rich_message())
+    assert isinstance(headers, ParsedMessage)
     assert headers == message
     assert headers.is_automated is message.is_automated
 
