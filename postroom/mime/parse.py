@@ -207,8 +207,9 @@ def content_digest(raw: bytes) -> str:
     message however a server rewrote its trace headers and line endings (duplicate detection)."""
     match = _HEADER_END.search(raw)
     body = raw[match.end() :] if match else raw
-    body = b"\n".join(line.rstrip() for line in body.replace(b"\r\n", b"\n").split(b"\n")).strip(b"\n")
-    return hashlib.sha256(body).hexdigest()
+    # Cut at each LF, a line's trailing whitespace (its CR included) goes: the same bytes as
+    # replacing CRLF by LF first, in one pass fewer.
+    return hashlib.sha256(b"\n".join(map(bytes.rstrip, body.split(b"\n"))).strip(b"\n")).hexdigest()
 
 
 # --- 1. Pre-scan of the raw bytes -----------------------------------------------------------
