@@ -3,8 +3,8 @@
 Attackers and failure modes:
 
 - A hostile sender or server sending enormous or pathological messages (R31): each message's
-  ``RFC822.SIZE`` is fetched before its body, and a message over the size limit is never
-  downloaded: only a bounded part of its header is, and it is stored quarantined, so it is
+  ``RFC822.SIZE`` is fetched before its body (for the first import, one ``SEARCH LARGER`` finds
+  them all), and a message over the size limit is never downloaded: only a bounded part of its header is, and it is stored quarantined, so it is
   visible as such and never blocks the folder. Parsing limits are ``message_ingest``'s.
 - A server sending folder names or UIDs that would inject commands when sent back (R33): names
   pass ``imap_folder_name`` before they are stored or selected, UIDs ``imap_uids`` before any
@@ -45,7 +45,7 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -230,12 +230,19 @@ class _Fetched:
     oversized: list[int]
 
 
-def _fetch_batch(client: IMAPClient, uids: Sequence[int], *, condstore: bool, parse: bool) -> _Fetched:
+def _fetch_batch(
+    client: IMAPClient, uids: Sequence[int], *, condstore: bool, parse: bool, too_large: Collection[int] | None = None
+) -> _Fetched:
     """Sizes first (a message over the limit is never downloaded), then the messages that fit;
-    with ``parse``, their header pass too (in the parser processes)."""
-    sizes = client.fetch(list(uids), ["RFC822.SIZE"])
-    fitting = [uid for uid in uids if int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0)) <= MAX_MESSAGE_BYTES]
-    oversized = [uid for uid in uids if uid in sizes and uid not in fitting]
+    with ``parse``, their header pass too (in the parser processes). ``too_large``: the UIDs over
+    the limit, when a search has found them already (the import plan's), instead of the sizes."""
+    if too_large is None:
+        sizes = client.fetch(list(uids), ["RFC822.SIZE"])
+        fitting = [uid for uid in uids if int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0)) <= MAX_MESSAGE_BYTES]
+        oversized = [uid for uid in uids if uid in sizes and uid not in fitting]
+    else:
+        fitting = [uid for uid in uids if uid not in too_large]
+        oversized = [uid for uid in uids if uid in too_large]
     items = ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"] + (["MODSEQ"] if condstore else [])
     fetched = client.fetch(fitting, items) if fitting else {}
     # Without BODY[]: an unsolicited FLAGS update, or the message was expunged meanwhile.
@@ -254,13 +261,23 @@ class _Prefetcher(threading.Thread):
     session, in order, into a queue the sync thread takes them from. Touches no database: the
     session is opened by the caller, and the folder is checked to still have ``uidvalidity``."""
 
-    def __init__(self, client: IMAPClient, folder_name: str, uidvalidity: int, batches: list[list[int]], *, condstore: bool) -> None:
+    def __init__(
+        self,
+        client: IMAPClient,
+        folder_name: str,
+        uidvalidity: int,
+        batches: list[list[int]],
+        *,
+        condstore: bool,
+        too_large: frozenset[int],
+    ) -> None:
         super().__init__(name="sync-prefetch", daemon=True)
         self.client = client
         self.folder_name = folder_name
         self.uidvalidity = uidvalidity
         self.batches = batches
         self.condstore = condstore
+        self.too_large = too_large
         self.results: queue.Queue[_Fetched | BaseException] = queue.Queue(maxsize=PREFETCH_DEPTH)
         self.stopping = threading.Event()
 
@@ -270,7 +287,9 @@ class _Prefetcher(threading.Thread):
             if int(status[b"UIDVALIDITY"]) != self.uidvalidity:
                 raise FolderChanged(f"{self.folder_name} was renumbered by the server")
             for uids in self.batches:
-                fetched: _Fetched | BaseException = _fetch_batch(self.client, uids, condstore=self.condstore, parse=True)
+                fetched: _Fetched | BaseException = _fetch_batch(
+                    self.client, uids, condstore=self.condstore, parse=True, too_large=self.too_large
+                )
                 if not self._put(fetched):
                     return
         except Exception as error:  # handed to the sync thread, which fetches the batch itself
@@ -318,6 +337,9 @@ class _ImportPlan:
     uidvalidity: int
     start_below_uid: int
     batches: list[list[int]]
+    # The UIDs below ``start_below_uid`` over MAX_MESSAGE_BYTES (a message's size never changes),
+    # found by the same search: no batch fetches its messages' sizes.
+    too_large: frozenset[int] = frozenset()
     next: int = 0
     prefetcher: _Prefetcher | None = None
     bodies_deferred: bool = False  # a batch was stored without queueing its body pass
@@ -572,7 +594,7 @@ class MailboxSync:
                 if fetched is None:
                     plan.close()  # it failed or fell out of step: the rest is fetched here
             if fetched is None:
-                fetched = _fetch_batch(self.client, uids, condstore=self.condstore, parse=False)
+                fetched = _fetch_batch(self.client, uids, condstore=self.condstore, parse=False, too_large=plan.too_large)
             bodies_now = sum(len(batch) for batch in plan.batches[: plan.next]) < IMPORT_BODIES_AT_ONCE
             plan.bodies_deferred = plan.bodies_deferred or not bodies_now
             self._store_fetched(folder, uidvalidity, fetched, bodies_later=bodies_now)
@@ -600,20 +622,26 @@ class MailboxSync:
             return plan
         self.close()
         remaining: list[int] = []
+        too_large: frozenset[int] = frozenset()
         if below_uid > 1:
             criteria: list[Any] = ["UID", f"1:{below_uid - 1}"]
             if self.mailbox.import_since:
                 criteria += ["SINCE", self.mailbox.import_since]
             remaining = sorted(uid for uid in imap_uids(self.client.search(criteria)) if uid < below_uid)
+            if remaining:
+                # SEARCH LARGER counts the octets RFC822.SIZE reports (RFC 3501 6.4.4, 7.4.2).
+                too_large = frozenset(imap_uids(self.client.search([*criteria, "LARGER", MAX_MESSAGE_BYTES])))
         batches = [remaining[max(0, end - self.batch_size) : end] for end in range(len(remaining), 0, -self.batch_size)]
-        plan = self._plan = _ImportPlan(folder_pk=folder.pk, uidvalidity=uidvalidity, start_below_uid=below_uid, batches=batches)
+        plan = self._plan = _ImportPlan(
+            folder_pk=folder.pk, uidvalidity=uidvalidity, start_below_uid=below_uid, batches=batches, too_large=too_large
+        )
         if self.prefetch and len(batches) > 1:
             try:
                 session = imap_open_for(self.mailbox)
             except Exception as error:  # the import goes on over the one session
                 logger.info("mailbox %s: no second session to fetch the import ahead (%s)", self.mailbox.pk, error)
             else:
-                plan.prefetcher = _Prefetcher(session, folder.name, uidvalidity, batches[1:], condstore=self.condstore)
+                plan.prefetcher = _Prefetcher(session, folder.name, uidvalidity, batches[1:], condstore=self.condstore, too_large=too_large)
                 plan.prefetcher.start()
         return plan
 

@@ -5,7 +5,9 @@ import resource
 import subprocess
 import sys
 from datetime import UTC, datetime
+from email import policy
 from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
@@ -21,8 +23,11 @@ from postroom.mime.parse import (
     ParsedMessage,
     Quarantined,
     QuarantineReason,
+    content_digest,
+    parse_headers,
     parse_message,
 )
+from postroom.mime.parse import _header_items as header_items
 from postroom.mime.tests import pathological
 
 CPYTHON_EMAIL_DATA = Path(cpython_test_package.__file__).parent / "test_email" / "data"
@@ -261,6 +266,96 @@ def test_headers_are_read_without_parsing_the_body():
     assert "body" not in message.__dict__
     assert isinstance(message.body, MessageBody)
     assert "body" in message.__dict__
+
+
+def _stdlib_header_items(block: bytes) -> tuple[list[tuple[str, str]], list[str]]:
+    message = BytesParser(policy=policy.default).parsebytes(block + b"\r\n\r\n", headersonly=True)
+    return list(message.raw_items()), [type(defect).__name__ for defect in message.defects]
+
+
+HEADER_PIECES = [
+    b"Subject: hi",
+    b"From: a@example.org",
+    b"From x",
+    b"From ",
+    b" folded",
+    b"\tfolded",
+    b":no name",
+    b"no colon",
+    b"X-\xff: v\xe9",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"\r\n ",
+    b"To:",
+    b"A:b:c",
+    b"  ",
+    b"Content-Type: text/plain",
+    b"\x00",
+    b"=?utf-8?q?x?=",
+    b"\r\r\n",
+]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(HEADER_PIECES), max_size=12))
+def test_header_blocks_are_read_as_the_stdlib_reads_them(pieces):
+    block = b"".join(pieces)
+    assert header_items(block) == _stdlib_header_items(block)
+
+
+def test_header_blocks_of_real_messages_are_read_as_the_stdlib_reads_them():
+    for raw in [rich_message(), *(path.read_bytes() for path in sorted(CPYTHON_EMAIL_DATA.glob("msg_*.txt")))]:
+        block = raw.split(b"\n\n", 1)[0].rstrip(b"\r")
+        assert header_items(block) == _stdlib_header_items(block), raw[:80]
+
+
+def test_the_header_pass_leaves_the_mime_structure_to_the_body():
+    deep = pathological.deep_multipart()
+    headers = parse_headers(deep)
+    assert isinstance(headers, ParsedMessage)
+    assert isinstance(parse_message(deep), Quarantined)
+    # Reading the body of a header pass's result checks the structure before the body is parsed.
+    assert isinstance(headers.body, Quarantined)
+    assert headers.body.reason == QuarantineReason.MIME_TOO_DEEP
+
+
+def test_r31_the_header_pass_checks_sizes_and_header_limits_first():
+    for raw in [pathological.long_header_line(), pathological.many_to_lines(), pathological.many_addresses(), b"x" * (51 << 20)]:
+        headers, message = parse_headers(raw), parse_message(raw)
+        assert isinstance(headers, Quarantined)
+        assert headers == message
+    many_fields = b"".join(b"X-%d: v\r\n" % number for number in range(1_500)) + b"\r\nbody"
+    assert parse_headers(many_fields) == Quarantined(QuarantineReason.TOO_MANY_HEADER_FIELDS, "1500 header fields, limit 1000")
+
+
+def test_the_header_pass_reads_what_parse_message_reads():
+    message = parsed(rich_message())
+    headers = parse_headers(rich_message())
+    assert isinstance(headers, ParsedMessage)
+    assert headers == message
+    assert headers.is_automated is message.is_automated
+
+
+def _digest_as_first_defined(raw: bytes) -> str:
+    # The definition the stored digests were made with; content_digest must keep giving the same.
+    body = raw.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in raw else raw
+    body = b"\n".join(line.rstrip() for line in body.replace(b"\r\n", b"\n").split(b"\n")).strip(b"\n")
+    return hashlib.sha256(body).hexdigest()
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b" ", b"\t", b"\r", b"\n", b"\r\n", b"\x0b", b"\x0c", b"\x00", b"\xa0", b"\x85"]), max_size=16))
+def test_content_digests_are_those_of_the_first_definition(pieces):
+    raw = b"Subject: x\r\n\r\n" + b"".join(pieces)
+    assert content_digest(raw) == _digest_as_first_defined(raw)
+
+
+def test_content_digests_ignore_line_endings_and_trailing_spaces():
+    digest = content_digest(b"Subject: a\r\n\r\nHello  \r\nthere\t\r\n\r\n")
+    assert digest == content_digest(b"Subject: b\n\nHello\nthere\n")
+    assert digest == hashlib.sha256(b"Hello\nthere").hexdigest()
+    assert digest != content_digest(b"Subject: b\n\nHello\nthere!\n")
 
 
 def test_forwarded_message_is_one_attachment_named_after_its_subject():

@@ -400,6 +400,21 @@ def test_r31_an_oversized_message_is_quarantined_without_downloading_it(
     assert MessageCopy.objects.filter(mailbox=mailbox).count() == 2
 
 
+def test_r31_an_oversized_message_in_a_batch_fetched_ahead_is_not_downloaded_either(
+    dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "MAX_MESSAGE_BYTES", 20_000)
+    large = dovecot.append(mail_user, make_message(1, size=50_000))  # the oldest: in the last batch
+    small = [dovecot.append(mail_user, make_message(number)) for number in range(2, 8)]
+    mailbox = make_mailbox(mail_user)
+    mailbox_sync_once(mailbox, batch_size=2)
+    stored = {copy.uid: copy.message for copy in MessageCopy.objects.filter(mailbox=mailbox).select_related("message")}
+    assert sorted(stored) == sorted([large, *small])
+    assert stored[large].quarantine_reason == "too_large"
+    assert stored[large].size < 20_000
+    assert all(stored[uid].quarantine_reason == "" for uid in small)
+
+
 def test_a_server_restart_mid_import_loses_and_duplicates_nothing(
     dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]
 ) -> None:
