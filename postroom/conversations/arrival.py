@@ -49,10 +49,16 @@ def copies_stored(*, copies: Iterable[MessageCopy], new_message_ids: Iterable[An
     if not copies:
         return
     new_ids = set(new_message_ids)
+    new_messages = list(new_messages)
     mailbox_ids = {copy.mailbox_id for copy in copies}
     mailboxes = {mailbox.pk: mailbox for mailbox in Mailbox.objects.filter(pk__in=mailbox_ids).only("id", "owner_id", "team_id")}
-    messages = {message.pk: message for message in Message.objects.filter(pk__in={copy.message_id for copy in copies}).only(
-        "id", "conversation_id", "direction", "shared", "organization_id")}  # fmt: skip
+    # The new messages in hand are as stored (just inserted); the others are read.
+    wanted = {copy.message_id for copy in copies}
+    messages: dict[Any, Message] = {message.pk: message for message in new_messages if message.pk in new_ids and message.pk in wanted}
+    to_read = wanted - messages.keys()
+    if to_read:
+        messages.update((message.pk, message) for message in Message.objects.filter(pk__in=to_read).only(
+            "id", "conversation_id", "direction", "shared", "organization_id"))  # fmt: skip
 
     # Team mailboxes share what they receive.
     for copy in copies:

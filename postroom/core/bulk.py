@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
@@ -74,17 +75,28 @@ def _preparer(field: models.Field[Any, Any], connection: BaseDatabaseWrapper) ->
     return slow
 
 
+# Per connection (each thread has its own), the columns and preparers of each (model, fields).
+_prepared_columns: weakref.WeakKeyDictionary[
+    BaseDatabaseWrapper, dict[tuple[type[models.Model], tuple[str, ...]], tuple[list[models.Field[Any, Any]], list[Preparer]]]
+] = weakref.WeakKeyDictionary()
+
+
 def _preparers(
     model: type[models.Model], fields: Sequence[str]
 ) -> tuple[BaseDatabaseWrapper, list[models.Field[Any, Any]], list[Preparer]]:
     connection = connections[DEFAULT_DB_ALIAS]
-    columns: list[models.Field[Any, Any]] = []
-    for name in fields:
-        field = model._meta.get_field(name)
-        if not isinstance(field, models.Field) or not field.column:
-            raise ValueError(f"{model.__name__}.{name} is not a column")
-        columns.append(field)
-    return connection, columns, [_preparer(field, connection) for field in columns]
+    known = _prepared_columns.setdefault(connection, {})
+    key = (model, tuple(fields))
+    if key not in known:
+        columns: list[models.Field[Any, Any]] = []
+        for name in fields:
+            field = model._meta.get_field(name)
+            if not isinstance(field, models.Field) or not field.column:
+                raise ValueError(f"{model.__name__}.{name} is not a column")
+            columns.append(field)
+        known[key] = (columns, [_preparer(field, connection) for field in columns])
+    columns, preparers = known[key]
+    return connection, columns, preparers
 
 
 def rows_insert(model: type[models.Model], fields: Sequence[str], rows: Iterable[Sequence[Any]], *, ignore_conflicts: bool = False) -> None:
@@ -106,8 +118,9 @@ def rows_insert(model: type[models.Model], fields: Sequence[str], rows: Iterable
         cursor.executemany(statement, prepared)
 
 
-def instances_insert(instances: Sequence[models.Model]) -> None:
-    """INSERT ``instances`` (all of one model) as ``bulk_create`` would, see the module docstring."""
+def instances_insert(instances: Sequence[models.Model], *, ignore_conflicts: bool = False) -> None:
+    """INSERT ``instances`` (all of one model) as ``bulk_create`` would, see the module docstring;
+    ``ignore_conflicts`` as ``bulk_create``'s."""
     if not instances:
         return
     model = type(instances[0])
@@ -126,7 +139,7 @@ def instances_insert(instances: Sequence[models.Model]) -> None:
                 for field, attname, is_plain in zip(fields, attnames, plain, strict=True)
             ]
         )
-    rows_insert(model, [field.name for field in fields], rows)
+    rows_insert(model, [field.name for field in fields], rows, ignore_conflicts=ignore_conflicts)
     alias = connections[DEFAULT_DB_ALIAS].alias
     for instance in instances:
         instance._state.adding = False
