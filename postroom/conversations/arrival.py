@@ -39,6 +39,7 @@ from postroom.conversations.models import (
     TimelineEvent,
 )
 from postroom.conversations.signals import conversation_event
+from postroom.live.bus import publishing_held
 from postroom.mailboxes.models import Mailbox
 
 
@@ -153,12 +154,13 @@ def _publish_after_commit(messages: dict[Any, Message], kind: str, details_by_co
     """One ``conversation_event`` per conversation, after the commit. A batch of mail names many
     conversations: their events are sent in one transaction (each in a savepoint of its own, so
     a receiver's failed write spoils only its event), so that the database bus's rows cost one
-    commit, not one each."""
+    commit, not one each (and the live bus's rows one transaction, ``live.bus.publishing_held``)."""
     organization_of = {message.conversation_id: message.organization_id for message in messages.values()}
     events = [(conversation_id, organization_of[conversation_id], details) for conversation_id, details in details_by_conversation.items()]
 
     def send() -> None:
-        with transaction.atomic():
+        # The live bus's rows are written together once the receivers' changes are committed.
+        with publishing_held(), transaction.atomic():
             for conversation_id, organization_id, details in events:
                 with transaction.atomic():
                     conversation_event.send(
