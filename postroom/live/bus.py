@@ -405,7 +405,8 @@ def publishing_held() -> Iterator[None]:
     """Events this thread publishes inside the block are published together as it ends: on the
     database bus in one transaction instead of one each (a batch of mail names hundreds of
     conversations); the other buses publish them at once. A failure is logged and dropped, as a
-    single publish's is (the changes are committed; pages catch up on their next load)."""
+    single publish's is (the changes are committed; pages catch up on their next load); when the
+    block raises, what it held is dropped."""
     if getattr(_held, "events", None) is not None:
         yield  # already inside one
         return
@@ -414,10 +415,11 @@ def publishing_held() -> Iterator[None]:
         yield
     finally:
         events, _held.events = _held.events, None
-        if events:
-            try:
-                bus = get_bus()
-                if isinstance(bus, DatabaseBus):
-                    bus.publish_many(events)
-            except Exception as error:
-                logger.warning("live: %d events were not published (%s)", len(events), type(error).__name__)
+    # Not reached when the block raised: its events are dropped, as a rolled-back transaction's rows were.
+    if events:
+        try:
+            bus = get_bus()
+            if isinstance(bus, DatabaseBus):
+                bus.publish_many(events)
+        except Exception as error:
+            logger.warning("live: %d events were not published (%s)", len(events), type(error).__name__)

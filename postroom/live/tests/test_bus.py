@@ -151,6 +151,23 @@ def test_events_held_that_cannot_be_written_are_dropped_without_failing_the_call
     assert not LiveEvent.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_events_held_by_a_block_that_failed_are_dropped(settings: Any) -> None:
+    settings.LIVE_BUS = "database"
+
+    def publish_then_fail() -> None:
+        with buses.publishing_held():
+            buses.publish(event())
+            raise RuntimeError("the changes they describe were rolled back")
+
+    with pytest.raises(RuntimeError):
+        publish_then_fail()
+    assert not LiveEvent.objects.exists()
+    with buses.publishing_held():  # the next block starts empty
+        buses.publish(event())
+    assert LiveEvent.objects.count() == 1
+
+
 # --- In one process --------------------------------------------------------------------------------
 def test_the_memory_bus_reaches_every_listener_from_any_thread() -> None:
     bus = buses.MemoryBus()
