@@ -270,9 +270,16 @@ def messages_stored(*, new_message_ids: Iterable[Any], authors: Mapping[Any, int
     rows: list[tuple[Any, Any, str]] = []  # MessageAddress rows
     recipients: dict[int, dict[str, str]] = {}
     organization_of: dict[int, Any] = {}
+    indexed: dict[tuple[Any, str], str] = {}  # a batch of mail names the same people again and again
     for message in messages:
         addresses = message.addresses or {}
-        indexes = {address_index(message.organization_id, address) for _name, address in _pairs(addresses, PARTICIPANT_ROLES)}
+        indexes = set()
+        for _name, address in _pairs(addresses, PARTICIPANT_ROLES):
+            key = (message.organization_id, address)
+            index = indexed.get(key)
+            if index is None:
+                index = indexed[key] = address_index(message.organization_id, address)
+            indexes.add(index)
         rows += [(message.pk, message.organization_id, index) for index in indexes]
         author = authors.get(message.pk)
         if author is not None:

@@ -31,6 +31,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from postroom.conversations.models import Conversation, ConversationMember, ConversationShare, MessageCopy, Place
+from postroom.core.bulk import instances_insert
 from postroom.mailboxes.models import FolderRole
 from postroom.orgs.models import Membership, TeamMembership
 
@@ -164,7 +165,7 @@ def _refresh_chunk(conversation_ids: list[Any]) -> None:
     if gone:
         ConversationMember.objects.filter(pk__in=gone).delete()
     if to_create:
-        ConversationMember.objects.bulk_create(to_create, ignore_conflicts=True)
+        instances_insert(to_create, ignore_conflicts=True)
     if to_update:
         fields = ["via_mailbox", "via_share", "place", "copies_place", "copies_unread", "unread", "last_activity_at"]
         ConversationMember.objects.bulk_update(to_update, fields)

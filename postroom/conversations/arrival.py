@@ -39,6 +39,7 @@ from postroom.conversations.models import (
     TimelineEvent,
 )
 from postroom.conversations.signals import conversation_event
+from postroom.live.bus import publishing_held
 from postroom.mailboxes.models import Mailbox
 
 
@@ -49,10 +50,16 @@ def copies_stored(*, copies: Iterable[MessageCopy], new_message_ids: Iterable[An
     if not copies:
         return
     new_ids = set(new_message_ids)
+    new_messages = list(new_messages)
     mailbox_ids = {copy.mailbox_id for copy in copies}
     mailboxes = {mailbox.pk: mailbox for mailbox in Mailbox.objects.filter(pk__in=mailbox_ids).only("id", "owner_id", "team_id")}
-    messages = {message.pk: message for message in Message.objects.filter(pk__in={copy.message_id for copy in copies}).only(
-        "id", "conversation_id", "direction", "shared", "organization_id")}  # fmt: skip
+    # The new messages in hand are as stored (just inserted); the others are read.
+    wanted = {copy.message_id for copy in copies}
+    messages: dict[Any, Message] = {message.pk: message for message in new_messages if message.pk in new_ids and message.pk in wanted}
+    to_read = wanted - messages.keys()
+    if to_read:
+        messages.update((message.pk, message) for message in Message.objects.filter(pk__in=to_read).only(
+            "id", "conversation_id", "direction", "shared", "organization_id"))  # fmt: skip
 
     # Team mailboxes share what they receive.
     for copy in copies:
@@ -147,12 +154,13 @@ def _publish_after_commit(messages: dict[Any, Message], kind: str, details_by_co
     """One ``conversation_event`` per conversation, after the commit. A batch of mail names many
     conversations: their events are sent in one transaction (each in a savepoint of its own, so
     a receiver's failed write spoils only its event), so that the database bus's rows cost one
-    commit, not one each."""
+    commit, not one each (and the live bus's rows one transaction, ``live.bus.publishing_held``)."""
     organization_of = {message.conversation_id: message.organization_id for message in messages.values()}
     events = [(conversation_id, organization_of[conversation_id], details) for conversation_id, details in details_by_conversation.items()]
 
     def send() -> None:
-        with transaction.atomic():
+        # The live bus's rows are written together once the receivers' changes are committed.
+        with publishing_held(), transaction.atomic():
             for conversation_id, organization_id, details in events:
                 with transaction.atomic():
                     conversation_event.send(

@@ -22,12 +22,14 @@ instead of once per file lets the kernel write the batch out together.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import secrets
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -60,7 +62,7 @@ def _path(scope: str, name: str) -> Path:
     return blob_scope_directory(scope) / name[:2] / name
 
 
-def _reuse(path: Path) -> bool:
+def _reuse(path: str | Path) -> bool:
     """Whether the blob is stored already; if so its time is refreshed, so that the sweep, which
     spares recent blobs, cannot remove it before the transaction referencing it commits."""
     try:
@@ -94,8 +96,11 @@ def blob_put(scope: str, content: bytes) -> str:
 
 # Threads that wait for the disk (fsync releases the GIL): enough for the journal to group many.
 _SYNC_THREADS = 16
-# Threads that create and write the temporary files of a ``BlobBatch`` (the caller goes on meanwhile).
+# Threads that create and write the temporary files of a ``BlobBatch`` (the caller goes on
+# meanwhile), and the blobs each write task takes: one task per blob cost the caller more in
+# handing it over than the write itself.
 _WRITE_THREADS = 4
+_BLOBS_PER_WRITE = 16
 _executors: dict[str, ThreadPoolExecutor] = {}
 _executors_lock = threading.Lock()
 
@@ -108,7 +113,7 @@ def _executor(name: str, threads: int) -> ThreadPoolExecutor:
         return executor
 
 
-def _fsync_directory(directory: Path) -> None:
+def _fsync_directory(directory: str) -> None:
     descriptor = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -116,57 +121,108 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def _write_temporary(temporary: Path, sealed: bytes) -> int:
-    """Write ``sealed`` to a new temporary file; its open descriptor (not fsynced yet)."""
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def _write_temporary(temporary: str, sealed: bytes) -> int:
+    """Write ``sealed`` to a new temporary file (its directory made if missing); its open
+    descriptor (not fsynced yet)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        descriptor = os.open(temporary, flags, 0o600)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(temporary), mode=0o700, exist_ok=True)
+        descriptor = os.open(temporary, flags, 0o600)
     try:
         view = memoryview(sealed)
         while view:
             view = view[os.write(descriptor, view) :]
     except BaseException:
         os.close(descriptor)
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
         raise
     return descriptor
+
+
+@dataclass
+class _Pending:
+    """A blob of a ``BlobBatch``: written to ``temporary`` (``descriptor`` open), or found stored
+    already (``descriptor`` None)."""
+
+    path: str
+    temporary: str
+    sealed: bytes
+    descriptor: int | None = None
+
+
+def _write_pending(blobs: list[_Pending]) -> None:
+    """One write task of a ``BlobBatch``: each blob reused if stored already, else written to its
+    temporary file; on failure every file this task wrote is closed and removed."""
+    try:
+        for blob in blobs:
+            if not _reuse(blob.path):
+                blob.descriptor = _write_temporary(blob.temporary, blob.sealed)
+            blob.sealed = b""
+    except BaseException:
+        _remove_temporaries(blobs)
+        raise
+
+
+def _remove_temporaries(blobs: list[_Pending]) -> None:
+    for blob in blobs:
+        if blob.descriptor is not None:
+            os.close(blob.descriptor)
+            blob.descriptor = None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(blob.temporary)
 
 
 class BlobBatch:
     """Blobs written now and made durable together by ``durable()``; see the module docstring.
 
     ``put`` names and seals a blob in the caller's thread (the data key may need the database)
-    and leaves creating and writing its temporary file to a thread (the caller goes on while
-    the disk works); ``durable()`` waits for those writes first."""
+    and leaves the rest to threads, a few blobs per task (the caller goes on while the disk
+    works): finding it stored already (its time refreshed), else creating and writing its
+    temporary file. ``durable()`` waits for those writes first."""
 
     def __init__(self) -> None:
-        # final path -> (temporary path, the write of the temporary file: its open descriptor)
-        self._pending: dict[Path, tuple[Path, Future[int]]] = {}
-        self._directories: set[Path] = set()
+        self._paths: set[str] = set()  # every blob put, by its final path
+        self._queued: list[_Pending] = []  # not handed to a write task yet
+        self._writes: list[tuple[list[_Pending], Future[None]]] = []
+        self._tag = secrets.token_hex(4)  # temporary names: unique to this batch, numbered in it
 
     def put(self, scope: str, content: bytes) -> str:
         name = blob_name(scope, content)
-        path = _path(scope, name)
-        if path in self._pending or _reuse(path):
+        directory = f"{blob_scope_directory(scope)}/{name[:2]}"
+        path = f"{directory}/{name}"
+        if path in self._paths:
             return name
-        if path.parent not in self._directories:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._directories.add(path.parent)
-        temporary = path.with_name(f".{name}.{secrets.token_hex(4)}.tmp")
-        sealed = keyring().encrypt(scope, _field(name), content)
-        self._pending[path] = (temporary, _executor("writes", _WRITE_THREADS).submit(_write_temporary, temporary, sealed))
+        self._paths.add(path)
+        temporary = f"{directory}/.{name}.{self._tag}{len(self._paths)}.tmp"
+        self._queued.append(_Pending(path, temporary, keyring().encrypt(scope, _field(name), content)))
+        if len(self._queued) >= _BLOBS_PER_WRITE:
+            self._write_queued()
         return name
 
-    def _descriptors(self) -> list[int]:
-        """Every temporary file written (waiting for the writes still running)."""
-        return [written.result() for _, written in self._pending.values()]
+    def _write_queued(self) -> None:
+        if self._queued:
+            blobs, self._queued = self._queued, []
+            self._writes.append((blobs, _executor("writes", _WRITE_THREADS).submit(_write_pending, blobs)))
+
+    def _written(self) -> list[_Pending]:
+        """Every blob put, once written (waiting for the writes still running)."""
+        self._write_queued()
+        for _, written in self._writes:
+            written.result()
+        return [blob for blobs, _ in self._writes for blob in blobs]
 
     def durable(self) -> None:
         """Every blob put so far on disk under its name."""
         try:
+            written = [blob for blob in self._written() if blob.descriptor is not None]
             syncing = _executor("fsync", _SYNC_THREADS)
-            list(syncing.map(os.fsync, self._descriptors()))
-            for path, (temporary, _) in self._pending.items():
-                os.replace(temporary, path)
-            list(syncing.map(_fsync_directory, {path.parent for path in self._pending}))
+            list(syncing.map(os.fsync, [blob.descriptor for blob in written]))
+            for blob in written:
+                os.replace(blob.temporary, blob.path)
+            list(syncing.map(_fsync_directory, {os.path.dirname(blob.path) for blob in written}))
         finally:
             self.discard()
 
@@ -176,14 +232,13 @@ class BlobBatch:
 
     def discard(self) -> None:
         """Forget the blobs not yet made durable, removing their temporary files."""
-        for temporary, written in self._pending.values():
-            try:
-                descriptor = written.result()
-            except Exception:  # noqa: S112 (a failed write removed its own file; its error was raised by durable)
-                continue
-            os.close(descriptor)
-            temporary.unlink(missing_ok=True)
-        self._pending.clear()
+        for blobs, written in self._writes:
+            with contextlib.suppress(Exception):  # a failed write removed its own files; its error was raised by durable
+                written.result()
+                _remove_temporaries(blobs)
+        self._writes.clear()
+        self._queued.clear()
+        self._paths.clear()
 
 
 def blob_get(scope: str, name: str) -> bytes:

@@ -21,6 +21,7 @@ Format of an encrypted value: ``b"P1" | key_version (4 bytes, big endian) | nonc
 
 from __future__ import annotations
 
+import functools
 import hmac
 import secrets
 import struct
@@ -51,10 +52,10 @@ class Field:
     row: str
 
     def associated_data(self, scope: str, version: int) -> bytes:
-        parts = (scope, self.table, self.column, self.row, str(version))
-        if any("\x00" in part for part in parts):
+        joined = "\x00".join((scope, self.table, self.column, self.row, str(version)))
+        if joined.count("\x00") != 4:
             raise ValueError("associated-data parts must not contain NUL")
-        return "\x00".join(parts).encode()
+        return joined.encode()
 
 
 def wrap_data_key(master: MasterKey, data_key: bytes, *, scope: str, version: int) -> bytes:
@@ -71,9 +72,15 @@ def unwrap_data_key(master: MasterKey, wrapped: bytes, *, scope: str, version: i
         raise DecryptionError(f"the data key {scope} v{version} does not authenticate under master key {master.key_id}") from None
 
 
+@functools.lru_cache(maxsize=256)
+def _cipher(data_key: bytes) -> AESGCM:
+    # Remembered: preparing the cipher costs more than sealing a short value with it.
+    return AESGCM(data_key)
+
+
 def encrypt_with(data_key: bytes, plaintext: bytes, *, scope: str, version: int, field: Field) -> bytes:
     nonce = secrets.token_bytes(NONCE_BYTES)
-    ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, field.associated_data(scope, version))
+    ciphertext = _cipher(data_key).encrypt(nonce, plaintext, field.associated_data(scope, version))
     return HEADER.pack(FORMAT_MAGIC, version) + nonce + ciphertext
 
 
@@ -90,7 +97,7 @@ def decrypt_with(data_key: bytes, value: bytes, *, scope: str, field: Field) -> 
     version = key_version_of(value)
     nonce = value[HEADER.size : HEADER.size + NONCE_BYTES]
     try:
-        return AESGCM(data_key).decrypt(nonce, value[HEADER.size + NONCE_BYTES :], field.associated_data(scope, version))
+        return _cipher(data_key).decrypt(nonce, value[HEADER.size + NONCE_BYTES :], field.associated_data(scope, version))
     except InvalidTag:
         raise DecryptionError(f"a value of {field.table}.{field.column} does not authenticate") from None
 

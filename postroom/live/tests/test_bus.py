@@ -123,6 +123,51 @@ def test_the_log_forgets_old_events_and_then_refuses_to_replay_them() -> None:
     assert [item.sequence for item in buses._backlog(second, third + 1) or []] == [third, third + 1]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_events_held_are_written_together_in_order_when_the_block_ends(settings: Any) -> None:
+    settings.LIVE_BUS = "database"
+    sent = [event(kind=f"kind_{index}") for index in range(5)]
+    with buses.publishing_held():
+        for item in sent[:3]:
+            buses.publish(item)
+        with buses.publishing_held():  # nested: still held by the outer block
+            buses.publish(sent[3])
+        assert not LiveEvent.objects.exists()
+    buses.publish(sent[4])  # outside any block: at once
+    assert buses._rows_after(0, 10) == [item.with_sequence(row_id) for item, row_id in
+                                        zip(sent, LiveEvent.objects.order_by("id").values_list("id", flat=True), strict=True)]  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_held_that_cannot_be_written_are_dropped_without_failing_the_caller(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings.LIVE_BUS = "database"
+
+    def refuse(self: buses.DatabaseBus, events: list[Event]) -> None:
+        raise buses.DatabaseError("database is locked")
+
+    monkeypatch.setattr(buses.DatabaseBus, "publish_many", refuse)
+    with buses.publishing_held():
+        buses.publish(event())
+    assert not LiveEvent.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_held_by_a_block_that_failed_are_dropped(settings: Any) -> None:
+    settings.LIVE_BUS = "database"
+
+    def publish_then_fail() -> None:
+        with buses.publishing_held():
+            buses.publish(event())
+            raise RuntimeError("the changes they describe were rolled back")
+
+    with pytest.raises(RuntimeError):
+        publish_then_fail()
+    assert not LiveEvent.objects.exists()
+    with buses.publishing_held():  # the next block starts empty
+        buses.publish(event())
+    assert LiveEvent.objects.count() == 1
+
+
 # --- In one process --------------------------------------------------------------------------------
 def test_the_memory_bus_reaches_every_listener_from_any_thread() -> None:
     bus = buses.MemoryBus()
