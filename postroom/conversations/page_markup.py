@@ -22,13 +22,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from html import escape
 from typing import Any
+from uuid import UUID
 
+from django.template.defaultfilters import filesizeformat
+from django.template.loader import get_template
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
+from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
-from postroom.conversations.templatetags.inbox import label_tone
+from postroom.conversations.display import ShownMessage, ThreadEntry
+from postroom.conversations.models import Direction
+from postroom.conversations.templatetags.inbox import label_tone, subject_differs
 from postroom.web.templatetags.ui import avatar_tone, icon, initials
 
 # The conversation's action URLs: its page's address followed by these (one ``reverse`` a page).
@@ -56,8 +62,8 @@ def _csrf(context: Mapping[str, Any]) -> str:
 
 
 def _local(moment: Any, pattern: str) -> str:
-    """What ``{{ moment|date:pattern }}`` draws (in the current time zone)."""
-    return _text(date_format(timezone.localtime(moment), pattern))
+    """What ``{{ moment|date:pattern }}`` draws (in the current time zone; a naive time as it is)."""
+    return _text(date_format(timezone.localtime(moment) if timezone.is_aware(moment) else moment, pattern))
 
 
 def _snoozed(until: Any) -> str:
@@ -467,3 +473,161 @@ def details(context: Mapping[str, Any], *, oob: bool = False) -> SafeString:
         "</aside>\n"
     )
     return mark_safe(html)  # noqa: S308 - every value in it passed _text  # nosec B308 B703
+
+
+# --- The thread: messages and timeline events ----------------------------------------------------------
+# Reversed once per page with this id in place of each message's or attachment's, then filled in.
+_PLACEHOLDER = str(UUID(int=0))
+
+
+class _ThreadUrls:
+    """The per-message and per-attachment URLs of one page, from one ``reverse`` each."""
+
+    def __init__(self, organization_slug: str) -> None:
+        self.raw = reverse("conversations:raw", args=[organization_slug, _PLACEHOLDER]).rpartition(_PLACEHOLDER)
+        self.attachment = reverse("conversations:attachment", args=[organization_slug, _PLACEHOLDER]).rpartition(_PLACEHOLDER)
+        self.from_sender = reverse("contacts:from_sender", args=[organization_slug, _PLACEHOLDER]).rpartition(_PLACEHOLDER)
+
+    @staticmethod
+    def fill(parts: tuple[str, str, str], pk: Any) -> str:
+        return _text(f"{parts[0]}{pk}{parts[2]}")
+
+
+def thread(context: Mapping[str, Any], entries: list[ThreadEntry]) -> SafeString:
+    """What ``{% for entry in entries %}{% include "conversations/_entry.html" %}{% endfor %}`` drew."""
+    urls = _ThreadUrls(context["organization"].slug)
+    html = "".join(_entry(context, entry, urls) for entry in entries)
+    return mark_safe(html)  # noqa: S308 - every value in it passed _text, or is sanitised markup  # nosec B308 B703
+
+
+def tail(context: Mapping[str, Any], *, oob: bool = False) -> SafeString:
+    """The timeline entries after the last message (what an action adds, redrawn alone)."""
+    urls = _ThreadUrls(context["organization"].slug)
+    entries = "".join(_entry(context, entry, urls) for entry in context["tail"])
+    html = f'<div class="thread-tail" id="thread-tail"{_OOB if oob else ""}>{entries}</div>\n'
+    return mark_safe(html)  # noqa: S308 - every value in it passed _text, or is sanitised markup  # nosec B308 B703
+
+
+def _entry(context: Mapping[str, Any], entry: ThreadEntry, urls: _ThreadUrls) -> str:
+    if entry.message is not None:
+        return f"{_message(context, entry.message, urls)}\n"
+    line = entry.event
+    if line is None:
+        return "\n"
+    event = line.event
+    target = f" <strong>{_text(line.target)}</strong>" if line.target else ""
+    until = f' <time datetime="{_local(line.until, "c")}" data-time="long">{_local(line.until, "M j, H:i")}</time>' if line.until else ""
+    return (
+        f'\n<div class="timeline-event" id="event-{_text(event.pk)}">\n'
+        f'  <span class="timeline-icon" aria-hidden="true">{icon(line.icon, "icon-sm")}</span>\n'
+        f'  <span class="timeline-text"><strong>{_text(line.actor)}</strong> {_text(line.text)}{target}{until}</span>\n'
+        f'  <time class="timeline-time" datetime="{_local(event.created_at, "c")}" data-time="long">{_local(event.created_at, "M j, H:i")}</time>\n'
+        "</div>\n\n"
+    )
+
+
+def _address(pair: Any, index: int) -> Any:
+    """``{{ pair.0 }}`` of an address pair: its name or address, nothing when it has none."""
+    try:
+        return pair[index]
+    except (LookupError, TypeError):
+        return ""
+
+
+def _addresses(pairs: list[Any], *, bracketed: str) -> str:
+    return ", ".join(
+        f"{_text(_address(pair, 0) or _address(pair, 1))} {bracketed.format(_text(_address(pair, 1)))}" for pair in pairs
+    )
+
+
+def _message(context: Mapping[str, Any], item: ShownMessage, urls: _ThreadUrls) -> str:
+    message, addresses = item.message, item.addresses
+    pk = message.pk
+    senders = addresses.get("from") or []
+    label = "".join(_text(_address(pair, 0) or _address(pair, 1)) for pair in senders) if senders else "an unknown sender"
+    who = _addresses(senders, bracketed='<span class="muted small">&lt;{}&gt;</span>') if senders else "(unknown sender)"
+    to, cc = addresses.get("to"), addresses.get("cc")
+    to_line = f'<span class="small muted">To: {_addresses(to, bracketed="&lt;{}&gt;")}</span>' if to else ""
+    cc_line = f'<span class="small muted">Cc: {_addresses(cc, bracketed="&lt;{}&gt;")}</span>' if cc else ""
+    subject = message.subject
+    subject_line = (
+        f'<span class="small muted">Subject: {_text(subject)}</span>' if subject_differs(subject, context["conversation"].subject) else ""
+    )
+    sent = (
+        f'<time class="small muted" datetime="{_local(message.sent_at, "c")}" data-time="long">{_local(message.sent_at, "M j, Y H:i")}</time>'
+        if message.sent_at
+        else ""
+    )
+    csrf = _csrf(context)
+    add_contact = (
+        f'<form method="post" class="inline sender-actions" action="{urls.fill(urls.from_sender, pk)}">{csrf}'
+        f'<button class="btn btn-small" type="submit" title="Add the sender to your contacts">{icon("user-plus")}Add to contacts</button></form>'
+        if senders
+        else ""
+    )
+    raw = urls.fill(urls.raw, pk)
+    if message.quarantine_reason:
+        body = (
+            f'\n    <div class="alert alert-warning">This message could not be shown safely ({_text(message.quarantine_reason)}). It is kept as received.\n'
+            f'      <a href="{raw}">Download its raw source</a></div>\n  '
+        )
+    elif item.html:
+        body = f"\n    {_html_body(context, item.html)}\n  "
+    else:
+        body = f"\n    {_text_body(item.blocks)}\n  "
+    attachments = list(message.attachments.all())
+    if attachments:
+        clip = icon("paperclip", "icon-sm")
+        listed = "".join(
+            f'\n      <li><a class="attachment" href="{urls.fill(urls.attachment, attachment.pk)}" download>{clip}'
+            f'<span>{_text(attachment.filename)}</span> <span class="muted small">{_text(filesizeformat(attachment.size))}</span></a></li>\n    '
+            for attachment in attachments
+            if not attachment.is_inline
+        )
+        attached = f'\n    <ul class="attachment-list">{listed}</ul>\n  '
+    else:
+        attached = ""
+    return (
+        f'\n<article class="card message{" message-outbound" if message.direction == Direction.OUTBOUND else ""}" id="message-{_text(pk)}" aria-label="Message from {label}">\n'
+        '  <div class="card-header message-header">\n'
+        '    <div class="person">\n'
+        f'      <span class="avatar avatar-sm avatar-{avatar_tone(item.sender_address):d}" aria-hidden="true">{_text(initials(item.sender_name or "?"))}</span>\n'
+        '      <div class="who">\n'
+        f"        <strong>{who}</strong>\n"
+        f"        {to_line}\n"
+        f"        {cc_line}\n"
+        f"        {subject_line}\n"
+        "      </div>\n"
+        "    </div>\n"
+        f'    <div class="message-meta">{sent}\n'
+        f"      \n{add_contact}\n\n"
+        f'      <a class="icon-button" href="{raw}" title="Download the original message" aria-label="Download the original message">{icon("download", "icon-sm")}</a></div>\n'
+        "  </div>\n"
+        '  <div class="card-body message-body">\n'
+        f"  {body}\n"
+        f"  {attached}\n"
+        "  </div>\n"
+        "</article>\n\n"
+    )
+
+
+def _text_body(blocks: list[Any]) -> str:
+    """A plain-text body: escaped, linkified blocks; quotes, attributions and signatures folded behind a "…" toggle."""
+    parts = []
+    for shown in blocks:
+        block = shown.block
+        text = conditional_escape(block.html)
+        if shown.folded:
+            what = "the signature" if block.kind == "signature" else "quoted text"
+            parts.append(
+                f'\n  <details class="message-quote"><summary title="Show {what}"><span aria-hidden="true">…</span>'
+                f'<span class="visually-hidden">Show {what}</span></summary><pre class="message-text">{text}</pre></details>\n  \n'
+            )
+        else:
+            parts.append(f'\n  <pre class="message-text">{text}</pre>\n')
+    return f'\n<div class="message-plain">\n{"".join(parts)}\n</div>\n'
+
+
+def _html_body(context: Mapping[str, Any], body: Any) -> str:
+    """An HTML body's notice and sandboxed frame: rare enough to keep its template."""
+    return str(get_template("conversations/_message_html.html").render({"body": body, "csrf_token": context.get("csrf_token")}))

@@ -20,3 +20,16 @@ def conversation_header(context: template.Context, oob: bool = False) -> SafeStr
 def conversation_details(context: template.Context, oob: bool = False) -> SafeString:
     """``{% conversation_details %}``: status, assignees, labels, shares and following."""
     return page_markup.details(context.flatten(), oob=oob)
+
+
+@register.simple_tag(takes_context=True)
+def conversation_thread(context: template.Context) -> SafeString:
+    """``{% conversation_thread %}``: the messages and events before the tail, oldest first."""
+    flat = context.flatten()
+    return page_markup.thread(flat, flat["entries"])
+
+
+@register.simple_tag(takes_context=True)
+def conversation_tail(context: template.Context, oob: bool = False) -> SafeString:
+    """``{% conversation_tail %}``: the events after the last message (``oob=True``: swapped in by htmx)."""
+    return page_markup.tail(context.flatten(), oob=oob)
