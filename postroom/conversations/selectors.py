@@ -75,6 +75,21 @@ def conversation_get(*, actor: Membership, conversation_id: Any) -> Conversation
     return conversation
 
 
+def conversation_row_get(*, actor: Membership, conversation_id: Any) -> ConversationMember:
+    """The actor's row of a conversation they see, with the conversation (one query; 404
+    otherwise, as ``conversation_get``)."""
+    row = (
+        ConversationMember.objects.filter(
+            conversation_id=_uuid(conversation_id), membership=actor, conversation__organization_id=actor.organization_id
+        )
+        .select_related("conversation")
+        .first()
+    )
+    if row is None:
+        raise Http404
+    return row
+
+
 def conversation_member_row(*, actor: Membership, conversation: Conversation) -> ConversationMember:
     row = ConversationMember.objects.filter(conversation=conversation, membership=actor).first()
     if row is None:
@@ -418,6 +433,49 @@ def member_get(*, actor: Membership, membership_id: Any) -> Membership:
     return membership
 
 
+# Who and what the conversation page names beside the thread, in one constant query (SECURITY.md
+# R58: parameters only): the conversation's assignees, labels and shares as ids, in the order they
+# were added. The page finds them among the organization's members and teams and the actor's
+# labels, which it reads anyway for its menus, instead of three queries that Django builds and
+# compiles on every page (issue #4); ``test_page_links_match_the_selectors`` compares them.
+_PAGE_LINKS_SQL = """
+SELECT 'assignee', a.membership_id, CAST(NULL AS BIGINT), CAST(NULL AS UUID), a.id FROM conversations_assignment a WHERE a.conversation_id = %(conversation)s
+UNION ALL
+SELECT 'label', CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), l.label_id, l.id FROM conversations_conversationlabel l WHERE l.conversation_id = %(conversation)s
+UNION ALL
+SELECT 'share', s.membership_id, s.team_id, CAST(NULL AS UUID), s.id FROM conversations_conversationshare s WHERE s.conversation_id = %(conversation)s
+ORDER BY 1, 5
+"""
+
+
+@dataclass(frozen=True)
+class PageLinks:
+    """Ids of a conversation's assignees (memberships), labels and shares (``(share id, team id,
+    membership id)``, one of the two set), each in the order they were added."""
+
+    assignee_ids: list[int]
+    label_ids: list[uuid.UUID]
+    shares: list[tuple[int, int | None, int | None]]
+
+
+def conversation_links(*, conversation: Conversation) -> PageLinks:
+    """The ids of the conversation's assignees, labels and shares, in one query (the caller has
+    checked that the actor sees ``conversation``; labels are still to be matched against
+    ``labels_visible``, which hides other members' personal labels)."""
+    field = Assignment._meta.get_field("conversation").target_field
+    links = PageLinks([], [], [])
+    with connection.cursor() as cursor:
+        cursor.execute(_PAGE_LINKS_SQL, {"conversation": field.get_db_prep_value(conversation.pk, connection)})
+        for kind, membership_id, team_id, label_id, row_id in cursor.fetchall():
+            if kind == "assignee":
+                links.assignee_ids.append(int(membership_id))
+            elif kind == "label":
+                links.label_ids.append(uuid.UUID(str(label_id)))
+            else:
+                links.shares.append((int(row_id), team_id, membership_id))
+    return links
+
+
 def conversation_assignees(*, conversation: Conversation) -> list[Membership]:
     return [assignment.membership for assignment in Assignment.objects.filter(conversation=conversation).select_related("membership__user")]
 
@@ -570,12 +628,7 @@ def view_filter_get(*, actor: Membership, view: str, team_id: Any = None, label_
 def timeline_names(*, actor: Membership, events: list[TimelineEvent]) -> dict[str, dict[Any, Any]]:
     """The members, teams and labels that timeline events name, in one query each (labels only
     when the actor can see them)."""
-    # A rule's run names what each of its actions touched in ``changes``.
-    named = [event.details for event in events]
-    named += [change for event in events for change in event.details.get("changes", ()) if isinstance(change, dict)]
-    member_ids = {details.get("membership_id") for details in named} - {None}
-    team_ids = {details.get("team_id") for details in named} - {None}
-    label_ids = {details.get("label_id") for details in named} - {None}
+    member_ids, team_ids, label_ids = _timeline_ids(events)
     members = Membership.objects.filter(organization_id=actor.organization_id, pk__in=member_ids).select_related("user")
     teams = Team.objects.filter(organization_id=actor.organization_id, pk__in=team_ids)
     labels = labels_visible(actor=actor).filter(pk__in=[_uuid(label_id) for label_id in label_ids])
@@ -583,4 +636,29 @@ def timeline_names(*, actor: Membership, events: list[TimelineEvent]) -> dict[st
         "members": {member.pk: member for member in members} if member_ids else {},
         "teams": {team.pk: team for team in teams} if team_ids else {},
         "labels": {str(label.pk): label for label in labels} if label_ids else {},
+    }
+
+
+def _timeline_ids(events: list[TimelineEvent]) -> tuple[set[Any], set[Any], set[Any]]:
+    """The member, team and label ids that timeline events name."""
+    # A rule's run names what each of its actions touched in ``changes``.
+    named = [event.details for event in events]
+    named += [change for event in events for change in event.details.get("changes", ()) if isinstance(change, dict)]
+    member_ids = {details.get("membership_id") for details in named} - {None}
+    team_ids = {details.get("team_id") for details in named} - {None}
+    label_ids = {details.get("label_id") for details in named} - {None}
+    return member_ids, team_ids, label_ids
+
+
+def timeline_names_among(
+    *, events: list[TimelineEvent], members: list[Membership], teams: list[Team], labels: list[Label]
+) -> dict[str, dict[Any, Any]]:
+    """``timeline_names`` without a query, for a page that has read the organization's
+    ``members`` and ``teams`` and the actor's ``labels`` (``labels_visible``) already."""
+    member_ids, team_ids, label_ids = _timeline_ids(events)
+    wanted_labels = {str(label_id) for label_id in label_ids}
+    return {
+        "members": {member.pk: member for member in members if member.pk in member_ids},
+        "teams": {team.pk: team for team in teams if team.pk in team_ids},
+        "labels": {str(label.pk): label for label in labels if str(label.pk) in wanted_labels},
     }
