@@ -1,0 +1,154 @@
+"""The conversation page's header, menus, details and thread written in Python
+(``conversations.page_markup``) and the few queries that feed them: every value from mail or from
+members is escaped (R28), the URLs are the ones ``reverse`` gives, and the constant queries name
+the same people, teams and labels as the ORM selectors they replace."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from postroom.conftest import Cast
+from postroom.conversations import actions, page_markup, selectors
+from postroom.conversations.models import TimelineEvent
+from postroom.conversations.tests.conftest import TeamInbox
+from postroom.conversations.tests.test_markup import ESCAPED, ESCAPED_NAME, HOSTILE, HOSTILE_NAME
+from postroom.orgs.actions import team_create
+from postroom.orgs.selectors import organization_members, organization_teams
+
+pytestmark = pytest.mark.django_db
+
+
+def test_every_action_url_is_the_reversed_one(cast: Cast, team_inbox: TeamInbox) -> None:
+    conversation = team_inbox.deliver().conversation
+    urls = page_markup.conversation_urls("acme", conversation.pk)
+    assert set(urls) == {"detail", *page_markup.ACTION_PATHS}
+    for name, url in urls.items():
+        assert url == reverse(f"conversations:{name}", args=["acme", conversation.pk]), name
+
+
+def test_r28_every_value_of_the_conversation_page_is_escaped(cast: Cast, client_as, team_inbox: TeamInbox) -> None:  # type: ignore[no-untyped-def]
+    message = team_inbox.deliver(
+        subject=f"Subject {HOSTILE}",
+        sender=f'"Sender {HOSTILE_NAME}" <dana@customer.example>',
+        cc=f'"Copy {HOSTILE_NAME}" <copy@customer.example>',
+        text=f"Body {HOSTILE}\n",
+        attachments=(("R&D 'notes'.txt", "text/plain", b"hello"),),
+    )
+    conversation = message.conversation
+    alice = cast.alice_membership
+    label = actions.label_create(actor=alice, name=f"Label {HOSTILE}", personal=True)
+    actions.conversation_label(actor=alice, conversation=conversation, label=label)
+    cast.bob.name = f"Bob {HOSTILE}"
+    cast.bob.save(update_fields=["name"])
+    actions.conversation_assign(actor=alice, conversation=conversation, assignee=cast.bob_membership)
+    team = team_create(actor=alice, name=f"Team {HOSTILE}")
+    actions.conversation_share(actor=alice, conversation=conversation, team=team)
+    actions.conversation_share(actor=alice, conversation=conversation, member=cast.carol_membership)
+    actions.conversation_snooze(actor=alice, conversation=conversation, until=timezone.now() + timedelta(days=1))
+    html = client_as(cast.alice).get(reverse("conversations:detail", args=["acme", conversation.pk]), {"list": HOSTILE}).content.decode()
+    page = html.split('id="conversation-header"')[1]
+    for shown in ("Label", "Bob", "Team"):
+        assert f"{shown} {ESCAPED}" in page, shown
+    assert f"<h1>Subject {ESCAPED}</h1>" in page
+    assert f'title="Unassign Bob {ESCAPED}"' in page  # inside an attribute too
+    assert f'title="Remove the label Label {ESCAPED}"' in page
+    assert f'data-filter-text="Label {ESCAPED}"' in page
+    assert f"Sender {ESCAPED_NAME}" in page
+    assert f"Copy {ESCAPED_NAME}" in page
+    assert f"Body {ESCAPED}" in page
+    assert "<span>R&amp;D _notes_.txt</span>" in page  # the sanitised file name, escaped
+    assert "Snoozed until <time datetime=" in page
+    assert "<script>alert" not in html
+    assert "<b onmouseover" not in html
+
+
+def test_the_header_offers_what_the_conversation_state_allows(cast: Cast, client_as, team_inbox: TeamInbox) -> None:  # type: ignore[no-untyped-def]
+    conversation = team_inbox.deliver().conversation
+    url = reverse("conversations:detail", args=["acme", conversation.pk])
+
+    def header() -> str:
+        return client_as(cast.bob).get(url).content.decode().split('id="conversation-header"')[1].split("</header>")[0]
+
+    shown = header()
+    assert 'data-action="archive"' in shown and 'data-action="close"' in shown and 'data-action="trash"' in shown
+    assert 'data-action="reopen"' not in shown and 'data-action="inbox"' not in shown
+    assert 'data-action="read"' in shown  # unread until the page posts "read"
+    actions.conversation_close(actor=cast.bob_membership, conversation=conversation)
+    shown = header()
+    assert 'data-action="reopen"' in shown and "Closed</span>" in shown
+    actions.conversation_trash(actor=cast.bob_membership, conversation=conversation)
+    shown = header()
+    assert 'title="Restore"' in shown and "In the trash" in shown
+    assert 'data-action="trash"' not in shown and 'data-action="spam"' not in shown
+
+
+def test_a_quarantined_message_offers_its_raw_source_only(cast: Cast, client_as, team_inbox: TeamInbox) -> None:  # type: ignore[no-untyped-def]
+    message = team_inbox.deliver(text="Hidden text\n")
+    message.quarantine_reason = "too_large"
+    message.save(update_fields=["quarantine_reason"])
+    html = client_as(cast.bob).get(reverse("conversations:detail", args=["acme", message.conversation_id])).content.decode()
+    article = html.split(f'id="message-{message.pk}"')[1].split("</article>")[0]
+    raw = reverse("conversations:raw", args=["acme", message.pk])
+    assert "could not be shown safely (too_large)" in article
+    assert f'<a href="{raw}">Download its raw source</a>' in article
+    assert "Hidden text" not in article
+
+
+def test_page_links_match_the_selectors(cast: Cast, team_inbox: TeamInbox) -> None:
+    alice, bob = cast.alice_membership, cast.bob_membership
+    conversation = team_inbox.deliver().conversation
+    other = team_inbox.deliver(subject="Other", message_id="<other@customer.example>").conversation
+    billing = actions.label_create(actor=alice, name="Billing", personal=False)
+    urgent = actions.label_create(actor=alice, name="Alice's own", personal=True)  # Bob must not see it
+    mine = actions.label_create(actor=bob, name="Bob's own", personal=True)
+    for label, actor in ((billing, alice), (urgent, alice), (mine, bob)):
+        actions.conversation_label(actor=actor, conversation=conversation, label=label)
+    actions.conversation_label(actor=alice, conversation=other, label=billing)
+    actions.conversation_assign(actor=alice, conversation=conversation, assignee=bob)
+    actions.conversation_assign(actor=alice, conversation=conversation, assignee=alice)
+    actions.conversation_assign(actor=alice, conversation=other, assignee=cast.carol_membership)
+    sales = team_create(actor=alice, name="Sales")
+    actions.conversation_share(actor=alice, conversation=conversation, team=sales)
+    actions.conversation_share(actor=alice, conversation=conversation, member=cast.carol_membership)
+
+    links = selectors.conversation_links(conversation=conversation)
+    assert links.assignee_ids == [member.pk for member in selectors.conversation_assignees(conversation=conversation)]
+    assert sorted(links.assignee_ids) == sorted([alice.pk, bob.pk])
+    visible = list(selectors.labels_visible(actor=bob))
+    named = [label for label in visible if label.pk in set(links.label_ids)]
+    assert named == selectors.conversation_labels(actor=bob, conversation=conversation)
+    assert [label.name for label in named] == ["Billing", "Bob's own"]
+    expected = [(share.pk, share.team_id, share.membership_id) for share in selectors.conversation_shares(conversation=conversation)]
+    assert sorted(links.shares) == sorted(expected)
+    assert links.shares == sorted(links.shares)  # in the order they were made
+    assert {team_id for _, team_id, _ in links.shares} >= {sales.pk, team_inbox.team.pk}
+
+
+def test_timeline_names_from_the_page_lists_match_the_selector(cast: Cast, team_inbox: TeamInbox) -> None:
+    alice, bob = cast.alice_membership, cast.bob_membership
+    conversation = team_inbox.deliver().conversation
+    hidden = actions.label_create(actor=alice, name="Alice's own", personal=True)
+    shown = actions.label_create(actor=alice, name="Everyone's", personal=False)
+    sales = team_create(actor=alice, name="Sales")
+    details = [
+        {"membership_id": bob.pk}, {"membership_id": 999_999}, {"membership_id": cast.charlie_membership.pk},
+        {"team_id": sales.pk}, {"label_id": str(hidden.pk)}, {"label_id": str(shown.pk)},
+        {"changes": [{"kind": "assign", "membership_id": alice.pk}, {"kind": "label", "label_id": str(shown.pk)}]},
+    ]  # fmt: skip
+    for detail in details:
+        TimelineEvent.objects.create(organization=alice.organization, conversation=conversation, actor=alice, kind="assigned", details=detail)
+    events = list(selectors.conversation_timeline(conversation=conversation))
+    among = selectors.timeline_names_among(
+        events=events, members=list(organization_members(actor=bob)), teams=list(organization_teams(actor=bob)),
+        labels=list(selectors.labels_visible(actor=bob)),
+    )  # fmt: skip
+    expected = selectors.timeline_names(actor=bob, events=events)
+    assert {kind: sorted(map(str, names)) for kind, names in among.items()} == {
+        kind: sorted(map(str, names)) for kind, names in expected.items()
+    }
+    assert set(among["members"]) == {alice.pk, bob.pk}  # not the other organization's, not a former member
+    assert set(among["labels"]) == {str(shown.pk)}
