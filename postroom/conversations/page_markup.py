@@ -53,10 +53,10 @@ def _text(value: Any) -> str:
     return escape(str(value))
 
 
-def _csrf(context: Mapping[str, Any]) -> str:
+def _csrf(context: Mapping[Any, Any]) -> str:
     """What ``{% csrf_token %}`` draws."""
     token = context.get("csrf_token")
-    if not token or token == "NOTPROVIDED":
+    if not token or token == "NOTPROVIDED":  # noqa: S105 - Django's mark for "no token here", not a secret
         return ""
     return f'<input type="hidden" name="csrfmiddlewaretoken" value="{_text(token)}">'
 
@@ -86,7 +86,7 @@ def _post(url: str, csrf: str) -> str:
     return f'<form method="post" action="{url}" hx-post="{url}">{csrf}'
 
 
-def header(context: Mapping[str, Any], *, oob: bool = False) -> SafeString:
+def header(context: Mapping[Any, Any], *, oob: bool = False) -> SafeString:
     """``conversations/_header.html`` as it was: the title, badges, toolbar and menus."""
     conversation, row = context["conversation"], context["row"]
     slug = context["organization"].slug
@@ -101,7 +101,9 @@ def header(context: Mapping[str, Any], *, oob: bool = False) -> SafeString:
         else f'<span class="badge" title="Only you can read this conversation">{icon("lock")}Private</span>'
     )
     closed_badge = f'<span class="badge badge-ok">{icon("check")}Closed</span>' if is_closed else ""
-    snoozed = f'<span class="badge badge-warn">{icon("clock")}Snoozed until {_snoozed(row.snoozed_until)}</span>' if row.snoozed_until else ""
+    snoozed = (
+        f'<span class="badge badge-warn">{icon("clock")}Snoozed until {_snoozed(row.snoozed_until)}</span>' if row.snoozed_until else ""
+    )
     if row.place == "trash" or conversation.status == "trash":
         place = f'<span class="badge badge-danger">{icon("trash")}In the trash</span>'
     elif row.place == "spam" or conversation.status == "spam":
@@ -114,24 +116,24 @@ def header(context: Mapping[str, Any], *, oob: bool = False) -> SafeString:
         restore = "Restore" if is_binned else "Move to inbox"
         filing = (
             f'\n      {_post(urls["move_to_inbox"], csrf)}<button class="btn btn-sm" type="submit" data-action="inbox" title="{restore}">'
-            f'{icon("inbox")}{restore}</button></form>\n      '
+            f"{icon('inbox')}{restore}</button></form>\n      "
         )
     else:
         filing = (
             f'\n      {_post(urls["archive"], csrf)}<button class="btn btn-sm" type="submit" data-action="archive" title="Archive: done for me (e)">'
-            f'{icon("archive")}Archive</button></form>\n      '
+            f"{icon('archive')}Archive</button></form>\n      "
         )
     if not shared:
         status = ""
     elif is_closed:
         status = (
             f'\n        \n        {_post(urls["reopen"], csrf)}<button class="btn btn-sm" type="submit" data-action="reopen">'
-            f'{icon("refresh")}Reopen</button></form>\n        \n      '
+            f"{icon('refresh')}Reopen</button></form>\n        \n      "
         )
     else:
         status = (
             f'\n        \n        {_post(urls["close"], csrf)}<button class="btn btn-sm" type="submit" data-action="close" title="Close for the team">'
-            f'{icon("check")}Close</button></form>\n        \n      '
+            f"{icon('check')}Close</button></form>\n        \n      "
         )
     if row.unread:
         read = '<button class="btn btn-sm btn-ghost" type="submit" name="state" value="read" data-action="read">Mark as read</button>'
@@ -173,12 +175,12 @@ def header(context: Mapping[str, Any], *, oob: bool = False) -> SafeString:
         f'\n<header class="conversation-header" id="conversation-header"{_OOB if oob else ""}>\n'
         '  <div class="conversation-topline">\n'
         f'    <a class="back-link" href="{_text(context["list_url"])}" data-back title="Back to the list (u)">{icon("arrow-left", "icon-sm")}'
-        f'{_text(context["list_title"])}</a>\n'
+        f"{_text(context['list_title'])}</a>\n"
         '    <span class="neighbours" hidden data-neighbours>\n'
         '      <a class="icon-button" href="#" data-neighbour="previous" title="Newer conversation (k)" aria-label="Newer conversation">'
-        f'{icon("chevron-up", "icon-sm")}</a>\n'
+        f"{icon('chevron-up', 'icon-sm')}</a>\n"
         '      <a class="icon-button" href="#" data-neighbour="next" title="Older conversation (j)" aria-label="Older conversation">'
-        f'{icon("chevron-down", "icon-sm")}</a>\n'
+        f"{icon('chevron-down', 'icon-sm')}</a>\n"
         "    </span>\n"
         "  </div>\n"
         '  <div class="conversation-title-row">\n'
@@ -211,7 +213,7 @@ def header(context: Mapping[str, Any], *, oob: bool = False) -> SafeString:
     return mark_safe(html)  # noqa: S308 - every value in it passed _text  # nosec B308 B703
 
 
-def _menu_assign(context: Mapping[str, Any], urls: dict[str, str], csrf: str) -> str:
+def _menu_assign(context: Mapping[Any, Any], urls: dict[str, str], csrf: str) -> str:
     assignees, actor = context["assignees"], context["actor"]
     check = icon("check", "icon-sm menu-check")
     entries = []
@@ -244,7 +246,7 @@ def _menu_assign(context: Mapping[str, Any], urls: dict[str, str], csrf: str) ->
     )
 
 
-def _menu_labels(context: Mapping[str, Any], urls: dict[str, str], csrf: str) -> str:
+def _menu_labels(context: Mapping[Any, Any], urls: dict[str, str], csrf: str) -> str:
     all_labels = context["all_labels"]
     check = icon("check", "icon-sm menu-check")
     if all_labels:
@@ -257,7 +259,7 @@ def _menu_labels(context: Mapping[str, Any], urls: dict[str, str], csrf: str) ->
                 f'        {_post(url, csrf)}<input type="hidden" name="label" value="{_text(label.pk)}">\n'
                 f'          <button class="menu-item" type="submit" aria-pressed="{"true" if on else "false"}">'
                 f'<span class="label-dot label-tone-{label_tone(label):d}" aria-hidden="true"></span><span class="menu-item-text">{_text(label.name)}'
-                f'{_PERSONAL if label.owner_id else ""}</span>{check if on else ""}</button>\n'
+                f"{_PERSONAL if label.owner_id else ''}</span>{check if on else ''}</button>\n"
                 "        </form>\n"
                 "      </li>\n      "
             )
@@ -283,7 +285,7 @@ def _menu_labels(context: Mapping[str, Any], urls: dict[str, str], csrf: str) ->
     )
 
 
-def _menu_snooze(context: Mapping[str, Any], urls: dict[str, str], csrf: str) -> str:
+def _menu_snooze(context: Mapping[Any, Any], urls: dict[str, str], csrf: str) -> str:
     pk = _text(context["conversation"].pk)
     wake = (
         f'\n    {_post(urls["unsnooze"], csrf)}<button class="menu-item" type="submit">{icon("x", "icon-sm")}'
@@ -315,7 +317,7 @@ def _menu_snooze(context: Mapping[str, Any], urls: dict[str, str], csrf: str) ->
     )
 
 
-def _menu_share(context: Mapping[str, Any], urls: dict[str, str], csrf: str) -> str:
+def _menu_share(context: Mapping[Any, Any], urls: dict[str, str], csrf: str) -> str:
     conversation, actor = context["conversation"], context["actor"]
     pk = _text(conversation.pk)
     share, unshare = urls["share"], urls["unshare"]
@@ -330,7 +332,7 @@ def _menu_share(context: Mapping[str, Any], urls: dict[str, str], csrf: str) -> 
     shares = context["shares"]
     for each in shares:
         if each.team:
-            who = f'{icon("teams", "icon-sm")} Team {_text(each.team.name)}'
+            who = f"{icon('teams', 'icon-sm')} Team {_text(each.team.name)}"
             field = f'<input type="hidden" name="team" value="{_text(each.team_id)}">'
         else:
             user = each.membership.user
@@ -343,7 +345,9 @@ def _menu_share(context: Mapping[str, Any], urls: dict[str, str], csrf: str) -> 
     if not shares and not whole:
         rows.append('<li class="menu-note">Nobody else: it is private to the people whose mailboxes received it.</li>')
     teams = "".join(
-        f'<option value="{_text(entry["team"].pk)}">{_text(entry["team"].name)}</option>' for entry in context["teams"] if not entry["shared"]
+        f'<option value="{_text(entry["team"].pk)}">{_text(entry["team"].name)}</option>'
+        for entry in context["teams"]
+        if not entry["shared"]
     )
     members = "".join(
         f'<option value="{_text(entry["member"].pk)}">{_text(entry["member"].user.display_name)}</option>'
@@ -381,7 +385,7 @@ def _menu_share(context: Mapping[str, Any], urls: dict[str, str], csrf: str) -> 
     )
 
 
-def details(context: Mapping[str, Any], *, oob: bool = False) -> SafeString:
+def details(context: Mapping[Any, Any], *, oob: bool = False) -> SafeString:
     """``conversations/_details.html`` as it was: status, assignees, labels, shares and following."""
     conversation, row = context["conversation"], context["row"]
     urls = conversation_urls(context["organization"].slug, conversation.pk)
@@ -411,7 +415,9 @@ def details(context: Mapping[str, Any], *, oob: bool = False) -> SafeString:
         )
         assigned = f'<ul class="details-people">{people}</ul>'
     else:
-        assigned = '<p class="muted small">Nobody. <button class="btn-link" type="button" data-open-menu="assign">Assign someone</button></p>'
+        assigned = (
+            '<p class="muted small">Nobody. <button class="btn-link" type="button" data-open-menu="assign">Assign someone</button></p>'
+        )
     labels = context["labels"]
     if labels:
         remove = icon("x", "icon-xs")
@@ -427,9 +433,7 @@ def details(context: Mapping[str, Any], *, oob: bool = False) -> SafeString:
     shares = context["shares"]
     whole = conversation.shared_with_organization
     if whole or shares:
-        everyone = (
-            f'<li>{icon("building", "icon-sm")}<span class="grow-text">The whole organization</span></li>' if whole else ""
-        )
+        everyone = f'<li>{icon("building", "icon-sm")}<span class="grow-text">The whole organization</span></li>' if whole else ""
         people = "".join(
             f'<li>{icon("teams", "icon-sm")}<span class="grow-text">Team {_text(share.team.name)}</span></li>'
             if share.team
@@ -438,9 +442,7 @@ def details(context: Mapping[str, Any], *, oob: bool = False) -> SafeString:
         )
         shared = f'<ul class="details-people">\n      {everyone}\n      {people}\n    </ul>'
     else:
-        shared = (
-            f'<p class="muted small">{icon("lock", "icon-sm")} Private. <button class="btn-link" type="button" data-open-menu="share">Share…</button></p>'
-        )
+        shared = f'<p class="muted small">{icon("lock", "icon-sm")} Private. <button class="btn-link" type="button" data-open-menu="share">Share…</button></p>'
     following = (
         "You follow this conversation: new messages and comments notify you." if row.following else "You do not follow this conversation."
     )
@@ -493,14 +495,14 @@ class _ThreadUrls:
         return _text(f"{parts[0]}{pk}{parts[2]}")
 
 
-def thread(context: Mapping[str, Any], entries: list[ThreadEntry]) -> SafeString:
-    """What ``{% for entry in entries %}{% include "conversations/_entry.html" %}{% endfor %}`` drew."""
+def thread(context: Mapping[Any, Any]) -> SafeString:
+    """The messages and events before the tail (``entries``), oldest first."""
     urls = _ThreadUrls(context["organization"].slug)
-    html = "".join(_entry(context, entry, urls) for entry in entries)
+    html = "".join(_entry(context, entry, urls) for entry in context["entries"])
     return mark_safe(html)  # noqa: S308 - every value in it passed _text, or is sanitised markup  # nosec B308 B703
 
 
-def tail(context: Mapping[str, Any], *, oob: bool = False) -> SafeString:
+def tail(context: Mapping[Any, Any], *, oob: bool = False) -> SafeString:
     """The timeline entries after the last message (what an action adds, redrawn alone)."""
     urls = _ThreadUrls(context["organization"].slug)
     entries = "".join(_entry(context, entry, urls) for entry in context["tail"])
@@ -508,7 +510,7 @@ def tail(context: Mapping[str, Any], *, oob: bool = False) -> SafeString:
     return mark_safe(html)  # noqa: S308 - every value in it passed _text, or is sanitised markup  # nosec B308 B703
 
 
-def _entry(context: Mapping[str, Any], entry: ThreadEntry, urls: _ThreadUrls) -> str:
+def _entry(context: Mapping[Any, Any], entry: ThreadEntry, urls: _ThreadUrls) -> str:
     if entry.message is not None:
         return f"{_message(context, entry.message, urls)}\n"
     line = entry.event
@@ -535,12 +537,10 @@ def _address(pair: Any, index: int) -> Any:
 
 
 def _addresses(pairs: list[Any], *, bracketed: str) -> str:
-    return ", ".join(
-        f"{_text(_address(pair, 0) or _address(pair, 1))} {bracketed.format(_text(_address(pair, 1)))}" for pair in pairs
-    )
+    return ", ".join(f"{_text(_address(pair, 0) or _address(pair, 1))} {bracketed.format(_text(_address(pair, 1)))}" for pair in pairs)
 
 
-def _message(context: Mapping[str, Any], item: ShownMessage, urls: _ThreadUrls) -> str:
+def _message(context: Mapping[Any, Any], item: ShownMessage, urls: _ThreadUrls) -> str:
     message, addresses = item.message, item.addresses
     pk = message.pk
     senders = addresses.get("from") or []
@@ -628,6 +628,6 @@ def _text_body(blocks: list[Any]) -> str:
     return f'\n<div class="message-plain">\n{"".join(parts)}\n</div>\n'
 
 
-def _html_body(context: Mapping[str, Any], body: Any) -> str:
+def _html_body(context: Mapping[Any, Any], body: Any) -> str:
     """An HTML body's notice and sandboxed frame: rare enough to keep its template."""
     return str(get_template("conversations/_message_html.html").render({"body": body, "csrf_token": context.get("csrf_token")}))

@@ -25,8 +25,7 @@ def conversation_details(context: template.Context, oob: bool = False) -> SafeSt
 @register.simple_tag(takes_context=True)
 def conversation_thread(context: template.Context) -> SafeString:
     """``{% conversation_thread %}``: the messages and events before the tail, oldest first."""
-    flat = context.flatten()
-    return page_markup.thread(flat, flat["entries"])
+    return page_markup.thread(context.flatten())
 
 
 @register.simple_tag(takes_context=True)

@@ -74,16 +74,22 @@ def test_the_header_offers_what_the_conversation_state_allows(cast: Cast, client
         return client_as(cast.bob).get(url).content.decode().split('id="conversation-header"')[1].split("</header>")[0]
 
     shown = header()
-    assert 'data-action="archive"' in shown and 'data-action="close"' in shown and 'data-action="trash"' in shown
-    assert 'data-action="reopen"' not in shown and 'data-action="inbox"' not in shown
+    assert 'data-action="archive"' in shown
+    assert 'data-action="close"' in shown
+    assert 'data-action="trash"' in shown
+    assert 'data-action="reopen"' not in shown
+    assert 'data-action="inbox"' not in shown
     assert 'data-action="read"' in shown  # unread until the page posts "read"
     actions.conversation_close(actor=cast.bob_membership, conversation=conversation)
     shown = header()
-    assert 'data-action="reopen"' in shown and "Closed</span>" in shown
+    assert 'data-action="reopen"' in shown
+    assert "Closed</span>" in shown
     actions.conversation_trash(actor=cast.bob_membership, conversation=conversation)
     shown = header()
-    assert 'title="Restore"' in shown and "In the trash" in shown
-    assert 'data-action="trash"' not in shown and 'data-action="spam"' not in shown
+    assert 'title="Restore"' in shown
+    assert "In the trash" in shown
+    assert 'data-action="trash"' not in shown
+    assert 'data-action="spam"' not in shown
 
 
 def test_a_quarantined_message_offers_its_raw_source_only(cast: Cast, client_as, team_inbox: TeamInbox) -> None:  # type: ignore[no-untyped-def]
@@ -140,7 +146,9 @@ def test_timeline_names_from_the_page_lists_match_the_selector(cast: Cast, team_
         {"changes": [{"kind": "assign", "membership_id": alice.pk}, {"kind": "label", "label_id": str(shown.pk)}]},
     ]  # fmt: skip
     for detail in details:
-        TimelineEvent.objects.create(organization=alice.organization, conversation=conversation, actor=alice, kind="assigned", details=detail)
+        TimelineEvent.objects.create(
+            organization=alice.organization, conversation=conversation, actor=alice, kind="assigned", details=detail
+        )
     events = list(selectors.conversation_timeline(conversation=conversation))
     among = selectors.timeline_names_among(
         events=events, members=list(organization_members(actor=bob)), teams=list(organization_teams(actor=bob)),
