@@ -280,7 +280,7 @@ def _conversation_context(request: HttpRequest, actor: Membership, row: Conversa
     """``row``: ``selectors.conversation_row_get``, the actor's row with its conversation."""
     conversation = row.conversation
     # Bodies not parsed yet (the import's body pass has not reached them) are parsed now, once.
-    shown = messages_with_bodies(list(selectors.conversation_messages(actor=actor, conversation=conversation)))
+    shown = messages_with_bodies(selectors.thread_messages(actor=actor, conversation=conversation))
     events = list(selectors.conversation_timeline(conversation=conversation))
     # The organization's members and teams and the actor's labels, read once for the menus, also
     # name the assignees, labels, shares and timeline entries.

@@ -122,8 +122,8 @@ def test_page_links_match_the_selectors(cast: Cast, team_inbox: TeamInbox) -> No
     actions.conversation_share(actor=alice, conversation=conversation, member=cast.carol_membership)
 
     links = selectors.conversation_links(conversation=conversation)
-    assert links.assignee_ids == [member.pk for member in selectors.conversation_assignees(conversation=conversation)]
-    assert sorted(links.assignee_ids) == sorted([alice.pk, bob.pk])
+    assert sorted(links.assignee_ids) == sorted(member.pk for member in selectors.conversation_assignees(conversation=conversation))
+    assert links.assignee_ids == [bob.pk, alice.pk]  # in the order they were assigned
     visible = list(selectors.labels_visible(actor=bob))
     named = [label for label in visible if label.pk in set(links.label_ids)]
     assert named == selectors.conversation_labels(actor=bob, conversation=conversation)
@@ -160,3 +160,38 @@ def test_timeline_names_from_the_page_lists_match_the_selector(cast: Cast, team_
     }
     assert set(among["members"]) == {alice.pk, bob.pk}  # not the other organization's, not a former member
     assert set(among["labels"]) == {str(shown.pk)}
+
+
+def test_thread_messages_are_the_visible_ones(cast: Cast, team_inbox: TeamInbox) -> None:
+    """The page's constant query returns what ``conversation_messages`` (``messages_visible``)
+    does, in its order: a teammate's private reply threaded in is theirs alone, a copy gone from
+    the server no longer counts for its owner, and a message without a sending time sorts as the ORM sorts it."""
+    from postroom.conversations.models import MessageCopy
+    from postroom.mailboxes.tests.factories import make_mailbox
+
+    carols = make_mailbox(cast.carol_membership, address="carol@acme.test")
+    base = timezone.now() - timedelta(days=1)
+    conversations = []
+    for number in range(4):
+        first = team_inbox.deliver(subject=f"Thread {number}", date=base + timedelta(minutes=number))
+        conversations.append(first.conversation)
+        first_id = f"<m{team_inbox.uid}@customer.example>"
+        team_inbox.deliver(carols, subject=f"Re: Thread {number}", in_reply_to=first_id, message_id=f"<carol-{number}@acme.test>",
+                           date=base + timedelta(minutes=number, seconds=30), attachments=(("secret.pdf", "application/pdf", b"%PDF"),))  # fmt: skip
+        reply = team_inbox.deliver(subject=f"Re: Thread {number}", in_reply_to=first_id, date=base + timedelta(minutes=number, seconds=45))
+        if number == 1:
+            MessageCopy.objects.filter(message=reply).update(gone_at=timezone.now())
+        if number == 2:
+            type(reply).objects.filter(pk=reply.pk).update(sent_at=None)
+    checked = 0
+    seen = {member.pk: [len(selectors.thread_messages(actor=member, conversation=c)) for c in conversations]
+            for member in (cast.bob_membership, cast.carol_membership)}  # fmt: skip
+    assert seen == {cast.bob_membership.pk: [2, 2, 2, 2], cast.carol_membership.pk: [1, 1, 1, 1]}
+    for member in (cast.alice_membership, cast.bob_membership, cast.carol_membership, cast.charlie_membership):
+        for conversation in conversations:
+            expected = list(selectors.conversation_messages(actor=member, conversation=conversation))
+            found = selectors.thread_messages(actor=member, conversation=conversation)
+            assert [message.pk for message in found] == [message.pk for message in expected]
+            assert [[a.pk for a in m.attachments.all()] for m in found] == [[a.pk for a in m.attachments.all()] for m in expected]
+            checked += len(found)
+    assert checked > 10
