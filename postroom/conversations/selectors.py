@@ -24,6 +24,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 
+from postroom.accounts.models import User
 from postroom.conversations.models import (
     Assignment,
     Attachment,
@@ -512,6 +513,63 @@ def conversation_labels(*, actor: Membership, conversation: Conversation) -> lis
 
 def conversation_shares(*, conversation: Conversation) -> list[ConversationShare]:
     return list(ConversationShare.objects.filter(conversation=conversation).select_related("team", "membership__user"))
+
+
+# The organization's members (with their users, by email) and teams (by name) and the labels the
+# actor sees (``labels_visible``, by name): what the conversation page's menus list and what its
+# assignees, shares and timeline are named from. Constant texts with parameters (SECURITY.md R58)
+# instead of three queries that Django builds and compiles on every page (issue #4);
+# ``test_page_directory_matches_the_selectors`` compares them with the ORM selectors.
+_DIRECTORY_MEMBERS_SQL = """
+SELECT u.*, m.id AS membership_pk, m.role AS membership_role, m.created_at AS membership_created_at
+FROM orgs_membership m INNER JOIN accounts_user u ON u.id = m.user_id
+WHERE m.organization_id = %(organization)s
+ORDER BY u.email
+"""
+_DIRECTORY_TEAMS_SQL = "SELECT * FROM orgs_team WHERE organization_id = %(organization)s ORDER BY name"
+_DIRECTORY_LABELS_SQL = """
+SELECT * FROM conversations_label WHERE organization_id = %(organization)s AND (owner_id IS NULL OR owner_id = %(member)s) ORDER BY name
+"""
+
+
+@dataclass(frozen=True)
+class Directory:
+    members: list[Membership]  # with ``user``, by email
+    teams: list[Team]  # by name
+    labels: list[Label]  # the actor's: organization labels and their personal ones, by name
+
+
+def page_directory(*, actor: Membership) -> Directory:
+    """The actor's organization's members and teams and the labels they see, for the conversation page."""
+    parameters = {"organization": actor.organization_id, "member": actor.pk}
+    members = []
+    for user in User.objects.raw(_DIRECTORY_MEMBERS_SQL, parameters):
+        extra = user.__dict__  # the membership's columns, beside the user's own
+        members.append(
+            Membership(pk=extra["membership_pk"], organization_id=actor.organization_id, user=user, role=extra["membership_role"],
+                       created_at=extra["membership_created_at"])
+        )  # fmt: skip
+    return Directory(
+        members=members,
+        teams=list(Team.objects.raw(_DIRECTORY_TEAMS_SQL, parameters)),
+        labels=list(Label.objects.raw(_DIRECTORY_LABELS_SQL, parameters)),
+    )
+
+
+# A conversation's timeline in the order of ``conversation_timeline``, each event's actor taken
+# from ``members`` (the organization's, read by the page already) instead of a join.
+_TIMELINE_SQL = "SELECT * FROM conversations_timelineevent WHERE conversation_id = %(conversation)s ORDER BY created_at, id"
+
+
+def timeline_among(*, conversation: Conversation, members: list[Membership]) -> list[TimelineEvent]:
+    """``conversation_timeline`` with each actor found among ``members`` (looked up only if missing)."""
+    field = TimelineEvent._meta.get_field("conversation").target_field
+    by_id = {member.pk: member for member in members}
+    events = list(TimelineEvent.objects.raw(_TIMELINE_SQL, {"conversation": field.get_db_prep_value(conversation.pk, connection)}))
+    for event in events:
+        if event.actor_id in by_id:
+            event.actor = by_id[event.actor_id]
+    return events
 
 
 def conversation_timeline(*, conversation: Conversation) -> QuerySet[TimelineEvent]:

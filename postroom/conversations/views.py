@@ -281,12 +281,11 @@ def _conversation_context(request: HttpRequest, actor: Membership, row: Conversa
     conversation = row.conversation
     # Bodies not parsed yet (the import's body pass has not reached them) are parsed now, once.
     shown = messages_with_bodies(selectors.thread_messages(actor=actor, conversation=conversation))
-    events = list(selectors.conversation_timeline(conversation=conversation))
     # The organization's members and teams and the actor's labels, read once for the menus, also
     # name the assignees, labels, shares and timeline entries.
-    members = list(organization_members(actor=actor))
-    teams = list(organization_teams(actor=actor))
-    visible_labels = list(selectors.labels_visible(actor=actor))
+    directory = selectors.page_directory(actor=actor)
+    members, teams, visible_labels = directory.members, directory.teams, directory.labels
+    events = selectors.timeline_among(conversation=conversation, members=members)
     names = selectors.timeline_names_among(events=events, members=members, teams=teams, labels=visible_labels)
     entries = display.thread_entries(shown, events, names)
     bodies = HtmlBodies(request=request, actor=actor)  # images: blocked, shown once, or always (views_frame)

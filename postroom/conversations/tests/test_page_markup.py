@@ -195,3 +195,43 @@ def test_thread_messages_are_the_visible_ones(cast: Cast, team_inbox: TeamInbox)
             assert [[a.pk for a in m.attachments.all()] for m in found] == [[a.pk for a in m.attachments.all()] for m in expected]
             checked += len(found)
     assert checked > 10
+
+
+def test_page_directory_matches_the_selectors(cast: Cast, team_inbox: TeamInbox) -> None:
+    """The members, teams and labels of the page's constant queries are the selectors' own, in
+    their order: the organization's alone, and no one else's personal label."""
+    alice, bob = cast.alice_membership, cast.bob_membership
+    team_create(actor=alice, name="Sales")
+    team_create(actor=cast.charlie_membership, name="Other organization")
+    actions.label_create(actor=alice, name="Billing", personal=False)
+    actions.label_create(actor=alice, name="Alice's own", personal=True)
+    actions.label_create(actor=bob, name="Bob's own", personal=True)
+    actions.label_create(actor=cast.charlie_membership, name="Beta", personal=False)
+    directory = selectors.page_directory(actor=bob)
+    expected = list(organization_members(actor=bob))
+    assert [(m.pk, m.role, m.user.pk, m.user.email, m.user.display_name) for m in directory.members] == [
+        (m.pk, m.role, m.user.pk, m.user.email, m.user.display_name) for m in expected
+    ]
+    assert [team.pk for team in directory.teams] == [team.pk for team in organization_teams(actor=bob)]
+    assert directory.labels == list(selectors.labels_visible(actor=bob))
+    assert [label.name for label in directory.labels] == ["Billing", "Bob's own"]
+
+
+def test_timeline_among_the_members_is_the_selectors_timeline(cast: Cast, team_inbox: TeamInbox) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    alice, bob = cast.alice_membership, cast.bob_membership
+    conversation = team_inbox.deliver().conversation
+    actions.conversation_assign(actor=alice, conversation=conversation, assignee=bob)
+    actions.conversation_close(actor=bob, conversation=conversation)
+    actions.conversation_reopen(actor=alice, conversation=conversation)
+    members = selectors.page_directory(actor=bob).members
+    with CaptureQueriesContext(connection) as captured:
+        events = selectors.timeline_among(conversation=conversation, members=members)
+        names = [event.actor.user.display_name if event.actor else None for event in events]
+    assert len(captured) == 1  # the actors come from ``members``
+    expected = list(selectors.conversation_timeline(conversation=conversation))
+    assert [(event.pk, event.kind) for event in events] == [(event.pk, event.kind) for event in expected]
+    assert names == [event.actor.user.display_name if event.actor else None for event in expected]
+    assert len(events) >= 3
