@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, prefetch_related_objects
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
@@ -39,6 +39,7 @@ from postroom.conversations.models import (
     Place,
     TimelineEvent,
 )
+from postroom.core.rows import rows_of
 from postroom.orgs.models import Membership, Team
 
 
@@ -125,7 +126,9 @@ def thread_messages(*, actor: Membership, conversation: Conversation) -> list[Me
         "organization": actor.organization_id, "member": actor.pk,
         "conversation": field.get_db_prep_value(conversation.pk, connection),
     }  # fmt: skip
-    return list(Message.objects.raw(_THREAD_MESSAGES_SQL, parameters).prefetch_related("attachments"))
+    messages = rows_of(Message, _THREAD_MESSAGES_SQL, parameters)
+    prefetch_related_objects(messages, "attachments")
+    return messages
 
 
 def conversation_has_unread(*, actor: Membership, conversation: Conversation) -> bool:
@@ -543,7 +546,7 @@ def page_directory(*, actor: Membership) -> Directory:
     """The actor's organization's members and teams and the labels they see, for the conversation page."""
     parameters = {"organization": actor.organization_id, "member": actor.pk}
     members = []
-    for user in User.objects.raw(_DIRECTORY_MEMBERS_SQL, parameters):
+    for user in rows_of(User, _DIRECTORY_MEMBERS_SQL, parameters):
         extra = user.__dict__  # the membership's columns, beside the user's own
         members.append(
             Membership(pk=extra["membership_pk"], organization_id=actor.organization_id, user=user, role=extra["membership_role"],
@@ -551,8 +554,8 @@ def page_directory(*, actor: Membership) -> Directory:
         )  # fmt: skip
     return Directory(
         members=members,
-        teams=list(Team.objects.raw(_DIRECTORY_TEAMS_SQL, parameters)),
-        labels=list(Label.objects.raw(_DIRECTORY_LABELS_SQL, parameters)),
+        teams=rows_of(Team, _DIRECTORY_TEAMS_SQL, parameters),
+        labels=rows_of(Label, _DIRECTORY_LABELS_SQL, parameters),
     )
 
 
@@ -565,7 +568,7 @@ def timeline_among(*, conversation: Conversation, members: list[Membership]) -> 
     """``conversation_timeline`` with each actor found among ``members`` (looked up only if missing)."""
     field = TimelineEvent._meta.get_field("conversation").target_field
     by_id = {member.pk: member for member in members}
-    events = list(TimelineEvent.objects.raw(_TIMELINE_SQL, {"conversation": field.get_db_prep_value(conversation.pk, connection)}))
+    events = rows_of(TimelineEvent, _TIMELINE_SQL, {"conversation": field.get_db_prep_value(conversation.pk, connection)})
     for event in events:
         if event.actor_id in by_id:
             event.actor = by_id[event.actor_id]

@@ -18,6 +18,7 @@ from django.http import Http404
 
 from postroom.conversations import selectors as conversation_selectors
 from postroom.conversations.models import Conversation
+from postroom.core.rows import rows_of
 from postroom.mailboxes.models import Mailbox
 from postroom.orgs.models import Membership, TeamMembership
 from postroom.outbox.models import Draft, OutgoingMessage
@@ -91,4 +92,4 @@ def draft_of_conversation(*, actor: Membership, conversation: Conversation) -> D
     parameters = {
         "organization": actor.organization_id, "author": actor.pk, "conversation": field.get_db_prep_value(conversation.pk, connection),
     }  # fmt: skip
-    return next(iter(Draft.objects.raw(_CONVERSATION_DRAFT_SQL, parameters)), None)
+    return next(iter(rows_of(Draft, _CONVERSATION_DRAFT_SQL, parameters)), None)

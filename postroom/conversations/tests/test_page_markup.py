@@ -13,9 +13,10 @@ from django.utils import timezone
 
 from postroom.conftest import Cast
 from postroom.conversations import actions, page_markup, selectors
-from postroom.conversations.models import TimelineEvent
+from postroom.conversations.models import Label, TimelineEvent
 from postroom.conversations.tests.conftest import TeamInbox
 from postroom.conversations.tests.test_markup import ESCAPED, ESCAPED_NAME, HOSTILE, HOSTILE_NAME
+from postroom.core.rows import rows_of
 from postroom.orgs.actions import team_create
 from postroom.orgs.selectors import organization_members, organization_teams
 
@@ -235,3 +236,31 @@ def test_timeline_among_the_members_is_the_selectors_timeline(cast: Cast, team_i
     assert [(event.pk, event.kind) for event in events] == [(event.pk, event.kind) for event in expected]
     assert names == [event.actor.user.display_name if event.actor else None for event in expected]
     assert len(events) >= 3
+
+
+# ``core.rows.rows_of``, which the page's constant queries build their instances with (here for the fixtures).
+def _values(instance: object) -> dict[str, object]:
+    return {field.attname: getattr(instance, field.attname) for field in type(instance)._meta.concrete_fields}  # type: ignore[attr-defined]
+
+
+def test_rows_are_the_orms_instances(cast: Cast, team_inbox: TeamInbox) -> None:
+    alice = cast.alice_membership
+    conversation = team_inbox.deliver().conversation
+    actions.label_create(actor=alice, name="Billing", personal=False)
+    actions.label_create(actor=alice, name="Alice's own", personal=True)
+    actions.conversation_assign(actor=alice, conversation=conversation, assignee=cast.bob_membership)
+    actions.conversation_close(actor=alice, conversation=conversation)
+    labels = rows_of(
+        Label,
+        "SELECT * FROM conversations_label WHERE organization_id = %(organization)s ORDER BY name",
+        {"organization": alice.organization_id},
+    )
+    expected = list(Label.objects.filter(organization_id=alice.organization_id).order_by("name"))
+    assert [_values(label) for label in labels] == [_values(label) for label in expected]
+    assert all(not label._state.adding for label in labels)
+    sql = "SELECT e.*, 7 AS extra FROM conversations_timelineevent e WHERE e.organization_id = %(organization)s ORDER BY e.created_at, e.id"
+    events = rows_of(TimelineEvent, sql, {"organization": alice.organization_id})
+    expected_events = list(TimelineEvent.objects.filter(organization_id=alice.organization_id).order_by("created_at", "id"))
+    assert len(events) >= 2
+    assert [_values(event) for event in events] == [_values(event) for event in expected_events]
+    assert {event.__dict__["extra"] for event in events} == {7}  # a column that is not the model's
