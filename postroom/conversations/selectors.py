@@ -524,7 +524,7 @@ def conversation_shares(*, conversation: Conversation) -> list[ConversationShare
 # instead of three queries that Django builds and compiles on every page (issue #4);
 # ``test_page_directory_matches_the_selectors`` compares them with the ORM selectors.
 _DIRECTORY_MEMBERS_SQL = """
-SELECT u.*, m.id AS membership_pk, m.role AS membership_role, m.created_at AS membership_created_at
+SELECT u.*, m.id AS membership_pk, m.role AS membership_role
 FROM orgs_membership m INNER JOIN accounts_user u ON u.id = m.user_id
 WHERE m.organization_id = %(organization)s
 ORDER BY u.email
@@ -537,7 +537,7 @@ SELECT * FROM conversations_label WHERE organization_id = %(organization)s AND (
 
 @dataclass(frozen=True)
 class Directory:
-    members: list[Membership]  # with ``user``, by email
+    members: list[Membership]  # id, organization, role and ``user`` (all of it), by email
     teams: list[Team]  # by name
     labels: list[Label]  # the actor's: organization labels and their personal ones, by name
 
@@ -549,8 +549,7 @@ def page_directory(*, actor: Membership) -> Directory:
     for user in rows_of(User, _DIRECTORY_MEMBERS_SQL, parameters):
         extra = user.__dict__  # the membership's columns, beside the user's own
         members.append(
-            Membership(pk=extra["membership_pk"], organization_id=actor.organization_id, user=user, role=extra["membership_role"],
-                       created_at=extra["membership_created_at"])
+            Membership(pk=extra["membership_pk"], organization_id=actor.organization_id, user=user, role=extra["membership_role"])
         )  # fmt: skip
     return Directory(
         members=members,
