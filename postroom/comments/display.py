@@ -14,7 +14,7 @@ from django.utils.safestring import SafeString
 from postroom.comments import selectors
 from postroom.comments.markdown import comment_html
 from postroom.comments.models import Comment, CommentAttachment
-from postroom.conversations.models import Conversation
+from postroom.conversations.models import Conversation, ConversationMember
 from postroom.orgs.models import Membership
 
 
@@ -67,6 +67,9 @@ def composer_context(request: HttpRequest, actor: Membership, conversation: Conv
     }
 
 
-def thread_context(request: HttpRequest, actor: Membership, conversation: Conversation, **extra: Any) -> dict[str, Any]:
-    entries = [shown(actor, comment) for comment in selectors.conversation_comments(actor=actor, conversation=conversation)]
+def thread_context(
+    request: HttpRequest, actor: Membership, conversation: Conversation, row: ConversationMember | None = None, **extra: Any
+) -> dict[str, Any]:
+    """``row``: the actor's row of the conversation, when the caller has it (``conversation_comments``)."""
+    entries = [shown(actor, comment) for comment in selectors.conversation_comments(actor=actor, conversation=conversation, row=row)]
     return {**composer_context(request, actor, conversation, **extra), "entries": entries, "conversation_id": conversation.pk}

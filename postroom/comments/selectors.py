@@ -47,9 +47,14 @@ def _with_details(comments: QuerySet[Comment]) -> QuerySet[Comment]:
     )
 
 
-def conversation_comments(*, actor: Membership, conversation: Conversation) -> list[Comment]:
-    """The thread, oldest first, with authors, attachments and mentions in a fixed number of queries."""
-    conversation = conversation_selectors.conversation_get(actor=actor, conversation_id=conversation.pk)
+def conversation_comments(*, actor: Membership, conversation: Conversation, row: ConversationMember | None = None) -> list[Comment]:
+    """The thread, oldest first, with authors, attachments and mentions in a fixed number of queries.
+
+    ``row``: the actor's ``ConversationMember`` row of this conversation, when the caller has just
+    read it (``conversations.selectors.conversation_row_get``): that row is what makes the
+    conversation visible, so it is not looked up again. Any other row, or none, and it is."""
+    if row is None or (row.membership_id, row.conversation_id, row.organization_id) != (actor.pk, conversation.pk, actor.organization_id):
+        conversation = conversation_selectors.conversation_get(actor=actor, conversation_id=conversation.pk)
     return list(_with_details(Comment.objects.filter(conversation=conversation)).order_by("created_at", "id"))
 
 

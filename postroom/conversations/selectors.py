@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, prefetch_related_objects
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 
+from postroom.accounts.models import User
 from postroom.conversations.models import (
     Assignment,
     Attachment,
@@ -38,6 +39,7 @@ from postroom.conversations.models import (
     Place,
     TimelineEvent,
 )
+from postroom.core.rows import rows_of
 from postroom.orgs.models import Membership, Team
 
 
@@ -75,6 +77,21 @@ def conversation_get(*, actor: Membership, conversation_id: Any) -> Conversation
     return conversation
 
 
+def conversation_row_get(*, actor: Membership, conversation_id: Any) -> ConversationMember:
+    """The actor's row of a conversation they see, with the conversation (one query; 404
+    otherwise, as ``conversation_get``)."""
+    row = (
+        ConversationMember.objects.filter(
+            conversation_id=_uuid(conversation_id), membership=actor, conversation__organization_id=actor.organization_id
+        )
+        .select_related("conversation")
+        .first()
+    )
+    if row is None:
+        raise Http404
+    return row
+
+
 def conversation_member_row(*, actor: Membership, conversation: Conversation) -> ConversationMember:
     row = ConversationMember.objects.filter(conversation=conversation, membership=actor).first()
     if row is None:
@@ -84,6 +101,34 @@ def conversation_member_row(*, actor: Membership, conversation: Conversation) ->
 
 def conversation_messages(*, actor: Membership, conversation: Conversation) -> QuerySet[Message]:
     return messages_visible(actor=actor).filter(conversation=conversation).prefetch_related("attachments").order_by("sent_at", "created_at")
+
+
+# The messages of one conversation that the member sees, as ``messages_visible`` decides (a copy
+# in one of their own mailboxes, or a shared message of a conversation shared with them), in the
+# order of ``conversation_messages``: a constant text with parameters (SECURITY.md R58) instead of
+# the query Django builds and compiles with two subqueries on every conversation page (issue #4);
+# ``test_thread_messages_are_the_visible_ones`` compares it with ``conversation_messages``.
+_THREAD_MESSAGES_SQL = """
+SELECT m.* FROM conversations_message m
+WHERE m.organization_id = %(organization)s AND m.conversation_id = %(conversation)s
+  AND (EXISTS (SELECT 1 FROM conversations_messagecopy k INNER JOIN mailboxes_mailbox b ON b.id = k.mailbox_id
+               WHERE k.message_id = m.id AND k.gone_at IS NULL AND b.owner_id = %(member)s)
+       OR (m.shared AND EXISTS (SELECT 1 FROM conversations_conversationmember r
+                                WHERE r.conversation_id = m.conversation_id AND r.membership_id = %(member)s AND r.via_share)))
+ORDER BY m.sent_at, m.created_at
+"""
+
+
+def thread_messages(*, actor: Membership, conversation: Conversation) -> list[Message]:
+    """``conversation_messages`` with their attachments, for the conversation page."""
+    field = Message._meta.get_field("conversation").target_field
+    parameters = {
+        "organization": actor.organization_id, "member": actor.pk,
+        "conversation": field.get_db_prep_value(conversation.pk, connection),
+    }  # fmt: skip
+    messages = rows_of(Message, _THREAD_MESSAGES_SQL, parameters)
+    prefetch_related_objects(messages, "attachments")
+    return messages
 
 
 def conversation_has_unread(*, actor: Membership, conversation: Conversation) -> bool:
@@ -418,6 +463,49 @@ def member_get(*, actor: Membership, membership_id: Any) -> Membership:
     return membership
 
 
+# Who and what the conversation page names beside the thread, in one constant query (SECURITY.md
+# R58: parameters only): the conversation's assignees, labels and shares as ids, in the order they
+# were added. The page finds them among the organization's members and teams and the actor's
+# labels, which it reads anyway for its menus, instead of three queries that Django builds and
+# compiles on every page (issue #4); ``test_page_links_match_the_selectors`` compares them.
+_PAGE_LINKS_SQL = """
+SELECT 'assignee', a.membership_id, CAST(NULL AS BIGINT), CAST(NULL AS UUID), a.id FROM conversations_assignment a WHERE a.conversation_id = %(conversation)s
+UNION ALL
+SELECT 'label', CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), l.label_id, l.id FROM conversations_conversationlabel l WHERE l.conversation_id = %(conversation)s
+UNION ALL
+SELECT 'share', s.membership_id, s.team_id, CAST(NULL AS UUID), s.id FROM conversations_conversationshare s WHERE s.conversation_id = %(conversation)s
+ORDER BY 1, 5
+"""
+
+
+@dataclass(frozen=True)
+class PageLinks:
+    """Ids of a conversation's assignees (memberships), labels and shares (``(share id, team id,
+    membership id)``, one of the two set), each in the order they were added."""
+
+    assignee_ids: list[int]
+    label_ids: list[uuid.UUID]
+    shares: list[tuple[int, int | None, int | None]]
+
+
+def conversation_links(*, conversation: Conversation) -> PageLinks:
+    """The ids of the conversation's assignees, labels and shares, in one query (the caller has
+    checked that the actor sees ``conversation``; labels are still to be matched against
+    ``labels_visible``, which hides other members' personal labels)."""
+    field = Assignment._meta.get_field("conversation").target_field
+    links = PageLinks([], [], [])
+    with connection.cursor() as cursor:
+        cursor.execute(_PAGE_LINKS_SQL, {"conversation": field.get_db_prep_value(conversation.pk, connection)})
+        for kind, membership_id, team_id, label_id, row_id in cursor.fetchall():
+            if kind == "assignee":
+                links.assignee_ids.append(int(membership_id))
+            elif kind == "label":
+                links.label_ids.append(uuid.UUID(str(label_id)))
+            else:
+                links.shares.append((int(row_id), team_id, membership_id))
+    return links
+
+
 def conversation_assignees(*, conversation: Conversation) -> list[Membership]:
     return [assignment.membership for assignment in Assignment.objects.filter(conversation=conversation).select_related("membership__user")]
 
@@ -428,6 +516,62 @@ def conversation_labels(*, actor: Membership, conversation: Conversation) -> lis
 
 def conversation_shares(*, conversation: Conversation) -> list[ConversationShare]:
     return list(ConversationShare.objects.filter(conversation=conversation).select_related("team", "membership__user"))
+
+
+# The organization's members (with their users, by email) and teams (by name) and the labels the
+# actor sees (``labels_visible``, by name): what the conversation page's menus list and what its
+# assignees, shares and timeline are named from. Constant texts with parameters (SECURITY.md R58)
+# instead of three queries that Django builds and compiles on every page (issue #4);
+# ``test_page_directory_matches_the_selectors`` compares them with the ORM selectors.
+_DIRECTORY_MEMBERS_SQL = """
+SELECT u.*, m.id AS membership_pk, m.role AS membership_role
+FROM orgs_membership m INNER JOIN accounts_user u ON u.id = m.user_id
+WHERE m.organization_id = %(organization)s
+ORDER BY u.email
+"""
+_DIRECTORY_TEAMS_SQL = "SELECT * FROM orgs_team WHERE organization_id = %(organization)s ORDER BY name"
+_DIRECTORY_LABELS_SQL = """
+SELECT * FROM conversations_label WHERE organization_id = %(organization)s AND (owner_id IS NULL OR owner_id = %(member)s) ORDER BY name
+"""
+
+
+@dataclass(frozen=True)
+class Directory:
+    members: list[Membership]  # id, organization, role and ``user`` (all of it), by email
+    teams: list[Team]  # by name
+    labels: list[Label]  # the actor's: organization labels and their personal ones, by name
+
+
+def page_directory(*, actor: Membership) -> Directory:
+    """The actor's organization's members and teams and the labels they see, for the conversation page."""
+    parameters = {"organization": actor.organization_id, "member": actor.pk}
+    members = []
+    for user in rows_of(User, _DIRECTORY_MEMBERS_SQL, parameters):
+        extra = user.__dict__  # the membership's columns, beside the user's own
+        members.append(
+            Membership(pk=extra["membership_pk"], organization_id=actor.organization_id, user=user, role=extra["membership_role"])
+        )  # fmt: skip
+    return Directory(
+        members=members,
+        teams=rows_of(Team, _DIRECTORY_TEAMS_SQL, parameters),
+        labels=rows_of(Label, _DIRECTORY_LABELS_SQL, parameters),
+    )
+
+
+# A conversation's timeline in the order of ``conversation_timeline``, each event's actor taken
+# from ``members`` (the organization's, read by the page already) instead of a join.
+_TIMELINE_SQL = "SELECT * FROM conversations_timelineevent WHERE conversation_id = %(conversation)s ORDER BY created_at, id"
+
+
+def timeline_among(*, conversation: Conversation, members: list[Membership]) -> list[TimelineEvent]:
+    """``conversation_timeline`` with each actor found among ``members`` (looked up only if missing)."""
+    field = TimelineEvent._meta.get_field("conversation").target_field
+    by_id = {member.pk: member for member in members}
+    events = rows_of(TimelineEvent, _TIMELINE_SQL, {"conversation": field.get_db_prep_value(conversation.pk, connection)})
+    for event in events:
+        if event.actor_id in by_id:
+            event.actor = by_id[event.actor_id]
+    return events
 
 
 def conversation_timeline(*, conversation: Conversation) -> QuerySet[TimelineEvent]:
@@ -570,12 +714,7 @@ def view_filter_get(*, actor: Membership, view: str, team_id: Any = None, label_
 def timeline_names(*, actor: Membership, events: list[TimelineEvent]) -> dict[str, dict[Any, Any]]:
     """The members, teams and labels that timeline events name, in one query each (labels only
     when the actor can see them)."""
-    # A rule's run names what each of its actions touched in ``changes``.
-    named = [event.details for event in events]
-    named += [change for event in events for change in event.details.get("changes", ()) if isinstance(change, dict)]
-    member_ids = {details.get("membership_id") for details in named} - {None}
-    team_ids = {details.get("team_id") for details in named} - {None}
-    label_ids = {details.get("label_id") for details in named} - {None}
+    member_ids, team_ids, label_ids = _timeline_ids(events)
     members = Membership.objects.filter(organization_id=actor.organization_id, pk__in=member_ids).select_related("user")
     teams = Team.objects.filter(organization_id=actor.organization_id, pk__in=team_ids)
     labels = labels_visible(actor=actor).filter(pk__in=[_uuid(label_id) for label_id in label_ids])
@@ -583,4 +722,29 @@ def timeline_names(*, actor: Membership, events: list[TimelineEvent]) -> dict[st
         "members": {member.pk: member for member in members} if member_ids else {},
         "teams": {team.pk: team for team in teams} if team_ids else {},
         "labels": {str(label.pk): label for label in labels} if label_ids else {},
+    }
+
+
+def _timeline_ids(events: list[TimelineEvent]) -> tuple[set[Any], set[Any], set[Any]]:
+    """The member, team and label ids that timeline events name."""
+    # A rule's run names what each of its actions touched in ``changes``.
+    named = [event.details for event in events]
+    named += [change for event in events for change in event.details.get("changes", ()) if isinstance(change, dict)]
+    member_ids = {details.get("membership_id") for details in named} - {None}
+    team_ids = {details.get("team_id") for details in named} - {None}
+    label_ids = {details.get("label_id") for details in named} - {None}
+    return member_ids, team_ids, label_ids
+
+
+def timeline_names_among(
+    *, events: list[TimelineEvent], members: list[Membership], teams: list[Team], labels: list[Label]
+) -> dict[str, dict[Any, Any]]:
+    """``timeline_names`` without a query, for a page that has read the organization's
+    ``members`` and ``teams`` and the actor's ``labels`` (``labels_visible``) already."""
+    member_ids, team_ids, label_ids = _timeline_ids(events)
+    wanted_labels = {str(label_id) for label_id in label_ids}
+    return {
+        "members": {member.pk: member for member in members if member.pk in member_ids},
+        "teams": {team.pk: team for team in teams if team.pk in team_ids},
+        "labels": {str(label.pk): label for label in labels if str(label.pk) in wanted_labels},
     }

@@ -44,7 +44,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from postroom.conversations import actions, display, selectors
 from postroom.conversations.bodies import messages_with_bodies
 from postroom.conversations.forms import LABEL_COLOR_NAMES, SNOOZE_PRESETS, LabelForm, ShareForm, SnoozeForm
-from postroom.conversations.models import Conversation, ConversationStatus, Label, Place
+from postroom.conversations.models import Conversation, ConversationMember, ConversationShare, ConversationStatus, Label, Place
 from postroom.conversations.selectors import VIEW_TITLES, View, ViewFilter
 from postroom.conversations.views_frame import HtmlBodies
 from postroom.core.blobs import blob_get
@@ -276,26 +276,38 @@ def _list_tools(actor: Membership, selected: ViewFilter, labels: list[Label]) ->
 
 
 # --- The conversation page -----------------------------------------------------------------------------
-def _conversation_context(request: HttpRequest, actor: Membership, conversation: Conversation) -> dict[str, Any]:
-    row = selectors.conversation_member_row(actor=actor, conversation=conversation)
+def _conversation_context(request: HttpRequest, actor: Membership, row: ConversationMember) -> dict[str, Any]:
+    """``row``: ``selectors.conversation_row_get``, the actor's row with its conversation."""
+    conversation = row.conversation
     # Bodies not parsed yet (the import's body pass has not reached them) are parsed now, once.
-    shown = messages_with_bodies(list(selectors.conversation_messages(actor=actor, conversation=conversation)))
-    events = list(selectors.conversation_timeline(conversation=conversation))
-    names = selectors.timeline_names(actor=actor, events=events)
+    shown = messages_with_bodies(selectors.thread_messages(actor=actor, conversation=conversation))
+    # The organization's members and teams and the actor's labels, read once for the menus, also
+    # name the assignees, labels, shares and timeline entries.
+    directory = selectors.page_directory(actor=actor)
+    members, teams, visible_labels = directory.members, directory.teams, directory.labels
+    events = selectors.timeline_among(conversation=conversation, members=members)
+    names = selectors.timeline_names_among(events=events, members=members, teams=teams, labels=visible_labels)
     entries = display.thread_entries(shown, events, names)
     bodies = HtmlBodies(request=request, actor=actor)  # images: blocked, shown once, or always (views_frame)
     for entry in entries:
         if entry.message is not None and entry.message.message.html_body:
             entry.message.html = bodies.display(entry.message.message)
-    assignees = selectors.conversation_assignees(conversation=conversation)
-    labels = selectors.conversation_labels(actor=actor, conversation=conversation)
-    shares = selectors.conversation_shares(conversation=conversation)
-    assignee_ids = {member.pk for member in assignees}
-    label_ids = {label.pk for label in labels}
-    shared_team_ids = {share.team_id for share in shares if share.team_id is not None}
-    shared_member_ids = {share.membership_id for share in shares if share.membership_id is not None}
-    members = list(organization_members(actor=actor))
-    visible_labels = list(selectors.labels_visible(actor=actor))
+    links = selectors.conversation_links(conversation=conversation)
+    members_by_id = {member.pk: member for member in members}
+    teams_by_id = {team.pk: team for team in teams}
+    assignees = [members_by_id[member_id] for member_id in links.assignee_ids if member_id in members_by_id]
+    label_ids = set(links.label_ids)
+    labels = [label for label in visible_labels if label.pk in label_ids]
+    shares = [
+        ConversationShare(
+            pk=share_id, conversation=conversation, team=teams_by_id.get(team_id) if team_id is not None else None,
+            membership=members_by_id.get(membership_id) if membership_id is not None else None,
+        )
+        for share_id, team_id, membership_id in links.shares
+    ]  # fmt: skip
+    assignee_ids = set(links.assignee_ids)
+    shared_team_ids = {team_id for _, team_id, _ in links.shares if team_id is not None}
+    shared_member_ids = {membership_id for _, _, membership_id in links.shares if membership_id is not None}
     return {
         "organization": actor.organization,
         "actor": actor,
@@ -311,7 +323,7 @@ def _conversation_context(request: HttpRequest, actor: Membership, conversation:
         ],
         "all_labels": [{"label": label, "on": label.pk in label_ids} for label in visible_labels],
         "visible_labels": visible_labels,  # for nav_context
-        "teams": [{"team": team, "shared": team.pk in shared_team_ids} for team in organization_teams(actor=actor)],
+        "teams": [{"team": team, "shared": team.pk in shared_team_ids} for team in teams],
         "snooze_presets": SNOOZE_PRESETS,
         "snooze_form": SnoozeForm(),
         "is_binned": row.place in (Place.TRASH, Place.SPAM) or conversation.status in (ConversationStatus.TRASH, ConversationStatus.SPAM),
@@ -336,8 +348,8 @@ def _list_from_query(actor: Membership, key: str) -> ViewFilter:
 @require_GET
 def conversation_detail(request: HttpRequest, slug: str, conversation_id: str) -> HttpResponse:
     actor = _actor(request, slug)
-    conversation = selectors.conversation_get(actor=actor, conversation_id=conversation_id)
-    context = _conversation_context(request, actor, conversation)
+    row = selectors.conversation_row_get(actor=actor, conversation_id=conversation_id)
+    context = _conversation_context(request, actor, row)
     selected = _list_from_query(actor, request.GET.get("list", ""))
     context.update(list_key=list_key(selected), list_url=_list_url(actor, selected), list_title=_title(selected))
     if wants_partial(request) and not request.GET.get("live"):  # ?live=1: the whole page, to select its thread from
@@ -352,7 +364,10 @@ def _respond(request: HttpRequest, actor: Membership, conversation: Conversation
     """After an action: the changed parts for htmx (the list row of ``selected``, or the
     conversation page's header, details and newest timeline entries, with the sidebar counts),
     else a redirect."""
-    visible = selectors.conversations_visible(actor=actor).filter(pk=conversation.pk).first()
+    try:
+        visible: ConversationMember | None = selectors.conversation_row_get(actor=actor, conversation_id=conversation.pk)
+    except Http404:
+        visible = None
     key = list_key(selected) if selected is not None else ""
     if request.POST.get("quiet"):
         note = ""  # the page's own "read once shown": no toast

@@ -18,8 +18,8 @@ when and where the message was read (SECURITY.md R27-R29, R32). Defences, layer 
   the message), and only raster images recognised by their content are served.
 
 Pages that show messages call ``HtmlBodies(request=..., actor=...).display(message)`` and
-include ``conversations/_message_html.html``; plain-text bodies use ``text_body_blocks`` and
-``conversations/_message_text.html``.
+render ``conversations/_message_html.html`` (the conversation page from ``page_markup``, which
+also draws plain-text bodies from their escaped blocks).
 """
 
 from __future__ import annotations

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from postroom.conversations import selectors as conversation_selectors
 from postroom.conversations.models import Conversation
+from postroom.core.rows import rows_of
 from postroom.mailboxes.models import Mailbox
 from postroom.orgs.models import Membership, TeamMembership
 from postroom.outbox.models import Draft, OutgoingMessage
@@ -26,9 +28,9 @@ def sending_mailboxes(*, actor: Membership) -> QuerySet[Mailbox]:
     """The mailboxes the actor may send from: their own, and the team mailboxes of the teams they
     are a full member of. An observer of a team reads its conversations but does not speak for
     it; a teammate outside the team, and anyone in another organization, gets nothing (404)."""
-    speaking_for = TeamMembership.objects.filter(
-        membership=actor, observer=False, team__organization_id=actor.organization_id
-    ).values("team_id")
+    speaking_for = TeamMembership.objects.filter(membership=actor, observer=False, team__organization_id=actor.organization_id).values(
+        "team_id"
+    )
     return Mailbox.objects.filter(Q(owner=actor) | Q(team_id__in=speaking_for), organization_id=actor.organization_id).order_by("name")
 
 
@@ -75,6 +77,19 @@ def draft_get(*, actor: Membership, draft_id: UUID | str) -> Draft:
     return draft
 
 
+# ``drafts_of`` for one conversation, latest first, as a constant text with parameters (SECURITY.md
+# R58): the conversation page asks it on every view and Django's building and compiling of the
+# query cost more than running it (issue #4); ``test_the_conversation_draft_is_the_latest_of_its_author``.
+_CONVERSATION_DRAFT_SQL = """
+SELECT * FROM outbox_draft WHERE organization_id = %(organization)s AND author_id = %(author)s AND conversation_id = %(conversation)s
+ORDER BY updated_at DESC LIMIT 1
+"""
+
+
 def draft_of_conversation(*, actor: Membership, conversation: Conversation) -> Draft | None:
     """The actor's latest draft in a conversation, which its page opens in the composer."""
-    return drafts_of(actor=actor).filter(conversation=conversation).first()
+    field = Draft._meta.get_field("conversation").target_field
+    parameters = {
+        "organization": actor.organization_id, "author": actor.pk, "conversation": field.get_db_prep_value(conversation.pk, connection),
+    }  # fmt: skip
+    return next(iter(rows_of(Draft, _CONVERSATION_DRAFT_SQL, parameters)), None)

@@ -1,6 +1,7 @@
 """Comment blocks for the conversation page.
 
-- ``{% comment_thread conversation %}``: the whole thread and the composer (the page as it is).
+- ``{% comment_thread conversation row %}``: the whole thread and the composer (the page as it is;
+  ``row``, the viewer's row of the conversation, is optional).
 - ``{% comment_entry comment %}``: one comment, for a page that interleaves comments with
   messages and timeline events (``comments.selectors.conversation_feed``).
 - ``{% comment_composer conversation %}``: the composer alone (textarea ``#comment-body``).
@@ -44,11 +45,12 @@ def _sees(context: template.Context, actor: Membership, conversation_id: Any) ->
 
 
 @register.inclusion_tag("comments/_thread.html", takes_context=True)
-def comment_thread(context: template.Context, conversation: Conversation) -> dict[str, Any]:
+def comment_thread(context: template.Context, conversation: Conversation, row: ConversationMember | None = None) -> dict[str, Any]:
+    """``row``: the viewer's ``ConversationMember`` row of the conversation, when the page has it (one query fewer)."""
     actor = _actor(context, conversation.organization_id)
     if actor is None:
         return {"hidden": True}
-    return {**thread_context(context["request"], actor, conversation), "csrf_token": context.get("csrf_token")}
+    return {**thread_context(context["request"], actor, conversation, row), "csrf_token": context.get("csrf_token")}
 
 
 @register.inclusion_tag("comments/_comment.html", takes_context=True)

@@ -60,6 +60,32 @@ def test_whoever_sees_the_conversation_comments_and_others_get_404(scene: Scene,
         selectors.conversation_comments(actor=cast.charlie_membership, conversation=scene.shared)
 
 
+def test_the_thread_trusts_only_the_actors_own_row_of_that_conversation(scene: Scene, comment_as: Callable[..., Comment]) -> None:
+    """A page that has the actor's row of the conversation saves the access query; a row of
+    someone else or of another conversation does not open a thread the actor cannot see."""
+    from django.test.utils import CaptureQueriesContext
+
+    cast = scene.cast
+    comment_as(cast.alice_membership, scene.private, "Mine alone")
+    comment_as(cast.bob_membership, scene.shared, "Team note")
+    bobs = row(scene, cast.bob_membership)
+    alices_private = row(scene, cast.alice_membership, scene.private)
+    assert bobs is not None
+    assert alices_private is not None
+    with CaptureQueriesContext(connection) as checked:
+        selectors.conversation_comments(actor=cast.bob_membership, conversation=scene.shared)
+    with CaptureQueriesContext(connection) as trusted:
+        found = selectors.conversation_comments(actor=cast.bob_membership, conversation=scene.shared, row=bobs)
+    assert [comment.body for comment in found] == ["Team note"]
+    assert len(trusted) == len(checked) - 1
+    with pytest.raises(Http404):  # Alice's row of her private conversation is not Bob's
+        selectors.conversation_comments(actor=cast.bob_membership, conversation=scene.private, row=alices_private)
+    with pytest.raises(Http404):  # Bob's row of another conversation
+        selectors.conversation_comments(actor=cast.bob_membership, conversation=scene.private, row=bobs)
+    with pytest.raises(Http404):
+        selectors.conversation_comments(actor=cast.charlie_membership, conversation=scene.shared, row=bobs)
+
+
 def test_the_commenter_follows_the_conversation(scene: Scene, comment_as: Callable[..., Comment]) -> None:
     comment_as(scene.cast.bob_membership, scene.shared, "Following this")
     assert row(scene, scene.cast.bob_membership).following  # type: ignore[union-attr]

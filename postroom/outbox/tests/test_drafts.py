@@ -203,3 +203,38 @@ def test_a_new_message_draft_without_javascript(cast: Cast, client_as, bobs_mail
     assert sent.status_code == 302
     assert [item["filename"] for item in opened(OutgoingMessage.objects.get().envelope)["attachments"]] == ["offer.pdf"]
     assert not Draft.objects.exists()
+
+
+def test_the_conversation_draft_is_the_latest_of_its_author(cast: Cast, team_inbox: TeamInbox, bobs_mailbox: Mailbox) -> None:
+    """``draft_of_conversation`` (a constant query) answers what ``drafts_of`` filtered to the
+    conversation does: the author's latest draft there, never a teammate's or another conversation's."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from postroom.outbox import selectors
+
+    conversation = team_inbox.deliver().conversation
+    other = team_inbox.deliver(subject="Other", message_id="<other@customer.example>").conversation
+    bob, alice = cast.bob_membership, cast.alice_membership
+    assert selectors.draft_of_conversation(actor=bob, conversation=conversation) is None
+    now = timezone.now()
+    made = []
+    for author, target, age in (
+        (bob, conversation, 3),
+        (bob, conversation, 1),
+        (bob, conversation, 2),
+        (alice, conversation, 0),
+        (bob, other, 0),
+    ):
+        draft = Draft.objects.create(organization_id=author.organization_id, author=author, conversation=target, kind="reply")
+        Draft.objects.filter(pk=draft.pk).update(updated_at=now - timedelta(hours=age))
+        made.append(draft)
+    for actor in (bob, alice, cast.carol_membership):
+        for target in (conversation, other):
+            expected = selectors.drafts_of(actor=actor).filter(conversation=target).first()
+            found = selectors.draft_of_conversation(actor=actor, conversation=target)
+            assert (found.pk if found else None) == (expected.pk if expected else None)
+    found = selectors.draft_of_conversation(actor=bob, conversation=conversation)
+    assert found is not None
+    assert found.pk == made[1].pk

@@ -36,6 +36,12 @@ SAFE_HTML_ALLOWED: set[tuple[str, str]] = {
     # constant markup and icons (test_markup.py in conversations).
     ("postroom/conversations/markup.py", "list_rows"),
     ("postroom/conversations/markup.py", "nav_entries"),
+    # the conversation page's header, details pane and thread: the same way, every value through
+    # html.escape, message text as mime.text's escaped blocks (test_page_markup.py in conversations).
+    ("postroom/conversations/page_markup.py", "header"),
+    ("postroom/conversations/page_markup.py", "details"),
+    ("postroom/conversations/page_markup.py", "thread"),
+    ("postroom/conversations/page_markup.py", "tail"),
 }
 SAFE_TEMPLATE_ALLOWED: set[str] = set()  # template paths that may use |safe or autoescape off: none
 HTTP_CLIENTS = {"requests", "httpx"}

@@ -1,0 +1,56 @@
+"""Model instances from a constant SQL text (SECURITY.md R58: parameters only, never text built
+from values), for the few hot reads where building and compiling the ORM's query costs more than
+running it (the conversation page, issue #4).
+
+``rows_of`` runs the query with the connection's cursor and builds each instance as the ORM's own
+iterator does: every column of the model's table through the database backend's and the field's
+converters (SQLite hands back UUIDs as hex and times as text), then ``Model.from_db``. Columns
+that are not the model's are set as attributes of the instance (``SELECT t.*, x.y AS extra``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from django.db import connection
+from django.db.models import Model
+from django.db.models.expressions import Col
+
+M = TypeVar("M", bound=Model)
+_Converter = Callable[[Any, Any, Any], Any]
+
+
+def _converters(model: type[Model], column: str) -> tuple[Any, Col, list[_Converter]] | None:
+    field = next((field for field in model._meta.concrete_fields if field.column == column), None)
+    if field is None:
+        return None
+    expression = field.get_col(model._meta.db_table)  # a foreign key reads as its target (a UUID stays a UUID)
+    return field, expression, [*connection.ops.get_db_converters(expression), *expression.get_db_converters(connection)]
+
+
+def rows_of(model: type[M], sql: str, parameters: Mapping[str, Any]) -> list[M]:
+    """The instances of ``model`` that ``sql`` (a constant text selecting its table's columns) finds, in its order."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, parameters)
+        names = [column[0] for column in cursor.description]
+        found = cursor.fetchall()
+    columns = [_converters(model, name) for name in names]
+    order = [field.attname for field in model._meta.concrete_fields]
+    instances = []
+    for row in found:
+        values: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for name, value, column in zip(names, row, columns, strict=True):
+            if column is None:
+                extra[name] = value
+                continue
+            field, expression, converters = column
+            for converter in converters:
+                value = converter(value, expression, connection)
+            values[field.attname] = value
+        present = [attname for attname in order if attname in values]
+        instance = model.from_db(connection.alias, present, [values[attname] for attname in present])
+        instance.__dict__.update(extra)
+        instances.append(instance)
+    return instances
