@@ -104,6 +104,7 @@ def blob_put(scope: str, content: bytes) -> str:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+    _fsync_directory(str(path.parent))  # the rename too: the caller's transaction will reference it
     return name
 
 

@@ -187,3 +187,14 @@ def test_syncfs_is_used_only_where_it_reports_writeback_errors(
     monkeypatch.setattr(blobs.sys, "platform", platform)
     monkeypatch.setattr(blobs.os, "uname", lambda: os.uname_result(("Linux", "host", release, "#1", "x86_64")))
     assert (blobs._syncfs_function() is not None) == available
+
+
+def test_a_single_blob_is_fsynced_then_renamed_then_its_directory_fsynced(
+    cast: Cast, blob_directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scope = org_scope(cast.org_a.pk)
+    content = b"an uploaded file"
+    path = blobs._path(scope, blobs.blob_name(scope, content))
+    done = fsyncs_recorded(monkeypatch, [path])
+    assert blobs.blob_put(scope, content) == path.name
+    assert done == [("file", 0), ("directory", 1)]
