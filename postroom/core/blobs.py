@@ -16,7 +16,9 @@ makes them durable together: its temporary files are written without waiting for
 ``durable()`` makes their contents durable, renames them into place and makes the renames
 durable. A blob therefore appears under its name only after its bytes are on disk (a crash never
 leaves a truncated blob that a later write would skip as "already there"), and every blob is
-durable before the transaction that references it commits.
+durable before the transaction that references it commits. A blob the batch finds stored
+already is covered too: another batch may have renamed it into place a moment before, without
+having made the rename durable yet.
 
 On Linux (5.8 or later) a batch takes two ``syncfs`` calls, one for the files and one for the
 renames, instead of an ``fsync`` per file and per directory: Linux's ``syncfs`` waits until every
@@ -193,6 +195,7 @@ class _Pending:
     temporary: str
     sealed: bytes
     written: bool = False
+    reused: bool = False
     descriptor: int | None = None
 
 
@@ -202,7 +205,9 @@ def _write_pending(blobs: list[_Pending], device: int | None) -> None:
     durable); on failure every file this task wrote is closed and removed."""
     try:
         for blob in blobs:
-            if not _reuse(blob.path):
+            if _reuse(blob.path):
+                blob.reused = True
+            else:
                 blob.descriptor = _write_temporary(blob.temporary, blob.sealed)
                 blob.written = True
                 if device is not None and os.fstat(blob.descriptor).st_dev == device:
@@ -285,9 +290,14 @@ class BlobBatch:
     def durable(self) -> None:
         """Every blob put so far on disk under its name."""
         try:
-            written = [blob for blob in self._written() if blob.written]
+            blobs = self._written()
+            written = [blob for blob in blobs if blob.written]
             alone = [blob.descriptor for blob in written if blob.descriptor is not None]  # fsynced one by one
             together = len(alone) < len(written)  # the others: one syncfs for all
+            # A blob found stored may have been renamed into place a moment ago by another batch
+            # that has not made the rename durable yet: its rename is made durable here too.
+            found = {os.path.dirname(blob.path) for blob in blobs if blob.reused}
+            renames_synced = together or (bool(found) and self._anchor is not None)
             syncing = _executor("fsync", _SYNC_THREADS)
             if together:
                 self._sync_filesystem()
@@ -295,9 +305,12 @@ class BlobBatch:
             for blob in written:
                 os.replace(blob.temporary, blob.path)
                 blob.written = False
-            if together:
+            if renames_synced:
                 self._sync_filesystem()
-            list(syncing.map(_fsync_directory, {os.path.dirname(blob.path) for blob in written if blob.descriptor is not None}))
+            directories = {os.path.dirname(blob.path) for blob in written if blob.descriptor is not None}
+            if not renames_synced:
+                directories |= found
+            list(syncing.map(_fsync_directory, directories))
         finally:
             self.discard()
 

@@ -198,3 +198,30 @@ def test_a_single_blob_is_fsynced_then_renamed_then_its_directory_fsynced(
     done = fsyncs_recorded(monkeypatch, [path])
     assert blobs.blob_put(scope, content) == path.name
     assert done == [("file", 0), ("directory", 1)]
+
+
+def test_a_batch_that_only_finds_its_blobs_stored_still_makes_their_renames_durable(
+    cast: Cast, blob_directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another batch may have renamed them into place a moment ago, before making that durable.
+    scope = org_scope(cast.org_a.pk)
+    first = blobs.BlobBatch()
+    paths = put_all(first, scope, contents(5))
+    first.durable()
+    synced: list[int] = []
+    if blobs._syncfs is not None:
+        monkeypatch.setattr(blobs, "_syncfs", synced.append)
+    done = fsyncs_recorded(monkeypatch, paths)
+    again = blobs.BlobBatch()
+    put_all(again, scope, contents(5))
+    again.durable()
+    if blobs._syncfs is not None:
+        assert (len(synced), done) == (1, [])
+    else:
+        assert done == [("directory", 5)] * len({path.parent for path in paths})
+    monkeypatch.setattr(blobs, "_syncfs", None)  # the per-file way: each of their directories
+    done.clear()
+    again = blobs.BlobBatch()
+    put_all(again, scope, contents(5))
+    again.durable()
+    assert done == [("directory", 5)] * len({path.parent for path in paths})
