@@ -12,22 +12,37 @@ written or reused within its grace period, which is why reusing a blob refreshes
 transaction about to reference it may not have committed yet.
 
 ``BlobBatch`` writes many blobs for one database transaction (a batch of fetched messages) and
-makes them durable together: each temporary file is written without waiting for the disk, then
-``durable()`` fsyncs them all in one pass, renames them into place and fsyncs each directory
-once. A blob therefore appears under its name only after its bytes are on disk (a crash never
+makes them durable together: its temporary files are written without waiting for the disk, then
+``durable()`` makes their contents durable, renames them into place and makes the renames
+durable. A blob therefore appears under its name only after its bytes are on disk (a crash never
 leaves a truncated blob that a later write would skip as "already there"), and every blob is
-durable before the transaction that references it commits. Waiting for the disk once per batch
-instead of once per file lets the kernel write the batch out together.
+durable before the transaction that references it commits. A blob the batch finds stored
+already is covered too: another batch may have renamed it into place a moment before, without
+having made the rename durable yet.
+
+On Linux (5.8 or later) a batch takes two ``syncfs`` calls, one for the files and one for the
+renames, instead of an ``fsync`` per file and per directory: Linux's ``syncfs`` waits until every
+write to the filesystem is on disk, as an ``fsync`` of each of its files would, and since 5.8 it
+reports the writeback errors that happened since its descriptor was opened (older kernels drop
+them, so they keep the per-file way). The descriptor is opened before the batch writes anything,
+so an error writing any of its files fails the batch. The disk work is done by the kernel's
+flusher, once per batch, instead of a thread per file. Elsewhere, and for a file found on another
+filesystem than the blob root (a mount below it), each file and then each directory is fsynced.
+``syncfs`` also writes whatever else is waiting on that filesystem: a batch can take longer when
+other programs have much unwritten data there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import hashlib
 import os
 import secrets
+import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +106,7 @@ def blob_put(scope: str, content: bytes) -> str:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+    _fsync_directory(str(path.parent))  # the rename too: the caller's transaction will reference it
     return name
 
 
@@ -121,6 +137,33 @@ def _fsync_directory(directory: str) -> None:
         os.close(descriptor)
 
 
+def _syncfs_function() -> Callable[[int], None] | None:
+    """``syncfs(2)`` of the C library, where it reports writeback errors (Linux 5.8 and later)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        major, minor = (int(part) for part in os.uname().release.split(".")[:2])
+        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+    except (ValueError, AttributeError, OSError):
+        return None
+    if (major, minor) < (5, 8):
+        return None
+    syncfs.argtypes = [ctypes.c_int]
+    syncfs.restype = ctypes.c_int
+
+    def sync(descriptor: int) -> None:
+        if syncfs(descriptor) != 0:
+            number = ctypes.get_errno()
+            raise OSError(number, os.strerror(number))
+
+    return sync
+
+
+# Every write to the filesystem of the descriptor on disk, its writeback errors since the
+# descriptor was opened raised; None where that is not available (one fsync per file then).
+_syncfs = _syncfs_function()
+
+
 def _write_temporary(temporary: str, sealed: bytes) -> int:
     """Write ``sealed`` to a new temporary file (its directory made if missing); its open
     descriptor (not fsynced yet)."""
@@ -144,22 +187,32 @@ def _write_temporary(temporary: str, sealed: bytes) -> int:
 
 @dataclass
 class _Pending:
-    """A blob of a ``BlobBatch``: written to ``temporary`` (``descriptor`` open), or found stored
-    already (``descriptor`` None)."""
+    """A blob of a ``BlobBatch``: written to ``temporary``, or found stored already (``written``
+    False). ``descriptor`` stays open when the file is to be fsynced on its own (no ``syncfs``,
+    or a file on another filesystem than the batch's anchor)."""
 
     path: str
     temporary: str
     sealed: bytes
+    written: bool = False
+    reused: bool = False
     descriptor: int | None = None
 
 
-def _write_pending(blobs: list[_Pending]) -> None:
+def _write_pending(blobs: list[_Pending], device: int | None) -> None:
     """One write task of a ``BlobBatch``: each blob reused if stored already, else written to its
-    temporary file; on failure every file this task wrote is closed and removed."""
+    temporary file, closed at once if it is on filesystem ``device`` (which ``syncfs`` will make
+    durable); on failure every file this task wrote is closed and removed."""
     try:
         for blob in blobs:
-            if not _reuse(blob.path):
+            if _reuse(blob.path):
+                blob.reused = True
+            else:
                 blob.descriptor = _write_temporary(blob.temporary, blob.sealed)
+                blob.written = True
+                if device is not None and os.fstat(blob.descriptor).st_dev == device:
+                    os.close(blob.descriptor)
+                    blob.descriptor = None
             blob.sealed = b""
     except BaseException:
         _remove_temporaries(blobs)
@@ -171,8 +224,20 @@ def _remove_temporaries(blobs: list[_Pending]) -> None:
         if blob.descriptor is not None:
             os.close(blob.descriptor)
             blob.descriptor = None
+        if blob.written:
+            blob.written = False
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(blob.temporary)
+
+
+def _open_anchor() -> int:
+    """A descriptor of the blob root (made if missing), for ``syncfs``."""
+    flags = os.O_RDONLY | os.O_DIRECTORY
+    try:
+        return os.open(blob_root(), flags)
+    except FileNotFoundError:
+        blob_root().mkdir(parents=True, exist_ok=True, mode=0o700)
+        return os.open(blob_root(), flags)
 
 
 class BlobBatch:
@@ -188,6 +253,10 @@ class BlobBatch:
         self._queued: list[_Pending] = []  # not handed to a write task yet
         self._writes: list[tuple[list[_Pending], Future[None]]] = []
         self._tag = secrets.token_hex(4)  # temporary names: unique to this batch, numbered in it
+        # Opened before the batch writes anything, so that its syncfs reports every writeback
+        # error since; a descriptor of its own, because the first syncfs to see an error takes it.
+        self._anchor: int | None = None
+        self._anchor_device: int | None = None
 
     def put(self, scope: str, content: bytes) -> str:
         name = blob_name(scope, content)
@@ -195,6 +264,9 @@ class BlobBatch:
         path = f"{directory}/{name}"
         if path in self._paths:
             return name
+        if _syncfs is not None and self._anchor is None:
+            self._anchor = _open_anchor()
+            self._anchor_device = os.fstat(self._anchor).st_dev
         self._paths.add(path)
         temporary = f"{directory}/.{name}.{self._tag}{len(self._paths)}.tmp"
         self._queued.append(_Pending(path, temporary, keyring().encrypt(scope, _field(name), content)))
@@ -205,7 +277,8 @@ class BlobBatch:
     def _write_queued(self) -> None:
         if self._queued:
             blobs, self._queued = self._queued, []
-            self._writes.append((blobs, _executor("writes", _WRITE_THREADS).submit(_write_pending, blobs)))
+            submitted = _executor("writes", _WRITE_THREADS).submit(_write_pending, blobs, self._anchor_device)
+            self._writes.append((blobs, submitted))
 
     def _written(self) -> list[_Pending]:
         """Every blob put, once written (waiting for the writes still running)."""
@@ -217,14 +290,34 @@ class BlobBatch:
     def durable(self) -> None:
         """Every blob put so far on disk under its name."""
         try:
-            written = [blob for blob in self._written() if blob.descriptor is not None]
+            blobs = self._written()
+            written = [blob for blob in blobs if blob.written]
+            alone = [blob.descriptor for blob in written if blob.descriptor is not None]  # fsynced one by one
+            together = len(alone) < len(written)  # the others: one syncfs for all
+            # A blob found stored may have been renamed into place a moment ago by another batch
+            # that has not made the rename durable yet: its rename is made durable here too.
+            found = {os.path.dirname(blob.path) for blob in blobs if blob.reused}
+            renames_synced = together or (bool(found) and self._anchor is not None)
             syncing = _executor("fsync", _SYNC_THREADS)
-            list(syncing.map(os.fsync, [blob.descriptor for blob in written]))
+            if together:
+                self._sync_filesystem()
+            list(syncing.map(os.fsync, alone))
             for blob in written:
                 os.replace(blob.temporary, blob.path)
-            list(syncing.map(_fsync_directory, {os.path.dirname(blob.path) for blob in written}))
+                blob.written = False
+            if renames_synced:
+                self._sync_filesystem()
+            directories = {os.path.dirname(blob.path) for blob in written if blob.descriptor is not None}
+            if not renames_synced:
+                directories |= found
+            list(syncing.map(_fsync_directory, directories))
         finally:
             self.discard()
+
+    def _sync_filesystem(self) -> None:
+        if self._anchor is None or _syncfs is None:
+            raise RuntimeError("a blob was written to be synced with its filesystem, but there is no syncfs")
+        _syncfs(self._anchor)
 
     def durable_soon(self) -> Future[None]:
         """``durable()`` in the background; the batch must not be touched until the future is done."""
@@ -239,6 +332,9 @@ class BlobBatch:
         self._writes.clear()
         self._queued.clear()
         self._paths.clear()
+        if self._anchor is not None:
+            os.close(self._anchor)
+            self._anchor = self._anchor_device = None
 
 
 def blob_get(scope: str, name: str) -> bytes:
