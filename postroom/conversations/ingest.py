@@ -442,7 +442,7 @@ def _place(organization_id: Any, prepared: _Prepared, threads: threading.BatchTh
         claimed_conversation = holder.conversation_pk
     conversation_pk = threads.place(new, conversation_pk=claimed_conversation)
     message = Message(
-        pk=new.pk,
+        id=new.pk,  # by its field's name: ``pk=`` would have the field's default made (a uuid7) first
         organization_id=organization_id,
         conversation_id=conversation_pk,
         direction=prepared.direction,

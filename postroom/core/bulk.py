@@ -32,6 +32,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -67,6 +68,14 @@ def _preparer(field: models.Field[Any, Any], connection: BaseDatabaseWrapper) ->
             return lambda value: value if type(value) is uuid.UUID else slow(value)
         return lambda value: value.hex if type(value) is uuid.UUID else slow(value)
     if kind is models.DateTimeField:
+        if connection.vendor == "sqlite" and settings.USE_TZ:
+            # What the SQLite backend's adapt_datetimefield_value does to an aware datetime,
+            # without its look-up of the setting for every value.
+            return lambda value: (
+                str(value.astimezone(connection.timezone).replace(tzinfo=None))
+                if type(value) is datetime.datetime and value.utcoffset() is not None
+                else slow(value)
+            )
         adapt_datetime = connection.ops.adapt_datetimefield_value
         return lambda value: adapt_datetime(value) if type(value) is datetime.datetime and value.utcoffset() is not None else slow(value)
     if kind is models.BinaryField:
