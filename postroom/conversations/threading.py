@@ -39,11 +39,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import connection
 from django.db.models import Exists, F, OuterRef
 
 from postroom.conversations import merging
-from postroom.conversations.models import Conversation, Message, MessageCopy, MessageReference
-from postroom.core.bulk import instances_insert
+from postroom.conversations.models import Conversation, Message, MessageCopy
+from postroom.core.bulk import as_uuid, instances_insert, values_parameter
 from postroom.mailboxes.models import Mailbox
 
 SUBJECT_WINDOW = timedelta(days=7)
@@ -75,6 +76,32 @@ def message_participants(addresses: dict[str, list[list[str]]]) -> set[str]:
 
 def organization_addresses(organization_id: Any) -> set[str]:
     return {address.lower() for address in Mailbox.objects.filter(organization_id=organization_id).values_list("email_address", flat=True)}
+
+
+# The batch's look-ups by Message-ID: constant texts (SECURITY.md R58) with the organization and
+# the list of blind indexes as parameters (``core.bulk.values_parameter``), instead of IN lists
+# the ORM compiles for every batch. The messages holding any of the Message-IDs:
+_HOLDERS_SQL = {
+    "sqlite": "SELECT message_id_index, id, content_index, conversation_id FROM conversations_message"
+    " WHERE organization_id = %s AND message_id_index IN (SELECT value FROM json_each(%s))",
+    "postgresql": "SELECT message_id_index, id, content_index, conversation_id FROM conversations_message"
+    " WHERE organization_id = %s AND message_id_index = ANY(%s)",
+}
+# The conversations of the messages that point at any of them:
+_CHILDREN_SQL = {
+    "sqlite": "SELECT r.message_id_index, m.conversation_id FROM conversations_messagereference r"
+    " INNER JOIN conversations_message m ON m.id = r.message_id"
+    " WHERE r.organization_id = %s AND r.message_id_index IN (SELECT value FROM json_each(%s))",
+    "postgresql": "SELECT r.message_id_index, m.conversation_id FROM conversations_messagereference r"
+    " INNER JOIN conversations_message m ON m.id = r.message_id"
+    " WHERE r.organization_id = %s AND r.message_id_index = ANY(%s)",
+}
+
+
+def _rows(statement: dict[str, str], organization_id: Any, indexes: set[str]) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(statement[connection.vendor], [organization_id, values_parameter(indexes)])
+        return cursor.fetchall()
 
 
 @dataclass(frozen=True)
@@ -130,16 +157,13 @@ class BatchThreading:
         references = {index for message in messages for index in message.reference_indexes if index}
         self._holders: dict[str, Holder] = {}
         if own_ids | references:
-            rows = Message.objects.filter(organization_id=organization_id, message_id_index__in=own_ids | references)
-            for message_id_index, pk, content_index, conversation_pk in rows.values_list(
-                "message_id_index", "pk", "content_index", "conversation_id"
-            ):
-                self._holders[message_id_index] = Holder(pk, content_index, conversation_pk)
+            # A Message-ID is held by one message of the organization (a unique constraint).
+            for message_id_index, pk, content_index, conversation_pk in _rows(_HOLDERS_SQL, organization_id, own_ids | references):
+                self._holders[message_id_index] = Holder(as_uuid(pk), content_index, as_uuid(conversation_pk))
         self._children: dict[str, set[uuid.UUID]] = {}
         if own_ids:
-            references_rows = MessageReference.objects.filter(organization_id=organization_id, message_id_index__in=own_ids)
-            for message_id_index, conversation_pk in references_rows.values_list("message_id_index", "message__conversation_id"):
-                self._children.setdefault(message_id_index, set()).add(conversation_pk)
+            for message_id_index, conversation_pk in _rows(_CHILDREN_SQL, organization_id, own_ids):
+                self._children.setdefault(message_id_index, set()).add(as_uuid(conversation_pk))
         named = {holder.conversation_pk for holder in self._holders.values()} | {pk for pks in self._children.values() for pk in pks}
         # Whether a conversation holds a message with a copy in the mailbox: from the conversation's
         # messages to their copies, both by index (the other way round walks the mailbox's copies).

@@ -22,11 +22,16 @@ tables use, ``_preparer`` takes the step the field would end in for a value alre
 field's type (a ``str`` for a ``CharField``, an aware ``datetime`` for a ``DateTimeField``…)
 and leaves everything else (``None`` aside) to the field itself; ``test_bulk`` checks both ways
 agree for every field of the tables written this way.
+
+``values_parameter`` is the other half: the per-batch look-ups of storing mail (hundreds of
+content indexes, Message-IDs, UIDs) as constant SQL texts (SECURITY.md R58) with the whole list
+as one parameter, instead of an IN list the ORM compiles value by value for every batch.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -153,3 +158,17 @@ def instances_insert(instances: Sequence[models.Model], *, ignore_conflicts: boo
     for instance in instances:
         instance._state.adding = False
         instance._state.db = alias
+
+
+def values_parameter(values: Iterable[Any]) -> Any:
+    """``values`` (strings, integers, UUIDs) as the one parameter of a constant text's
+    ``IN (SELECT value FROM json_each(%s))`` on SQLite, ``= ANY(%s)`` on PostgreSQL: a JSON array
+    (a UUID as SQLite's UUID columns hold it, its hex) or a list the driver sends as an array."""
+    if connections[DEFAULT_DB_ALIAS].vendor == "sqlite":
+        return json.dumps([value.hex if type(value) is uuid.UUID else value for value in values])
+    return list(values)
+
+
+def as_uuid(value: Any) -> uuid.UUID:
+    """A UUID column's value as a cursor gives it (SQLite: its hex; PostgreSQL: a UUID)."""
+    return value if type(value) is uuid.UUID else uuid.UUID(value)
