@@ -60,7 +60,7 @@ from django.utils import timezone
 from postroom.conversations import arrival, bodies, threading
 from postroom.conversations.models import Direction, Message, MessageCopy, MessageReference
 from postroom.core.blobs import BlobBatch
-from postroom.core.bulk import as_uuid, instances_insert, rows_insert, values_parameter
+from postroom.core.bulk import as_uuid, instances_insert, model_instance, rows_insert, values_parameter
 from postroom.core.ids import uuid7
 from postroom.core.keys import Keyring, keyring, org_scope
 from postroom.mailboxes.models import Folder, Mailbox
@@ -274,17 +274,22 @@ def _store(
             else:  # pragma: no cover (every entry is known or prepared)
                 raise AssertionError(entry)
             item = entry.item
-            pending.append(
-                MessageCopy(
-                    mailbox=mailbox,
-                    folder=folder,
-                    uidvalidity=uidvalidity,
-                    uid=item.uid,
-                    message_id=message_pk,
-                    modseq=item.modseq,
+            copy = model_instance(
+                MessageCopy,
+                {
+                    "mailbox_id": mailbox.pk,
+                    "folder_id": folder.pk,
+                    "uidvalidity": uidvalidity,
+                    "uid": item.uid,
+                    "message_id": message_pk,
+                    "modseq": item.modseq,
                     **_flag_values(entry.flag_names),
-                )
+                },
             )
+            # As MessageCopy(mailbox=…, folder=…) would: the instances in hand are cached.
+            MessageCopy.mailbox.field.set_cached_value(copy, mailbox)
+            MessageCopy.folder.field.set_cached_value(copy, folder)
+            pending.append(copy)
         threads.store()
         for message in created:
             message.conversation_id = threads.resolve(message.conversation_id)
@@ -465,18 +470,21 @@ def _place(organization_id: Any, prepared: _Prepared, threads: threading.BatchTh
         new = threading.NewMessage(**{**new.__dict__, "message_id_index": ""})
         claimed_conversation = holder.conversation_pk
     conversation_pk = threads.place(new, conversation_pk=claimed_conversation)
-    message = Message(
-        id=new.pk,  # by its field's name: ``pk=`` would have the field's default made (a uuid7) first
-        organization_id=organization_id,
-        conversation_id=conversation_pk,
-        direction=prepared.direction,
-        message_id_index=new.message_id_index,
-        content_index=new.content_index,
-        sent_at=prepared.sent_at,
-        size=prepared.size,
-        raw_blob=prepared.raw_blob,
-        quarantine_reason=prepared.quarantine_reason,
-        body_pending=not prepared.quarantine_reason,
+    message = model_instance(
+        Message,
+        {
+            "id": new.pk,
+            "organization_id": organization_id,
+            "conversation_id": conversation_pk,
+            "direction": prepared.direction,
+            "message_id_index": new.message_id_index,
+            "content_index": new.content_index,
+            "sent_at": prepared.sent_at,
+            "size": prepared.size,
+            "raw_blob": prepared.raw_blob,
+            "quarantine_reason": prepared.quarantine_reason,
+            "body_pending": not prepared.quarantine_reason,
+        },
     )
     message.subject = new.subject
     message.addresses = prepared.addresses

@@ -44,7 +44,7 @@ from django.db.models import Exists, F, OuterRef
 
 from postroom.conversations import merging
 from postroom.conversations.models import Conversation, Message, MessageCopy
-from postroom.core.bulk import as_uuid, instances_insert, values_parameter
+from postroom.core.bulk import as_uuid, instances_insert, model_instance, values_parameter
 from postroom.mailboxes.models import Mailbox
 
 SUBJECT_WINDOW = timedelta(days=7)
@@ -289,8 +289,9 @@ class BatchThreading:
         return thread.participants[:_PARTICIPANT_SAMPLE]
 
     def _new_thread(self, message: NewMessage) -> _Thread:
-        conversation = Conversation(
-            organization_id=self.organization_id, subject_index=message.subject_index, last_message_at=message.received_at
+        conversation = model_instance(
+            Conversation,
+            {"organization_id": self.organization_id, "subject_index": message.subject_index, "last_message_at": message.received_at},
         )
         conversation.subject = message.subject
         thread = _Thread(conversation.pk, datetime.max.replace(tzinfo=message.received_at.tzinfo), next(self._order), message.subject_index,

@@ -23,6 +23,10 @@ field's type (a ``str`` for a ``CharField``, an aware ``datetime`` for a ``DateT
 and leaves everything else (``None`` aside) to the field itself; ``test_bulk`` checks both ways
 agree for every field of the tables written this way.
 
+``model_instance`` builds the instances those inserts take (and their callers read) the way the
+ORM builds a row it reads, positionally, instead of ``Model(**values)``, which looks each field
+up in the keyword arguments and computes its default anew; ``test_bulk`` compares both ways.
+
 ``values_parameter`` is the other half: the per-batch look-ups of storing mail (hundreds of
 content indexes, Message-IDs, UIDs) as constant SQL texts (SECURITY.md R58) with the whole list
 as one parameter, instead of an IN list the ORM compiles value by value for every batch.
@@ -35,13 +39,14 @@ import json
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 Preparer = Callable[[Any], Any]
+ModelT = TypeVar("ModelT", bound=models.Model)
 
 _INTEGER_FIELDS = (models.IntegerField, models.BigIntegerField, models.PositiveIntegerField, models.SmallIntegerField,
                    models.PositiveBigIntegerField, models.PositiveSmallIntegerField)  # fmt: skip
@@ -158,6 +163,35 @@ def instances_insert(instances: Sequence[models.Model], *, ignore_conflicts: boo
     for instance in instances:
         instance._state.adding = False
         instance._state.db = alias
+
+
+# Per model, each concrete field's attname and how its default is made: a constant (the
+# field's default, or the empty value a field without one gets), or a callable default, called
+# for each instance as Model.__init__ calls it; and the set of attnames.
+_defaults: dict[type[models.Model], tuple[list[tuple[str, Any, Callable[[], Any] | None]], frozenset[str]]] = {}
+
+
+def model_instance(model: type[ModelT], values: dict[str, Any]) -> ModelT:
+    """``model(**values)``, ``values`` given by attname (``conversation_id``, not ``conversation``),
+    built positionally as the ORM builds the rows it reads; see the module docstring."""
+    known = _defaults.get(model)
+    if known is None:
+        fields = model._meta.concrete_fields
+        known = _defaults[model] = (
+            [
+                (field.attname, None, field.default)
+                if field.has_default() and callable(field.default)
+                else (field.attname, field.get_default(), None)
+                for field in fields
+            ],
+            frozenset(field.attname for field in fields),
+        )
+    defaults, attnames = known
+    if not values.keys() <= attnames:
+        raise TypeError(f"{model.__name__} has no columns {sorted(values.keys() - attnames)}")
+    return model(
+        *[values[attname] if attname in values else constant if factory is None else factory() for attname, constant, factory in defaults]
+    )
 
 
 def values_parameter(values: Iterable[Any]) -> Any:
