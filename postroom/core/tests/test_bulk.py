@@ -104,14 +104,24 @@ def test_a_model_instance_refuses_what_is_not_a_column() -> None:
 
 @pytest.mark.django_db
 def test_values_parameter_selects_what_an_in_list_selects() -> None:
-    """The constant texts' one-parameter list of values finds the rows an IN list finds, for
-    strings, integers and UUIDs (SQLite: a JSON array; PostgreSQL: an array)."""
-    wanted: list[list[Any]] = [["a", "it's", "c"], [1, 2**40], [uuid.UUID(int=5), uuid.UUID("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")]]
-    statement = {"sqlite": "SELECT value FROM json_each(%s)", "postgresql": "SELECT unnest(%s)"}[connection.vendor]
-    for values in wanted:
+    """The one parameter of the constant look-ups carries every value through unchanged: strings
+    (quotes included), integers and UUIDs (SQLite: a JSON array; PostgreSQL: an array)."""
+    wanted: list[tuple[str, list[Any]]] = [
+        ("text", ["a", "it's", "c"]),
+        ("bigint", [1, 2**40]),
+        ("uuid", [uuid.UUID(int=5), uuid.UUID("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")]),
+    ]
+    # Beside a column the production texts need no cast; alone, PostgreSQL wants the array's type.
+    statements = {
+        "text": "SELECT unnest(%s::text[])",
+        "bigint": "SELECT unnest(%s::bigint[])",
+        "uuid": "SELECT unnest(%s::uuid[])",
+    }
+    for kind, values in wanted:
+        statement = "SELECT value FROM json_each(%s)" if connection.vendor == "sqlite" else statements[kind]
         with connection.cursor() as cursor:
             cursor.execute(statement, [values_parameter(values)])
             found = [row[0] for row in cursor.fetchall()]
-        if isinstance(values[0], uuid.UUID):
+        if kind == "uuid":
             found = [as_uuid(value) for value in found]
         assert found == values
