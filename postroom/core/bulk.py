@@ -20,7 +20,7 @@ Preparing a value through the field costs a dozen Python calls (and a look-up of
 thread's connection through Django's proxy on each); for the few stock field types these
 tables use, ``_preparer`` takes the step the field would end in for a value already of the
 field's type (a ``str`` for a ``CharField``, an aware ``datetime`` for a ``DateTimeField``…)
-and leaves everything else (``None`` aside) to the field itself; ``test_bulk`` checks both ways
+or ``None`` (NULL), and leaves everything else to the field itself; ``test_bulk`` checks both ways
 agree for every field of the tables written this way.
 
 ``model_instance`` builds the instances those inserts take (and their callers read) the way the
@@ -62,21 +62,22 @@ def _preparer(field: models.Field[Any, Any], connection: BaseDatabaseWrapper) ->
     if kind in (models.ForeignKey, models.OneToOneField):
         target = _preparer(cast(models.ForeignKey[Any, Any], field).target_field, connection)
         # ForeignKey.get_db_prep_save hands a key (never NULL nor "") to its target field.
-        return lambda value: target(value) if type(value) in (uuid.UUID, int) else slow(value)
+        return lambda value: target(value) if type(value) in (uuid.UUID, int) else None if value is None else slow(value)
     if kind in (models.CharField, models.TextField):
-        return lambda value: value if type(value) is str else slow(value)
+        # A str subclass too (the choices' enums), which the field hands on as it is.
+        return lambda value: value if isinstance(value, str) or value is None else slow(value)
     if kind is models.BooleanField:
-        return lambda value: value if type(value) is bool else slow(value)
+        return lambda value: value if type(value) is bool or value is None else slow(value)
     if kind in _INTEGER_FIELDS:
         adapt_integer, internal_type = connection.ops.adapt_integerfield_value, field.get_internal_type()
-        return lambda value: adapt_integer(value, internal_type) if type(value) is int else slow(value)
+        return lambda value: adapt_integer(value, internal_type) if type(value) is int else None if value is None else slow(value)
     if kind in (models.AutoField, models.BigAutoField):
         validate = connection.ops.validate_autopk_value
         return lambda value: validate(value) if type(value) is int else slow(value)
     if kind is models.UUIDField:
         if connection.features.has_native_uuid_field:
-            return lambda value: value if type(value) is uuid.UUID else slow(value)
-        return lambda value: value.hex if type(value) is uuid.UUID else slow(value)
+            return lambda value: value if type(value) is uuid.UUID or value is None else slow(value)
+        return lambda value: value.hex if type(value) is uuid.UUID else None if value is None else slow(value)
     if kind is models.DateTimeField:
         if connection.vendor == "sqlite" and settings.USE_TZ:
             # What the SQLite backend's adapt_datetimefield_value does to an aware datetime,
@@ -84,13 +85,21 @@ def _preparer(field: models.Field[Any, Any], connection: BaseDatabaseWrapper) ->
             return lambda value: (
                 str(value.astimezone(connection.timezone).replace(tzinfo=None))
                 if type(value) is datetime.datetime and value.utcoffset() is not None
+                else None
+                if value is None
                 else slow(value)
             )
         adapt_datetime = connection.ops.adapt_datetimefield_value
-        return lambda value: adapt_datetime(value) if type(value) is datetime.datetime and value.utcoffset() is not None else slow(value)
+        return lambda value: (
+            adapt_datetime(value)
+            if type(value) is datetime.datetime and value.utcoffset() is not None
+            else None
+            if value is None
+            else slow(value)
+        )
     if kind is models.BinaryField:
         binary = connection.Database.Binary  # type: ignore[attr-defined]
-        return lambda value: binary(value) if type(value) is bytes else slow(value)
+        return lambda value: binary(value) if type(value) is bytes else None if value is None else slow(value)
     return slow
 
 
