@@ -97,6 +97,18 @@ _CHILDREN_SQL = {
     " WHERE r.organization_id = %s AND r.message_id_index = ANY(%s)",
 }
 
+# The conversations with any of the batch's subjects in its time window, by the subject's index:
+# SQLite, which keeps no statistics, would walk the organization's conversations of the window
+# instead (hundreds in a first import), testing each for the subject and a copy in the mailbox;
+# the unary plus keeps it off those columns' indexes. (Which of them hold a message with a copy
+# in the mailbox is then asked of these few.)
+_SUBJECT_SQL = {
+    "sqlite": "SELECT id FROM conversations_conversation WHERE subject_index IN (SELECT value FROM json_each(%s))"
+    " AND +organization_id = %s AND +last_message_at >= %s AND +last_message_at <= %s",
+    "postgresql": "SELECT id FROM conversations_conversation WHERE subject_index = ANY(%s)"
+    " AND organization_id = %s AND last_message_at >= %s AND last_message_at <= %s",
+}
+
 
 def _rows(statement: dict[str, str], organization_id: Any, indexes: set[str]) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
@@ -179,8 +191,15 @@ class BatchThreading:
         if subjects:
             earliest = min(message.received_at for message in messages) - SUBJECT_WINDOW
             latest = max(message.received_at for message in messages) + SUBJECT_WINDOW
-            candidates = conversations.filter(subject_index__in=subjects, last_message_at__gte=earliest, last_message_at__lte=latest)
-            found += candidates.filter(in_mailbox=True).values_list(*fields)
+            with connection.cursor() as cursor:
+                adapt = connection.ops.adapt_datetimefield_value
+                cursor.execute(
+                    _SUBJECT_SQL[connection.vendor], [values_parameter(subjects), organization_id, adapt(earliest), adapt(latest)]
+                )
+                by_subject = [as_uuid(pk) for (pk,) in cursor.fetchall()]
+            if by_subject:
+                candidates = conversations.filter(pk__in=by_subject, last_message_at__gte=earliest, last_message_at__lte=latest)
+                found += candidates.filter(in_mailbox=True).values_list(*fields)
         for pk, created_at, subject_index, last_message_at, is_in_mailbox in found:
             self._threads[pk] = _Thread(pk, created_at, 0, subject_index, last_message_at, is_in_mailbox)
 

@@ -348,3 +348,34 @@ def test_the_batch_lookups_find_what_the_orm_finds(alice_mailbox: Mailbox, bob_m
     assert [(index, str(conversation).replace("-", "")) for index, conversation in children] == [
         (index, conversation.hex) for index, conversation in expected_children
     ]
+
+
+def test_the_subject_lookup_finds_what_the_orm_finds(alice_mailbox: Mailbox, charlie_mailbox: Mailbox) -> None:
+    """The conversations with one of the batch's subjects in its window, found by the subject's
+    index: the ORM's rows, at the window's edges too, and only in the organization."""
+    from postroom.conversations.models import Conversation
+    from postroom.conversations.threading import _SUBJECT_SQL
+    from postroom.core.bulk import as_uuid, values_parameter
+
+    start = datetime(2025, 3, 1, 9, 0, 0, 123456, tzinfo=UTC)
+    raws = [
+        build_raw(message_id=f"<s{day}@example.test>", subject=f"Topic {day % 3}", date=start + timedelta(days=day)) for day in range(9)
+    ]
+    batch(alice_mailbox, [IngestItem(uid=number + 1, raw=raw) for number, raw in enumerate(raws)])
+    batch(charlie_mailbox, [IngestItem(uid=number + 1, raw=raw) for number, raw in enumerate(raws)])
+    organization_id = alice_mailbox.organization_id
+    conversations = Conversation.objects.filter(organization_id=organization_id)
+    stored = sorted(conversations.values_list("last_message_at", flat=True))
+    subjects = set(conversations.values_list("subject_index", flat=True)) | {"0" * 64}
+    for earliest, latest in [(stored[0], stored[-1]), (stored[1], stored[-2]), (stored[0] - timedelta(days=1), stored[0])]:
+        with connection.cursor() as cursor:
+            adapt = connection.ops.adapt_datetimefield_value
+            cursor.execute(_SUBJECT_SQL[connection.vendor], [values_parameter(subjects), organization_id, adapt(earliest), adapt(latest)])
+            found = {as_uuid(pk) for (pk,) in cursor.fetchall()}
+        expected = set(
+            conversations.filter(subject_index__in=subjects, last_message_at__gte=earliest, last_message_at__lte=latest).values_list(
+                "pk", flat=True
+            )
+        )
+        assert found == expected
+        assert found
