@@ -262,15 +262,15 @@ def _store(
             if entry.message is not None:
                 message_pk = entry.message.pk
             elif entry.prepared is not None:
-                message = known_now.find(entry.message_id_index, entry.content_index)
-                if message is None:
+                known = known_now.find(entry.message_id_index, entry.content_index)
+                if known is None:
                     message_pk, message = _place(organization_id, entry.prepared, threads)
                     if message is not None:
                         known_now.add(_Known(message.pk, message.message_id_index, message.content_index))
                         created.append(message)
                         references.extend((message.pk, organization_id, index) for index in entry.prepared.thread.reference_indexes)
                 else:
-                    message_pk = message.pk
+                    message_pk = known.pk
             else:  # pragma: no cover (every entry is known or prepared)
                 raise AssertionError(entry)
             item = entry.item
