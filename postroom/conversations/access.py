@@ -31,7 +31,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from postroom.conversations.models import Conversation, ConversationMember, ConversationShare, MessageCopy, Place
-from postroom.core.bulk import instances_insert
+from postroom.core.bulk import instances_insert, model_instance
 from postroom.mailboxes.models import FolderRole
 from postroom.orgs.models import Membership, TeamMembership
 
@@ -138,17 +138,20 @@ def _refresh_chunk(conversation_ids: list[Any]) -> None:
         row = existing.get(key)
         if row is None:
             to_create.append(
-                ConversationMember(
-                    conversation_id=key[0],
-                    membership_id=key[1],
-                    organization_id=conversation.organization_id,
-                    via_mailbox=key in mailbox,
-                    via_share=key in shared,
-                    place=copies_place or Place.NONE,
-                    copies_place=copies_place,
-                    copies_unread=copies_unread,
-                    unread=copies_unread if key in mailbox else True,
-                    last_activity_at=conversation.last_message_at,
+                model_instance(
+                    ConversationMember,
+                    {
+                        "conversation_id": key[0],
+                        "membership_id": key[1],
+                        "organization_id": conversation.organization_id,
+                        "via_mailbox": key in mailbox,
+                        "via_share": key in shared,
+                        "place": copies_place or Place.NONE,
+                        "copies_place": copies_place,
+                        "copies_unread": copies_unread,
+                        "unread": copies_unread if key in mailbox else True,
+                        "last_activity_at": conversation.last_message_at,
+                    },
                 )
             )
             continue

@@ -52,7 +52,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from threading import local as threading_local
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -60,7 +60,7 @@ from django.utils import timezone
 from postroom.conversations import arrival, bodies, threading
 from postroom.conversations.models import Direction, Message, MessageCopy, MessageReference
 from postroom.core.blobs import BlobBatch
-from postroom.core.bulk import instances_insert, rows_insert
+from postroom.core.bulk import as_uuid, instances_insert, model_instance, rows_insert, values_parameter
 from postroom.core.ids import uuid7
 from postroom.core.keys import Keyring, keyring, org_scope
 from postroom.mailboxes.models import Folder, Mailbox
@@ -156,7 +156,7 @@ class _Incoming:
     quarantined: Quarantined | None
     message_id_index: str
     content_index: str
-    message: Message | None = None  # known already, or
+    message: _Known | None = None  # known already, or
     prepared: _Prepared | None = None  # new (unless stored meanwhile)
 
 
@@ -215,6 +215,13 @@ def _ingest_batch(
 
 _batch = threading_local()
 
+# The keys of a batch's new copies (constant texts, R58; see ``core.bulk.values_parameter``).
+_COPY_IDS_SQL = {
+    "sqlite": "SELECT uid, id FROM conversations_messagecopy"
+    " WHERE folder_id = %s AND uidvalidity = %s AND uid IN (SELECT value FROM json_each(%s))",
+    "postgresql": "SELECT uid, id FROM conversations_messagecopy WHERE folder_id = %s AND uidvalidity = %s AND uid = ANY(%s)",
+}
+
 
 def raw_blobs_ready() -> None:
     """Wait until the raw messages of the batch being stored are on disk under their names.
@@ -255,40 +262,43 @@ def _store(
             if entry.message is not None:
                 message_pk = entry.message.pk
             elif entry.prepared is not None:
-                message = known_now.find(entry.message_id_index, entry.content_index)
-                if message is None:
+                known = known_now.find(entry.message_id_index, entry.content_index)
+                if known is None:
                     message_pk, message = _place(organization_id, entry.prepared, threads)
                     if message is not None:
-                        known_now.add(message)
+                        known_now.add(_Known(message.pk, message.message_id_index, message.content_index))
                         created.append(message)
                         references.extend((message.pk, organization_id, index) for index in entry.prepared.thread.reference_indexes)
                 else:
-                    message_pk = message.pk
+                    message_pk = known.pk
             else:  # pragma: no cover (every entry is known or prepared)
                 raise AssertionError(entry)
             item = entry.item
-            pending.append(
-                MessageCopy(
-                    mailbox=mailbox,
-                    folder=folder,
-                    uidvalidity=uidvalidity,
-                    uid=item.uid,
-                    message_id=message_pk,
-                    modseq=item.modseq,
+            copy = model_instance(
+                MessageCopy,
+                {
+                    "mailbox_id": mailbox.pk,
+                    "folder_id": folder.pk,
+                    "uidvalidity": uidvalidity,
+                    "uid": item.uid,
+                    "message_id": message_pk,
+                    "modseq": item.modseq,
                     **_flag_values(entry.flag_names),
-                )
+                },
             )
+            # As MessageCopy(mailbox=…, folder=…) would: the instances in hand are cached.
+            MessageCopy.mailbox.field.set_cached_value(copy, mailbox)
+            MessageCopy.folder.field.set_cached_value(copy, folder)
+            pending.append(copy)
         threads.store()
         for message in created:
             message.conversation_id = threads.resolve(message.conversation_id)
         instances_insert(created)
         rows_insert(MessageReference, ("message", "organization", "message_id_index"), references)
         instances_insert(pending)
-        copy_ids = dict(
-            MessageCopy.objects.filter(folder=folder, uidvalidity=uidvalidity, uid__in=[copy.uid for copy in pending]).values_list(
-                "uid", "id"
-            )
-        )
+        with connection.cursor() as cursor:
+            cursor.execute(_COPY_IDS_SQL[connection.vendor], [folder.pk, uidvalidity, values_parameter(copy.uid for copy in pending)])
+            copy_ids = dict(cursor.fetchall())
         for copy in pending:
             copy.pk = copy_ids[copy.uid]
             copies[copy.uid] = copy
@@ -303,20 +313,39 @@ def _store(
             transaction.on_commit(lambda: bodies.message_bodies_fill_later(message_ids=waiting), robust=True)
 
 
+class _Known(NamedTuple):
+    """A message with some content index: stored, or new in this batch."""
+
+    pk: uuid.UUID
+    message_id_index: str
+    content_index: str
+
+
+# The organization's messages with any of some content indexes (a constant text, R58; the list
+# is one parameter, see ``core.bulk.values_parameter``), in the order of their keys.
+_KNOWN_SQL = {
+    "sqlite": "SELECT id, message_id_index, content_index FROM conversations_message"
+    " WHERE organization_id = %s AND content_index IN (SELECT value FROM json_each(%s)) ORDER BY id",
+    "postgresql": "SELECT id, message_id_index, content_index FROM conversations_message"
+    " WHERE organization_id = %s AND content_index = ANY(%s) ORDER BY id",
+}
+
+
 class _KnownMessages:
     """The organization's messages with any of some content indexes, plus those stored meanwhile."""
 
     def __init__(self, organization_id: Any, content_indexes: list[str]) -> None:
-        self.by_content: dict[str, list[Message]] = {}
+        self.by_content: dict[str, list[_Known]] = {}
         if content_indexes:
-            messages = Message.objects.filter(organization_id=organization_id, content_index__in=set(content_indexes)).order_by("pk")
-            for message in messages.only("pk", "organization_id", "message_id_index", "content_index", "conversation_id"):
-                self.add(message)
+            with connection.cursor() as cursor:
+                cursor.execute(_KNOWN_SQL[connection.vendor], [organization_id, values_parameter(set(content_indexes))])
+                for pk, message_id_index, content_index in cursor.fetchall():
+                    self.add(_Known(as_uuid(pk), message_id_index, content_index))
 
-    def add(self, message: Message) -> None:
+    def add(self, message: _Known) -> None:
         self.by_content.setdefault(message.content_index, []).append(message)
 
-    def find(self, message_id_index: str, content_index: str) -> Message | None:
+    def find(self, message_id_index: str, content_index: str) -> _Known | None:
         # A message whose Message-ID was taken by different content is stored without its index.
         id_indexes = {message_id_index, ""} if message_id_index else {""}
         return next((message for message in self.by_content.get(content_index, ()) if message.message_id_index in id_indexes), None)
@@ -441,18 +470,21 @@ def _place(organization_id: Any, prepared: _Prepared, threads: threading.BatchTh
         new = threading.NewMessage(**{**new.__dict__, "message_id_index": ""})
         claimed_conversation = holder.conversation_pk
     conversation_pk = threads.place(new, conversation_pk=claimed_conversation)
-    message = Message(
-        pk=new.pk,
-        organization_id=organization_id,
-        conversation_id=conversation_pk,
-        direction=prepared.direction,
-        message_id_index=new.message_id_index,
-        content_index=new.content_index,
-        sent_at=prepared.sent_at,
-        size=prepared.size,
-        raw_blob=prepared.raw_blob,
-        quarantine_reason=prepared.quarantine_reason,
-        body_pending=not prepared.quarantine_reason,
+    message = model_instance(
+        Message,
+        {
+            "id": new.pk,
+            "organization_id": organization_id,
+            "conversation_id": conversation_pk,
+            "direction": prepared.direction,
+            "message_id_index": new.message_id_index,
+            "content_index": new.content_index,
+            "sent_at": prepared.sent_at,
+            "size": prepared.size,
+            "raw_blob": prepared.raw_blob,
+            "quarantine_reason": prepared.quarantine_reason,
+            "body_pending": not prepared.quarantine_reason,
+        },
     )
     message.subject = new.subject
     message.addresses = prepared.addresses

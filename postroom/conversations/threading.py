@@ -39,11 +39,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import connection
 from django.db.models import Exists, F, OuterRef
 
 from postroom.conversations import merging
-from postroom.conversations.models import Conversation, Message, MessageCopy, MessageReference
-from postroom.core.bulk import instances_insert
+from postroom.conversations.models import Conversation, Message, MessageCopy
+from postroom.core.bulk import as_uuid, instances_insert, model_instance, values_parameter
 from postroom.mailboxes.models import Mailbox
 
 SUBJECT_WINDOW = timedelta(days=7)
@@ -75,6 +76,44 @@ def message_participants(addresses: dict[str, list[list[str]]]) -> set[str]:
 
 def organization_addresses(organization_id: Any) -> set[str]:
     return {address.lower() for address in Mailbox.objects.filter(organization_id=organization_id).values_list("email_address", flat=True)}
+
+
+# The batch's look-ups by Message-ID: constant texts (SECURITY.md R58) with the organization and
+# the list of blind indexes as parameters (``core.bulk.values_parameter``), instead of IN lists
+# the ORM compiles for every batch. The messages holding any of the Message-IDs:
+_HOLDERS_SQL = {
+    "sqlite": "SELECT message_id_index, id, content_index, conversation_id FROM conversations_message"
+    " WHERE organization_id = %s AND message_id_index IN (SELECT value FROM json_each(%s))",
+    "postgresql": "SELECT message_id_index, id, content_index, conversation_id FROM conversations_message"
+    " WHERE organization_id = %s AND message_id_index = ANY(%s)",
+}
+# The conversations of the messages that point at any of them:
+_CHILDREN_SQL = {
+    "sqlite": "SELECT r.message_id_index, m.conversation_id FROM conversations_messagereference r"
+    " INNER JOIN conversations_message m ON m.id = r.message_id"
+    " WHERE r.organization_id = %s AND r.message_id_index IN (SELECT value FROM json_each(%s))",
+    "postgresql": "SELECT r.message_id_index, m.conversation_id FROM conversations_messagereference r"
+    " INNER JOIN conversations_message m ON m.id = r.message_id"
+    " WHERE r.organization_id = %s AND r.message_id_index = ANY(%s)",
+}
+
+# The conversations with any of the batch's subjects in its time window, by the subject's index:
+# SQLite, which keeps no statistics, would walk the organization's conversations of the window
+# instead (hundreds in a first import), testing each for the subject and a copy in the mailbox;
+# the unary plus keeps it off those columns' indexes. (Which of them hold a message with a copy
+# in the mailbox is then asked of these few.)
+_SUBJECT_SQL = {
+    "sqlite": "SELECT id FROM conversations_conversation WHERE subject_index IN (SELECT value FROM json_each(%s))"
+    " AND +organization_id = %s AND +last_message_at >= %s AND +last_message_at <= %s",
+    "postgresql": "SELECT id FROM conversations_conversation WHERE subject_index = ANY(%s)"
+    " AND organization_id = %s AND last_message_at >= %s AND last_message_at <= %s",
+}
+
+
+def _rows(statement: dict[str, str], organization_id: Any, indexes: set[str]) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(statement[connection.vendor], [organization_id, values_parameter(indexes)])
+        return cursor.fetchall()
 
 
 @dataclass(frozen=True)
@@ -130,16 +169,13 @@ class BatchThreading:
         references = {index for message in messages for index in message.reference_indexes if index}
         self._holders: dict[str, Holder] = {}
         if own_ids | references:
-            rows = Message.objects.filter(organization_id=organization_id, message_id_index__in=own_ids | references)
-            for message_id_index, pk, content_index, conversation_pk in rows.values_list(
-                "message_id_index", "pk", "content_index", "conversation_id"
-            ):
-                self._holders[message_id_index] = Holder(pk, content_index, conversation_pk)
+            # A Message-ID is held by one message of the organization (a unique constraint).
+            for message_id_index, pk, content_index, conversation_pk in _rows(_HOLDERS_SQL, organization_id, own_ids | references):
+                self._holders[message_id_index] = Holder(as_uuid(pk), content_index, as_uuid(conversation_pk))
         self._children: dict[str, set[uuid.UUID]] = {}
         if own_ids:
-            references_rows = MessageReference.objects.filter(organization_id=organization_id, message_id_index__in=own_ids)
-            for message_id_index, conversation_pk in references_rows.values_list("message_id_index", "message__conversation_id"):
-                self._children.setdefault(message_id_index, set()).add(conversation_pk)
+            for message_id_index, conversation_pk in _rows(_CHILDREN_SQL, organization_id, own_ids):
+                self._children.setdefault(message_id_index, set()).add(as_uuid(conversation_pk))
         named = {holder.conversation_pk for holder in self._holders.values()} | {pk for pks in self._children.values() for pk in pks}
         # Whether a conversation holds a message with a copy in the mailbox: from the conversation's
         # messages to their copies, both by index (the other way round walks the mailbox's copies).
@@ -155,8 +191,15 @@ class BatchThreading:
         if subjects:
             earliest = min(message.received_at for message in messages) - SUBJECT_WINDOW
             latest = max(message.received_at for message in messages) + SUBJECT_WINDOW
-            candidates = conversations.filter(subject_index__in=subjects, last_message_at__gte=earliest, last_message_at__lte=latest)
-            found += candidates.filter(in_mailbox=True).values_list(*fields)
+            with connection.cursor() as cursor:
+                adapt = connection.ops.adapt_datetimefield_value
+                cursor.execute(
+                    _SUBJECT_SQL[connection.vendor], [values_parameter(subjects), organization_id, adapt(earliest), adapt(latest)]
+                )
+                by_subject = [as_uuid(pk) for (pk,) in cursor.fetchall()]
+            if by_subject:
+                candidates = conversations.filter(pk__in=by_subject, last_message_at__gte=earliest, last_message_at__lte=latest)
+                found += candidates.filter(in_mailbox=True).values_list(*fields)
         for pk, created_at, subject_index, last_message_at, is_in_mailbox in found:
             self._threads[pk] = _Thread(pk, created_at, 0, subject_index, last_message_at, is_in_mailbox)
 
@@ -265,8 +308,9 @@ class BatchThreading:
         return thread.participants[:_PARTICIPANT_SAMPLE]
 
     def _new_thread(self, message: NewMessage) -> _Thread:
-        conversation = Conversation(
-            organization_id=self.organization_id, subject_index=message.subject_index, last_message_at=message.received_at
+        conversation = model_instance(
+            Conversation,
+            {"organization_id": self.organization_id, "subject_index": message.subject_index, "last_message_at": message.received_at},
         )
         conversation.subject = message.subject
         thread = _Thread(conversation.pk, datetime.max.replace(tzinfo=message.received_at.tzinfo), next(self._order), message.subject_index,

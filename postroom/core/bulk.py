@@ -20,22 +20,33 @@ Preparing a value through the field costs a dozen Python calls (and a look-up of
 thread's connection through Django's proxy on each); for the few stock field types these
 tables use, ``_preparer`` takes the step the field would end in for a value already of the
 field's type (a ``str`` for a ``CharField``, an aware ``datetime`` for a ``DateTimeField``…)
-and leaves everything else (``None`` aside) to the field itself; ``test_bulk`` checks both ways
+or ``None`` (NULL), and leaves everything else to the field itself; ``test_bulk`` checks both ways
 agree for every field of the tables written this way.
+
+``model_instance`` builds the instances those inserts take (and their callers read) the way the
+ORM builds a row it reads, positionally, instead of ``Model(**values)``, which looks each field
+up in the keyword arguments and computes its default anew; ``test_bulk`` compares both ways.
+
+``values_parameter`` is the other half: the per-batch look-ups of storing mail (hundreds of
+content indexes, Message-IDs, UIDs) as constant SQL texts (SECURITY.md R58) with the whole list
+as one parameter, instead of an IN list the ORM compiles value by value for every batch.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 Preparer = Callable[[Any], Any]
+ModelT = TypeVar("ModelT", bound=models.Model)
 
 _INTEGER_FIELDS = (models.IntegerField, models.BigIntegerField, models.PositiveIntegerField, models.SmallIntegerField,
                    models.PositiveBigIntegerField, models.PositiveSmallIntegerField)  # fmt: skip
@@ -51,27 +62,44 @@ def _preparer(field: models.Field[Any, Any], connection: BaseDatabaseWrapper) ->
     if kind in (models.ForeignKey, models.OneToOneField):
         target = _preparer(cast(models.ForeignKey[Any, Any], field).target_field, connection)
         # ForeignKey.get_db_prep_save hands a key (never NULL nor "") to its target field.
-        return lambda value: target(value) if type(value) in (uuid.UUID, int) else slow(value)
+        return lambda value: target(value) if type(value) in (uuid.UUID, int) else None if value is None else slow(value)
     if kind in (models.CharField, models.TextField):
-        return lambda value: value if type(value) is str else slow(value)
+        # A str subclass too (the choices' enums), which the field hands on as it is.
+        return lambda value: value if isinstance(value, str) or value is None else slow(value)
     if kind is models.BooleanField:
-        return lambda value: value if type(value) is bool else slow(value)
+        return lambda value: value if type(value) is bool or value is None else slow(value)
     if kind in _INTEGER_FIELDS:
         adapt_integer, internal_type = connection.ops.adapt_integerfield_value, field.get_internal_type()
-        return lambda value: adapt_integer(value, internal_type) if type(value) is int else slow(value)
+        return lambda value: adapt_integer(value, internal_type) if type(value) is int else None if value is None else slow(value)
     if kind in (models.AutoField, models.BigAutoField):
         validate = connection.ops.validate_autopk_value
         return lambda value: validate(value) if type(value) is int else slow(value)
     if kind is models.UUIDField:
         if connection.features.has_native_uuid_field:
-            return lambda value: value if type(value) is uuid.UUID else slow(value)
-        return lambda value: value.hex if type(value) is uuid.UUID else slow(value)
+            return lambda value: value if type(value) is uuid.UUID or value is None else slow(value)
+        return lambda value: value.hex if type(value) is uuid.UUID else None if value is None else slow(value)
     if kind is models.DateTimeField:
+        if connection.vendor == "sqlite" and settings.USE_TZ:
+            # What the SQLite backend's adapt_datetimefield_value does to an aware datetime,
+            # without its look-up of the setting for every value.
+            return lambda value: (
+                str(value.astimezone(connection.timezone).replace(tzinfo=None))
+                if type(value) is datetime.datetime and value.utcoffset() is not None
+                else None
+                if value is None
+                else slow(value)
+            )
         adapt_datetime = connection.ops.adapt_datetimefield_value
-        return lambda value: adapt_datetime(value) if type(value) is datetime.datetime and value.utcoffset() is not None else slow(value)
+        return lambda value: (
+            adapt_datetime(value)
+            if type(value) is datetime.datetime and value.utcoffset() is not None
+            else None
+            if value is None
+            else slow(value)
+        )
     if kind is models.BinaryField:
         binary = connection.Database.Binary  # type: ignore[attr-defined]
-        return lambda value: binary(value) if type(value) is bytes else slow(value)
+        return lambda value: binary(value) if type(value) is bytes else None if value is None else slow(value)
     return slow
 
 
@@ -144,3 +172,46 @@ def instances_insert(instances: Sequence[models.Model], *, ignore_conflicts: boo
     for instance in instances:
         instance._state.adding = False
         instance._state.db = alias
+
+
+# Per model, each concrete field's attname and how its default is made: a constant (the
+# field's default, or the empty value a field without one gets), or a callable default, called
+# for each instance as Model.__init__ calls it; and the set of attnames.
+_defaults: dict[type[models.Model], tuple[list[tuple[str, Any, Callable[[], Any] | None]], frozenset[str]]] = {}
+
+
+def model_instance(model: type[ModelT], values: dict[str, Any]) -> ModelT:
+    """``model(**values)``, ``values`` given by attname (``conversation_id``, not ``conversation``),
+    built positionally as the ORM builds the rows it reads; see the module docstring."""
+    known = _defaults.get(model)
+    if known is None:
+        fields = model._meta.concrete_fields
+        known = _defaults[model] = (
+            [
+                (field.attname, None, field.default)
+                if field.has_default() and callable(field.default)
+                else (field.attname, field.get_default(), None)
+                for field in fields
+            ],
+            frozenset(field.attname for field in fields),
+        )
+    defaults, attnames = known
+    if not values.keys() <= attnames:
+        raise TypeError(f"{model.__name__} has no columns {sorted(values.keys() - attnames)}")
+    return model(
+        *[values[attname] if attname in values else constant if factory is None else factory() for attname, constant, factory in defaults]
+    )
+
+
+def values_parameter(values: Iterable[Any]) -> Any:
+    """``values`` (strings, integers, UUIDs) as the one parameter of a constant text's
+    ``IN (SELECT value FROM json_each(%s))`` on SQLite, ``= ANY(%s)`` on PostgreSQL: a JSON array
+    (a UUID as SQLite's UUID columns hold it, its hex) or a list the driver sends as an array."""
+    if connections[DEFAULT_DB_ALIAS].vendor == "sqlite":
+        return json.dumps([value.hex if type(value) is uuid.UUID else value for value in values])
+    return list(values)
+
+
+def as_uuid(value: Any) -> uuid.UUID:
+    """A UUID column's value as a cursor gives it (SQLite: its hex; PostgreSQL: a UUID)."""
+    return value if type(value) is uuid.UUID else uuid.UUID(value)

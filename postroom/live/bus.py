@@ -44,7 +44,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
 
-from postroom.core.bulk import instances_insert
+from postroom.core.bulk import instances_insert, model_instance
 from postroom.live.events import Event, InvalidEventError, conversation_event
 from postroom.live.models import LiveEvent
 
@@ -143,13 +143,16 @@ class DatabaseBus:
         """The events in order, in one transaction (``publishing_held``)."""
         now = timezone.now()
         rows = [
-            LiveEvent(
-                organization_id=event.organization_id,
-                conversation_id=event.conversation_id,
-                kind=event.kind,
-                audience=None if event.audience is None else sorted(event.audience),
-                user_id=event.user_id,
-                created_at=now,
+            model_instance(
+                LiveEvent,
+                {
+                    "organization_id": event.organization_id,
+                    "conversation_id": event.conversation_id,
+                    "kind": event.kind,
+                    "audience": None if event.audience is None else sorted(event.audience),
+                    "user_id": event.user_id,
+                    "created_at": now,
+                },
             )
             for event in events
         ]

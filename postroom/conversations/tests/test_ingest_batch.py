@@ -292,6 +292,90 @@ def test_a_batch_parsed_beforehand_looks_up_its_stored_messages_once(alice_mailb
     items = [IngestItem(uid=number + 1, raw=raw, parsed=result) for number, (raw, result) in enumerate(zip(raws, parsed, strict=True))]
     with CaptureQueriesContext(connection) as captured:
         messages_ingest_batch(mailbox=alice_mailbox, folder=inbox_of(alice_mailbox), uidvalidity=7, items=items)
-    by_content = [query for query in captured.captured_queries if '"content_index" IN' in query["sql"]]
+    by_content = [
+        query
+        for query in captured.captured_queries
+        if query["sql"].startswith("SELECT id, message_id_index, content_index FROM conversations_message")
+    ]
     assert len(by_content) == 2  # before the transaction, and again inside it
     assert MessageCopy.objects.filter(mailbox=alice_mailbox).count() == 60
+
+
+def test_the_batch_lookups_find_what_the_orm_finds(alice_mailbox: Mailbox, bob_mailbox: Mailbox, charlie_mailbox: Mailbox) -> None:
+    """The batch's look-ups by content index, Message-ID and reference are constant SQL texts;
+    they find exactly the rows the ORM's queries find, only in the organization."""
+    from postroom.conversations.ingest import _KnownMessages
+    from postroom.conversations.models import MessageReference
+    from postroom.conversations.threading import _CHILDREN_SQL, _HOLDERS_SQL, _rows
+
+    raws = [
+        build_raw(message_id="<root@example.test>", subject="Root"),
+        build_raw(message_id="<reply@example.test>", in_reply_to="<root@example.test>", references="<root@example.test>"),
+        build_raw(message_id=None, subject="No id"),
+        build_raw(message_id="<orphan@example.test>", in_reply_to="<missing@example.test>"),
+    ]
+    batch(alice_mailbox, [IngestItem(uid=number + 1, raw=raw) for number, raw in enumerate(raws)])
+    batch(bob_mailbox, [IngestItem(uid=1, raw=raws[1]), IngestItem(uid=2, raw=build_raw(message_id="<bob@example.test>"))])
+    batch(charlie_mailbox, [IngestItem(uid=number + 1, raw=raw) for number, raw in enumerate(raws)])  # another organization
+    organization_id = alice_mailbox.organization_id
+    messages = Message.objects.filter(organization_id=organization_id)
+    content_indexes = [*messages.values_list("content_index", flat=True), "0" * 64]
+    known = _KnownMessages(organization_id, content_indexes)
+    expected: dict[str, list[tuple[Any, str, str]]] = {}
+    for message in messages.order_by("pk"):
+        expected.setdefault(message.content_index, []).append((message.pk, message.message_id_index, message.content_index))
+    assert {index: [tuple(row) for row in rows] for index, rows in known.by_content.items()} == expected
+
+    indexes = {*messages.values_list("message_id_index", flat=True), *MessageReference.objects.values_list("message_id_index", flat=True)}
+    indexes.discard("")
+    assert len(indexes) == 7  # five of this organization, two of the other's (its own blind indexes)
+    holders = sorted(_rows(_HOLDERS_SQL, organization_id, indexes))
+    assert [
+        (index, str(pk).replace("-", ""), content, str(conversation).replace("-", "")) for index, pk, content, conversation in holders
+    ] == [
+        (index, pk.hex, content, conversation.hex)
+        for index, pk, content, conversation in sorted(
+            messages.filter(message_id_index__in=indexes).values_list("message_id_index", "pk", "content_index", "conversation_id")
+        )
+    ]
+    children = sorted(_rows(_CHILDREN_SQL, organization_id, indexes))
+    expected_children = sorted(
+        MessageReference.objects.filter(organization_id=organization_id, message_id_index__in=indexes).values_list(
+            "message_id_index", "message__conversation_id"
+        )
+    )
+    assert len(expected_children) == 2  # the reply points at the root, the orphan at a message never stored
+    assert [(index, str(conversation).replace("-", "")) for index, conversation in children] == [
+        (index, conversation.hex) for index, conversation in expected_children
+    ]
+
+
+def test_the_subject_lookup_finds_what_the_orm_finds(alice_mailbox: Mailbox, charlie_mailbox: Mailbox) -> None:
+    """The conversations with one of the batch's subjects in its window, found by the subject's
+    index: the ORM's rows, at the window's edges too, and only in the organization."""
+    from postroom.conversations.models import Conversation
+    from postroom.conversations.threading import _SUBJECT_SQL
+    from postroom.core.bulk import as_uuid, values_parameter
+
+    start = datetime(2025, 3, 1, 9, 0, 0, 123456, tzinfo=UTC)
+    raws = [
+        build_raw(message_id=f"<s{day}@example.test>", subject=f"Topic {day % 3}", date=start + timedelta(days=day)) for day in range(9)
+    ]
+    batch(alice_mailbox, [IngestItem(uid=number + 1, raw=raw) for number, raw in enumerate(raws)])
+    batch(charlie_mailbox, [IngestItem(uid=number + 1, raw=raw) for number, raw in enumerate(raws)])
+    organization_id = alice_mailbox.organization_id
+    conversations = Conversation.objects.filter(organization_id=organization_id)
+    stored = sorted(conversations.values_list("last_message_at", flat=True))
+    subjects = set(conversations.values_list("subject_index", flat=True)) | {"0" * 64}
+    for earliest, latest in [(stored[0], stored[-1]), (stored[1], stored[-2]), (stored[0] - timedelta(days=1), stored[0])]:
+        with connection.cursor() as cursor:
+            adapt = connection.ops.adapt_datetimefield_value
+            cursor.execute(_SUBJECT_SQL[connection.vendor], [values_parameter(subjects), organization_id, adapt(earliest), adapt(latest)])
+            found = {as_uuid(pk) for (pk,) in cursor.fetchall()}
+        expected = set(
+            conversations.filter(subject_index__in=subjects, last_message_at__gte=earliest, last_message_at__lte=latest).values_list(
+                "pk", flat=True
+            )
+        )
+        assert found == expected
+        assert found

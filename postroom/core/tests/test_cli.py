@@ -129,3 +129,36 @@ def test_r14_setup_token_is_refused_once_set_up(tmp_path: Path) -> None:
     assert second.returncode == 1
     assert "/setup/?token=" not in second.stdout
     assert "already set up" in second.stderr
+
+
+def test_the_sync_process_leaves_its_start_up_heap_out_of_the_cyclic_collector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``postroom sync`` freezes what start-up made before it syncs, so that full collections
+    during a first import do not walk Django and the apps' modules again and again."""
+    import argparse
+    import gc
+    import signal
+
+    from postroom import cli
+    from postroom.sync import service
+
+    frozen: list[int] = []
+
+    class Service:
+        def __init__(self, **options: object) -> None:
+            pass
+
+        def run(self) -> None:
+            frozen.append(gc.get_freeze_count())
+
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(service, "SyncService", Service)
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        assert cli.command_sync(argparse.Namespace(max_mailboxes=1, lease_seconds=60)) == 0
+    finally:
+        gc.unfreeze()
+        signal.signal(signal.SIGTERM, handlers[0])
+        signal.signal(signal.SIGINT, handlers[1])
+    assert frozen[0] > 10_000
