@@ -38,6 +38,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -228,8 +229,9 @@ def inbox_nav(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 # --- Lists ---------------------------------------------------------------------------------------------
-def _list_items(rows: list[Any]) -> list[display.ListItem]:
-    return [display.list_item(row) for row in rows]
+def _list_items(rows: list[selectors.PageRow]) -> list[display.ListItem]:
+    now = timezone.now()
+    return [display.list_item(row, now) for row in rows]
 
 
 def _page_context(actor: Membership, selected: ViewFilter, before: tuple[datetime, UUID] | None) -> dict[str, Any]:

@@ -31,12 +31,13 @@ NO_NAMES: dict[str, dict[Any, Any]] = {"members": {}, "teams": {}, "labels": {}}
 
 
 def test_a_row_names_the_sender_or_the_recipients_of_our_own_message() -> None:
-    assert row_sender(message(T0, **{"from": [["Dana Customer", "dana@customer.example"]]})) == "Dana Customer"
-    assert row_sender(message(T0, **{"from": [["", "dana@customer.example"]]})) == "dana@customer.example"
-    ours = message(T0, Direction.OUTBOUND, to=[["Dana", "d@x.example"], ["", "e@x.example"], ["Finn", "f@x.example"]])
-    assert row_sender(ours) == "Dana, e@x.example …"
-    assert row_sender(message(T0)) == "(unknown sender)"
-    assert row_sender(None) == ""
+    assert row_sender(Direction.INBOUND, {"from": [["Dana Customer", "dana@customer.example"]]}) == "Dana Customer"
+    assert row_sender(Direction.INBOUND, {"from": [["", "dana@customer.example"]]}) == "dana@customer.example"
+    ours = {"to": [["Dana", "d@x.example"], ["", "e@x.example"], ["Finn", "f@x.example"]]}
+    assert row_sender(Direction.OUTBOUND, ours) == "Dana, e@x.example …"
+    assert row_sender(Direction.OUTBOUND, {}) == "(no recipient)"
+    assert row_sender(Direction.INBOUND, None) == "(unknown sender)"
+    assert row_sender(None, None) == ""
 
 
 def test_events_after_the_last_message_are_the_tail_and_the_rest_interleave_by_time() -> None:
