@@ -53,7 +53,7 @@ from postroom.core.http import wants_partial
 from postroom.mime.filenames import content_disposition, served_content_type
 from postroom.orgs.models import Membership
 from postroom.orgs.policy import Permission, role_allows
-from postroom.orgs.selectors import membership_get, organization_members, organization_teams
+from postroom.orgs.selectors import member_names, membership_get, organization_members, organization_teams
 
 DOWNLOAD_POLICY = "sandbox; default-src 'none'; frame-ancestors 'none'"
 PAGE_SIZE = 50
@@ -271,7 +271,7 @@ def conversation_list(request: HttpRequest, slug: str, view: str, team_id: int |
 
 def _list_tools(actor: Membership, selected: ViewFilter, labels: list[Label]) -> dict[str, Any]:
     """What the bulk bar and the Tasks filter offer (``labels``: ``selectors.labels_visible``)."""
-    tools: dict[str, Any] = {"labels": labels, "members": list(organization_members(actor=actor))}
+    tools: dict[str, Any] = {"labels": labels, "members": member_names(actor=actor)}
     if selected.view == View.TASKS:
         tools["assignee_counts"] = selectors.assigned_counts(actor=actor)
     return tools
