@@ -395,7 +395,7 @@ def _page_row(found: tuple[Any, ...]) -> PageRow:
 
 
 def _uuid_parameter(value: uuid.UUID) -> Any:
-    return Conversation._meta.pk.get_db_prep_value(value, connection)  # type: ignore[union-attr]
+    return Conversation._meta.pk.get_db_prep_value(value, connection)
 
 
 def _page_rows_sql(*, actor: Membership, selected: ViewFilter, limit: int, before: tuple[Any, Any] | None) -> list[PageRow]:
