@@ -9,21 +9,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from django.utils import timezone
 
 from postroom.conversations.models import (
     Conversation,
-    ConversationMember,
     ConversationStatus,
     Direction,
-    Label,
     Message,
     Place,
     TimelineEvent,
 )
+from postroom.conversations.selectors import PageRow, RowAssignee, RowLabel
+from postroom.core.keys import org_scope
 from postroom.mime.text import BlockKind, TextBlock, text_blocks
-from postroom.orgs.models import Membership
 
 _FOLDED = frozenset({BlockKind.QUOTE, BlockKind.ATTRIBUTION, BlockKind.SIGNATURE})
 
@@ -34,13 +34,13 @@ def _name(pair: Any) -> str:
     return ""
 
 
-def row_sender(message: Message | None) -> str:
+def row_sender(direction: str | None, addresses: dict[str, Any] | None) -> str:
     """Who a list row names: the sender of the latest message, or its recipients when it is ours
-    (the row then says that it was answered)."""
-    if message is None:
+    (the row then says that it was answered); "" without a message (``direction`` None)."""
+    if direction is None:
         return ""
-    addresses = message.addresses or {}
-    if message.direction == Direction.OUTBOUND:
+    addresses = addresses or {}
+    if direction == Direction.OUTBOUND:
         names = [_name(pair) for pair in [*addresses.get("to", []), *addresses.get("cc", [])]]
         names = [name for name in names if name]
         return f"{', '.join(names[:2])}{' …' if len(names) > 2 else ''}" if names else "(no recipient)"
@@ -52,46 +52,54 @@ def row_sender(message: Message | None) -> str:
 class ListItem:
     """One row of a conversation list."""
 
-    row: ConversationMember
-    conversation: Conversation
+    conversation_id: UUID
+    subject: str | None
+    unread: bool
+    shared: bool
+    last_activity_at: datetime
+    snoozed_until: datetime | None
     sender: str
     snippet: str
     messages: int
     attachments: bool
-    labels: list[Label]
-    assignees: list[Membership]
+    labels: list[RowLabel]
+    assignees: list[RowAssignee]
     status: str
     snoozed: bool
     answered: bool
 
-    @property
-    def unread(self) -> bool:
-        return self.row.unread
 
-    @property
-    def shared(self) -> bool:
-        return self.conversation.is_shared
-
-
-def list_item(row: ConversationMember) -> ListItem:
-    """``row`` comes from ``selectors.view_page`` (with its labels, assignees and latest message)."""
-    conversation = row.conversation
-    message = getattr(row, "last_message", None)
+def list_item(row: PageRow, now: datetime | None = None) -> ListItem:
+    """``row`` comes from ``selectors.view_page``; its sealed subject, sender and snippet are
+    opened here (``now``: the moment the page is drawn, for the snooze mark)."""
+    message = row.last_message
     if row.place in (Place.TRASH, Place.SPAM):
         status = row.place
     else:
-        status = conversation.status if conversation.status != ConversationStatus.OPEN else ""
+        status = row.status if row.status != ConversationStatus.OPEN else ""
+    scope = org_scope(row.organization_id)
+    subject = Conversation.subject.open_stored(model=Conversation, scope=scope, row=row.conversation_id, stored=row.subject_sealed)
+    if message is not None:
+        addresses = Message.addresses.open_stored(model=Message, scope=scope, row=message.id, stored=message.addresses_sealed)
+        snippet = Message.snippet.open_stored(model=Message, scope=scope, row=message.id, stored=message.snippet_sealed)
+    else:
+        addresses, snippet = None, None
+    now = now or timezone.now()
     return ListItem(
-        row=row,
-        conversation=conversation,
-        sender=row_sender(message),
-        snippet=(message.snippet or "") if message is not None else "",
-        messages=getattr(row, "visible_messages", None) or 0,
-        attachments=bool(getattr(row, "with_attachments", False)),
-        labels=row.labels,  # type: ignore[attr-defined]
-        assignees=row.assignees,  # type: ignore[attr-defined]
+        conversation_id=row.conversation_id,
+        subject=subject,
+        unread=row.unread,
+        shared=row.is_shared,
+        last_activity_at=row.last_activity_at,
+        snoozed_until=row.snoozed_until,
+        sender=row_sender(message.direction if message is not None else None, addresses),
+        snippet=snippet or "",
+        messages=row.visible_messages,
+        attachments=row.with_attachments,
+        labels=row.labels,
+        assignees=row.assignees,
         status=status,
-        snoozed=row.snoozed_until is not None and row.snoozed_until > timezone.now(),
+        snoozed=row.snoozed_until is not None and row.snoozed_until > now,
         answered=message is not None and message.direction == Direction.OUTBOUND,
     )
 

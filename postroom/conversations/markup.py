@@ -57,14 +57,13 @@ def list_rows(items: list[ListItem], *, organization_slug: str, list_key: str) -
     head, _, tail = detail.rpartition(_PLACEHOLDER)
     query = _text(f"?list={urlencode(list_key)}")
     icons = {key: str(icon(name, css_class)) for key, (name, css_class) in _ICONS.items()}
-    html = "".join(_row(item, _text(f"{head}{item.conversation.pk}{tail}"), query, icons) for item in items)
+    html = "".join(_row(item, _text(f"{head}{item.conversation_id}{tail}"), query, icons) for item in items)
     return mark_safe(html)  # noqa: S308 - every value in it passed _text  # nosec B308 B703
 
 
 def _row(item: ListItem, url: str, query: str, icons: dict[str, str]) -> str:
-    conversation = item.conversation
-    pk = _text(conversation.pk)
-    subject = _text(conversation.subject or "(no subject)")
+    pk = _text(item.conversation_id)
+    subject = _text(item.subject or "(no subject)")
     unread = item.unread
     answered = (
         f'<span class="row-answered" title="Answered: the latest message is ours">{icons["reply"]}<span class="visually-hidden">Answered, to </span></span>'
@@ -76,7 +75,7 @@ def _row(item: ListItem, url: str, query: str, icons: dict[str, str]) -> str:
     labels = "".join(
         f'<span class="label-chip label-tone-{label_tone(label):d}">{_text(label.name)}</span>\n      ' for label in item.labels
     )
-    activity = item.row.last_activity_at
+    activity = item.last_activity_at
     read_action, read_title = ("read", "Mark read") if unread else ("unread", "Mark unread")
     return (
         f'\n<li class="conversation-row{" is-unread" if unread else ""}" id="row-{pk}" data-row data-url="{url}">\n'
@@ -101,7 +100,7 @@ def _meta(item: ListItem, icons: dict[str, str]) -> str:
     """The status badge, the icons and the assignees' avatars of a row, each followed by a line break."""
     parts = [_BADGES[item.status]] if item.status in _BADGES else []
     if item.snoozed:
-        until = _text(date_format(timezone.localtime(item.row.snoozed_until), "M j, H:i"))
+        until = _text(date_format(timezone.localtime(item.snoozed_until), "M j, H:i"))
         parts.append(
             f'<span class="row-icon" title="Snoozed until {until}">{icons["clock"]}<span class="visually-hidden">Snoozed</span></span>'
         )
@@ -113,11 +112,11 @@ def _meta(item: ListItem, icons: dict[str, str]) -> str:
         parts.append(f'<span class="row-icon row-shared" title="Shared">{icons["users"]}<span class="visually-hidden">Shared</span></span>')
     if item.assignees:
         avatars = "".join(
-            f'<span class="avatar avatar-xs avatar-{avatar_tone(member.user.email):d}" title="Assigned to {_text(member.user.display_name)}">'
-            f"{_text(initials(member.user.display_name))}</span>"
+            f'<span class="avatar avatar-xs avatar-{avatar_tone(member.email):d}" title="Assigned to {_text(member.display_name)}">'
+            f"{_text(initials(member.display_name))}</span>"
             for member in item.assignees[:3]
         )
-        names = _text(", ".join(member.user.display_name for member in item.assignees))
+        names = _text(", ".join(member.display_name for member in item.assignees))
         parts.append(f'<span class="avatar-stack">{avatars}<span class="visually-hidden">Assigned to {names}</span></span>')
     return "".join(f"{part}\n      " for part in parts)
 

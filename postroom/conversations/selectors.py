@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection
@@ -246,74 +248,283 @@ def view_rows(*, actor: Membership, selected: ViewFilter) -> QuerySet[Conversati
     return rows.order_by("-last_activity_at", "-conversation_id")
 
 
-# What a list row reads of its conversation's latest message: nothing else is fetched.
-_ROW_MESSAGE_FIELDS = ("id", "organization_id", "conversation_id", "direction", "sent_at", "created_at", "addresses_sealed",
-                       "snippet_sealed")  # fmt: skip
+# Pages of a view as constant SQL ------------------------------------------------------------------
+#
+# A list page is the most requested page of the inbox (issue #4). Built with the ORM, its queries
+# cost more Python to build and compile than the database spent running them, and its rows were
+# model instances made to be read once. Here each view is one constant text with ``%(name)s``
+# parameters (SECURITY.md R58: nothing in a text comes from a value), the rows are tuples, and
+# what the rows show of their messages, labels and assignees is one constant query each for the
+# whole page. Each text is ``view_rows``'s filter written out, with the same order and limit, so
+# PostgreSQL walks the member's index and stops as it did for the ORM's query;
+# ``test_page_rows_match_the_orm`` compares every view, first and later pages, with ``view_rows``.
+#
+# A page after the first passes the last row shown (``before``: its time and conversation id);
+# the first page passes the greatest time and id there are (``_FIRST_PAGE``), which every stored
+# row is before, so one text serves both. The columns are ``PageRow``'s, in its order.
+_PAGE_SQL = {
+    View.INBOX: """
+SELECT m.conversation_id, m.last_activity_at, m.unread, m.place, m.snoozed_until, c.organization_id, c.subject_sealed, c.status, c.is_shared
+FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
+WHERE m.membership_id = %(member)s AND m.last_activity_at <= %(before_at)s AND (m.last_activity_at < %(before_at)s OR m.conversation_id < %(before_id)s)
+  AND m.place = 'inbox' AND c.status NOT IN ('trash', 'spam', 'closed') AND (m.snoozed_until IS NULL OR m.snoozed_until <= %(now)s)
+ORDER BY m.last_activity_at DESC, m.conversation_id DESC LIMIT %(limit)s
+""",
+    View.TEAM: """
+SELECT m.conversation_id, m.last_activity_at, m.unread, m.place, m.snoozed_until, c.organization_id, c.subject_sealed, c.status, c.is_shared
+FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
+WHERE m.membership_id = %(member)s AND m.last_activity_at <= %(before_at)s AND (m.last_activity_at < %(before_at)s OR m.conversation_id < %(before_id)s)
+  AND c.status = 'open'
+  AND EXISTS (SELECT 1 FROM conversations_conversationshare s WHERE s.conversation_id = m.conversation_id AND s.team_id = %(team)s)
+ORDER BY m.last_activity_at DESC, m.conversation_id DESC LIMIT %(limit)s
+""",
+    View.ASSIGNED: """
+SELECT m.conversation_id, m.last_activity_at, m.unread, m.place, m.snoozed_until, c.organization_id, c.subject_sealed, c.status, c.is_shared
+FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
+WHERE m.membership_id = %(member)s AND m.last_activity_at <= %(before_at)s AND (m.last_activity_at < %(before_at)s OR m.conversation_id < %(before_id)s)
+  AND c.status = 'open'
+  AND EXISTS (SELECT 1 FROM conversations_assignment a WHERE a.conversation_id = m.conversation_id AND a.membership_id = %(member)s)
+ORDER BY m.last_activity_at DESC, m.conversation_id DESC LIMIT %(limit)s
+""",
+    View.MENTIONS: """
+SELECT m.conversation_id, m.last_activity_at, m.unread, m.place, m.snoozed_until, c.organization_id, c.subject_sealed, c.status, c.is_shared
+FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
+WHERE m.membership_id = %(member)s AND m.last_activity_at <= %(before_at)s AND (m.last_activity_at < %(before_at)s OR m.conversation_id < %(before_id)s)
+  AND m.mentioned_at IS NOT NULL AND m.place NOT IN ('trash', 'spam') AND c.status NOT IN ('trash', 'spam')
+ORDER BY m.last_activity_at DESC, m.conversation_id DESC LIMIT %(limit)s
+""",
+    View.TASKS: """
+SELECT m.conversation_id, m.last_activity_at, m.unread, m.place, m.snoozed_until, c.organization_id, c.subject_sealed, c.status, c.is_shared
+FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
+WHERE m.membership_id = %(member)s AND m.last_activity_at <= %(before_at)s AND (m.last_activity_at < %(before_at)s OR m.conversation_id < %(before_id)s)
+  AND c.status = 'open'
+  AND EXISTS (SELECT 1 FROM conversations_assignment a WHERE a.conversation_id = m.conversation_id)
+ORDER BY m.last_activity_at DESC, m.conversation_id DESC LIMIT %(limit)s
+""",
+    # Tasks of one assignee (``?assignee=``).
+    f"{View.TASKS}:assignee": """
+SELECT m.conversation_id, m.last_activity_at, m.unread, m.place, m.snoozed_until, c.organization_id, c.subject_sealed, c.status, c.is_shared
+FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
+WHERE m.membership_id = %(member)s AND m.last_activity_at <= %(before_at)s AND (m.last_activity_at < %(before_at)s OR m.conversation_id < %(before_id)s)
+  AND c.status = 'open'
+  AND EXISTS (SELECT 1 FROM conversations_assignment a WHERE a.conversation_id = m.conversation_id AND a.membership_id = %(assignee)s)
+ORDER BY m.last_activity_at DESC, m.conversation_id DESC LIMIT %(limit)s
+""",
+    View.SENT: """
+SELECT m.conversation_id, m.last_activity_at, m.unread, m.place, m.snoozed_until, c.organization_id, c.subject_sealed, c.status, c.is_shared
+FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
+WHERE m.membership_id = %(member)s AND m.last_activity_at <= %(before_at)s AND (m.last_activity_at < %(before_at)s OR m.conversation_id < %(before_id)s)
+  AND EXISTS (SELECT 1 FROM conversations_messagecopy k INNER JOIN conversations_message g ON g.id = k.message_id
+              INNER JOIN mailboxes_mailbox b ON b.id = k.mailbox_id INNER JOIN mailboxes_folder f ON f.id = k.folder_id
+              WHERE g.conversation_id = m.conversation_id AND b.owner_id = %(member)s AND f.role = 'sent' AND k.gone_at IS NULL)
+ORDER BY m.last_activity_at DESC, m.conversation_id DESC LIMIT %(limit)s
+""",
+    View.CLOSED: """
+SELECT m.conversation_id, m.last_activity_at, m.unread, m.place, m.snoozed_until, c.organization_id, c.subject_sealed, c.status, c.is_shared
+FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
+WHERE m.membership_id = %(member)s AND m.last_activity_at <= %(before_at)s AND (m.last_activity_at < %(before_at)s OR m.conversation_id < %(before_id)s)
+  AND (m.place = 'archive' OR c.status = 'closed') AND m.place NOT IN ('trash', 'spam') AND c.status NOT IN ('trash', 'spam')
+ORDER BY m.last_activity_at DESC, m.conversation_id DESC LIMIT %(limit)s
+""",
+    View.SNOOZED: """
+SELECT m.conversation_id, m.last_activity_at, m.unread, m.place, m.snoozed_until, c.organization_id, c.subject_sealed, c.status, c.is_shared
+FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
+WHERE m.membership_id = %(member)s AND m.last_activity_at <= %(before_at)s AND (m.last_activity_at < %(before_at)s OR m.conversation_id < %(before_id)s)
+  AND m.snoozed_until > %(now)s AND m.place NOT IN ('trash', 'spam') AND c.status NOT IN ('trash', 'spam')
+ORDER BY m.last_activity_at DESC, m.conversation_id DESC LIMIT %(limit)s
+""",
+    View.TRASH: """
+SELECT m.conversation_id, m.last_activity_at, m.unread, m.place, m.snoozed_until, c.organization_id, c.subject_sealed, c.status, c.is_shared
+FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
+WHERE m.membership_id = %(member)s AND m.last_activity_at <= %(before_at)s AND (m.last_activity_at < %(before_at)s OR m.conversation_id < %(before_id)s)
+  AND (m.place = 'trash' OR c.status = 'trash')
+ORDER BY m.last_activity_at DESC, m.conversation_id DESC LIMIT %(limit)s
+""",
+    View.SPAM: """
+SELECT m.conversation_id, m.last_activity_at, m.unread, m.place, m.snoozed_until, c.organization_id, c.subject_sealed, c.status, c.is_shared
+FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
+WHERE m.membership_id = %(member)s AND m.last_activity_at <= %(before_at)s AND (m.last_activity_at < %(before_at)s OR m.conversation_id < %(before_id)s)
+  AND (m.place = 'spam' OR c.status = 'spam')
+ORDER BY m.last_activity_at DESC, m.conversation_id DESC LIMIT %(limit)s
+""",
+    View.LABEL: """
+SELECT m.conversation_id, m.last_activity_at, m.unread, m.place, m.snoozed_until, c.organization_id, c.subject_sealed, c.status, c.is_shared
+FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
+WHERE m.membership_id = %(member)s AND m.last_activity_at <= %(before_at)s AND (m.last_activity_at < %(before_at)s OR m.conversation_id < %(before_id)s)
+  AND m.place NOT IN ('trash', 'spam') AND c.status NOT IN ('trash', 'spam')
+  AND EXISTS (SELECT 1 FROM conversations_conversationlabel l WHERE l.conversation_id = m.conversation_id AND l.label_id = %(label)s)
+ORDER BY m.last_activity_at DESC, m.conversation_id DESC LIMIT %(limit)s
+""",
+    View.ALL: """
+SELECT m.conversation_id, m.last_activity_at, m.unread, m.place, m.snoozed_until, c.organization_id, c.subject_sealed, c.status, c.is_shared
+FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
+WHERE m.membership_id = %(member)s AND m.last_activity_at <= %(before_at)s AND (m.last_activity_at < %(before_at)s OR m.conversation_id < %(before_id)s)
+  AND m.place NOT IN ('trash', 'spam') AND c.status NOT IN ('trash', 'spam')
+ORDER BY m.last_activity_at DESC, m.conversation_id DESC LIMIT %(limit)s
+""",
+}  # fmt: skip
+# Before every row that can be stored: the greatest moment and conversation id there are.
+_FIRST_PAGE = (datetime.max.replace(tzinfo=UTC), uuid.UUID(int=(1 << 128) - 1))
+# The columns of ``_PAGE_SQL``, as ``_page_rows_orm`` reads them with the ORM.
+_PAGE_COLUMNS = ("conversation_id", "last_activity_at", "unread", "place", "snoozed_until", "conversation__organization_id",
+                 "conversation__subject_sealed", "conversation__status", "conversation__is_shared")  # fmt: skip
 
 
-def view_page(
-    *, actor: Membership, selected: ViewFilter, limit: int = 50, before: tuple[Any, Any] | None = None,
+@dataclass(frozen=True)
+class RowMessage:
+    """What a list row reads of its conversation's latest visible message (sealed)."""
+
+    id: uuid.UUID
+    direction: str
+    addresses_sealed: bytes | None
+    snippet_sealed: bytes | None
+
+
+@dataclass(frozen=True)
+class RowLabel:
+    id: uuid.UUID
+    name: str
+    color: str
+    owner_id: int | None
+
+
+@dataclass(frozen=True)
+class RowAssignee:
+    membership_id: int
+    email: str
+    display_name: str  # ``User.display_name``
+
+
+@dataclass
+class PageRow:
+    """One row of a list page: the member's row of a conversation and what the list shows of it."""
+
+    conversation_id: uuid.UUID
+    last_activity_at: datetime
+    unread: bool
+    place: str
+    snoozed_until: datetime | None
+    organization_id: int
+    subject_sealed: bytes | None
+    status: str
+    is_shared: bool
+    # From the messages the actor can see (never a teammate's private one):
+    last_message: RowMessage | None = None
+    visible_messages: int = 0
+    with_attachments: bool = False
+    labels: list[RowLabel] = field(default_factory=list)  # those the actor can see, by name
+    assignees: list[RowAssignee] = field(default_factory=list)  # first assigned first
+
+
+def _as_uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _as_moment(value: Any) -> datetime | None:
+    """A timestamp as the ORM reads it: aware, in UTC (SQLite hands back naive UTC text)."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = datetime.fromisoformat(str(value))
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _page_row(found: tuple[Any, ...]) -> PageRow:
+    conversation_id, activity, unread, place, snoozed_until, organization_id, subject_sealed, status, is_shared = found
+    return PageRow(
+        conversation_id=_as_uuid(conversation_id), last_activity_at=_as_moment(activity), unread=bool(unread),  # type: ignore[arg-type]
+        place=place, snoozed_until=_as_moment(snoozed_until), organization_id=organization_id,
+        subject_sealed=None if subject_sealed is None else bytes(subject_sealed), status=status, is_shared=bool(is_shared),
+    )  # fmt: skip
+
+
+def _uuid_parameter(value: uuid.UUID) -> Any:
+    return Conversation._meta.pk.get_db_prep_value(value, connection)
+
+
+def _page_rows_sql(*, actor: Membership, selected: ViewFilter, limit: int, before: tuple[Any, Any] | None) -> list[PageRow]:
+    """A page of a view with its constant text (``_PAGE_SQL``)."""
+    key = f"{View.TASKS}:assignee" if selected.view == View.TASKS and selected.assignee is not None else selected.view
+    if key not in _PAGE_SQL or (key == View.TEAM and selected.team is None) or (key == View.LABEL and selected.label is None):
+        raise Http404
+    before_at, before_id = before if before is not None else _FIRST_PAGE
+    adapt = connection.ops.adapt_datetimefield_value
+    parameters = {
+        "member": actor.pk, "limit": limit, "now": adapt(timezone.now()), "before_at": adapt(before_at),
+        "before_id": _uuid_parameter(_as_uuid(before_id)),
+        "team": selected.team.pk if selected.team is not None else None,
+        "label": _uuid_parameter(selected.label.pk) if selected.label is not None else None,
+        "assignee": selected.assignee.pk if selected.assignee is not None else None,
+    }  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(_PAGE_SQL[key], parameters)
+        return [_page_row(found) for found in cursor.fetchall()]
+
+
+def _page_rows_orm(
+    *, actor: Membership, selected: ViewFilter, limit: int, before: tuple[Any, Any] | None = None,
     conversation_ids: list[Any] | None = None,
-) -> list[ConversationMember]:  # fmt: skip
-    """One page of a view with everything a list row shows, in a fixed number of queries.
-
-    Each row also carries, from the messages the actor can see (never a teammate's private
-    one): ``last_message`` (sender and snippet), ``visible_messages`` and ``with_attachments``;
-    and ``labels`` (those the actor can see, by name) and ``assignees`` (first assigned first).
-    ``conversation_ids`` limits the page to those conversations (a row re-drawn after an action).
-    """
+) -> list[PageRow]:  # fmt: skip
+    """The same rows as ``_page_rows_sql``, through ``view_rows``: for rows named by id (a row
+    re-drawn after an action), and what the constant texts are tested against."""
     rows = view_rows(actor=actor, selected=selected)
     if before is not None:
         activity, conversation_id = before
         rows = rows.filter(Q(last_activity_at__lt=activity) | Q(last_activity_at=activity, conversation_id__lt=conversation_id))
     if conversation_ids is not None:
         rows = rows.filter(conversation_id__in=conversation_ids)
-    page: list[ConversationMember] = list(rows.select_related("conversation")[:limit])
+    return [_page_row(found) for found in rows.values_list(*_PAGE_COLUMNS)[:limit]]
+
+
+def view_page(
+    *, actor: Membership, selected: ViewFilter, limit: int = 50, before: tuple[Any, Any] | None = None,
+    conversation_ids: list[Any] | None = None,
+) -> list[PageRow]:  # fmt: skip
+    """One page of a view with everything a list row shows, in a fixed number of queries.
+
+    Each row also carries, from the messages the actor can see (never a teammate's private
+    one): ``last_message`` (sender and snippet, sealed), ``visible_messages`` and
+    ``with_attachments``; and ``labels`` (those the actor can see, by name) and ``assignees``
+    (first assigned first). ``conversation_ids`` limits the page to those conversations (a row
+    re-drawn after an action).
+    """
+    if conversation_ids is None:
+        page = _page_rows_sql(actor=actor, selected=selected, limit=limit, before=before)
+    else:
+        page = _page_rows_orm(actor=actor, selected=selected, limit=limit, before=before, conversation_ids=conversation_ids)
     if not page:
         return page
-    # What the rows show of their visible messages, labels, assignees and latest messages: one
-    # query each for the whole page, grouped here (a prefetch_related would build two querysets
-    # per row, and the same as subqueries of the list query cost more to compile than to run).
     page_ids = [row.conversation_id for row in page]
     summaries = _visible_summaries(actor=actor, conversation_ids=page_ids)
-    labels: dict[Any, list[Label]] = defaultdict(list)
-    label_rows = ConversationLabel.objects.filter(conversation_id__in=page_ids, label__in=labels_visible(actor=actor))
-    for label_row in label_rows.select_related("label").order_by("label__name", "label_id"):
-        labels[label_row.conversation_id].append(label_row.label)
-    assignees: dict[Any, list[Membership]] = defaultdict(list)
-    assignments = Assignment.objects.filter(conversation_id__in=page_ids).select_related("membership__user")
-    for assignment in assignments.order_by("created_at", "pk"):
-        assignees[assignment.conversation_id].append(assignment.membership)
-    wanted = [summary.last_message_id for summary in summaries.values()]
-    messages = {message.pk: message for message in Message.objects.filter(pk__in=wanted).only(*_ROW_MESSAGE_FIELDS)} if wanted else {}
+    labels = _page_labels(actor=actor, conversation_ids=page_ids)
+    assignees = _page_assignees(conversation_ids=page_ids)
     for row in page:
         summary = summaries.get(row.conversation_id)
-        row.last_message_id = summary.last_message_id if summary else None  # type: ignore[attr-defined]
-        row.visible_messages = summary.visible_messages if summary else None  # type: ignore[attr-defined]
-        row.with_attachments = summary.with_attachments if summary else False  # type: ignore[attr-defined]
-        row.last_message = messages.get(row.last_message_id)  # type: ignore[attr-defined]
-        row.labels = labels.get(row.conversation_id, [])  # type: ignore[attr-defined]
-        row.assignees = assignees.get(row.conversation_id, [])  # type: ignore[attr-defined]
+        if summary is not None:
+            row.last_message, row.visible_messages, row.with_attachments = summary
+        row.labels = labels.get(row.conversation_id, [])
+        row.assignees = assignees.get(row.conversation_id, [])
     return page
 
 
-@dataclass(frozen=True)
-class _VisibleSummary:
-    last_message_id: uuid.UUID
-    visible_messages: int
-    with_attachments: bool
+def _batches(conversation_ids: list[uuid.UUID]) -> Iterator[list[Any]]:
+    """The ids as the database takes them, ``_BATCH`` at a time, unused places NULL (matching nothing)."""
+    for start in range(0, len(conversation_ids), _BATCH):
+        batch = [_uuid_parameter(value) for value in conversation_ids[start : start + _BATCH]]
+        yield [*batch, *[None] * (_BATCH - len(batch))]
 
 
-# The messages of up to 51 conversations (a page and one more; unused places hold NULL, which
-# matches nothing) that the member sees, as ``messages_visible`` decides — a copy in one of their
-# own mailboxes, or a shared message of a conversation shared with them — summed up per
-# conversation: the latest (by sending time, then arrival), how many, and whether one has
-# attachments. A constant text with parameters (SECURITY.md R58); ``test_list_rows_count_only_
-# visible_messages`` compares it with ``messages_visible``.
-_SUMMARY_BATCH = 51
+# The page's queries below take up to 51 conversation ids (a page and one more) in one constant text.
+_BATCH = 51
+
+# The messages of the page's conversations that the member sees, as ``messages_visible`` decides —
+# a copy in one of their own mailboxes, or a shared message of a conversation shared with them —
+# summed up per conversation: the latest (by sending time, then arrival) with what a row shows of
+# it, how many, and whether one has attachments. ``test_list_rows_count_only_visible_messages``
+# compares it with ``messages_visible``.
 _VISIBLE_SUMMARY_SQL = """
-SELECT conversation_id, id, total, attached FROM (
-    SELECT v.conversation_id, v.id,
+SELECT conversation_id, id, direction, addresses_sealed, snippet_sealed, total, attached FROM (
+    SELECT v.conversation_id, v.id, v.direction, v.addresses_sealed, v.snippet_sealed,
         ROW_NUMBER() OVER (PARTITION BY v.conversation_id ORDER BY v.sent_at DESC NULLS LAST, v.created_at DESC) AS position,
         COUNT(*) OVER (PARTITION BY v.conversation_id) AS total,
         MAX(CASE WHEN v.has_attachments THEN 1 ELSE 0 END) OVER (PARTITION BY v.conversation_id) AS attached
@@ -330,20 +541,61 @@ WHERE position = 1
 """
 
 
-def _visible_summaries(*, actor: Membership, conversation_ids: list[Any]) -> dict[uuid.UUID, _VisibleSummary]:
+def _visible_summaries(*, actor: Membership, conversation_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[RowMessage, int, bool]]:
     """Per conversation of ``conversation_ids`` with a message the actor can see: its latest
     visible message, how many they see, and whether one has attachments."""
-    field = Message._meta.get_field("conversation").target_field
     summaries = {}
     with connection.cursor() as cursor:
-        for start in range(0, len(conversation_ids), _SUMMARY_BATCH):
-            batch = [field.get_db_prep_value(value, connection) for value in conversation_ids[start : start + _SUMMARY_BATCH]]
-            cursor.execute(
-                _VISIBLE_SUMMARY_SQL, [actor.organization_id, *batch, *[None] * (_SUMMARY_BATCH - len(batch)), actor.pk, actor.pk]
-            )
-            for conversation_id, message_id, total, attached in cursor.fetchall():
-                summaries[uuid.UUID(str(conversation_id))] = _VisibleSummary(uuid.UUID(str(message_id)), int(total), bool(attached))
+        for batch in _batches(conversation_ids):
+            cursor.execute(_VISIBLE_SUMMARY_SQL, [actor.organization_id, *batch, actor.pk, actor.pk])
+            for conversation_id, message_id, direction, addresses, snippet, total, attached in cursor.fetchall():
+                message = RowMessage(_as_uuid(message_id), direction, None if addresses is None else bytes(addresses),
+                                     None if snippet is None else bytes(snippet))  # fmt: skip
+                summaries[_as_uuid(conversation_id)] = (message, int(total), bool(attached))
     return summaries
+
+
+# The labels of the page's conversations that the member sees (``labels_visible``: the
+# organization's and their own), by name.
+_PAGE_LABELS_SQL = """
+SELECT r.conversation_id, l.id, l.name, l.color, l.owner_id
+FROM conversations_conversationlabel r INNER JOIN conversations_label l ON l.id = r.label_id
+WHERE r.conversation_id IN (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                            %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+  AND l.organization_id = %s AND (l.owner_id IS NULL OR l.owner_id = %s)
+ORDER BY l.name, l.id
+"""
+
+
+def _page_labels(*, actor: Membership, conversation_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[RowLabel]]:
+    labels: dict[uuid.UUID, list[RowLabel]] = defaultdict(list)
+    with connection.cursor() as cursor:
+        for batch in _batches(conversation_ids):
+            cursor.execute(_PAGE_LABELS_SQL, [*batch, actor.organization_id, actor.pk])
+            for conversation_id, label_id, name, color, owner_id in cursor.fetchall():
+                labels[_as_uuid(conversation_id)].append(RowLabel(_as_uuid(label_id), name, color, owner_id))
+    return labels
+
+
+# The assignees of the page's conversations, first assigned first, with the name a row shows.
+_PAGE_ASSIGNEES_SQL = """
+SELECT a.conversation_id, a.membership_id, u.email, u.name
+FROM conversations_assignment a INNER JOIN orgs_membership p ON p.id = a.membership_id INNER JOIN accounts_user u ON u.id = p.user_id
+WHERE a.conversation_id IN (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                            %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ORDER BY a.created_at, a.id
+"""
+
+
+def _page_assignees(*, conversation_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[RowAssignee]]:
+    assignees: dict[uuid.UUID, list[RowAssignee]] = defaultdict(list)
+    with connection.cursor() as cursor:
+        for batch in _batches(conversation_ids):
+            cursor.execute(_PAGE_ASSIGNEES_SQL, batch)
+            for conversation_id, membership_id, email, name in cursor.fetchall():
+                display_name = User(email=email, name=name).display_name
+                assignees[_as_uuid(conversation_id)].append(RowAssignee(membership_id, email, display_name))
+    return assignees
 
 
 # The sidebar counts up to this many and then says "99+": a count stops at the hundredth row

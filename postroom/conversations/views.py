@@ -38,6 +38,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -52,7 +53,7 @@ from postroom.core.http import wants_partial
 from postroom.mime.filenames import content_disposition, served_content_type
 from postroom.orgs.models import Membership
 from postroom.orgs.policy import Permission, role_allows
-from postroom.orgs.selectors import membership_get, organization_members, organization_teams
+from postroom.orgs.selectors import member_names, membership_get, organization_members, organization_teams
 
 DOWNLOAD_POLICY = "sandbox; default-src 'none'; frame-ancestors 'none'"
 PAGE_SIZE = 50
@@ -228,8 +229,9 @@ def inbox_nav(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 # --- Lists ---------------------------------------------------------------------------------------------
-def _list_items(rows: list[Any]) -> list[display.ListItem]:
-    return [display.list_item(row) for row in rows]
+def _list_items(rows: list[selectors.PageRow]) -> list[display.ListItem]:
+    now = timezone.now()
+    return [display.list_item(row, now) for row in rows]
 
 
 def _page_context(actor: Membership, selected: ViewFilter, before: tuple[datetime, UUID] | None) -> dict[str, Any]:
@@ -269,7 +271,7 @@ def conversation_list(request: HttpRequest, slug: str, view: str, team_id: int |
 
 def _list_tools(actor: Membership, selected: ViewFilter, labels: list[Label]) -> dict[str, Any]:
     """What the bulk bar and the Tasks filter offer (``labels``: ``selectors.labels_visible``)."""
-    tools: dict[str, Any] = {"labels": labels, "members": list(organization_members(actor=actor))}
+    tools: dict[str, Any] = {"labels": labels, "members": member_names(actor=actor)}
     if selected.view == View.TASKS:
         tools["assignee_counts"] = selectors.assigned_counts(actor=actor)
     return tools

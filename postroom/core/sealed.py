@@ -49,13 +49,21 @@ class Sealed(Generic[T]):
         if self.cache in instance.__dict__:
             return instance.__dict__[self.cache]
         stored = getattr(instance, self.column)
-        if stored is None:
-            value = None
-        else:
-            plain = keyring().decrypt(instance.key_scope(), self._field(instance), bytes(stored))
-            value = plain.decode("utf-8") if self.kind == "text" else json.loads(plain)
+        value = None if stored is None else self._open(instance.key_scope(), self._field(instance), stored)
         instance.__dict__[self.cache] = value
         return value
+
+    def _open(self, scope: str, field: Field, stored: Any) -> Any:
+        plain = keyring().decrypt(scope, field, bytes(stored))
+        return plain.decode("utf-8") if self.kind == "text" else json.loads(plain)
+
+    def open_stored(self, *, model: type, scope: str, row: object, stored: Any) -> T | None:
+        """The value of a column read without a model instance (a constant query's tuple):
+        ``stored`` is the ``<name>_sealed`` column of the row with id ``row`` of ``model``'s table,
+        under the key ``scope`` that the row's ``key_scope()`` would give."""
+        if stored is None:
+            return None
+        return self._open(scope, Field(table=model._meta.db_table, column=self.column, row=str(row)), stored)  # type: ignore[attr-defined]
 
     def __set__(self, instance: Any, value: T | None) -> None:
         if value is None:

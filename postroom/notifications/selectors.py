@@ -5,9 +5,11 @@ Someone else's notification, or one in another organization, is a 404."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 
@@ -57,17 +59,74 @@ def unread_count_of(*, membership_id: int) -> int:
     return Notification.objects.filter(recipient_id=membership_id, read_at__isnull=True).filter(_can_see_conversation()).count()
 
 
-def unread_for_user(*, user: User, limit: int = 8) -> tuple[int, list[Notification]]:
+# The bell, on every page (issue #4): the signed-in person's unread notifications across their
+# organizations, about conversations the recipient still sees (``_can_see_conversation``), newest
+# first, with what the bell shows of each; and their number when the newest few fill the bell.
+# Constant texts with parameters (SECURITY.md R58) instead of a query of five joined tables that
+# the ORM built and compiled on every page; ``test_the_bell_matches_the_orm`` compares them with
+# the ORM's filter.
+_BELL_SQL = """
+SELECT n.id, n.kind, n.count, n.created_at, n.conversation_id, c.organization_id, c.subject_sealed, o.slug, o.name, u.email, u.name
+FROM notifications_notification n
+INNER JOIN orgs_membership r ON r.id = n.recipient_id
+INNER JOIN conversations_conversation c ON c.id = n.conversation_id
+INNER JOIN orgs_organization o ON o.id = n.organization_id
+LEFT OUTER JOIN orgs_membership a ON a.id = n.actor_id
+LEFT OUTER JOIN accounts_user u ON u.id = a.user_id
+WHERE r.user_id = %(user)s AND n.read_at IS NULL
+  AND EXISTS (SELECT 1 FROM conversations_conversationmember m WHERE m.conversation_id = n.conversation_id AND m.membership_id = n.recipient_id)
+ORDER BY n.created_at DESC, n.id DESC
+LIMIT %(limit)s
+"""
+_BELL_COUNT_SQL = """
+SELECT COUNT(*)
+FROM notifications_notification n INNER JOIN orgs_membership r ON r.id = n.recipient_id
+WHERE r.user_id = %(user)s AND n.read_at IS NULL
+  AND EXISTS (SELECT 1 FROM conversations_conversationmember m WHERE m.conversation_id = n.conversation_id AND m.membership_id = n.recipient_id)
+"""
+
+
+@dataclass(frozen=True)
+class BellRow:
+    """An unread notification as the bell reads it (the subject still sealed; no actor: ``actor_email`` None)."""
+
+    id: uuid.UUID
+    kind: str
+    count: int
+    created_at: datetime
+    conversation_id: uuid.UUID
+    organization_id: int
+    subject_sealed: bytes | None
+    organization_slug: str
+    organization_name: str
+    actor_email: str | None
+    actor_name: str | None
+
+
+def unread_for_user(*, user: User, limit: int = 8) -> tuple[int, list[BellRow]]:
     """The bell: unread notifications across the user's organizations (count, newest few).
     It is on every page: the count costs a query of its own only when the newest few fill ``limit``."""
-    rows = (
-        Notification.objects.filter(recipient__user=user, read_at__isnull=True)
-        .filter(_can_see_conversation())
-        .select_related("actor__user", "conversation", "organization")
-        .order_by("-created_at", "-id")
-    )
-    latest = list(rows[:limit])
-    return (len(latest) if len(latest) < limit else rows.count()), latest
+    with connection.cursor() as cursor:
+        cursor.execute(_BELL_SQL, {"user": user.pk, "limit": limit})
+        latest = [_bell_row(found) for found in cursor.fetchall()]
+        if len(latest) < limit:
+            return len(latest), latest
+        cursor.execute(_BELL_COUNT_SQL, {"user": user.pk})
+        (count,) = cursor.fetchone()
+    return int(count), latest
+
+
+def _bell_row(found: tuple[Any, ...]) -> BellRow:
+    pk, kind, count, created_at, conversation_id, organization_id, subject_sealed, slug, name, actor_email, actor_name = found
+    if not isinstance(created_at, datetime):  # SQLite hands back naive UTC text
+        created_at = datetime.fromisoformat(str(created_at))
+    return BellRow(
+        id=pk if isinstance(pk, uuid.UUID) else uuid.UUID(str(pk)), kind=kind, count=int(count),
+        created_at=created_at if created_at.tzinfo is not None else created_at.replace(tzinfo=UTC),
+        conversation_id=conversation_id if isinstance(conversation_id, uuid.UUID) else uuid.UUID(str(conversation_id)),
+        organization_id=organization_id, subject_sealed=None if subject_sealed is None else bytes(subject_sealed),
+        organization_slug=slug, organization_name=name, actor_email=actor_email, actor_name=actor_name,
+    )  # fmt: skip
 
 
 def preference_of(*, actor: Membership) -> NotificationPreference:

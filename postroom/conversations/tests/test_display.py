@@ -31,12 +31,13 @@ NO_NAMES: dict[str, dict[Any, Any]] = {"members": {}, "teams": {}, "labels": {}}
 
 
 def test_a_row_names_the_sender_or_the_recipients_of_our_own_message() -> None:
-    assert row_sender(message(T0, **{"from": [["Dana Customer", "dana@customer.example"]]})) == "Dana Customer"
-    assert row_sender(message(T0, **{"from": [["", "dana@customer.example"]]})) == "dana@customer.example"
-    ours = message(T0, Direction.OUTBOUND, to=[["Dana", "d@x.example"], ["", "e@x.example"], ["Finn", "f@x.example"]])
-    assert row_sender(ours) == "Dana, e@x.example …"
-    assert row_sender(message(T0)) == "(unknown sender)"
-    assert row_sender(None) == ""
+    assert row_sender(Direction.INBOUND, {"from": [["Dana Customer", "dana@customer.example"]]}) == "Dana Customer"
+    assert row_sender(Direction.INBOUND, {"from": [["", "dana@customer.example"]]}) == "dana@customer.example"
+    ours = {"to": [["Dana", "d@x.example"], ["", "e@x.example"], ["Finn", "f@x.example"]]}
+    assert row_sender(Direction.OUTBOUND, ours) == "Dana, e@x.example …"
+    assert row_sender(Direction.OUTBOUND, {}) == "(no recipient)"
+    assert row_sender(Direction.INBOUND, None) == "(unknown sender)"
+    assert row_sender(None, None) == ""
 
 
 def test_events_after_the_last_message_are_the_tail_and_the_rest_interleave_by_time() -> None:
@@ -97,3 +98,30 @@ def test_a_message_subject_is_shown_only_when_it_says_more_than_re() -> None:
     assert not subject_differs("Re: RE: Order 12", "Order 12")
     assert not subject_differs("Fwd: order 12", "Order 12")
     assert subject_differs("Order 12 — update", "Order 12")
+
+
+def test_short_time_is_what_date_format_gives() -> None:
+    """The list's time column written without ``date_format`` says what ``date_format`` said:
+    the time today, the day this year, the date before, for every month and edge of a day."""
+    from django.utils import timezone, translation
+    from django.utils.dateformat import format as date_format
+
+    from postroom.conversations.templatetags.inbox import short_time
+
+    now = timezone.now()
+    moments = [now, now.replace(hour=0, minute=0, second=0, microsecond=0), now.replace(hour=23, minute=59)]
+    for year in (now.year, now.year - 1, 2001, 999):
+        for month in range(1, 13):
+            for day in (1, 9, 28):
+                moments.append(now.replace(year=year, month=month, day=day, hour=7, minute=5))
+    for language in ("en", "de"):
+        with translation.override(language):
+            for moment in moments:
+                if moment.date() == now.date():
+                    expected = date_format(moment, "H:i")
+                elif moment.year == now.year:
+                    expected = date_format(moment, "M j")
+                else:
+                    expected = date_format(moment, "M j, Y")
+                assert short_time(moment) == expected, moment
+    assert short_time(None) == ""

@@ -635,7 +635,7 @@ def test_list_rows_count_only_visible_messages(cast: Cast, team_inbox: TeamInbox
 
     carols = make_mailbox(cast.carol_membership, address="carol@acme.test")
     base = timezone.now() - timedelta(days=1)
-    for number in range(selectors._SUMMARY_BATCH + 4):
+    for number in range(selectors._BATCH + 4):
         team_inbox.deliver(subject=f"Thread {number}", date=base + timedelta(minutes=number))
         first_id = f"<m{team_inbox.uid}@customer.example>"
         if number % 3 == 0:
@@ -651,10 +651,14 @@ def test_list_rows_count_only_visible_messages(cast: Cast, team_inbox: TeamInbox
         for row in page:
             visible = list(selectors.messages_visible(actor=member).filter(conversation_id=row.conversation_id))
             latest = max(visible, key=lambda message: (message.sent_at is not None, message.sent_at, message.created_at))
-            assert row.last_message.pk == latest.pk  # type: ignore[attr-defined]
-            assert row.visible_messages == len(visible)  # type: ignore[attr-defined]
-            assert row.with_attachments == any(message.has_attachments for message in visible)  # type: ignore[attr-defined]
+            assert row.last_message is not None
+            assert row.last_message.id == latest.pk
+            assert row.last_message.direction == latest.direction
+            assert row.last_message.addresses_sealed == bytes(latest.addresses_sealed)
+            assert row.last_message.snippet_sealed == (bytes(latest.snippet_sealed) if latest.snippet_sealed is not None else None)
+            assert row.visible_messages == len(visible)
+            assert row.with_attachments == any(message.has_attachments for message in visible)
             checked += 1
-    assert checked > 2 * selectors._SUMMARY_BATCH
-    counts = {row.visible_messages for row in selectors.view_page(actor=cast.bob_membership, selected=ViewFilter(View.ALL), limit=200)}  # type: ignore[attr-defined]
+    assert checked > 2 * selectors._BATCH
+    counts = {row.visible_messages for row in selectors.view_page(actor=cast.bob_membership, selected=ViewFilter(View.ALL), limit=200)}
     assert counts == {1, 2}

@@ -8,7 +8,7 @@ from typing import Any
 from django import template
 
 from postroom.notifications import selectors
-from postroom.notifications.display import shown_notifications
+from postroom.notifications.display import bell_items
 
 register = template.Library()
 
@@ -26,6 +26,6 @@ def notification_bell(context: template.Context) -> dict[str, Any]:
     slug = getattr(organization, "slug", None) or (memberships[0].organization.slug if memberships else None)
     count, latest = selectors.unread_for_user(user=user, limit=BELL_ITEMS)
     return {
-        "request": request, "csrf_token": context.get("csrf_token"), "count": count, "items": shown_notifications(latest),
+        "request": request, "csrf_token": context.get("csrf_token"), "count": count, "items": bell_items(latest),
         "slug": slug, "several_organizations": len(memberships) > 1,
     }  # fmt: skip

@@ -4,7 +4,7 @@ conversation; reading and marking read; the bell and the notifications page; the
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -222,4 +222,67 @@ def test_the_digest_setting_through_the_api(scene: Scene) -> None:
 
 
 def _aged(minutes: int) -> datetime:
-    return timezone.now() - timezone.timedelta(minutes=minutes)
+    return timezone.now() - timedelta(minutes=minutes)
+
+
+def test_the_bell_matches_the_orm(scene: Scene) -> None:
+    """The bell's constant queries list what the ORM's filter lists — the person's unread
+    notifications, in every organization of theirs, about conversations the recipient still
+    sees, newest first (then by id) — with the same summary, subject and organization, and
+    count them past the few listed."""
+    from postroom.conversations.models import ConversationMember
+    from postroom.notifications.display import bell_items, summary
+    from postroom.notifications.selectors import _can_see_conversation
+    from postroom.orgs.models import Membership
+
+    cast = scene.cast
+    bob, alice = cast.bob_membership, cast.alice_membership
+    bob_at_beta = Membership.objects.create(organization=cast.org_b, user=cast.bob)
+    beta_conversation = Conversation.objects.create(organization=cast.org_b, last_message_at=timezone.now())
+    beta_conversation.subject = "Beta's question"
+    beta_conversation.save()
+    ConversationMember.objects.create(conversation=beta_conversation, membership=bob_at_beta, organization=cast.org_b,
+                                      last_activity_at=timezone.now())  # fmt: skip
+    conversation_actions.conversation_share(actor=alice, conversation=scene.private, member=bob)
+    cast.carol.name = ""
+    cast.carol.save(update_fields=["name"])
+    now = timezone.now()
+    same_time = now - timedelta(minutes=5)
+
+    def notify(recipient: Any, conversation: Conversation, kind: str, minutes: int, **fields: Any) -> None:
+        at = same_time if minutes == 5 else now - timedelta(minutes=minutes)
+        Notification.objects.create(organization_id=recipient.organization_id, recipient=recipient, conversation=conversation,
+                                    kind=kind, created_at=at, **fields)  # fmt: skip
+
+    notify(bob, scene.shared, NotificationKind.MENTION, 1, actor=alice)
+    notify(bob, scene.shared, NotificationKind.ASSIGNED, 2, actor=cast.carol_membership)
+    notify(bob, scene.private, NotificationKind.REPLY, 3, count=3)
+    notify(bob, scene.shared, NotificationKind.COMMENT, 4, actor=alice)
+    notify(bob, scene.shared, NotificationKind.COMMENT, 5, actor=None, count=2)
+    notify(bob, scene.private, NotificationKind.REPLY, 5)
+    notify(bob, scene.shared, NotificationKind.MENTION, 6, actor=alice, read_at=now)  # read
+    notify(bob_at_beta, beta_conversation, NotificationKind.REPLY, 7)
+    notify(alice, scene.shared, NotificationKind.MENTION, 8, actor=bob)  # someone else's
+    notify(bob, scene.shared, NotificationKind.MENTION, 9, actor=alice)
+    alices_own = ingest_into(scene.mailbox, 50, subject="Alice's own", message_id="<own@customer.example>")
+    notify(bob, alices_own, NotificationKind.REPLY, 10)  # about a conversation he does not see
+    expected = list(
+        Notification.objects.filter(recipient__user=cast.bob, read_at__isnull=True)
+        .filter(_can_see_conversation())
+        .select_related("actor__user", "conversation", "organization")
+        .order_by("-created_at", "-id")
+    )
+    assert len(expected) == 8
+    assert {notification.organization_id for notification in expected} == {cast.org_a.pk, cast.org_b.pk}
+    for limit in range(1, len(expected) + 2):
+        count, rows = selectors.unread_for_user(user=cast.bob, limit=limit)
+        assert count == len(expected)
+        assert [row.id for row in rows] == [notification.pk for notification in expected[:limit]]
+        items = bell_items(rows)
+        assert [(item.pk, item.summary, item.subject, item.created_at, item.organization_slug, item.organization_name) for item in items] == [
+            (n.pk, summary(n), n.conversation.subject or "(no subject)", n.created_at, n.organization.slug, n.organization.name)
+            for n in expected[:limit]
+        ]
+    assert {item.summary for item in bell_items(selectors.unread_for_user(user=cast.bob, limit=8)[1])} >= {
+        "Alice Owner mentioned you", "carol assigned you", "3 new messages", "2 new comments",
+    }  # fmt: skip

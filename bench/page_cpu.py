@@ -1,0 +1,122 @@
+"""CPU and Python calls per request of the inbox pages, in process (issue #4).
+
+Not a test. Runs Django's test client against an organization seeded by ``inbox_bench.py``
+(``--reuse`` slugs, the same database and data directory), so the figures are the web worker's
+own work without the server, the network or the neighbours' scheduling:
+
+    .venv/bin/python bench/page_cpu.py --database-url postgres://postgres@127.0.0.1:5432/h_inbox_bench \
+        --slug big-… --requests 40 [--dump /tmp/pages-branch]
+
+Per page: the CPU time (``time.process_time``) of ``--requests`` requests after ``--warm-ups``,
+the SQL queries and the Python function calls of one request under cProfile. ``--dump`` writes
+each page's body with its CSRF tokens and nonces blanked out, to compare two versions byte for
+byte against the same data. Run it from an export of another version (its own ``bench/``) to
+measure that version with the same venv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import functools
+import os
+import pstats
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
+
+import inbox_bench  # bench/inbox_bench.py, beside this file
+
+# Per request: CSRF tokens (forms and htmx's header), CSP nonces, the live stream's signed cursor.
+VOLATILE = re.compile(r'(name="csrfmiddlewaretoken" value="|nonce="|"X-CSRFToken": "|data-live-after=")[^"]*"')
+
+
+def page_paths(seeded: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    """name → (path, membership): the bench's list pages and every other view, a later page and the conversation page."""
+    from django.urls import reverse
+
+    slug = seeded["organization"].slug
+    alice, bob = seeded["alice"], seeded["bob"]
+    paths = {
+        "inbox (alice)": (reverse("conversations:list", args=[slug]), alice),
+        "team inbox (bob)": (reverse("conversations:team", args=[slug, seeded["team"].pk]), bob),
+        "label view (alice)": (reverse("conversations:label", args=[slug, seeded["label"].pk]), alice),
+    }
+    for view in ("assigned", "mentions", "tasks", "sent", "snoozed", "closed", "all", "spam", "trash"):
+        paths[f"{view} (bob)"] = (reverse(f"conversations:view_{view}", args=[slug]), bob)
+    paths["tasks of alice (bob)"] = (f"{reverse('conversations:view_tasks', args=[slug])}?assignee={alice.pk}", bob)
+    paths["conversation page (bob)"] = (reverse("conversations:detail", args=[slug, seeded["conversation"].pk]), bob)
+    return paths
+
+
+def _count(captured: list[str], execute: Any, sql: str, *rest: Any) -> Any:
+    """An execute wrapper: note each query of the request."""
+    captured.append(sql)
+    return execute(sql, *rest)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--slug", required=True, help="the big organization seeded by inbox_bench.py")
+    parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--warm-ups", type=int, default=3)
+    parser.add_argument("--pages", help="only these pages (comma-separated prefixes of their names)")
+    parser.add_argument("--dump", type=Path, help="write each page's body here (tokens and nonces blanked)")
+    arguments = parser.parse_args()
+    database_name = arguments.database_url.rstrip("/").rsplit("/", 1)[-1]
+    os.environ.update({
+        "POSTROOM_DATA_DIR": str(Path(tempfile.gettempdir()) / f"postroom-inbox-bench-data-{database_name}"),
+        "DJANGO_SETTINGS_MODULE": "postroom.settings", "DATABASE_URL": arguments.database_url, "POSTROOM_LOG_LEVEL": "WARNING",
+    })  # fmt: skip
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test import Client
+
+    import postroom
+    from postroom.orgs.models import Organization
+
+    print(f"postroom from {Path(postroom.__file__).parent}, load average {os.getloadavg()[0]:.1f}", flush=True)
+    seeded = inbox_bench.describe(Organization.objects.get(slug=arguments.slug))
+    paths = page_paths(seeded)
+    if arguments.pages:
+        paths = {name: page for name, page in paths.items() if name.startswith(tuple(arguments.pages.split(",")))}
+    if arguments.dump:
+        arguments.dump.mkdir(parents=True, exist_ok=True)
+    for name, (path, membership) in paths.items():
+        client = Client(HTTP_HOST="127.0.0.1")
+        client.force_login(membership.user, backend="allauth.account.auth_backends.AuthenticationBackend")
+        for _ in range(arguments.warm_ups):
+            response = client.get(path)
+            if response.status_code != 200:
+                raise RuntimeError(f"{path} answered {response.status_code}")
+        if arguments.dump:
+            body = VOLATILE.sub(r'\1"', response.content.decode())
+            (arguments.dump / f"{re.sub(r'[^a-z]+', '-', name).strip('-')}.html").write_text(body)
+        captured: list[str] = []
+        with connection.execute_wrapper(functools.partial(_count, captured)):
+            client.get(path)
+        profile = cProfile.Profile()
+        profile.enable()
+        client.get(path)
+        profile.disable()
+        calls = pstats.Stats(profile).total_calls  # type: ignore[attr-defined]
+        started = time.process_time()
+        for _ in range(arguments.requests):
+            client.get(path)
+        cpu_ms = (time.process_time() - started) * 1000 / arguments.requests
+        print(f"{name:26} {cpu_ms:6.1f} ms CPU/request  {calls:8,} calls  {len(captured):3} queries", flush=True)
+    print(f"load average after {os.getloadavg()[0]:.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
