@@ -53,7 +53,7 @@ from postroom.core.http import wants_partial
 from postroom.mime.filenames import content_disposition, served_content_type
 from postroom.orgs.models import Membership
 from postroom.orgs.policy import Permission, role_allows
-from postroom.orgs.selectors import member_names, membership_get, organization_members, organization_teams
+from postroom.orgs.selectors import member_names, membership_get, organization_teams
 
 DOWNLOAD_POLICY = "sandbox; default-src 'none'; frame-ancestors 'none'"
 PAGE_SIZE = 50
