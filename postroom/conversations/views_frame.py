@@ -44,14 +44,12 @@ from postroom.imageproxy import selectors as image_selectors
 from postroom.imageproxy.images import raster_type
 from postroom.imageproxy.views import image_response
 from postroom.mime.sanitize import SanitizedHtml, sanitize_html
-from postroom.mime.text import BlockKind, TextBlock, text_blocks
 from postroom.orgs.models import Membership
 from postroom.orgs.selectors import membership_get
 
 SHOW_IMAGES_PARAMETER = "show_images"  # on the conversation page: message ids to show images of
 FRAME_IMAGES_PARAMETER = "images"  # on the frame: "show"
 CONTENT_ID_PURPOSE = "content-id"  # as in conversations.ingest
-FOLDED_KINDS = frozenset({BlockKind.QUOTE, BlockKind.ATTRIBUTION, BlockKind.SIGNATURE})
 
 # The frame's own stylesheet. Blocked images keep their <img> with size and alt text: drawn as
 # a light box, so the layout keeps its shape and the reader sees where images were.
@@ -88,17 +86,6 @@ class HtmlBody:
     show_images_url: str
     hide_images_url: str
     sender_choice_url: str | None  # None when the message has no sender address
-
-
-@dataclass(frozen=True)
-class ShownBlock:
-    block: TextBlock
-    folded: bool
-
-
-def text_body_blocks(message: Message) -> list[ShownBlock]:
-    """A plain-text body as escaped, linkified blocks; quotes and signatures folded."""
-    return [ShownBlock(block, block.kind in FOLDED_KINDS) for block in text_blocks(message.text_body or "")]
 
 
 def _count_only(url: str) -> str:
