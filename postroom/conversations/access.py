@@ -195,11 +195,15 @@ def _apply_sources(row: ConversationMember, *, via_mailbox: bool, via_share: boo
 def _refresh_is_shared(conversations: list[Conversation]) -> None:
     ids = [conversation.pk for conversation in conversations]
     with_shares = set(ConversationShare.objects.filter(conversation_id__in=ids).values_list("conversation_id", flat=True))
+    flipped: dict[bool, list[Any]] = {True: [], False: []}
     for conversation in conversations:
         is_shared = conversation.shared_with_organization or conversation.pk in with_shares
         if is_shared != conversation.is_shared:
-            Conversation.objects.filter(pk=conversation.pk).update(is_shared=is_shared)
+            flipped[is_shared].append(conversation.pk)
             conversation.is_shared = is_shared
+    for is_shared, flipped_ids in flipped.items():
+        if flipped_ids:
+            Conversation.objects.filter(pk__in=flipped_ids).update(is_shared=is_shared)
 
 
 def access_refresh_for_membership(membership: Membership) -> None:

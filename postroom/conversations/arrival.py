@@ -67,8 +67,7 @@ def copies_stored(*, copies: Iterable[MessageCopy], new_message_ids: Iterable[An
         if team_id is not None:
             ConversationShare.objects.get_or_create(conversation_id=messages[copy.message_id].conversation_id, team_id=team_id)
     conversation_ids = {message.conversation_id for message in messages.values()}
-    Conversation.objects.filter(pk__in=conversation_ids, shares__isnull=False, is_shared=False).update(is_shared=True)
-    access.access_refresh(conversation_ids)
+    access.access_refresh(conversation_ids)  # also marks the newly shared conversations
 
     # Which new messages join the share.
     in_share = set(
