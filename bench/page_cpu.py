@@ -69,6 +69,8 @@ def main() -> int:
     parser.add_argument("--warm-ups", type=int, default=3)
     parser.add_argument("--pages", help="only these pages (comma-separated prefixes of their names)")
     parser.add_argument("--dump", type=Path, help="write each page's body here (tokens and nonces blanked)")
+    parser.add_argument("--show-queries", action="store_true", help="print each page's SQL, one line per query")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the N functions of most own time")
     arguments = parser.parse_args()
     database_name = arguments.database_url.rstrip("/").rsplit("/", 1)[-1]
     os.environ.update({
@@ -114,6 +116,11 @@ def main() -> int:
             client.get(path)
         cpu_ms = (time.process_time() - started) * 1000 / arguments.requests
         print(f"{name:26} {cpu_ms:6.1f} ms CPU/request  {calls:8,} calls  {len(captured):3} queries", flush=True)
+        if arguments.show_queries:
+            for sql in captured:
+                print(f"    {' '.join(sql.split())[:160]}")
+        if arguments.profile:
+            pstats.Stats(profile).sort_stats("tottime").print_stats(arguments.profile)
     print(f"load average after {os.getloadavg()[0]:.1f}", flush=True)
     return 0
 
