@@ -24,7 +24,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from django.urls import reverse
 
-from postroom.asgi import application
+from postroom.asgi import build_application
 from postroom.conftest import Cast
 from postroom.core import uploads
 from postroom.mailboxes.models import Mailbox
@@ -209,7 +209,9 @@ def call_asgi(
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        await application(scope, receive, send)
+        # A fresh application: the threads of the shared one may hold a database connection
+        # of an earlier test, which this test (no database) must not touch.
+        await build_application()(scope, receive, send)
 
     asyncio.run(run())
     return sent

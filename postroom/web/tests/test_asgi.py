@@ -1,0 +1,132 @@
+"""The production ASGI application (``postroom.asgi``): a request's synchronous work on one
+thread of its own, threads lent again instead of started per request, one crossing into the
+middleware chain."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from postroom.asgi import RequestThreads, SyncChainHandler, build_application
+
+WAIT_SECONDS = 10.0  # a bound on a hang, not a measurement
+
+
+def http_scope(path: str = "/") -> dict[str, Any]:
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+    }  # fmt: skip
+
+
+async def call(application: Any, path: str = "/") -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()  # the client stays connected until the answer is sent
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await asyncio.wait_for(application(http_scope(path), receive, send), WAIT_SECONDS * 6)
+    return sent
+
+
+class ThreadRecorder:
+    """An ASGI application that, like a Django request, calls synchronous code twice and notes
+    the thread of each call; ``meet`` makes the first request wait, in its thread, for a second
+    one to reach its own."""
+
+    def __init__(self, meet: bool = False) -> None:
+        self.threads: list[tuple[int, int]] = []
+        self.meet = meet
+        self.arrived = threading.Event()
+        self.started = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.started += 1
+        first_call = self.started == 1
+
+        def first() -> int:
+            if self.meet and first_call:
+                # Only another thread can set this while this one waits.
+                assert self.arrived.wait(WAIT_SECONDS), "the second request never ran: it waited for this one's thread"
+            elif self.meet:
+                self.arrived.set()
+            return threading.get_ident()
+
+        one = await sync_to_async(first)()
+        two = await sync_to_async(threading.get_ident)()
+        self.threads.append((one, two))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def test_a_request_keeps_its_thread_and_the_next_request_is_lent_the_same_one() -> None:
+    recorder = ThreadRecorder()
+    application = RequestThreads(recorder)
+
+    async def two_requests() -> None:
+        await call(application)
+        await call(application)
+
+    asyncio.run(two_requests())
+    (first_one, first_two), (second_one, second_two) = recorder.threads
+    assert first_one == first_two, "a request's synchronous calls ran on two threads"
+    assert second_one == second_two
+    assert second_one == first_one, "a new thread was started for the second request"
+    assert first_one != threading.get_ident(), "synchronous work ran on the event loop's thread"
+
+
+def test_concurrent_requests_each_have_a_thread_of_their_own() -> None:
+    recorder = ThreadRecorder(meet=True)
+    application = RequestThreads(recorder)
+
+    async def both() -> None:
+        first = asyncio.create_task(call(application))
+        await asyncio.sleep(0.05)  # the first request is in its thread, waiting
+        await asyncio.wait_for(asyncio.gather(call(application), first), WAIT_SECONDS * 2)
+
+    asyncio.run(both())
+    threads = {pair[0] for pair in recorder.threads}
+    assert len(recorder.threads) == 2
+    assert len(threads) == 2, "two requests at once shared one thread"
+
+
+def test_a_burst_leaves_at_most_keep_idle_threads_behind() -> None:
+    recorder = ThreadRecorder()
+    application = RequestThreads(recorder)
+
+    async def burst() -> None:
+        await asyncio.gather(*(call(application) for _ in range(RequestThreads.KEEP_IDLE + 8)))
+
+    asyncio.run(burst())
+    assert len(application._idle) == RequestThreads.KEEP_IDLE
+
+
+def test_the_middleware_chain_is_one_synchronous_call() -> None:
+    handler = SyncChainHandler()
+    assert not asyncio.iscoroutinefunction(handler._middleware_chain)
+
+
+@pytest.mark.django_db
+def test_the_production_application_answers_with_the_pages_headers() -> None:
+    sent = asyncio.run(call(build_application(), "/health"))
+    start = next(message for message in sent if message["type"] == "http.response.start")
+    headers = {name.decode().lower(): value.decode() for name, value in start["headers"]}
+    body = b"".join(message.get("body", b"") for message in sent if message["type"] == "http.response.body")
+    assert start["status"] == 200, body
+    assert b'"database": "ok"' in body
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["x-frame-options"] == "DENY"
