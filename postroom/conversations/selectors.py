@@ -610,6 +610,9 @@ COUNT_LIMIT = 99
 # the inboxes) walking the member's rows newest first and stopping at ``COUNT_LIMIT + 1``; the
 # order makes PostgreSQL walk the member's index (the unread counts: the ``member_unread``
 # partial index) and stop, where a sequential scan of every member's rows looked as cheap.
+# "Assigned to me" starts from the actor's assignments instead: walking the member's rows, most
+# of them not assigned to the actor, read ~10 ms of rows for Bob in the bench (3,335 open
+# assignments among 130,000 rows); any hundred rows give the same capped count.
 # ``test_sidebar_counts_match_the_views`` checks each count against ``view_rows``.
 _SIDEBAR_SQL = """
 SELECT 'inbox', CAST(NULL AS INTEGER), NULL, (SELECT COUNT(*) FROM (
@@ -619,10 +622,10 @@ SELECT 'inbox', CAST(NULL AS INTEGER), NULL, (SELECT COUNT(*) FROM (
     ORDER BY m.last_activity_at DESC, m.conversation_id DESC LIMIT %(limit)s) AS counted)
 UNION ALL
 SELECT 'assigned', NULL, NULL, (SELECT COUNT(*) FROM (
-    SELECT 1 FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
-    WHERE m.membership_id = %(member)s AND c.status = 'open'
-      AND EXISTS (SELECT 1 FROM conversations_assignment a WHERE a.conversation_id = m.conversation_id AND a.membership_id = %(member)s)
-    ORDER BY m.last_activity_at DESC, m.conversation_id DESC LIMIT %(limit)s) AS counted)
+    SELECT 1 FROM conversations_assignment a INNER JOIN conversations_conversation c ON c.id = a.conversation_id
+    WHERE a.membership_id = %(member)s AND c.status = 'open'
+      AND EXISTS (SELECT 1 FROM conversations_conversationmember m WHERE m.conversation_id = a.conversation_id AND m.membership_id = %(member)s)
+    LIMIT %(limit)s) AS counted)
 UNION ALL
 SELECT 'mentions', NULL, NULL, (SELECT COUNT(*) FROM (
     SELECT 1 FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
