@@ -30,6 +30,7 @@ from postroom.core import uploads
 from postroom.mailboxes.models import Mailbox
 from postroom.mailboxes.tests.factories import make_mailbox
 from postroom.outbox.models import Draft, OutgoingMessage
+from postroom.testing.aio import run_in_fresh_loop
 
 SIZE = 5 * 1024 * 1024
 DJANGO_DEFAULT_HANDLERS = [
@@ -213,7 +214,7 @@ def call_asgi(
         # of an earlier test, which this test (no database) must not touch.
         await build_application()(scope, receive, send)
 
-    asyncio.run(run())
+    run_in_fresh_loop(run())
     return sent
 
 

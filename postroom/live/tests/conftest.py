@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -16,6 +15,7 @@ from postroom.conversations.tests.conftest import build_raw, inbox_of
 from postroom.live.hub import existing_hub
 from postroom.mailboxes.models import Mailbox
 from postroom.mailboxes.tests.factories import make_mailbox
+from postroom.testing.aio import run_in_fresh_loop
 
 
 @pytest.fixture(autouse=True)
@@ -73,4 +73,4 @@ def run(scenario: Callable[[], Awaitable[None]]) -> None:
             if hub is not None:
                 await hub.close()
 
-    asyncio.run(main())
+    run_in_fresh_loop(main())

@@ -23,6 +23,7 @@ from postroom.live.selectors import StreamGrant
 from postroom.live.tests.asgi import in_thread
 from postroom.live.tests.conftest import deliver, run
 from postroom.mailboxes.models import Mailbox
+from postroom.testing.aio import run_in_fresh_loop
 
 
 def event(kind: str = "assigned", organization_id: int = 1, audience: list[int] | None = None) -> Event:
@@ -184,7 +185,7 @@ def test_the_memory_bus_reaches_every_listener_from_any_thread() -> None:
             assert await collect(listener, 2) == sent
             await listener.close()
 
-    asyncio.run(scenario())
+    run_in_fresh_loop(scenario())
 
 
 # --- The hub ---------------------------------------------------------------------------------------
@@ -222,7 +223,7 @@ def test_a_stream_that_cannot_keep_up_is_told_to_resync() -> None:
         assert first == hubs.Resync(hubs.QUEUE_SIZE)
         assert subscriber.queue.qsize() == 4  # what came after the overflow follows the resync
 
-    asyncio.run(scenario())
+    run_in_fresh_loop(scenario())
 
 
 # --- Redis (the scaled-out shape) --------------------------------------------------------------------
@@ -253,7 +254,7 @@ def test_redis_pub_sub_reaches_subscribers_on_separate_connections() -> None:
             assert await listener.backlog(received[0].sequence, received[2].sequence) is None  # nothing is kept
             await listener.close()
 
-    asyncio.run(scenario())
+    run_in_fresh_loop(scenario())
 
 
 @pytest.mark.redis
@@ -286,4 +287,4 @@ def test_two_web_processes_on_redis_see_each_others_events(cast: Cast, alice_mai
             await first.close()
             await second.close()
 
-    asyncio.run(scenario())
+    run_in_fresh_loop(scenario())

@@ -12,6 +12,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from postroom.asgi import RequestThreads, SyncChainHandler, build_application
+from postroom.testing.aio import run_in_fresh_loop as run
 
 WAIT_SECONDS = 10.0  # a bound on a hang, not a measurement
 
@@ -77,16 +78,17 @@ def test_a_request_keeps_its_thread_and_the_next_request_is_lent_the_same_one() 
     recorder = ThreadRecorder()
     application = RequestThreads(recorder)
 
-    async def two_requests() -> None:
+    async def two_requests() -> int:
         await call(application)
         await call(application)
+        return threading.get_ident()
 
-    asyncio.run(two_requests())
+    loop_thread = run(two_requests())
     (first_one, first_two), (second_one, second_two) = recorder.threads
     assert first_one == first_two, "a request's synchronous calls ran on two threads"
     assert second_one == second_two
     assert second_one == first_one, "a new thread was started for the second request"
-    assert first_one != threading.get_ident(), "synchronous work ran on the event loop's thread"
+    assert first_one != loop_thread, "synchronous work ran on the event loop's thread"
 
 
 def test_concurrent_requests_each_have_a_thread_of_their_own() -> None:
@@ -98,7 +100,7 @@ def test_concurrent_requests_each_have_a_thread_of_their_own() -> None:
         await asyncio.sleep(0.05)  # the first request is in its thread, waiting
         await asyncio.wait_for(asyncio.gather(call(application), first), WAIT_SECONDS * 2)
 
-    asyncio.run(both())
+    run(both())
     threads = {pair[0] for pair in recorder.threads}
     assert len(recorder.threads) == 2
     assert len(threads) == 2, "two requests at once shared one thread"
@@ -111,7 +113,7 @@ def test_a_burst_leaves_at_most_keep_idle_threads_behind() -> None:
     async def burst() -> None:
         await asyncio.gather(*(call(application) for _ in range(RequestThreads.KEEP_IDLE + 8)))
 
-    asyncio.run(burst())
+    run(burst())
     assert len(application._idle) == RequestThreads.KEEP_IDLE
 
 
@@ -122,7 +124,7 @@ def test_the_middleware_chain_is_one_synchronous_call() -> None:
 
 @pytest.mark.django_db
 def test_the_production_application_answers_with_the_pages_headers() -> None:
-    sent = asyncio.run(call(build_application(), "/health"))
+    sent = run(call(build_application(), "/health"))
     start = next(message for message in sent if message["type"] == "http.response.start")
     headers = {name.decode().lower(): value.decode() for name, value in start["headers"]}
     body = b"".join(message.get("body", b"") for message in sent if message["type"] == "http.response.body")
