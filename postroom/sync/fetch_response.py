@@ -1,8 +1,8 @@
 """Reading the FETCH answers of an import without IMAPClient's character-by-character lexer.
 
 IMAPClient parses a FETCH answer one byte at a time in Python (its lexer yields every character
-through an iterator), about a tenth of the sync process's CPU per message during a first
-import (bench/README.md, "The FETCH answers, read whole"). The messages' bytes are literals it
+through an iterator): a quarter to a third of the CPU the first import spends fetching
+(bench/README.md, "The sync process, leaner"). The messages' bytes are literals it
 hands on as they are; what it reads by the character is the short line before each one:
 ``1 (UID 1 FLAGS (\\Seen) INTERNALDATE "01-Jan-2024 09:00:00 +0000" MODSEQ (2) BODY[] {3401}``.
 
