@@ -67,6 +67,7 @@ from postroom.mailboxes.oauth import mailbox_sign_in_credentials
 from postroom.mailboxes.protocol_values import UnsafeProtocolValue, imap_folder_name, imap_uid, imap_uids
 from postroom.mime.isolation import import_parser
 from postroom.mime.parse import DEFAULT_LIMITS, QuarantineReason
+from postroom.sync.fetch_response import fetch_messages
 
 logger = logging.getLogger(__name__)
 
@@ -243,8 +244,7 @@ def _fetch_batch(
     else:
         fitting = [uid for uid in uids if uid not in too_large]
         oversized = [uid for uid in uids if uid in too_large]
-    items = ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"] + (["MODSEQ"] if condstore else [])
-    fetched = client.fetch(fitting, items) if fitting else {}
+    fetched = fetch_messages(client, fitting, modseq=condstore)
     # Without BODY[]: an unsolicited FLAGS update, or the message was expunged meanwhile.
     batch = [_ingest_item(uid, fetched[uid][b"BODY[]"], fetched[uid]) for uid in sorted(fetched) if b"BODY[]" in fetched[uid]]
     if parse and batch:

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 from django.db import connection, models
+from django.db.models.signals import post_init, pre_init
 
 from postroom.contacts.models import MessageAddress
 from postroom.conversations.models import Conversation, ConversationMember, Message, MessageCopy, MessageReference, Place
+from postroom.core import bulk
 from postroom.core.bulk import _preparer, as_uuid, model_instance, values_parameter
 from postroom.live.models import LiveEvent
 
@@ -87,6 +89,12 @@ def test_a_model_instance_is_the_one_the_model_builds(model: type[models.Model],
     assert type(built) is model
     assert _columns(built) == _columns(expected)
     assert (built._state.adding, built._state.db) == (expected._state.adding, expected._state.db) == (True, None)
+    # Nothing else in the instance either, in the same order (built without Model.__init__).
+    assert bulk._defaults[model][2] is not None
+    assert [name for name in vars(built) if name != "_state"] == [name for name in vars(expected) if name != "_state"]
+    # (ModelState makes its cache of related objects when first asked; a foreign key's __set__ asks.)
+    assert (built._state.adding, built._state.db, built._state.fields_cache) == (True, None, {}) == (
+        expected._state.adding, expected._state.db, expected._state.fields_cache)  # fmt: skip
     # Fields left out get their defaults; a callable default is called for each instance.
     bare = [model_instance(model, {}) for _ in range(2)]
     assert {name: value for name, value in _columns(bare[0]).items() if name != "id"} == {
@@ -95,6 +103,26 @@ def test_a_model_instance_is_the_one_the_model_builds(model: type[models.Model],
     if isinstance(model._meta.pk, models.UUIDField):
         assert bare[0].pk != bare[1].pk
         assert bare[0].pk.version == 7
+
+
+@pytest.mark.parametrize(("model", "values"), BUILT[:1])
+def test_a_model_instance_goes_through_model_init_for_init_receivers(model: type[models.Model], values: dict[str, Any]) -> None:
+    seen: list[tuple[str, Any]] = []
+
+    def before(sender: Any, args: Any, kwargs: Any, **_: Any) -> None:
+        seen.append(("pre", len(args)))
+
+    def after(sender: Any, instance: Any, **_: Any) -> None:
+        seen.append(("post", instance.pk))
+
+    for signal, receiver in ((pre_init, before), (post_init, after)):
+        signal.connect(receiver, sender=model)
+        try:
+            built = model_instance(model, values)
+        finally:
+            signal.disconnect(receiver, sender=model)
+        assert _columns(built) == _columns(model(**values))
+    assert seen == [("pre", len(model._meta.concrete_fields)), ("post", values["id"])]
 
 
 def test_a_model_instance_refuses_what_is_not_a_column() -> None:

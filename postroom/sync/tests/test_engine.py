@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from imapclient import IMAPClient
@@ -182,20 +183,20 @@ def test_first_import_runs_newest_first_in_batches_with_progress(
 
 
 def test_the_import_is_fetched_ahead_over_a_second_session_and_stores_each_message_once(
-    dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox]
+    dovecot: Dovecot, mail_user: MailUser, make_mailbox: Callable[..., Mailbox], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     uids = deliver(dovecot, mail_user, range(10))
     mailbox = make_mailbox(mail_user)
     with engine_for(mailbox, batch_size=3) as sync:
         fetched_here: list[int] = []
-        fetch = sync.client.fetch
+        fetch = engine.fetch_messages
 
-        def recorded_fetch(messages: list[int], data: list[str], *args: object, **kwargs: object) -> dict[int, dict[bytes, object]]:
-            if "BODY.PEEK[]" in data:
+        def recorded_fetch(client: IMAPClient, messages: list[int], **kwargs: Any) -> dict[int, dict[bytes, Any]]:
+            if client is sync.client:
                 fetched_here.extend(messages)
-            return fetch(messages, data, *args, **kwargs)  # type: ignore[arg-type]
+            return fetch(client, messages, **kwargs)
 
-        sync.client.fetch = recorded_fetch  # type: ignore[method-assign]
+        monkeypatch.setattr(engine, "fetch_messages", recorded_fetch)
         inbox = sync.discover_folders()[0]
         sync.sync_folder(inbox, backfill_batches=0)
         sync.sync_folder(inbox, backfill_batches=1)
