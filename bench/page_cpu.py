@@ -17,11 +17,13 @@ measure that version with the same venv.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import functools
 import os
 import pstats
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -61,6 +63,15 @@ def _count(captured: list[str], execute: Any, sql: str, *rest: Any) -> Any:
     return execute(sql, *rest)
 
 
+def _time(waits: dict[str, list[float]], execute: Any, sql: str, *rest: Any) -> Any:
+    """An execute wrapper: how long each query took to answer, by its text."""
+    started = time.perf_counter()
+    try:
+        return execute(sql, *rest)
+    finally:
+        waits.setdefault(" ".join(sql.split())[:100], []).append(time.perf_counter() - started)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", required=True)
@@ -71,6 +82,10 @@ def main() -> int:
     parser.add_argument("--dump", type=Path, help="write each page's body here (tokens and nonces blanked)")
     parser.add_argument("--show-queries", action="store_true", help="print each page's SQL, one line per query")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the N functions of most own time")
+    parser.add_argument("--query-times", action="store_true", help="time the database's answer to each query (wall) in the timed requests")
+    parser.add_argument(
+        "--no-prepare", action="store_true", help="PostgreSQL: client-side binding, no prepared statements (Django's default)"
+    )
     arguments = parser.parse_args()
     database_name = arguments.database_url.rstrip("/").rsplit("/", 1)[-1]
     os.environ.update({
@@ -80,7 +95,11 @@ def main() -> int:
     import django
 
     django.setup()
+    from django.conf import settings
     from django.db import connection
+
+    if arguments.no_prepare:
+        settings.DATABASES["default"]["OPTIONS"].update(server_side_binding=False, prepare_threshold=None)
     from django.test import Client
 
     import postroom
@@ -111,11 +130,26 @@ def main() -> int:
         client.get(path)
         profile.disable()
         calls = pstats.Stats(profile).total_calls  # type: ignore[attr-defined]
-        started = time.process_time()
-        for _ in range(arguments.requests):
-            client.get(path)
-        cpu_ms = (time.process_time() - started) * 1000 / arguments.requests
-        print(f"{name:26} {cpu_ms:6.1f} ms CPU/request  {calls:8,} calls  {len(captured):3} queries", flush=True)
+        waits: dict[str, list[float]] = {}
+        timing = connection.execute_wrapper(functools.partial(_time, waits)) if arguments.query_times else contextlib.nullcontext()
+        walls = []
+        with timing:
+            started = time.process_time()
+            for _ in range(arguments.requests):
+                wall = time.perf_counter()
+                client.get(path)
+                walls.append(time.perf_counter() - wall)
+            cpu_ms = (time.process_time() - started) * 1000 / arguments.requests
+        wall_ms = statistics.median(walls) * 1000
+        print(
+            f"{name:26} {cpu_ms:6.1f} ms CPU/request  {wall_ms:6.1f} ms wall (median)  {calls:8,} calls  {len(captured):3} queries",
+            flush=True,
+        )
+        if arguments.query_times:
+            total = sum(sum(times) for times in waits.values()) * 1000 / arguments.requests
+            print(f"    database {total:.1f} ms a request (wall, CPU of the client included); the costliest:")
+            for sql, times in sorted(waits.items(), key=lambda item: -sum(item[1]))[:8]:
+                print(f"    {sum(times) * 1000 / arguments.requests:6.2f} ms  {sql}")
         if arguments.show_queries:
             for sql in captured:
                 print(f"    {' '.join(sql.split())[:160]}")
