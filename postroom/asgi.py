@@ -34,11 +34,11 @@ class RequestThreads:
     """ASGI wrapper: each HTTP request's synchronous work runs on a thread lent to it alone.
 
     Django gives every request a new ``ThreadSensitiveContext``, i.e. a new thread, started and
-    joined per request: a fifth of the server's CPU on a small page (``bench/README.md``, "The
-    request's thread"). Here a request borrows a one-thread executor that earlier requests have
-    finished with. It still has that thread to itself for its whole life, so whatever is bound
-    to a thread (a database connection) stays with the request; the connections themselves live
-    in the request's context, not the thread, and go back to the pool at its end as before.
+    joined per request: the largest cost of a small request (``bench/README.md``, "The request's
+    thread, prepared statements…"). Here a request borrows a one-thread executor that earlier
+    requests have finished with. It still has that thread to itself for its whole life, so what
+    is bound to a thread stays with the request: Django keeps database connections per thread,
+    and each request hands its connection back to the pool at its end, as before.
     """
 
     KEEP_IDLE = 32  # beyond this many idle threads (after a burst of streams), stop the extra ones
