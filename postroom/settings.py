@@ -182,14 +182,15 @@ if _database_url:
         raise ConfigError("DATABASE_URL", str(error).rstrip("."), "use postgres://user:password@host:5432/name") from None
     if _database["ENGINE"] != "django.db.backends.postgresql":
         raise ConfigError("DATABASE_URL", "only PostgreSQL is supported for the scaled-out shape", "use a postgres:// URL, or unset it for the embedded SQLite")
-    # A connection pool per process (psycopg_pool). Under ASGI each request may run its sync
-    # code on a new thread, so persistent per-thread connections (CONN_MAX_AGE) pile up until
+    # A connection pool per process (psycopg_pool). Under ASGI requests run on as many threads as
+    # run at once (postroom/asgi.py), so persistent per-thread connections (CONN_MAX_AGE) pile up until
     # PostgreSQL refuses clients; the pool bounds them and still saves the connect per request.
     _database.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": env.integer("POSTROOM_DATABASE_POOL_SIZE", 8, minimum=1, maximum=100), "timeout": 20}
     # Parameters bound by the server and prepared statements: a query text run a few times on a
     # pooled connection is planned once, not on every page. Planning was most of the database's
-    # time on a page (the bell: ~5 ms planned against 0.2 ms run; bench/README.md, "Prepared
-    # statements"). psycopg keeps the 100 most recent per connection.
+    # time on a page (the bell: ~5 ms planned against 0.2 ms run; bench/README.md, "The
+    # request's thread, prepared statements…"; test_database). psycopg keeps the 100 most
+    # recent per connection.
     _database["OPTIONS"].update(server_side_binding=True, prepare_threshold=2)
     DATABASES = {"default": _database}
 else:
