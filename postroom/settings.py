@@ -192,6 +192,9 @@ if _database_url:
     # request's thread, prepared statements…"; test_database). psycopg keeps the 100 most
     # recent per connection.
     _database["OPTIONS"].update(server_side_binding=True, prepare_threshold=2)
+    # Django's backend, with the parameter limit that server-side binding brings (bulk writes in
+    # batches that fit): postroom/core/postgresql.
+    _database["ENGINE"] = "postroom.core.postgresql"
     DATABASES = {"default": _database}
 else:
     DATABASES = {
