@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import cProfile
 import functools
+import gc
 import os
 import pstats
 import re
@@ -82,6 +83,10 @@ def main() -> int:
     parser.add_argument("--dump", type=Path, help="write each page's body here (tokens and nonces blanked)")
     parser.add_argument("--show-queries", action="store_true", help="print each page's SQL, one line per query")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the N functions of most own time")
+    parser.add_argument("--areas", type=int, default=0, metavar="N", help="print the N areas (package or module) of most own CPU time, over the timed requests")
+    parser.add_argument("--gc", action="store_true", help="report the cyclic collector's runs (per generation: count, total and longest) over the timed requests")
+    parser.add_argument("--gc-freeze", action="store_true", help="gc.collect() and gc.freeze() after the warm-ups, as postroom web does after its first requests")
+    parser.add_argument("--profile-sort", default="tottime", help="pstats order for --profile: tottime (own time), cumulative, calls…")
     parser.add_argument("--query-times", action="store_true", help="time the database's answer to each query (wall) in the timed requests")
     parser.add_argument(
         "--no-prepare", action="store_true", help="PostgreSQL: client-side binding, no prepared statements (Django's default)"
@@ -122,6 +127,9 @@ def main() -> int:
         if arguments.dump:
             body = VOLATILE.sub(r'\1"', response.content.decode())
             (arguments.dump / f"{re.sub(r'[^a-z]+', '-', name).strip('-')}.html").write_text(body)
+        if arguments.gc_freeze:
+            gc.collect()
+            gc.freeze()
         captured: list[str] = []
         with connection.execute_wrapper(functools.partial(_count, captured)):
             client.get(path)
@@ -133,7 +141,9 @@ def main() -> int:
         waits: dict[str, list[float]] = {}
         timing = connection.execute_wrapper(functools.partial(_time, waits)) if arguments.query_times else contextlib.nullcontext()
         walls = []
-        with timing:
+        areas = cProfile.Profile(time.process_time) if arguments.areas else None
+        collections = _Collections() if arguments.gc else contextlib.nullcontext()
+        with timing, (areas or contextlib.nullcontext()), collections:
             started = time.process_time()
             for _ in range(arguments.requests):
                 wall = time.perf_counter()
@@ -153,10 +163,65 @@ def main() -> int:
         if arguments.show_queries:
             for sql in captured:
                 print(f"    {' '.join(sql.split())[:160]}")
+        if isinstance(collections, _Collections):
+            collections.print(arguments.requests)
+        if areas is not None:
+            _print_areas(areas, arguments.areas, arguments.requests)
         if arguments.profile:
-            pstats.Stats(profile).sort_stats("tottime").print_stats(arguments.profile)
+            pstats.Stats(profile).sort_stats(arguments.profile_sort).print_stats(arguments.profile)
     print(f"load average after {os.getloadavg()[0]:.1f}", flush=True)
     return 0
+
+
+class _Collections(contextlib.ContextDecorator):
+    """The cyclic collector's runs while it is entered: per generation, how many, how long."""
+
+    def __init__(self) -> None:
+        self.runs: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self.started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.runs[info["generation"]].append(time.perf_counter() - self.started)
+
+    def __enter__(self) -> _Collections:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def print(self, requests: int) -> None:
+        total = sum(sum(runs) for runs in self.runs.values())
+        print(f"    collector: {total * 1000 / requests:.2f} ms a request (wall) in all; per generation:")
+        for generation, runs in self.runs.items():
+            print(f"    gen {generation}: {len(runs):4} runs, {sum(runs) * 1000:8.1f} ms, longest {max(runs, default=0) * 1000:6.1f} ms")
+
+
+def _area(filename: str, function: str) -> str:
+    """Where a function's own time is counted: a package's module family (django/template,
+    psycopg), one of our modules, or the C function's name for builtins."""
+    if filename == "~":
+        return function.split(" of ")[0].strip("<>{}")[:48]
+    if "site-packages/" in filename:
+        parts = filename.split("site-packages/", 1)[1].split("/")
+        return "/".join(parts[:2]).removesuffix(".py")
+    if "/postroom/" in filename:
+        return "postroom/" + filename.rsplit("/postroom/", 1)[1].removesuffix(".py")
+    return "python/" + Path(filename).name.removesuffix(".py")
+
+
+def _print_areas(profile: cProfile.Profile, count: int, requests: int) -> None:
+    totals: dict[str, float] = {}
+    for (filename, _line, function), (_calls, _primitive, own, _cumulative, _callers) in pstats.Stats(profile).stats.items():  # type: ignore[attr-defined]
+        area = _area(filename, function)
+        totals[area] = totals.get(area, 0.0) + own
+    whole = sum(totals.values())
+    print(f"    own CPU by area (profiled, {whole * 1000 / requests:.1f} ms a request under the profiler):")
+    for area, own in sorted(totals.items(), key=lambda item: -item[1])[:count]:
+        print(f"    {own * 1000 / requests:6.2f} ms {own * 100 / whole:5.1f} %  {area}")
 
 
 if __name__ == "__main__":
