@@ -10,7 +10,7 @@ that are not the model's are set as attributes of the instance (``SELECT t.*, x.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from django.db import connection
@@ -35,10 +35,17 @@ def rows_of(model: type[M], sql: str, parameters: Mapping[str, Any]) -> list[M]:
         cursor.execute(sql, parameters)
         names = [column[0] for column in cursor.description]
         found = cursor.fetchall()
+    build = builder(model, names)
+    return [build(row) for row in found]
+
+
+def builder(model: type[M], names: Sequence[str]) -> Callable[[Sequence[Any]], M]:
+    """A function that makes an instance of ``model`` from a row whose columns are ``names``, see
+    the module docstring."""
     columns = [_converters(model, name) for name in names]
     order = [field.attname for field in model._meta.concrete_fields]
-    instances = []
-    for row in found:
+
+    def build(row: Sequence[Any]) -> M:
         values: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         for name, value, column in zip(names, row, columns, strict=True):
@@ -52,5 +59,6 @@ def rows_of(model: type[M], sql: str, parameters: Mapping[str, Any]) -> list[M]:
         present = [attname for attname in order if attname in values]
         instance = model.from_db(connection.alias, present, [values[attname] for attname in present])
         instance.__dict__.update(extra)
-        instances.append(instance)
-    return instances
+        return instance
+
+    return build

@@ -22,18 +22,21 @@ from django.http import Http404
 
 from postroom.accounts.models import User
 from postroom.core.tokens import token_hash
+from postroom.orgs import viewer
 from postroom.orgs.models import Invitation, InvitationStatus, Membership, Organization, Team, TeamMembership
 from postroom.orgs.policy import Permission, role_allows
-
-# A recovery-code set alone is not a second factor: it comes with, and backs up, one of these.
-SECOND_FACTOR_TYPES = (Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN)
+from postroom.orgs.viewer import SECOND_FACTOR_TYPES
 
 
 def membership_get(*, user: User | AnonymousUser, slug: str, permission: Permission | None = None) -> Membership:
     """The user's membership of the organization ``slug``: 404 if none, 403 if the role lacks ``permission``."""
     if not user.is_authenticated:
         raise Http404
-    membership = Membership.objects.select_related("organization", "user").filter(user=user, organization__slug=slug).first()
+    known = viewer.memberships(user)
+    if known is not None:
+        membership = next((membership for membership in known if membership.organization.slug == slug), None)
+    else:
+        membership = Membership.objects.select_related("organization", "user").filter(user=user, organization__slug=slug).first()
     if membership is None:
         raise Http404
     if permission is not None and not role_allows(membership.role, permission):
@@ -49,7 +52,16 @@ def membership_of_viewer(*, user: User | AnonymousUser, organization_id: Any, kn
         return None
     if isinstance(known, Membership) and known.user_id == user.pk and known.organization_id == organization_id:
         return known
+    memberships = viewer.memberships(user)
+    if memberships is not None:
+        return next((membership for membership in memberships if membership.organization_id == organization_id), None)
     return Membership.objects.select_related("organization", "user").filter(user=user, organization_id=organization_id).first()
+
+
+def memberships_list(*, user: User | AnonymousUser) -> list[Membership]:
+    """``memberships_of``'s memberships, from the request's snapshot when there is one (``viewer``)."""
+    known = viewer.memberships(user)
+    return known if known is not None else list(memberships_of(user=user))
 
 
 def memberships_of(*, user: User | AnonymousUser) -> QuerySet[Membership]:

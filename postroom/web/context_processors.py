@@ -10,11 +10,11 @@ def shell(request: HttpRequest) -> dict[str, Any]:
     """What the application shell needs on every page: the member's organizations, lazily."""
 
     def load() -> dict[str, Any]:
-        from postroom.orgs.selectors import memberships_of
+        from postroom.orgs.selectors import memberships_list
 
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated:
             return {"memberships": []}
-        return {"memberships": list(memberships_of(user=user))}
+        return {"memberships": memberships_list(user=user)}
 
     return {"shell": SimpleLazyObject(load)}
