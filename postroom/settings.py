@@ -73,7 +73,8 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
-SESSION_ENGINE = "django.contrib.sessions.backends.db"
+# Django's database sessions, loaded with a constant query (postroom/accounts/session_store.py).
+SESSION_ENGINE = "postroom.accounts.session_store"
 # Sliding idle timeout; postroom.accounts.middleware refreshes it at most once a minute and
 # enforces the absolute lifetime from the login time kept in the session.
 SESSION_COOKIE_AGE = int(timedelta(days=14).total_seconds())

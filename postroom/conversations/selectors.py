@@ -688,6 +688,12 @@ def labels_visible(*, actor: Membership) -> QuerySet[Label]:
     return Label.objects.filter(organization_id=actor.organization_id).filter(Q(owner__isnull=True) | Q(owner=actor))
 
 
+def labels_list(*, actor: Membership) -> list[Label]:
+    """``labels_visible``'s labels, in its order (by name), from a constant text: every list page
+    and the sidebar read them (``test_page_directory_matches_the_selectors`` compares the two)."""
+    return rows_of(Label, _DIRECTORY_LABELS_SQL, {"organization": actor.organization_id, "member": actor.pk})
+
+
 def label_get(*, actor: Membership, label_id: Any) -> Label:
     label = labels_visible(actor=actor).filter(pk=_uuid(label_id)).first()
     if label is None:

@@ -171,7 +171,7 @@ def nav_context(actor: Membership, current: str, labels: list[Label] | None = No
     sidebar = selectors.sidebar_get(actor=actor)
     teams, counts = sidebar.teams, sidebar.counts
     if labels is None:
-        labels = list(selectors.labels_visible(actor=actor))
+        labels = selectors.labels_list(actor=actor)
 
     def entry(key: str, title: str, url: str, icon: str, count: int = 0, unit: str = "", tone: int | None = None) -> dict[str, Any]:
         shown = f"{selectors.COUNT_LIMIT}+" if count > selectors.COUNT_LIMIT else str(count)
@@ -263,7 +263,7 @@ def conversation_list(request: HttpRequest, slug: str, view: str, team_id: int |
                                "empty_text": EMPTY_TEXT.get(selected.view, ""), **_page_context(actor, selected, before)}  # fmt: skip
     if wants_partial(request):
         return render(request, "conversations/_rows.html" if before else "conversations/_list.html", context)
-    labels = list(selectors.labels_visible(actor=actor))
+    labels = selectors.labels_list(actor=actor)
     context.update(_list_tools(actor, selected, labels))
     context.update(nav_context(actor, context["list_key"] if selected.assignee is None else View.TASKS, labels))
     return render(request, "conversations/list.html", context)
@@ -707,7 +707,7 @@ def _bulk_one(actor: Membership, conversation: Conversation, operation: str, lab
 
 # --- Labels ---------------------------------------------------------------------------------------------
 def _labels_page(request: HttpRequest, actor: Membership, form: LabelForm, status: int = 200) -> HttpResponse:
-    labels = list(selectors.labels_visible(actor=actor))
+    labels = selectors.labels_list(actor=actor)
     context = {
         "organization": actor.organization, "actor": actor, "form": form, "colors": list(zip(range(len(actions.LABEL_COLORS)), actions.LABEL_COLORS, LABEL_COLOR_NAMES, strict=True)),
         "organization_labels": [label for label in labels if label.owner_id is None],

@@ -214,7 +214,7 @@ def test_page_directory_matches_the_selectors(cast: Cast, team_inbox: TeamInbox)
         (m.pk, m.role, m.user.pk, m.user.email, m.user.display_name) for m in expected
     ]
     assert [team.pk for team in directory.teams] == [team.pk for team in organization_teams(actor=bob)]
-    assert directory.labels == list(selectors.labels_visible(actor=bob))
+    assert directory.labels == list(selectors.labels_visible(actor=bob)) == selectors.labels_list(actor=bob)
     assert [label.name for label in directory.labels] == ["Billing", "Bob's own"]
 
 

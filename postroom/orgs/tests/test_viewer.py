@@ -64,9 +64,11 @@ def test_one_read_answers_the_middleware_the_view_and_the_sidebar(cast: Cast) ->
     assert missing is False
     assert summary(listed) == summary(expected)  # the ORM's memberships, in its order
     assert [m.organization.slug for m in listed] == ["aardvark", "acme"]
-    assert summary([acme]) == summary([cast.alice_membership]) and acme.user == cast.alice
+    assert summary([acme]) == summary([cast.alice_membership])
+    assert acme.user == cast.alice
     assert aardvark.organization.slug == "aardvark"
-    assert again is not acme and again.organization is not acme.organization  # each caller its own instances
+    assert again is not acme
+    assert again.organization is not acme.organization
 
 
 def test_what_the_user_may_not_see_is_still_refused(cast: Cast) -> None:
@@ -119,4 +121,5 @@ def test_a_page_reads_the_memberships_once(cast: Cast, client_as: Any) -> None:
     queries = [query["sql"] for query in captured.captured_queries]
     assert sum("FROM orgs_membership p INNER JOIN orgs_organization o" in sql for sql in queries) == 1, queries
     assert not [sql for sql in queries if '"mfa_authenticator"' in sql or 'FROM "orgs_membership"' in sql], queries
-    assert b"Acme Support" in response.content and b"Beta Sales" not in response.content
+    assert b"Acme Support" in response.content
+    assert b"Beta Sales" not in response.content
