@@ -21,12 +21,12 @@ class SessionStore(db.SessionStore):
     def _get_session_from_db(self) -> Any:
         key = self.session_key
         row = None
-        if key is not None:
+        if key:
             now = connection.ops.adapt_datetimefield_value(timezone.now())
             with connection.cursor() as cursor:
                 cursor.execute(_SESSION_SQL, [key, now])
                 row = cursor.fetchone()
-        if row is None:
+        if key is None or row is None:
             self._session_key = None  # as Django's: an unknown or expired key starts a new session
             return None
         return self.model(session_key=key, session_data=row[0])
