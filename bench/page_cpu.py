@@ -86,6 +86,7 @@ def main() -> int:
     parser.add_argument("--areas", type=int, default=0, metavar="N", help="print the N areas (package or module) of most own CPU time, over the timed requests")
     parser.add_argument("--gc", action="store_true", help="report the cyclic collector's runs (per generation: count, total and longest) over the timed requests")
     parser.add_argument("--gc-freeze", action="store_true", help="gc.collect() and gc.freeze() after the warm-ups, as postroom web does after its first requests")
+    parser.add_argument("--callers", default="", metavar="PATTERN", help="print who calls the functions whose file:line(name) matches PATTERN (a regular expression)")
     parser.add_argument("--profile-sort", default="tottime", help="pstats order for --profile: tottime (own time), cumulative, calls…")
     parser.add_argument("--query-times", action="store_true", help="time the database's answer to each query (wall) in the timed requests")
     parser.add_argument(
@@ -167,6 +168,8 @@ def main() -> int:
             collections.print(arguments.requests)
         if areas is not None:
             _print_areas(areas, arguments.areas, arguments.requests)
+        if arguments.callers:
+            pstats.Stats(profile).sort_stats("tottime").print_callers(arguments.callers)
         if arguments.profile:
             pstats.Stats(profile).sort_stats(arguments.profile_sort).print_stats(arguments.profile)
     print(f"load average after {os.getloadavg()[0]:.1f}", flush=True)
