@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, prefetch_related_objects
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
@@ -41,7 +41,7 @@ from postroom.conversations.models import (
     Place,
     TimelineEvent,
 )
-from postroom.core.rows import rows_of
+from postroom.core.rows import prefetched, rows_joined, rows_of
 from postroom.orgs.models import Membership, Team
 
 
@@ -82,16 +82,19 @@ def conversation_get(*, actor: Membership, conversation_id: Any) -> Conversation
 def conversation_row_get(*, actor: Membership, conversation_id: Any) -> ConversationMember:
     """The actor's row of a conversation they see, with the conversation (one query; 404
     otherwise, as ``conversation_get``)."""
-    row = (
-        ConversationMember.objects.filter(
-            conversation_id=_uuid(conversation_id), membership=actor, conversation__organization_id=actor.organization_id
-        )
-        .select_related("conversation")
-        .first()
-    )
-    if row is None:
+    parameters = {"conversation": _uuid_parameter(_uuid(conversation_id)), "member": actor.pk, "organization": actor.organization_id}
+    found = rows_joined(ConversationMember, [("conversation", Conversation)], _CONVERSATION_ROW_SQL, parameters)
+    if not found:
         raise Http404
-    return row
+    return found[0]
+
+
+# ``conversation_row_get``'s query as a constant text (every conversation page opens with it);
+# ``test_conversation_row_matches_the_orm`` compares it with the ORM's.
+_CONVERSATION_ROW_SQL = """
+SELECT m.*, c.* FROM conversations_conversationmember m INNER JOIN conversations_conversation c ON c.id = m.conversation_id
+WHERE m.conversation_id = %(conversation)s AND m.membership_id = %(member)s AND c.organization_id = %(organization)s
+"""
 
 
 def conversation_member_row(*, actor: Membership, conversation: Conversation) -> ConversationMember:
@@ -129,8 +132,24 @@ def thread_messages(*, actor: Membership, conversation: Conversation) -> list[Me
         "conversation": field.get_db_prep_value(conversation.pk, connection),
     }  # fmt: skip
     messages = rows_of(Message, _THREAD_MESSAGES_SQL, parameters)
-    prefetch_related_objects(messages, "attachments")
+    by_message: dict[uuid.UUID, list[Attachment]] = {message.pk: [] for message in messages}
+    for attachment in rows_of(Attachment, _THREAD_ATTACHMENTS_SQL, parameters) if messages else []:
+        if attachment.message_id in by_message:  # the attachments of messages the member sees
+            by_message[attachment.message_id].append(attachment)
+    for message in messages:
+        for attachment in by_message[message.pk]:
+            attachment.message = message
+        prefetched(message, "attachments", by_message[message.pk])
     return messages
+
+
+# The attachments of every message of the conversation, in the order they were stored (uuid7 ids);
+# ``thread_messages`` keeps those of the messages the member sees. ``test_thread_attachments_match_the_orm``.
+_THREAD_ATTACHMENTS_SQL = """
+SELECT a.* FROM conversations_attachment a INNER JOIN conversations_message m ON m.id = a.message_id
+WHERE m.organization_id = %(organization)s AND m.conversation_id = %(conversation)s
+ORDER BY a.id
+"""
 
 
 def conversation_has_unread(*, actor: Membership, conversation: Conversation) -> bool:

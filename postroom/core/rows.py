@@ -39,6 +39,34 @@ def rows_of(model: type[M], sql: str, parameters: Mapping[str, Any]) -> list[M]:
     return [build(row) for row in found]
 
 
+def rows_joined(model: type[M], related: Sequence[tuple[str, type[Model]]], sql: str, parameters: Mapping[str, Any]) -> list[M]:
+    """``rows_of`` for ``SELECT a.*, b.*, …``: the columns of ``model``'s table, then those of each
+    ``related`` model's (``(relation name, model)`` in that order), each instance given its related
+    ones as ``select_related`` would. The columns are split by count, so a table whose columns
+    are not exactly its model's is refused rather than read wrong."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, parameters)
+        names = [column[0] for column in cursor.description]
+        found = cursor.fetchall()
+    parts: list[tuple[str | None, Callable[[Sequence[Any]], Any], int, int]] = []
+    start = 0
+    tables: list[tuple[str | None, type[Model]]] = [(None, model), *related]
+    for name, part in tables:
+        end = start + len(part._meta.concrete_fields)
+        columns = names[start:end]
+        if sorted(columns) != sorted(field.column for field in part._meta.concrete_fields):
+            raise ValueError(f"columns {start}-{end} of the query are not {part.__name__}'s: {columns}")
+        parts.append((name, builder(part, columns), start, end))
+        start = end
+    instances = []
+    for row in found:
+        instance = parts[0][1](row[parts[0][2] : parts[0][3]])
+        for name, build, begin, end in parts[1:]:
+            setattr(instance, str(name), build(row[begin:end]))
+        instances.append(instance)
+    return instances
+
+
 def builder(model: type[M], names: Sequence[str]) -> Callable[[Sequence[Any]], M]:
     """A function that makes an instance of ``model`` from a row whose columns are ``names``, see
     the module docstring."""
@@ -62,3 +90,13 @@ def builder(model: type[M], names: Sequence[str]) -> Callable[[Sequence[Any]], M
         return instance
 
     return build
+
+
+def prefetched(instance: Model, name: str, objects: list[Any]) -> None:
+    """Give ``instance`` its related ``objects`` under the reverse relation ``name``, as
+    ``prefetch_related(name)`` would: ``instance.<name>.all()`` answers from them without a query."""
+    queryset = getattr(instance, name).all()  # lazy: nothing is read
+    queryset._result_cache = objects
+    queryset._prefetch_done = True
+    cache = instance.__dict__.setdefault("_prefetched_objects_cache", {})
+    cache[name] = queryset

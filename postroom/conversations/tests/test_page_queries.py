@@ -152,3 +152,65 @@ def test_a_row_redrawn_by_id_is_the_rows_of_its_page(cast: Cast, team_inbox: Tea
         for selected in _filters(cast, team_inbox, seeded):
             for row in selectors.view_page(actor=member, selected=selected, limit=200):
                 assert selectors.view_page(actor=member, selected=selected, conversation_ids=[row.conversation_id]) == [row]
+
+
+def test_conversation_row_matches_the_orm(cast: Cast, team_inbox: TeamInbox) -> None:
+    """``conversation_row_get``'s constant text: the member's row with its conversation, as the
+    ORM reads them, for every conversation and member; 404 where the ORM finds nothing."""
+    from django.http import Http404
+
+    from postroom.conversations.models import Conversation
+
+    _seed(cast, team_inbox)
+
+    def values(instance: Any) -> list[Any]:
+        return [getattr(instance, field.attname) for field in type(instance)._meta.concrete_fields]
+
+    compared = refused = 0
+    for member in _members(cast):
+        for conversation in Conversation.objects.all():
+            expected = ConversationMember.objects.filter(
+                conversation=conversation, membership=member, conversation__organization_id=member.organization_id
+            ).select_related("conversation").first()  # fmt: skip
+            if expected is None:
+                with pytest.raises(Http404):
+                    selectors.conversation_row_get(actor=member, conversation_id=conversation.pk)
+                refused += 1
+                continue
+            row = selectors.conversation_row_get(actor=member, conversation_id=str(conversation.pk))
+            assert values(row) == values(expected)
+            assert values(row.conversation) == values(expected.conversation)
+            assert row.conversation.subject == expected.conversation.subject  # sealed: opens the same
+            compared += 1
+    assert compared > 20
+    assert refused > 5
+
+
+def test_thread_attachments_match_the_orm(cast: Cast, team_inbox: TeamInbox) -> None:
+    """``thread_messages`` gives each message the attachments the ORM's prefetch would, without
+    a query when they are read."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from postroom.conversations.models import Message
+
+    def files(*names: str) -> tuple[tuple[str, str, bytes], ...]:
+        return tuple((name, "application/pdf", b"%PDF-1.4 " + name.encode()) for name in names)
+
+    first = team_inbox.deliver(subject="With files", message_id="<files-1@customer.example>", attachments=files("a.pdf", "b.pdf"))
+    team_inbox.deliver(subject="Re: With files", message_id="<files-2@customer.example>", in_reply_to="<files-1@customer.example>",
+                       attachments=files("c.pdf"))  # fmt: skip
+    team_inbox.deliver(mailbox=team_inbox.private_mailbox, subject="Re: With files", message_id="<files-3@customer.example>",
+                       in_reply_to="<files-1@customer.example>", attachments=files("private.pdf"))  # fmt: skip
+    conversation = first.conversation
+    for member in (cast.alice_membership, cast.bob_membership):
+        messages = selectors.thread_messages(actor=member, conversation=conversation)
+        with CaptureQueriesContext(connection) as captured:
+            found = {message.pk: [(a.pk, a.filename, a.message is message) for a in message.attachments.all()] for message in messages}
+        assert not captured.captured_queries
+        expected = {
+            message.pk: [(a.pk, a.filename, True) for a in message.attachments.order_by("id")]
+            for message in Message.objects.filter(pk__in=list(found))
+        }
+        assert found == expected
+        assert sorted(name for attachments in found.values() for _, name, _ in attachments) == ["a.pdf", "b.pdf", "c.pdf", "private.pdf"]
