@@ -213,4 +213,4 @@ def test_thread_attachments_match_the_orm(cast: Cast, team_inbox: TeamInbox) -> 
             for message in Message.objects.filter(pk__in=list(found))
         }
         assert found == expected
-        assert sorted(name for attachments in found.values() for _, name, _ in attachments) == ["a.pdf", "b.pdf", "c.pdf", "private.pdf"]
+        assert sorted(str(name) for attachments in found.values() for _, name, _ in attachments) == ["a.pdf", "b.pdf", "c.pdf", "private.pdf"]
