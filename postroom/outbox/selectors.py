@@ -10,6 +10,7 @@ the same 404.
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from django.db import connection
@@ -18,7 +19,7 @@ from django.http import Http404
 
 from postroom.conversations import selectors as conversation_selectors
 from postroom.conversations.models import Conversation
-from postroom.core.rows import rows_of
+from postroom.core.rows import rows_joined, rows_of
 from postroom.mailboxes.models import Mailbox
 from postroom.orgs.models import Membership, TeamMembership
 from postroom.outbox.models import Draft, OutgoingMessage
@@ -52,6 +53,24 @@ def outgoing_messages(*, actor: Membership, conversation: Conversation | None = 
     if conversation is not None:
         messages = messages.filter(conversation=conversation)
     return messages.order_by("-created_at")
+
+
+def conversation_outgoing(*, actor: Membership, conversation: Conversation) -> list[OutgoingMessage]:
+    """``outgoing_messages`` of one conversation (with their mailboxes, newest first), from a
+    constant text: every conversation page shows them (``test_conversation_outgoing_matches_the_orm``)."""
+    parameters = {"organization": actor.organization_id, "author": actor.pk, "conversation": _uuid_parameter(conversation.pk)}
+    return rows_joined(OutgoingMessage, [("mailbox", Mailbox)], _CONVERSATION_OUTGOING_SQL, parameters)
+
+
+_CONVERSATION_OUTGOING_SQL = """
+SELECT o.*, b.* FROM outbox_outgoingmessage o INNER JOIN mailboxes_mailbox b ON b.id = o.mailbox_id
+WHERE o.organization_id = %(organization)s AND o.author_id = %(author)s AND o.conversation_id = %(conversation)s
+ORDER BY o.created_at DESC
+"""
+
+
+def _uuid_parameter(value: UUID) -> Any:
+    return Conversation._meta.pk.get_db_prep_value(value, connection)
 
 
 def outgoing_get(*, actor: Membership, outgoing_id: UUID) -> OutgoingMessage:

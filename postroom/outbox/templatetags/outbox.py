@@ -25,7 +25,7 @@ def outbox_composer(context: template.Context, conversation: Conversation, compo
     result: dict[str, Any] = {"conversation": conversation, "actor": actor, "outgoing": [], "csrf_token": context.get("csrf_token")}
     if actor is None:
         return result
-    result["outgoing"] = selectors.outgoing_messages(actor=actor, conversation=conversation)
+    result["outgoing"] = selectors.conversation_outgoing(actor=actor, conversation=conversation)
     draft = selectors.draft_of_conversation(actor=actor, conversation=conversation)
     if draft is not None or compose in (OutgoingKind.REPLY, OutgoingKind.REPLY_ALL, OutgoingKind.FORWARD):
         kind = draft.kind if draft is not None else compose
