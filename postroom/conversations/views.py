@@ -54,6 +54,7 @@ from postroom.mime.filenames import content_disposition, served_content_type
 from postroom.orgs.models import Membership
 from postroom.orgs.policy import Permission, role_allows
 from postroom.orgs.selectors import member_names, membership_get, organization_teams
+from postroom.web.links import link
 
 DOWNLOAD_POLICY = "sandbox; default-src 'none'; frame-ancestors 'none'"
 PAGE_SIZE = 50
@@ -113,12 +114,12 @@ def _filter_from_key(actor: Membership, key: str) -> ViewFilter:
 def _list_url(actor: Membership, selected: ViewFilter) -> str:
     slug = actor.organization.slug
     if selected.view == View.INBOX:
-        return reverse("conversations:list", args=[slug])
+        return link("conversations:list", slug)
     if selected.view == View.TEAM and selected.team is not None:
-        return reverse("conversations:team", args=[slug, selected.team.pk])
+        return link("conversations:team", slug, selected.team.pk)
     if selected.view == View.LABEL and selected.label is not None:
-        return reverse("conversations:label", args=[slug, selected.label.pk])
-    url = reverse(f"conversations:view_{selected.view}", args=[slug])
+        return link("conversations:label", slug, selected.label.pk)
+    url = link(f"conversations:view_{selected.view}", slug)
     return f"{url}?assignee={selected.assignee.pk}" if selected.assignee is not None else url
 
 
@@ -178,24 +179,24 @@ def nav_context(actor: Membership, current: str, labels: list[Label] | None = No
         return {"key": key, "title": title, "url": url, "icon": icon, "count": count, "count_text": shown, "unit": unit,
                 "current": key == current, "tone": tone}  # fmt: skip
 
-    main = [entry(View.INBOX, VIEW_TITLES[View.INBOX], reverse("conversations:list", args=[slug]), "inbox", counts[View.INBOX], "unread")]
+    main = [entry(View.INBOX, VIEW_TITLES[View.INBOX], link("conversations:list", slug), "inbox", counts[View.INBOX], "unread")]
     work = [
-        entry(view, VIEW_TITLES[view], reverse(f"conversations:view_{view}", args=[slug]), VIEW_ICONS[view], counts.get(view, 0),
+        entry(view, VIEW_TITLES[view], link(f"conversations:view_{view}", slug), VIEW_ICONS[view], counts.get(view, 0),
               "unread" if view == View.MENTIONS else "open")
         for view in (View.ASSIGNED, View.MENTIONS, View.TASKS)
     ]  # fmt: skip
     folders = [
-        entry(view, VIEW_TITLES[view], reverse(f"conversations:view_{view}", args=[slug]), VIEW_ICONS[view])
+        entry(view, VIEW_TITLES[view], link(f"conversations:view_{view}", slug), VIEW_ICONS[view])
         for view in (View.SENT, View.SNOOZED, View.CLOSED, View.ALL, View.SPAM, View.TRASH)
     ]
-    folders.insert(1, entry("drafts", "Drafts", reverse("outbox:drafts", args=[slug]), "edit", counts["drafts"], "drafts"))
+    folders.insert(1, entry("drafts", "Drafts", link("outbox:drafts", slug), "edit", counts["drafts"], "drafts"))
     return {
         "nav_main": main,
         "nav_teams": [
             entry(
                 f"team:{team.pk}",
                 team.name,
-                reverse("conversations:team", args=[slug, team.pk]),
+                link("conversations:team", slug, team.pk),
                 "teams",
                 counts[f"team:{team.pk}"],
                 "unread",
@@ -205,7 +206,7 @@ def nav_context(actor: Membership, current: str, labels: list[Label] | None = No
         "nav_work": work,
         "nav_folders": folders,
         "nav_labels": [
-            entry(f"label:{label.pk}", label.name, reverse("conversations:label", args=[slug, label.pk]), "tag", tone=_label_tone(label))
+            entry(f"label:{label.pk}", label.name, link("conversations:label", slug, label.pk), "tag", tone=_label_tone(label))
             | {"personal": label.owner_id is not None}
             for label in labels
         ],

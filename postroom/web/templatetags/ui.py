@@ -13,6 +13,7 @@ from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
 from postroom.web.icons import ICONS
+from postroom.web.links import link
 
 register = template.Library()
 
@@ -33,6 +34,13 @@ def _icon_svg(name: str, css_class: str) -> SafeString:
     return mark_safe(  # noqa: S308 - constant paths of ours, the class escaped  # nosec B308 B703
         f'<svg class="{classes}" viewBox="0 0 24 24" aria-hidden="true" focusable="false">{ICONS.get(name, "")}</svg>'
     )
+
+
+@register.simple_tag
+def href(name: str, *args: Any) -> str:
+    """``{% href 'conversations:list' slug %}``: ``{% url %}`` for the shell's links, remembered
+    (``postroom.web.links``)."""
+    return link(name, *args)
 
 
 @register.filter
