@@ -13,14 +13,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db import connection
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
 from django.http import Http404
 
+from postroom.accounts.models import User
 from postroom.comments.markdown import MENTION_MEMBER, MENTION_TEAM, MentionRef
 from postroom.comments.models import Comment, CommentAttachment, CommentMention
 from postroom.conversations import selectors as conversation_selectors
 from postroom.conversations.models import Conversation, ConversationMember, Message, TimelineEvent
+from postroom.core.rows import rows_joined
 from postroom.orgs.models import Membership, Team
+from postroom.rules.models import Rule
 
 
 def _uuid(value: Any) -> uuid.UUID:
@@ -40,11 +44,15 @@ def comments_visible(*, actor: Membership) -> QuerySet[Comment]:
     return Comment.objects.filter(organization_id=actor.organization_id).filter(_visible_to(actor))
 
 
-def _with_details(comments: QuerySet[Comment]) -> QuerySet[Comment]:
-    return comments.select_related("author__user", "rule").prefetch_related(
+def _details() -> tuple[Prefetch[Any], ...]:
+    return (
         Prefetch("attachments", queryset=CommentAttachment.objects.order_by("created_at", "id")),
         Prefetch("mentions", queryset=CommentMention.objects.select_related("membership__user", "team")),
     )
+
+
+def _with_details(comments: QuerySet[Comment]) -> QuerySet[Comment]:
+    return comments.select_related("author__user", "rule").prefetch_related(*_details())
 
 
 def conversation_comments(*, actor: Membership, conversation: Conversation, row: ConversationMember | None = None) -> list[Comment]:
@@ -55,7 +63,23 @@ def conversation_comments(*, actor: Membership, conversation: Conversation, row:
     conversation visible, so it is not looked up again. Any other row, or none, and it is."""
     if row is None or (row.membership_id, row.conversation_id, row.organization_id) != (actor.pk, conversation.pk, actor.organization_id):
         conversation = conversation_selectors.conversation_get(actor=actor, conversation_id=conversation.pk)
-    return list(_with_details(Comment.objects.filter(conversation=conversation)).order_by("created_at", "id"))
+    parameters = {"conversation": Conversation._meta.pk.get_db_prep_value(conversation.pk, connection)}
+    comments = rows_joined(Comment, [("author", Membership), ("author.user", User), ("rule", Rule)], _THREAD_SQL, parameters)
+    prefetch_related_objects(comments, *_details())
+    return comments
+
+
+# ``conversation_comments``'s comments with their authors (and their users) and rules, as
+# ``_with_details`` reads them, in one constant text: every conversation page shows the thread
+# (``test_the_thread_matches_the_orm``).
+_THREAD_SQL = """
+SELECT c.*, p.*, u.*, r.* FROM comments_comment c
+LEFT JOIN orgs_membership p ON p.id = c.author_id
+LEFT JOIN accounts_user u ON u.id = p.user_id
+LEFT JOIN rules_rule r ON r.id = c.rule_id
+WHERE c.conversation_id = %(conversation)s
+ORDER BY c.created_at, c.id
+"""
 
 
 def comment_get(*, actor: Membership, comment_id: Any) -> Comment:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Model
 from django.db.models.expressions import Col
 
@@ -22,11 +22,19 @@ _Converter = Callable[[Any, Any, Any], Any]
 
 
 def _converters(model: type[Model], column: str) -> tuple[Any, Col, list[_Converter]] | None:
-    field = next((field for field in model._meta.concrete_fields if field.column == column), None)
-    if field is None:
-        return None
-    expression = field.get_col(model._meta.db_table)  # a foreign key reads as its target (a UUID stays a UUID)
-    return field, expression, [*connection.ops.get_db_converters(expression), *expression.get_db_converters(connection)]
+    # Remembered on the thread's connection (each thread has its own, and the backend's
+    # converters are its methods): the same columns are read on every page.
+    wrapper = connections[DEFAULT_DB_ALIAS]
+    known: dict[tuple[type[Model], str], Any] = wrapper.__dict__.setdefault("_postroom_converters", {})
+    key = (model, column)
+    if key not in known:
+        field = next((field for field in model._meta.concrete_fields if field.column == column), None)
+        if field is None:
+            known[key] = None
+        else:
+            expression = field.get_col(model._meta.db_table)  # a foreign key reads as its target (a UUID stays a UUID)
+            known[key] = (field, expression, [*wrapper.ops.get_db_converters(expression), *expression.get_db_converters(wrapper)])
+    return known[key]
 
 
 def rows_of(model: type[M], sql: str, parameters: Mapping[str, Any]) -> list[M]:
@@ -41,35 +49,44 @@ def rows_of(model: type[M], sql: str, parameters: Mapping[str, Any]) -> list[M]:
 
 def rows_joined(model: type[M], related: Sequence[tuple[str, type[Model]]], sql: str, parameters: Mapping[str, Any]) -> list[M]:
     """``rows_of`` for ``SELECT a.*, b.*, …``: the columns of ``model``'s table, then those of each
-    ``related`` model's (``(relation name, model)`` in that order), each instance given its related
-    ones as ``select_related`` would. The columns are split by count, so a table whose columns
-    are not exactly its model's is refused rather than read wrong."""
+    ``related`` model's, each instance given its related ones as ``select_related`` would.
+    ``related`` is ``(path, model)`` in the query's order; a path names a relation of ``model``
+    (``"author"``) or of one named before it (``"author.user"``). A related row whose key is NULL
+    (a LEFT JOIN that found nothing) is None. The columns are split by count, so a table whose
+    columns are not exactly its model's is refused rather than read wrong."""
     with connection.cursor() as cursor:
         cursor.execute(sql, parameters)
         names = [column[0] for column in cursor.description]
         found = cursor.fetchall()
-    parts: list[tuple[str | None, Callable[[Sequence[Any]], Any], int, int]] = []
+    parts: list[tuple[list[str], Callable[[Sequence[Any]], Any], int, int, int]] = []
     start = 0
-    tables: list[tuple[str | None, type[Model]]] = [(None, model), *related]
-    for name, part in tables:
+    tables: list[tuple[str, type[Model]]] = [("", model), *related]
+    for path, part in tables:
         end = start + len(part._meta.concrete_fields)
         columns = names[start:end]
         if sorted(columns) != sorted(field.column for field in part._meta.concrete_fields):
             raise ValueError(f"columns {start}-{end} of the query are not {part.__name__}'s: {columns}")
-        parts.append((name, builder(part, columns), start, end))
+        key = start + columns.index(part._meta.pk.column)
+        parts.append((path.split(".") if path else [], builder(part, columns), start, end, key))
         start = end
     instances = []
     for row in found:
         instance = parts[0][1](row[parts[0][2] : parts[0][3]])
-        for name, build, begin, end in parts[1:]:
-            setattr(instance, str(name), build(row[begin:end]))
+        for steps, build, begin, end, key in parts[1:]:
+            owner = instance
+            for step in steps[:-1]:
+                owner = getattr(owner, step) if owner is not None else None
+            if owner is not None:
+                setattr(owner, steps[-1], build(row[begin:end]) if row[key] is not None else None)
         instances.append(instance)
     return instances
 
 
 def builder(model: type[M], names: Sequence[str]) -> Callable[[Sequence[Any]], M]:
     """A function that makes an instance of ``model`` from a row whose columns are ``names``, see
-    the module docstring."""
+    the module docstring. It uses this thread's connection: make it where it is used."""
+    wrapper = connections[DEFAULT_DB_ALIAS]
+    alias = wrapper.alias
     columns = [_converters(model, name) for name in names]
     order = [field.attname for field in model._meta.concrete_fields]
 
@@ -82,10 +99,10 @@ def builder(model: type[M], names: Sequence[str]) -> Callable[[Sequence[Any]], M
                 continue
             field, expression, converters = column
             for converter in converters:
-                value = converter(value, expression, connection)
+                value = converter(value, expression, wrapper)
             values[field.attname] = value
         present = [attname for attname in order if attname in values]
-        instance = model.from_db(connection.alias, present, [values[attname] for attname in present])
+        instance = model.from_db(alias, present, [values[attname] for attname in present])
         instance.__dict__.update(extra)
         return instance
 

@@ -25,7 +25,7 @@ What keeps it correct:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,18 +93,15 @@ class _Snapshot:
 
 
 _current: ContextVar[_Snapshot | None] = ContextVar("postroom_viewer", default=None)
-_builders: dict[str, Callable[[Sequence[Any]], Any]] = {}
 
 
 def _build(read: _Read, user: User) -> list[Membership]:
-    if not _builders:
-        _builders["membership"] = builder(Membership, _MEMBERSHIP_COLUMNS)
-        _builders["organization"] = builder(Organization, _ORGANIZATION_COLUMNS)
+    membership_of, organization_of = builder(Membership, _MEMBERSHIP_COLUMNS), builder(Organization, _ORGANIZATION_COLUMNS)
     split = len(_MEMBERSHIP_COLUMNS)
     memberships = []
     for row in read.rows:
-        membership = _builders["membership"](row[:split])
-        membership.organization = _builders["organization"](row[split : split + len(_ORGANIZATION_COLUMNS)])
+        membership = membership_of(row[:split])
+        membership.organization = organization_of(row[split : split + len(_ORGANIZATION_COLUMNS)])
         membership.user = user
         memberships.append(membership)
     return memberships
