@@ -205,8 +205,12 @@ class ConversationMember(models.Model):
     every list is a range scan of (membership, place, last activity).
     """
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="members")
-    membership = models.ForeignKey("orgs.Membership", on_delete=models.CASCADE, related_name="conversation_rows")
+    # No index of their own: the unique constraint's (conversation, membership) serves lookups by
+    # conversation, and the indexes below, which start with the membership, those by member. A
+    # single-column index only cost writes, and PostgreSQL chose it over the pair for the
+    # sidebar's "is this member's" lookups (bench/README.md, "Every page's own reads").
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="members", db_index=False)
+    membership = models.ForeignKey("orgs.Membership", on_delete=models.CASCADE, related_name="conversation_rows", db_index=False)
     organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="+")
     via_mailbox = models.BooleanField(default=False)  # a message of it sits in one of the member's mailboxes
     via_share = models.BooleanField(default=False)  # shared with the organization, a team of theirs, or them
@@ -241,8 +245,9 @@ class ConversationMember(models.Model):
 
 
 class Assignment(models.Model):
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="assignments")
-    membership = models.ForeignKey("orgs.Membership", on_delete=models.CASCADE, related_name="assignments")
+    # Indexed by the unique constraint (conversation first) and the index below (membership first).
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="assignments", db_index=False)
+    membership = models.ForeignKey("orgs.Membership", on_delete=models.CASCADE, related_name="assignments", db_index=False)
     assigned_by = models.ForeignKey("orgs.Membership", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
