@@ -123,3 +123,10 @@ def test_a_page_reads_the_memberships_once(cast: Cast, client_as: Any) -> None:
     assert not [sql for sql in queries if '"mfa_authenticator"' in sql or 'FROM "orgs_membership"' in sql], queries
     assert b"Acme Support" in response.content
     assert b"Beta Sales" not in response.content
+
+
+def test_the_query_reads_every_column() -> None:
+    """A column added to a membership or an organization must be added to the query too, or
+    every page would read it again, lazily, as a deferred field."""
+    assert set(viewer._MEMBERSHIP_COLUMNS) == {field.column for field in Membership._meta.concrete_fields}
+    assert set(viewer._ORGANIZATION_COLUMNS) == {field.column for field in Organization._meta.concrete_fields}
