@@ -67,9 +67,18 @@ def dovecot_available() -> bool:
 def free_port() -> int:
     """A TCP port that nothing listens on right now (the OS picks it; another process could
     still take it before we bind, which is unlikely enough on loopback)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` different such ports. Each probe stays bound until all are picked: the OS may
+    hand out a port again as soon as its probe closes, and two ``free_port()`` calls in a row
+    once gave Dovecot's two listeners the same port (CI: "duplicate listener")."""
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
 
 
 @dataclass(frozen=True)
@@ -166,8 +175,7 @@ class Dovecot:
         self.root = Path(tempfile.mkdtemp(prefix="postroom-dovecot-"))
         # Dovecot's unprivileged processes (and the mail owner) must reach files inside.
         self.root.chmod(0o755)
-        self.imap_port = free_port()
-        self.imaps_port = free_port()
+        self.imap_port, self.imaps_port = free_ports(2)
         self.host = SERVER_NAME
         self.ca = ca
         self.ca_pem = ca.cert_pem.bytes().decode("ascii")

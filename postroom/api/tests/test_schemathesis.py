@@ -36,7 +36,8 @@ from typing import Any
 import pytest
 import schemathesis
 
-from postroom.core.tests.processes import REPOSITORY, clean_environment, free_port, product_database, running_postroom
+from postroom.core.tests.processes import REPOSITORY, clean_environment, product_database, running_postroom
+from postroom.testing.dovecot import free_port
 
 pytestmark = pytest.mark.fuzz
 

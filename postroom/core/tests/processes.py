@@ -9,7 +9,6 @@ import http.client
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,12 +40,6 @@ def run_postroom(*arguments: str, environment: dict[str, str], timeout: float = 
     return subprocess.run(
         postroom_command(*arguments), env=environment, cwd=REPOSITORY, capture_output=True, text=True, timeout=timeout, check=False
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from postroom.core.tests.processes import REPOSITORY, clean_environment, free_port, run_postroom
+from postroom.core.tests.processes import REPOSITORY, clean_environment, run_postroom
+from postroom.testing.dovecot import free_port
 
 BAD_VALUES = [
     ("DATABASE_URL", "mysql://app:canary-password-1@db.internal/postroom"),

@@ -8,8 +8,9 @@ import signal
 import time
 from pathlib import Path
 
-from postroom.core.tests.processes import RunningProcess, clean_environment, free_port, process_alive, running_postroom
+from postroom.core.tests.processes import RunningProcess, clean_environment, process_alive, running_postroom
 from postroom.supervisor import GRACE_SECONDS
+from postroom.testing.dovecot import free_port
 
 # `postroom run` migrates a new SQLite database before it starts its children: on a loaded
 # 2-core machine (the suite's two workers and their servers) that alone has taken over 60 s.

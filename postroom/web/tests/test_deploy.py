@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from postroom.core.tests.processes import REPOSITORY, RunningProcess, clean_environment, free_port, run_postroom, running_postroom
+from postroom.core.tests.processes import REPOSITORY, RunningProcess, clean_environment, run_postroom, running_postroom
+from postroom.testing.dovecot import free_port, free_ports
 from postroom.web.tests.production import PUBLIC_HOST, production_environment
 
 THROUGH_PROXY = {"Host": PUBLIC_HOST, "X-Forwarded-Proto": "https"}
@@ -97,8 +98,8 @@ def test_r46_running_server_keeps_database_files_private(production_server: Runn
 def test_r56_database_outage_gives_the_generic_page_and_a_logged_reference(tmp_path: Path) -> None:
     """PostgreSQL configured but down: the server starts (no migrate) and every page needing the
     database answers the generic 500 page; the reference on it is in the log line of the error."""
-    port = free_port()
-    environment = clean_environment(tmp_path, DATABASE_URL=f"postgres://postroom:canary-db-password@127.0.0.1:{free_port()}/postroom")
+    port, database_port = free_ports(2)  # two different ports: nothing may listen on the database's
+    environment = clean_environment(tmp_path, DATABASE_URL=f"postgres://postroom:canary-db-password@127.0.0.1:{database_port}/postroom")
     with running_postroom("web", "--port", str(port), "--no-migrate", environment=environment, port=port, output_path=tmp_path / "output.log") as server:
         server.wait_for_http("/health")
         health = server.request("GET", "/health")
