@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import logout
@@ -99,20 +98,6 @@ TWO_FACTOR_REQUIRED = "An organization you belong to requires two-factor authent
 TWO_FACTOR_EXEMPT_PREFIXES = ("/accounts/", "/static/", "/.well-known/", "/privacy/", "/csp-report/", "/health")
 
 
-def _second_factor_missing(user: Any) -> bool:
-    """Whether an organization of the user's requires a second factor the user has not got."""
-    from allauth.mfa.models import Authenticator
-
-    from postroom.orgs import viewer
-    from postroom.orgs.models import Membership
-
-    missing = viewer.two_factor_required_and_missing(user)  # the request's one read, see orgs.viewer
-    if missing is not None:
-        return missing
-    required = Membership.objects.filter(user=user, organization__require_two_factor=True).exists()
-    return required and not Authenticator.objects.filter(user=user, type__in=viewer.SECOND_FACTOR_TYPES).exists()
-
-
 class RequireTwoFactorMiddleware:
     """Members of an organization that requires 2FA must set it up before anything else."""
 
@@ -120,8 +105,10 @@ class RequireTwoFactorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        from postroom.orgs.selectors import second_factor_missing  # the request's one read (orgs.viewer)
+
         user = request.user
-        if user.is_authenticated and not request.path.startswith(TWO_FACTOR_EXEMPT_PREFIXES) and _second_factor_missing(user):
+        if user.is_authenticated and not request.path.startswith(TWO_FACTOR_EXEMPT_PREFIXES) and second_factor_missing(user=user):
             if request.path.startswith("/api/"):  # an API client cannot follow a redirect to a page
                 return JsonResponse({"detail": TWO_FACTOR_REQUIRED}, status=403, content_type="application/json; charset=utf-8")
             return HttpResponseRedirect(reverse("mfa_index"))

@@ -32,11 +32,7 @@ def membership_get(*, user: User | AnonymousUser, slug: str, permission: Permiss
     """The user's membership of the organization ``slug``: 404 if none, 403 if the role lacks ``permission``."""
     if not user.is_authenticated:
         raise Http404
-    known = viewer.memberships(user)
-    if known is not None:
-        membership = next((membership for membership in known if membership.organization.slug == slug), None)
-    else:
-        membership = Membership.objects.select_related("organization", "user").filter(user=user, organization__slug=slug).first()
+    membership = next((membership for membership in viewer.memberships(user) if membership.organization.slug == slug), None)
     if membership is None:
         raise Http404
     if permission is not None and not role_allows(membership.role, permission):
@@ -52,16 +48,17 @@ def membership_of_viewer(*, user: User | AnonymousUser, organization_id: Any, kn
         return None
     if isinstance(known, Membership) and known.user_id == user.pk and known.organization_id == organization_id:
         return known
-    memberships = viewer.memberships(user)
-    if memberships is not None:
-        return next((membership for membership in memberships if membership.organization_id == organization_id), None)
-    return Membership.objects.select_related("organization", "user").filter(user=user, organization_id=organization_id).first()
+    return next((membership for membership in viewer.memberships(user) if membership.organization_id == organization_id), None)
 
 
 def memberships_list(*, user: User | AnonymousUser) -> list[Membership]:
-    """``memberships_of``'s memberships, from the request's snapshot when there is one (``viewer``)."""
-    known = viewer.memberships(user)
-    return known if known is not None else list(memberships_of(user=user))
+    """``memberships_of``'s memberships, as a list: from the request's one read (``viewer``)."""
+    return viewer.memberships(user)
+
+
+def second_factor_missing(*, user: User | AnonymousUser) -> bool:
+    """Whether an organization of the user's requires a second factor that the user has not got."""
+    return viewer.two_factor_required_and_missing(user)
 
 
 def memberships_of(*, user: User | AnonymousUser) -> QuerySet[Membership]:

@@ -11,8 +11,8 @@ R58) and the others answer from it.
 What keeps it correct:
 
 - The snapshot lives only as long as its request (a context variable set and reset around
-  it): nothing is remembered between requests, and a stream that outlives its request
-  (server-sent events) reads the database again like any code outside a request.
+  it): nothing is remembered between requests. Outside a request (a task, the sync service, a
+  stream that outlives its request) every ask reads the database again, with the same query.
 - It holds rows, not instances: each caller gets new ``Membership`` and ``Organization``
   instances, so a view that changes its own copy changes nobody else's.
 - A write to a membership, an organization or an authenticator in this process (its
@@ -108,25 +108,25 @@ def _build(read: _Read, user: User) -> list[Membership]:
 
 
 def _read(user: User | AnonymousUser) -> _Read | None:
-    snapshot = _current.get()
-    if snapshot is None or not user.is_authenticated:
+    if not user.is_authenticated:
         return None
-    return snapshot.read(user.pk)
+    snapshot = _current.get()
+    # Outside a request (tasks, the sync service, a stream after its request): read now, keep nothing.
+    return (snapshot or _Snapshot()).read(user.pk)
 
 
-def memberships(user: User | AnonymousUser) -> list[Membership] | None:
-    """The user's memberships (with organization and user), by organization name, from the
-    request's snapshot; None outside a request (the caller reads the database itself)."""
+def memberships(user: User | AnonymousUser) -> list[Membership]:
+    """The user's memberships (with organization and user), by organization name: from the
+    request's snapshot, or read now outside a request; none for an anonymous user."""
     read = _read(user)
-    return None if read is None else _build(read, user)  # type: ignore[arg-type]  # authenticated: a User
+    return [] if read is None else _build(read, user)  # type: ignore[arg-type]  # authenticated: a User
 
 
-def two_factor_required_and_missing(user: User) -> bool | None:
-    """Whether an organization of the user's requires a second factor that the user has not
-    got, from the request's snapshot; None outside a request."""
+def two_factor_required_and_missing(user: User | AnonymousUser) -> bool:
+    """Whether an organization of the user's requires a second factor that the user has not got."""
     read = _read(user)
     if read is None:
-        return None
+        return False
     required = any(row[_REQUIRE_TWO_FACTOR] for row in read.rows)
     return required and not read.two_factor
 

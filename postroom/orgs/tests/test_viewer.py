@@ -104,7 +104,10 @@ def test_a_write_during_the_request_is_seen_by_the_rest_of_it(cast: Cast) -> Non
 
 def test_nothing_outlives_the_request(cast: Cast) -> None:
     assert in_request(lambda: membership_get(user=cast.bob, slug="acme").role) == Role.MEMBER
-    assert viewer.memberships(cast.bob) is None  # no snapshot outside a request
+    with CaptureQueriesContext(connection) as captured:  # no snapshot outside a request: each ask reads
+        viewer.memberships(cast.bob)
+        viewer.memberships(cast.bob)
+    assert len(captured.captured_queries) == 2
     # A change with no signal (as made by another process) is seen by the next request.
     Membership.objects.filter(pk=cast.bob_membership.pk).update(role=Role.ADMIN)
     assert in_request(lambda: membership_get(user=cast.bob, slug="acme").role) == Role.ADMIN
