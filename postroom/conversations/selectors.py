@@ -41,7 +41,7 @@ from postroom.conversations.models import (
     Place,
     TimelineEvent,
 )
-from postroom.core.rows import prefetched, rows_joined, rows_of
+from postroom.core.rows import Fetched, Query, Read, Reads, instances, prefetched, rows_joined
 from postroom.orgs.models import Membership, Team
 
 
@@ -124,27 +124,32 @@ ORDER BY m.sent_at, m.created_at
 """
 
 
-def thread_messages(*, actor: Membership, conversation: Conversation) -> list[Message]:
-    """``conversation_messages`` with their attachments, for the conversation page."""
-    field = Message._meta.get_field("conversation").target_field
-    parameters = {
-        "organization": actor.organization_id, "member": actor.pk,
-        "conversation": field.get_db_prep_value(conversation.pk, connection),
-    }  # fmt: skip
-    messages = rows_of(Message, _THREAD_MESSAGES_SQL, parameters)
-    by_message: dict[uuid.UUID, list[Attachment]] = {message.pk: [] for message in messages}
-    for attachment in rows_of(Attachment, _THREAD_ATTACHMENTS_SQL, parameters) if messages else []:
-        if attachment.message_id in by_message:  # the attachments of messages the member sees
-            by_message[attachment.message_id].append(attachment)
-    for message in messages:
-        for attachment in by_message[message.pk]:
-            attachment.message = message
-        prefetched(message, "attachments", by_message[message.pk])
-    return messages
+def _conversation_parameter(conversation: Conversation) -> Any:
+    return Message._meta.get_field("conversation").target_field.get_db_prep_value(conversation.pk, connection)
+
+
+def thread_read(*, actor: Membership, conversation: Conversation) -> Read[list[Message]]:
+    """``conversation_messages`` with their attachments, for the conversation page: the messages,
+    then the attachments of every message of the conversation (those the member sees are kept)."""
+    parameters = {"organization": actor.organization_id, "member": actor.pk, "conversation": _conversation_parameter(conversation)}
+
+    def build(fetched: list[Fetched]) -> list[Message]:
+        messages = instances(Message, fetched[0])
+        by_message: dict[uuid.UUID, list[Attachment]] = {message.pk: [] for message in messages}
+        for attachment in instances(Attachment, fetched[1]):
+            if attachment.message_id in by_message:  # the attachments of messages the member sees
+                by_message[attachment.message_id].append(attachment)
+        for message in messages:
+            for attachment in by_message[message.pk]:
+                attachment.message = message
+            prefetched(message, "attachments", by_message[message.pk])
+        return messages
+
+    return Read(((_THREAD_MESSAGES_SQL, parameters), (_THREAD_ATTACHMENTS_SQL, parameters)), build)
 
 
 # The attachments of every message of the conversation, in the order they were stored (uuid7 ids);
-# ``thread_messages`` keeps those of the messages the member sees. ``test_thread_attachments_match_the_orm``.
+# ``thread_read`` keeps those of the messages the member sees. ``test_thread_attachments_match_the_orm``.
 _THREAD_ATTACHMENTS_SQL = """
 SELECT a.* FROM conversations_attachment a INNER JOIN conversations_message m ON m.id = a.message_id
 WHERE m.organization_id = %(organization)s AND m.conversation_id = %(conversation)s
@@ -497,7 +502,7 @@ def _page_rows_orm(
 
 def view_page(
     *, actor: Membership, selected: ViewFilter, limit: int = 50, before: tuple[Any, Any] | None = None,
-    conversation_ids: list[Any] | None = None,
+    conversation_ids: list[Any] | None = None, reads: Reads | None = None,
 ) -> list[PageRow]:  # fmt: skip
     """One page of a view with everything a list row shows, in a fixed number of queries.
 
@@ -505,18 +510,20 @@ def view_page(
     one): ``last_message`` (sender and snippet, sealed), ``visible_messages`` and
     ``with_attachments``; and ``labels`` (those the actor can see, by name) and ``assignees``
     (first assigned first). ``conversation_ids`` limits the page to those conversations (a row
-    re-drawn after an action).
+    re-drawn after an action). ``reads``: the page's other reads, sent with the rows' details
+    (and run even when the page has no rows).
     """
     if conversation_ids is None:
         page = _page_rows_sql(actor=actor, selected=selected, limit=limit, before=before)
     else:
         page = _page_rows_orm(actor=actor, selected=selected, limit=limit, before=before, conversation_ids=conversation_ids)
-    if not page:
+    if reads is None:
+        reads = Reads()
+    details = reads.add(_row_details_read(actor=actor, conversation_ids=[row.conversation_id for row in page])) if page else None
+    reads.run()
+    if details is None:
         return page
-    page_ids = [row.conversation_id for row in page]
-    summaries = _visible_summaries(actor=actor, conversation_ids=page_ids)
-    labels = _page_labels(actor=actor, conversation_ids=page_ids)
-    assignees = _page_assignees(conversation_ids=page_ids)
+    summaries, labels, assignees = details.value
     for row in page:
         summary = summaries.get(row.conversation_id)
         if summary is not None:
@@ -560,18 +567,42 @@ WHERE position = 1
 """
 
 
-def _visible_summaries(*, actor: Membership, conversation_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[RowMessage, int, bool]]:
-    """Per conversation of ``conversation_ids`` with a message the actor can see: its latest
-    visible message, how many they see, and whether one has attachments."""
-    summaries = {}
-    with connection.cursor() as cursor:
-        for batch in _batches(conversation_ids):
-            cursor.execute(_VISIBLE_SUMMARY_SQL, [actor.organization_id, *batch, actor.pk, actor.pk])
-            for conversation_id, message_id, direction, addresses, snippet, total, attached in cursor.fetchall():
+RowDetails = tuple[
+    dict[uuid.UUID, tuple[RowMessage, int, bool]],  # _VISIBLE_SUMMARY_SQL
+    dict[uuid.UUID, list[RowLabel]],  # _PAGE_LABELS_SQL
+    dict[uuid.UUID, list[RowAssignee]],  # _PAGE_ASSIGNEES_SQL
+]
+
+
+def _row_details_read(*, actor: Membership, conversation_ids: list[uuid.UUID]) -> Read[RowDetails]:
+    """Per conversation of ``conversation_ids``: what the actor sees of its messages (the latest
+    visible one, how many they see, whether one has attachments), its labels and its assignees;
+    three queries per batch of ids."""
+    queries: list[Query] = []
+    for batch in _batches(conversation_ids):
+        queries += [
+            (_VISIBLE_SUMMARY_SQL, [actor.organization_id, *batch, actor.pk, actor.pk]),
+            (_PAGE_LABELS_SQL, [*batch, actor.organization_id, actor.pk]),
+            (_PAGE_ASSIGNEES_SQL, batch),
+        ]
+
+    def build(fetched: list[Fetched]) -> RowDetails:
+        summaries = {}
+        labels: dict[uuid.UUID, list[RowLabel]] = defaultdict(list)
+        assignees: dict[uuid.UUID, list[RowAssignee]] = defaultdict(list)
+        for start in range(0, len(fetched), 3):
+            for conversation_id, message_id, direction, addresses, snippet, total, attached in fetched[start][1]:
                 message = RowMessage(_as_uuid(message_id), direction, None if addresses is None else bytes(addresses),
                                      None if snippet is None else bytes(snippet))  # fmt: skip
                 summaries[_as_uuid(conversation_id)] = (message, int(total), bool(attached))
-    return summaries
+            for conversation_id, label_id, name, color, owner_id in fetched[start + 1][1]:
+                labels[_as_uuid(conversation_id)].append(RowLabel(_as_uuid(label_id), name, color, owner_id))
+            for conversation_id, membership_id, email, name in fetched[start + 2][1]:
+                display_name = User(email=email, name=name).display_name
+                assignees[_as_uuid(conversation_id)].append(RowAssignee(membership_id, email, display_name))
+        return summaries, labels, assignees
+
+    return Read(tuple(queries), build)
 
 
 # The labels of the page's conversations that the member sees (``labels_visible``: the
@@ -586,16 +617,6 @@ ORDER BY l.name, l.id
 """
 
 
-def _page_labels(*, actor: Membership, conversation_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[RowLabel]]:
-    labels: dict[uuid.UUID, list[RowLabel]] = defaultdict(list)
-    with connection.cursor() as cursor:
-        for batch in _batches(conversation_ids):
-            cursor.execute(_PAGE_LABELS_SQL, [*batch, actor.organization_id, actor.pk])
-            for conversation_id, label_id, name, color, owner_id in cursor.fetchall():
-                labels[_as_uuid(conversation_id)].append(RowLabel(_as_uuid(label_id), name, color, owner_id))
-    return labels
-
-
 # The assignees of the page's conversations, first assigned first, with the name a row shows.
 _PAGE_ASSIGNEES_SQL = """
 SELECT a.conversation_id, a.membership_id, u.email, u.name
@@ -604,17 +625,6 @@ WHERE a.conversation_id IN (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 
                             %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ORDER BY a.created_at, a.id
 """
-
-
-def _page_assignees(*, conversation_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[RowAssignee]]:
-    assignees: dict[uuid.UUID, list[RowAssignee]] = defaultdict(list)
-    with connection.cursor() as cursor:
-        for batch in _batches(conversation_ids):
-            cursor.execute(_PAGE_ASSIGNEES_SQL, batch)
-            for conversation_id, membership_id, email, name in cursor.fetchall():
-                display_name = User(email=email, name=name).display_name
-                assignees[_as_uuid(conversation_id)].append(RowAssignee(membership_id, email, display_name))
-    return assignees
 
 
 # The sidebar counts up to this many and then says "99+": a count stops at the hundredth row
@@ -684,22 +694,28 @@ def sidebar_get(*, actor: Membership) -> Sidebar:
     """Unread conversations in the inbox views, open ones in the work lists and the actor's
     drafts, in one query; each view's count stops at ``COUNT_LIMIT + 1`` rows (more than
     ``COUNT_LIMIT`` reads "99+")."""
+    return sidebar_read(actor=actor).alone()
+
+
+def sidebar_read(*, actor: Membership) -> Read[Sidebar]:
+    """``sidebar_get`` as a ``Read``."""
     parameters = {
         "member": actor.pk, "organization": actor.organization_id, "limit": COUNT_LIMIT + 1,
         "now": connection.ops.adapt_datetimefield_value(timezone.now()),
     }  # fmt: skip
-    with connection.cursor() as cursor:
-        cursor.execute(_SIDEBAR_SQL, parameters)
-        found = cursor.fetchall()
-    counts: dict[str, int] = {}
-    teams = []
-    for kind, team_id, team_name, count in found:
-        if kind == "team":
-            teams.append(Team(pk=team_id, organization_id=actor.organization_id, name=team_name))
-            counts[f"team:{team_id}"] = count
-        else:
-            counts[kind] = count
-    return Sidebar(teams=teams, counts=counts)
+
+    def build(fetched: list[Fetched]) -> Sidebar:
+        counts: dict[str, int] = {}
+        teams = []
+        for kind, team_id, team_name, count in fetched[0][1]:
+            if kind == "team":
+                teams.append(Team(pk=team_id, organization_id=actor.organization_id, name=team_name))
+                counts[f"team:{team_id}"] = count
+            else:
+                counts[kind] = count
+        return Sidebar(teams=teams, counts=counts)
+
+    return Read(((_SIDEBAR_SQL, parameters),), build)
 
 
 def labels_visible(*, actor: Membership) -> QuerySet[Label]:
@@ -710,7 +726,13 @@ def labels_visible(*, actor: Membership) -> QuerySet[Label]:
 def labels_list(*, actor: Membership) -> list[Label]:
     """``labels_visible``'s labels, in its order (by name), from a constant text: every list page
     and the sidebar read them (``test_page_directory_matches_the_selectors`` compares the two)."""
-    return rows_of(Label, _DIRECTORY_LABELS_SQL, {"organization": actor.organization_id, "member": actor.pk})
+    return labels_read(actor=actor).alone()
+
+
+def labels_read(*, actor: Membership) -> Read[list[Label]]:
+    """``labels_list`` as a ``Read``."""
+    parameters = {"organization": actor.organization_id, "member": actor.pk}
+    return Read(((_DIRECTORY_LABELS_SQL, parameters),), lambda fetched: instances(Label, fetched[0]))
 
 
 def label_get(*, actor: Membership, label_id: Any) -> Label:
@@ -768,22 +790,23 @@ class PageLinks:
     shares: list[tuple[int, int | None, int | None]]
 
 
-def conversation_links(*, conversation: Conversation) -> PageLinks:
+def links_read(*, conversation: Conversation) -> Read[PageLinks]:
     """The ids of the conversation's assignees, labels and shares, in one query (the caller has
     checked that the actor sees ``conversation``; labels are still to be matched against
     ``labels_visible``, which hides other members' personal labels)."""
-    field = Assignment._meta.get_field("conversation").target_field
-    links = PageLinks([], [], [])
-    with connection.cursor() as cursor:
-        cursor.execute(_PAGE_LINKS_SQL, {"conversation": field.get_db_prep_value(conversation.pk, connection)})
-        for kind, membership_id, team_id, label_id, row_id in cursor.fetchall():
+
+    def build(fetched: list[Fetched]) -> PageLinks:
+        links = PageLinks([], [], [])
+        for kind, membership_id, team_id, label_id, row_id in fetched[0][1]:
             if kind == "assignee":
                 links.assignee_ids.append(int(membership_id))
             elif kind == "label":
                 links.label_ids.append(uuid.UUID(str(label_id)))
             else:
                 links.shares.append((int(row_id), team_id, membership_id))
-    return links
+        return links
+
+    return Read(((_PAGE_LINKS_SQL, {"conversation": _conversation_parameter(conversation)}),), build)
 
 
 def conversation_assignees(*, conversation: Conversation) -> list[Membership]:
@@ -822,20 +845,20 @@ class Directory:
     labels: list[Label]  # the actor's: organization labels and their personal ones, by name
 
 
-def page_directory(*, actor: Membership) -> Directory:
+def directory_read(*, actor: Membership) -> Read[Directory]:
     """The actor's organization's members and teams and the labels they see, for the conversation page."""
     parameters = {"organization": actor.organization_id, "member": actor.pk}
-    members = []
-    for user in rows_of(User, _DIRECTORY_MEMBERS_SQL, parameters):
-        extra = user.__dict__  # the membership's columns, beside the user's own
-        members.append(
-            Membership(pk=extra["membership_pk"], organization_id=actor.organization_id, user=user, role=extra["membership_role"])
-        )  # fmt: skip
-    return Directory(
-        members=members,
-        teams=rows_of(Team, _DIRECTORY_TEAMS_SQL, parameters),
-        labels=rows_of(Label, _DIRECTORY_LABELS_SQL, parameters),
-    )
+
+    def build(fetched: list[Fetched]) -> Directory:
+        members = []
+        for user in instances(User, fetched[0]):
+            extra = user.__dict__  # the membership's columns, beside the user's own
+            members.append(
+                Membership(pk=extra["membership_pk"], organization_id=actor.organization_id, user=user, role=extra["membership_role"])
+            )  # fmt: skip
+        return Directory(members=members, teams=instances(Team, fetched[1]), labels=instances(Label, fetched[2]))
+
+    return Read(((_DIRECTORY_MEMBERS_SQL, parameters), (_DIRECTORY_TEAMS_SQL, parameters), (_DIRECTORY_LABELS_SQL, parameters)), build)
 
 
 # A conversation's timeline in the order of ``conversation_timeline``, each event's actor taken
@@ -843,15 +866,47 @@ def page_directory(*, actor: Membership) -> Directory:
 _TIMELINE_SQL = "SELECT * FROM conversations_timelineevent WHERE conversation_id = %(conversation)s ORDER BY created_at, id"
 
 
-def timeline_among(*, conversation: Conversation, members: list[Membership]) -> list[TimelineEvent]:
-    """``conversation_timeline`` with each actor found among ``members`` (looked up only if missing)."""
-    field = TimelineEvent._meta.get_field("conversation").target_field
+def timeline_read(*, conversation: Conversation) -> Read[list[TimelineEvent]]:
+    """``conversation_timeline``'s events, their actors not yet given (``timeline_with_actors``)."""
+    parameters = {"conversation": _conversation_parameter(conversation)}
+    return Read(((_TIMELINE_SQL, parameters),), lambda fetched: instances(TimelineEvent, fetched[0]))
+
+
+def timeline_with_actors(events: list[TimelineEvent], members: list[Membership]) -> list[TimelineEvent]:
+    """``events`` with each actor found among ``members`` (an actor not among them is looked up if used)."""
     by_id = {member.pk: member for member in members}
-    events = rows_of(TimelineEvent, _TIMELINE_SQL, {"conversation": field.get_db_prep_value(conversation.pk, connection)})
     for event in events:
         if event.actor_id in by_id:
             event.actor = by_id[event.actor_id]
     return events
+
+
+@dataclass(frozen=True)
+class ConversationPage:
+    """What the conversation page reads once it knows the actor sees the conversation."""
+
+    messages: list[Message]  # thread_read
+    directory: Directory
+    events: list[TimelineEvent]  # timeline_read, their actors among the directory's members
+    links: PageLinks
+    sidebar: Sidebar | None  # when asked for
+
+
+def conversation_page(*, actor: Membership, conversation: Conversation, with_sidebar: bool) -> ConversationPage:
+    """The thread, the directory, the timeline, the conversation's links and, ``with_sidebar``,
+    the sidebar: up to eight queries sent together (``Reads``: one round trip on PostgreSQL).
+    ``conversation`` must be one the actor sees (``conversation_row_get``)."""
+    reads = Reads()
+    messages = reads.add(thread_read(actor=actor, conversation=conversation))
+    directory = reads.add(directory_read(actor=actor))
+    events = reads.add(timeline_read(conversation=conversation))
+    links = reads.add(links_read(conversation=conversation))
+    sidebar = reads.add(sidebar_read(actor=actor)) if with_sidebar else None
+    reads.run()
+    return ConversationPage(
+        messages=messages.value, directory=directory.value, events=timeline_with_actors(events.value, directory.value.members),
+        links=links.value, sidebar=sidebar.value if sidebar is not None else None,
+    )  # fmt: skip
 
 
 def conversation_timeline(*, conversation: Conversation) -> QuerySet[TimelineEvent]:

@@ -50,10 +50,11 @@ from postroom.conversations.selectors import VIEW_TITLES, View, ViewFilter
 from postroom.conversations.views_frame import HtmlBodies
 from postroom.core.blobs import blob_get
 from postroom.core.http import wants_partial
+from postroom.core.rows import Reads
 from postroom.mime.filenames import content_disposition, served_content_type
 from postroom.orgs.models import Membership
 from postroom.orgs.policy import Permission, role_allows
-from postroom.orgs.selectors import member_names, membership_get, organization_teams
+from postroom.orgs.selectors import MemberName, member_names_read, membership_get, organization_teams
 from postroom.web.links import link
 
 DOWNLOAD_POLICY = "sandbox; default-src 'none'; frame-ancestors 'none'"
@@ -165,11 +166,15 @@ def _error_text(error: ValidationError | PermissionDenied) -> str:
 
 
 # --- The sidebar --------------------------------------------------------------------------------------
-def nav_context(actor: Membership, current: str, labels: list[Label] | None = None) -> dict[str, Any]:
+def nav_context(
+    actor: Membership, current: str, labels: list[Label] | None = None, sidebar: selectors.Sidebar | None = None
+) -> dict[str, Any]:
     """The views of the sidebar with their counts (one query for the teams and all counts) and
-    the labels (``labels``: ``selectors.labels_visible`` when the caller has read them already)."""
+    the labels (``labels``: ``selectors.labels_list``, and ``sidebar``: ``selectors.sidebar_get``,
+    when the caller has read them already)."""
     slug = actor.organization.slug
-    sidebar = selectors.sidebar_get(actor=actor)
+    if sidebar is None:
+        sidebar = selectors.sidebar_get(actor=actor)
     teams, counts = sidebar.teams, sidebar.counts
     if labels is None:
         labels = selectors.labels_list(actor=actor)
@@ -235,8 +240,11 @@ def _list_items(rows: list[selectors.PageRow]) -> list[display.ListItem]:
     return [display.list_item(row, now) for row in rows]
 
 
-def _page_context(actor: Membership, selected: ViewFilter, before: tuple[datetime, UUID] | None) -> dict[str, Any]:
-    rows = selectors.view_page(actor=actor, selected=selected, limit=PAGE_SIZE + 1, before=before)
+def _page_context(
+    actor: Membership, selected: ViewFilter, before: tuple[datetime, UUID] | None, reads: Reads | None = None
+) -> dict[str, Any]:
+    """A page of the list (``reads``: the page's other reads, sent with its rows' details)."""
+    rows = selectors.view_page(actor=actor, selected=selected, limit=PAGE_SIZE + 1, before=before, reads=reads)
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     last = rows[-1] if rows and more else None
@@ -261,41 +269,49 @@ def conversation_list(request: HttpRequest, slug: str, view: str, team_id: int |
     except _BadCursorError:
         return HttpResponseBadRequest("This page link is broken: go back to the first page of the list.", content_type="text/plain")
     context: dict[str, Any] = {"organization": actor.organization, "actor": actor, "selected": selected, "title": _title(selected),
-                               "empty_text": EMPTY_TEXT.get(selected.view, ""), **_page_context(actor, selected, before)}  # fmt: skip
+                               "empty_text": EMPTY_TEXT.get(selected.view, "")}  # fmt: skip
     if wants_partial(request):
+        context.update(_page_context(actor, selected, before))
         return render(request, "conversations/_rows.html" if before else "conversations/_list.html", context)
-    labels = selectors.labels_list(actor=actor)
-    context.update(_list_tools(actor, selected, labels))
-    context.update(nav_context(actor, context["list_key"] if selected.assignee is None else View.TASKS, labels))
+    # The whole page: the labels, the members of the bulk bar and the sidebar go with the rows' details.
+    reads = Reads()
+    labels = reads.add(selectors.labels_read(actor=actor))
+    members = reads.add(member_names_read(actor=actor))
+    sidebar = reads.add(selectors.sidebar_read(actor=actor))
+    context.update(_page_context(actor, selected, before, reads))
+    context.update(_list_tools(actor, selected, labels.value, members.value))
+    context.update(nav_context(actor, context["list_key"] if selected.assignee is None else View.TASKS, labels.value, sidebar.value))
     return render(request, "conversations/list.html", context)
 
 
-def _list_tools(actor: Membership, selected: ViewFilter, labels: list[Label]) -> dict[str, Any]:
-    """What the bulk bar and the Tasks filter offer (``labels``: ``selectors.labels_visible``)."""
-    tools: dict[str, Any] = {"labels": labels, "members": member_names(actor=actor)}
+def _list_tools(actor: Membership, selected: ViewFilter, labels: list[Label], members: list[MemberName]) -> dict[str, Any]:
+    """What the bulk bar and the Tasks filter offer (``labels``: ``selectors.labels_list``,
+    ``members``: ``member_names_read``)."""
+    tools: dict[str, Any] = {"labels": labels, "members": members}
     if selected.view == View.TASKS:
         tools["assignee_counts"] = selectors.assigned_counts(actor=actor)
     return tools
 
 
 # --- The conversation page -----------------------------------------------------------------------------
-def _conversation_context(request: HttpRequest, actor: Membership, row: ConversationMember) -> dict[str, Any]:
-    """``row``: ``selectors.conversation_row_get``, the actor's row with its conversation."""
+def _conversation_context(request: HttpRequest, actor: Membership, row: ConversationMember, with_sidebar: bool) -> dict[str, Any]:
+    """``row``: ``selectors.conversation_row_get``, the actor's row with its conversation;
+    ``with_sidebar``: read the sidebar's counts too (``sidebar``, for ``nav_context``)."""
     conversation = row.conversation
+    page = selectors.conversation_page(actor=actor, conversation=conversation, with_sidebar=with_sidebar)
     # Bodies not parsed yet (the import's body pass has not reached them) are parsed now, once.
-    shown = messages_with_bodies(selectors.thread_messages(actor=actor, conversation=conversation))
+    shown = messages_with_bodies(page.messages)
     # The organization's members and teams and the actor's labels, read once for the menus, also
     # name the assignees, labels, shares and timeline entries.
-    directory = selectors.page_directory(actor=actor)
-    members, teams, visible_labels = directory.members, directory.teams, directory.labels
-    events = selectors.timeline_among(conversation=conversation, members=members)
+    members, teams, visible_labels = page.directory.members, page.directory.teams, page.directory.labels
+    events = page.events
     names = selectors.timeline_names_among(events=events, members=members, teams=teams, labels=visible_labels)
     entries = display.thread_entries(shown, events, names)
     bodies = HtmlBodies(request=request, actor=actor)  # images: blocked, shown once, or always (views_frame)
     for entry in entries:
         if entry.message is not None and entry.message.message.html_body:
             entry.message.html = bodies.display(entry.message.message)
-    links = selectors.conversation_links(conversation=conversation)
+    links = page.links
     members_by_id = {member.pk: member for member in members}
     teams_by_id = {team.pk: team for team in teams}
     assignees = [members_by_id[member_id] for member_id in links.assignee_ids if member_id in members_by_id]
@@ -326,6 +342,7 @@ def _conversation_context(request: HttpRequest, actor: Membership, row: Conversa
         ],
         "all_labels": [{"label": label, "on": label.pk in label_ids} for label in visible_labels],
         "visible_labels": visible_labels,  # for nav_context
+        "sidebar": page.sidebar,  # for nav_context
         "teams": [{"team": team, "shared": team.pk in shared_team_ids} for team in teams],
         "snooze_presets": SNOOZE_PRESETS,
         "snooze_form": SnoozeForm(),
@@ -352,13 +369,14 @@ def _list_from_query(actor: Membership, key: str) -> ViewFilter:
 def conversation_detail(request: HttpRequest, slug: str, conversation_id: str) -> HttpResponse:
     actor = _actor(request, slug)
     row = selectors.conversation_row_get(actor=actor, conversation_id=conversation_id)
-    context = _conversation_context(request, actor, row)
+    whole = not wants_partial(request) or bool(request.GET.get("live"))  # ?live=1: the whole page, to select its thread from
+    context = _conversation_context(request, actor, row, with_sidebar=whole)
     selected = _list_from_query(actor, request.GET.get("list", ""))
     context.update(list_key=list_key(selected), list_url=_list_url(actor, selected), list_title=_title(selected))
-    if wants_partial(request) and not request.GET.get("live"):  # ?live=1: the whole page, to select its thread from
+    if not whole:
         return render(request, "conversations/_state.html", context)
     context["compose"] = request.GET.get("compose", "")
-    context.update(nav_context(actor, list_key(selected), context["visible_labels"]))
+    context.update(nav_context(actor, list_key(selected), context["visible_labels"], context["sidebar"]))
     return render(request, "conversations/detail.html", context)
 
 
@@ -386,10 +404,10 @@ def _respond(request: HttpRequest, actor: Membership, conversation: Conversation
             messages.success(request, note)
             response["HX-Redirect"] = reverse("conversations:list", args=[actor.organization.slug])
             return response
-        context = _conversation_context(request, actor, visible)
+        context = _conversation_context(request, actor, visible, with_sidebar=True)
         origin = _list_from_query(actor, request.POST.get("from", ""))
         context.update(note=note, list_key=list_key(origin), list_url=_list_url(actor, origin), list_title=_title(origin))
-        context.update(nav_context(actor, list_key(origin), context["visible_labels"]))
+        context.update(nav_context(actor, list_key(origin), context["visible_labels"], context["sidebar"]))
         return render(request, "conversations/_state.html", context)
     if note:
         messages.success(request, note)

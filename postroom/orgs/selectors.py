@@ -16,11 +16,11 @@ from allauth.account.models import EmailAddress
 from allauth.mfa.models import Authenticator
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
-from django.db import connection
 from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.http import Http404
 
 from postroom.accounts.models import User
+from postroom.core.rows import Fetched, Read
 from postroom.core.tokens import token_hash
 from postroom.orgs import viewer
 from postroom.orgs.models import Invitation, InvitationStatus, Membership, Organization, Team, TeamMembership
@@ -100,11 +100,13 @@ WHERE p.organization_id = %(organization)s ORDER BY u.email
 """
 
 
-def member_names(*, actor: Membership) -> list[MemberName]:
+def member_names_read(*, actor: Membership) -> Read[list[MemberName]]:
     """``organization_members``'s members, in its order, by id and name only."""
-    with connection.cursor() as cursor:
-        cursor.execute(_MEMBER_NAMES_SQL, {"organization": actor.organization_id})
-        return [MemberName(pk, User(email=email, name=name).display_name) for pk, email, name in cursor.fetchall()]
+
+    def build(fetched: list[Fetched]) -> list[MemberName]:
+        return [MemberName(pk, User(email=email, name=name).display_name) for pk, email, name in fetched[0][1]]
+
+    return Read(((_MEMBER_NAMES_SQL, {"organization": actor.organization_id}),), build)
 
 
 def member_get(*, actor: Membership, membership_id: int) -> Membership:

@@ -20,6 +20,7 @@ from postroom.conftest import Cast
 from postroom.conversations import actions
 from postroom.conversations.models import Label, Message
 from postroom.conversations.tests.conftest import TeamInbox
+from postroom.testing.queries import round_trips, trips_of
 
 pytestmark = pytest.mark.django_db
 
@@ -105,3 +106,31 @@ def test_the_conversation_page_costs_the_same_queries_with_2_and_20_messages(  #
     many = queries(bob, url)
     assert "part-19.txt" in bob.get(url).content.decode()
     assert len(many) == len(few), "\n".join(many)
+
+
+@pytest.mark.postgres
+def test_the_pages_send_their_independent_reads_together(  # type: ignore[no-untyped-def]
+    cast: Cast, client_as, team_inbox: TeamInbox, label: Label
+) -> None:
+    """On PostgreSQL a list page's rows' details, labels, members and sidebar go in one round
+    trip (six queries), and the conversation page's thread, directory, timeline, links and
+    sidebar in one (eight): ``core.rows.Reads``."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite answers in process: there is no round trip to save")
+    conversation = team_inbox.deliver(subject="Round trips").conversation
+    actions.conversation_label(actor=cast.alice_membership, conversation=conversation, label=label)
+    bob = client_as(cast.bob)
+    pages = {
+        "list": reverse("conversations:team", args=["acme", team_inbox.team.pk]),
+        "conversation": reverse("conversations:detail", args=["acme", conversation.pk]),
+    }
+    trips = {}
+    for name, url in pages.items():
+        bob.get(url)
+        with round_trips() as seen:
+            response = bob.get(url)
+        assert response.status_code == 200
+        assert "Round trips" in response.content.decode()
+        trips[name] = (len(seen), trips_of(seen))
+    assert trips["list"][1] == trips["list"][0] - 5, trips
+    assert trips["conversation"][1] == trips["conversation"][0] - 7, trips

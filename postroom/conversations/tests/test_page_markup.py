@@ -122,7 +122,7 @@ def test_page_links_match_the_selectors(cast: Cast, team_inbox: TeamInbox) -> No
     actions.conversation_share(actor=alice, conversation=conversation, team=sales)
     actions.conversation_share(actor=alice, conversation=conversation, member=cast.carol_membership)
 
-    links = selectors.conversation_links(conversation=conversation)
+    links = selectors.links_read(conversation=conversation).alone()
     assert sorted(links.assignee_ids) == sorted(member.pk for member in selectors.conversation_assignees(conversation=conversation))
     assert links.assignee_ids == [bob.pk, alice.pk]  # in the order they were assigned
     visible = list(selectors.labels_visible(actor=bob))
@@ -185,13 +185,13 @@ def test_thread_messages_are_the_visible_ones(cast: Cast, team_inbox: TeamInbox)
         if number == 2:
             type(reply).objects.filter(pk=reply.pk).update(sent_at=None)
     checked = 0
-    seen = {member.pk: [len(selectors.thread_messages(actor=member, conversation=c)) for c in conversations]
+    seen = {member.pk: [len(selectors.conversation_page(actor=member, conversation=c, with_sidebar=False).messages) for c in conversations]
             for member in (cast.bob_membership, cast.carol_membership)}  # fmt: skip
     assert seen == {cast.bob_membership.pk: [2, 2, 2, 2], cast.carol_membership.pk: [1, 1, 1, 1]}
     for member in (cast.alice_membership, cast.bob_membership, cast.carol_membership, cast.charlie_membership):
         for conversation in conversations:
             expected = list(selectors.conversation_messages(actor=member, conversation=conversation))
-            found = selectors.thread_messages(actor=member, conversation=conversation)
+            found = selectors.conversation_page(actor=member, conversation=conversation, with_sidebar=False).messages
             assert [message.pk for message in found] == [message.pk for message in expected]
             assert [[a.pk for a in m.attachments.all()] for m in found] == [[a.pk for a in m.attachments.all()] for m in expected]
             checked += len(found)
@@ -208,7 +208,7 @@ def test_page_directory_matches_the_selectors(cast: Cast, team_inbox: TeamInbox)
     actions.label_create(actor=alice, name="Alice's own", personal=True)
     actions.label_create(actor=bob, name="Bob's own", personal=True)
     actions.label_create(actor=cast.charlie_membership, name="Beta", personal=False)
-    directory = selectors.page_directory(actor=bob)
+    directory = selectors.directory_read(actor=bob).alone()
     expected = list(organization_members(actor=bob))
     assert [(m.pk, m.role, m.user.pk, m.user.email, m.user.display_name) for m in directory.members] == [
         (m.pk, m.role, m.user.pk, m.user.email, m.user.display_name) for m in expected
@@ -227,9 +227,9 @@ def test_timeline_among_the_members_is_the_selectors_timeline(cast: Cast, team_i
     actions.conversation_assign(actor=alice, conversation=conversation, assignee=bob)
     actions.conversation_close(actor=bob, conversation=conversation)
     actions.conversation_reopen(actor=alice, conversation=conversation)
-    members = selectors.page_directory(actor=bob).members
+    members = selectors.directory_read(actor=bob).alone().members
     with CaptureQueriesContext(connection) as captured:
-        events = selectors.timeline_among(conversation=conversation, members=members)
+        events = selectors.timeline_with_actors(selectors.timeline_read(conversation=conversation).alone(), members)
         names = [event.actor.user.display_name if event.actor else None for event in events]
     assert len(captured) == 1  # the actors come from ``members``
     expected = list(selectors.conversation_timeline(conversation=conversation))

@@ -187,7 +187,7 @@ def test_conversation_row_matches_the_orm(cast: Cast, team_inbox: TeamInbox) -> 
 
 
 def test_thread_attachments_match_the_orm(cast: Cast, team_inbox: TeamInbox) -> None:
-    """``thread_messages`` gives each message the attachments the ORM's prefetch would, without
+    """``conversation_page`` gives each message the attachments the ORM's prefetch would, without
     a query when they are read."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -204,7 +204,7 @@ def test_thread_attachments_match_the_orm(cast: Cast, team_inbox: TeamInbox) -> 
                        in_reply_to="<files-1@customer.example>", attachments=files("private.pdf"))  # fmt: skip
     conversation = first.conversation
     for member in (cast.alice_membership, cast.bob_membership):
-        messages = selectors.thread_messages(actor=member, conversation=conversation)
+        messages = selectors.conversation_page(actor=member, conversation=conversation, with_sidebar=False).messages
         with CaptureQueriesContext(connection) as captured:
             found = {message.pk: [(a.pk, a.filename, a.message is message) for a in message.attachments.all()] for message in messages}
         assert not captured.captured_queries
