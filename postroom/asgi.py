@@ -1,5 +1,7 @@
+import gc
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import django
@@ -7,6 +9,8 @@ from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest
+from django.template import engines
+from django.urls import get_resolver
 
 from postroom.core.uploads import RequestSizeLimit
 
@@ -67,6 +71,29 @@ def build_application() -> RequestThreads:
     django.setup(set_prefix=False)
     # Outermost: a body too large to keep in memory is refused before Django spools it to disk (R45).
     return RequestThreads(RequestSizeLimit(SyncChainHandler()))
+
+
+def server_application() -> RequestThreads:
+    """The application of one ``postroom web`` worker (uvicorn's factory): ``build_application``
+    with everything that lives as long as the process made at start and frozen.
+
+    Every view module is imported and every template of ours compiled now, then what start-up
+    made (Django, the apps, the templates: most of the heap) is moved out of the cyclic
+    collector's reach (``gc.freeze``). Without this, the collector's full passes, which come
+    every few hundred requests, walked that heap again each time: 40-110 ms during which the
+    worker answered nothing, the slowest requests of the inbox bench (bench/README.md).
+    """
+    built = build_application()
+    get_resolver().url_patterns  # noqa: B018 (imports every view module)
+    engine = engines["django"]
+    package = Path(__file__).resolve().parent
+    for folder in map(Path, engine.template_dirs):
+        if folder.is_relative_to(package):
+            for template in sorted(folder.rglob("*.html")):
+                engine.get_template(template.relative_to(folder).as_posix())
+    gc.collect()
+    gc.freeze()
+    return built
 
 
 application = build_application()

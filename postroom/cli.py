@@ -83,7 +83,8 @@ def command_web(arguments: argparse.Namespace) -> int:
     from django.conf import settings
 
     uvicorn.run(
-        "postroom.asgi:application",
+        "postroom.asgi:server_application",
+        factory=True,
         host=arguments.host,
         port=arguments.port,
         server_header=False,
