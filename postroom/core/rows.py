@@ -38,7 +38,7 @@ def fetch_together(queries: Sequence[Query]) -> list[Fetched]:
         connection.ensure_connection()
         cursors = [connection.cursor() for _ in queries]
         try:
-            with connection.connection.pipeline():
+            with connection.wrap_database_errors, connection.connection.pipeline():  # an error raised at the sync is Django's, too
                 for cursor, (sql, parameters) in zip(cursors, queries, strict=True):
                     cursor.execute(sql, parameters)
             return [([column[0] for column in cursor.description], cursor.fetchall()) for cursor in cursors]

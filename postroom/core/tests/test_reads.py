@@ -73,3 +73,16 @@ def test_reads_give_each_pending_its_own_answers(cast: Cast) -> None:
     assert two.value == [organization.slug, "Sales"]
     assert one.value == 1
     assert Read(((_TEAMS, parameters),), names).alone() == ["Sales"]
+
+
+@pytest.mark.postgres
+def test_a_failing_query_in_a_pipeline_raises_djangos_error_and_the_connection_goes_on(cast: Cast) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("pipelines are PostgreSQL's")
+    from django.db import ProgrammingError, transaction
+
+    organization = cast.alice_membership.organization
+    parameters = {"organization": organization.pk}
+    with pytest.raises(ProgrammingError), transaction.atomic():
+        fetch_together([(_TEAMS, parameters), ("SELECT no_such_column FROM orgs_team", {})])
+    assert fetch_together([(_ORGANIZATION, parameters), (_TEAMS, parameters)])[0][1] == [(organization.slug,)]
