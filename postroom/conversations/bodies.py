@@ -28,9 +28,10 @@ from datetime import timedelta
 from typing import TypeVar
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from postroom.conversations.models import Attachment, Message
+from postroom.conversations.models import Attachment, Message, MessageCopy
 from postroom.core.blobs import BlobBatch, blob_get
 from postroom.core.crypto import DecryptionError
 from postroom.core.keys import keyring
@@ -135,6 +136,25 @@ def message_bodies_fill_later(*, message_ids: Sequence[uuid.UUID]) -> None:
     ids = [str(message_id) for message_id in message_ids]
     for start in range(0, len(ids), TASK_SIZE):
         message_bodies_fill_task.enqueue(ids[start : start + TASK_SIZE])
+
+
+def folder_bodies_fill_later(*, folder_id: int) -> int:
+    """Queue the body pass for every message with a copy in the folder that still waits for it,
+    newest first, and say how many. The ids are streamed from the database ``TASK_SIZE`` at a
+    time: at the end of a first import of 100,000 messages, holding them all (with their text
+    forms) raised the sync process's peak memory by ~20 MB."""
+    in_folder = MessageCopy.objects.filter(message=OuterRef("pk"), folder_id=folder_id)
+    waiting = Message.objects.filter(Exists(in_folder), body_pending=True).order_by("-sent_at").values_list("pk", flat=True)
+    queued = 0
+    chunk: list[uuid.UUID] = []
+    for message_id in waiting.iterator(chunk_size=TASK_SIZE):
+        chunk.append(message_id)
+        if len(chunk) == TASK_SIZE:
+            message_bodies_fill_later(message_ids=chunk)
+            queued, chunk = queued + len(chunk), []
+    if chunk:
+        message_bodies_fill_later(message_ids=chunk)
+    return queued + len(chunk)
 
 
 def messages_with_bodies(messages: Sequence[_M]) -> list[_M]:

@@ -58,7 +58,7 @@ from imapclient.exceptions import IMAPClientError
 from imapclient.response_parser import parse_fetch_response
 
 from postroom.conversations import arrival
-from postroom.conversations.bodies import message_bodies_fill_later
+from postroom.conversations.bodies import folder_bodies_fill_later
 from postroom.conversations.ingest import IngestItem, messages_ingest_batch
 from postroom.conversations.models import Message, MessageCopy
 from postroom.mailboxes.connection import ServerSettings, TlsMode, open_imap
@@ -610,8 +610,7 @@ class MailboxSync:
             # The body pass of what the import stored without queueing it (by this plan, or by one
             # a crash or restart cut short: this plan then started below the top), newest first.
             if plan.bodies_deferred or plan.start_below_uid <= folder.highest_uid:
-                waiting = Message.objects.filter(copies__folder=folder, body_pending=True).order_by("-sent_at").values_list("pk", flat=True)
-                message_bodies_fill_later(message_ids=list(dict.fromkeys(waiting)))
+                folder_bodies_fill_later(folder_id=folder.pk)
         return count
 
     def _import_plan(self, folder: Folder, uidvalidity: int, below_uid: int) -> _ImportPlan:
