@@ -28,10 +28,9 @@ from datetime import timedelta
 from typing import TypeVar
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from postroom.conversations.models import Attachment, Message, MessageCopy
+from postroom.conversations.models import Attachment, Message
 from postroom.core.blobs import BlobBatch, blob_get
 from postroom.core.crypto import DecryptionError
 from postroom.core.keys import keyring
@@ -146,8 +145,11 @@ def folder_bodies_fill_later(*, folder_id: int) -> int:
     read would hold the write lock, and stall the task worker, until the read is done) and kept
     as 16 bytes each: at the end of a first import of 100,000 messages, holding them as UUIDs,
     deduplicated in a dict and then as text raised the sync process's peak memory by ~20 MB."""
-    in_folder = MessageCopy.objects.filter(message=OuterRef("pk"), folder_id=folder_id)
-    waiting = Message.objects.filter(Exists(in_folder), body_pending=True).order_by("-sent_at").values_list("pk", flat=True)
+    # A join, each message once (DISTINCT): SQLite runs an EXISTS here through the folder's index,
+    # once per message, which took minutes at 100,000.
+    waiting = (
+        Message.objects.filter(copies__folder_id=folder_id, body_pending=True).order_by("-sent_at").values_list("pk", flat=True).distinct()
+    )
     packed = bytearray()
     for message_id in waiting.iterator(chunk_size=2_000):
         packed += message_id.bytes
