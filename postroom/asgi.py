@@ -74,8 +74,8 @@ def build_application() -> RequestThreads:
 
 
 def server_application() -> RequestThreads:
-    """The application of one ``postroom web`` worker (uvicorn's factory): ``build_application``
-    with everything that lives as long as the process made at start and frozen.
+    """The application of one ``postroom web`` worker (uvicorn's factory): the module's
+    ``application``, with everything that lives as long as the process made at start and frozen.
 
     Every view module is imported and every template of ours compiled now, then what start-up
     made (Django, the apps, the templates: most of the heap) is moved out of the cyclic
@@ -83,7 +83,6 @@ def server_application() -> RequestThreads:
     every few hundred requests, walked that heap again each time: 40-110 ms during which the
     worker answered nothing, the slowest requests of the inbox bench (bench/README.md).
     """
-    built = build_application()
     get_resolver().url_patterns  # noqa: B018 (imports every view module)
     engine = engines["django"]
     package = Path(__file__).resolve().parent
@@ -93,7 +92,7 @@ def server_application() -> RequestThreads:
                 engine.get_template(template.relative_to(folder).as_posix())
     gc.collect()
     gc.freeze()
-    return built
+    return application
 
 
 application = build_application()
